@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs everything Quiver needs on a machine that has only node/npm and python3/pip,
+# then builds the native library. Idempotent: a second run only checks.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$QUIVER_ROOT"
+
+if [ ! -x "$ZIG" ] || [ "$("$ZIG" version)" != "$ZIG_VERSION" ]; then
+  echo "setup: installing zig $ZIG_VERSION from PyPI (ziglang) into .tools/"
+  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+    --target "$QUIVER_TOOLS/zig-$ZIG_VERSION" "ziglang==$ZIG_VERSION"
+fi
+
+if [ ! -d node_modules/bun ] || [ ! -d node_modules/deno ] || [ ! -d node_modules/mitata ]; then
+  echo "setup: installing bun, deno and mitata from npm"
+  npm install --no-audit --no-fund --loglevel=error
+fi
+source scripts/env.sh
+# npm 11 skips install scripts; the platform packages carry the binaries, so link them if needed.
+if [ ! -x "$BUN" ]; then echo "setup: bun binary not found under node_modules" >&2; exit 1; fi
+if [ -z "$DENO" ] || [ ! -x "$DENO" ]; then echo "setup: deno binary not found under node_modules" >&2; exit 1; fi
+
+echo "setup: zig $("$ZIG" version), bun $("$BUN" --version), $("$DENO" --version | head -n 1)"
+"$ZIG" build --summary none
+echo "setup: built $(ls zig-out/lib/)"

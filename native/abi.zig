@@ -1,0 +1,128 @@
+//! Every type that crosses the FFI boundary: the status codes and the extern structs.
+//! The TypeScript bindings (src/ffi.gen.ts) are generated from this file and ffi.zig by
+//! native/gen_ffi.zig, so there is exactly one table of codes, names and layouts.
+const std = @import("std");
+
+/// The result of every fallible export. Codes are stable: they are persisted in client code.
+pub const Status = enum(c_int) {
+    ok = 0,
+    invalid_argument = 1,
+    dimension_mismatch = 2,
+    invalid_vector = 3,
+    invalid_key = 4,
+    invalid_k = 5,
+    invalid_ef = 6,
+    closed = 7,
+    invalid_handle = 8,
+    not_found = 9,
+    out_of_memory = 10,
+    capacity_exceeded = 11,
+    io = 12,
+    corrupt_index = 13,
+    unsupported_version = 14,
+    locked = 15,
+    stale_guard = 16,
+    too_many_handles = 17,
+    busy = 18,
+    read_only = 19,
+    unknown_metric = 20,
+    invalid_dimensions = 21,
+    internal = 22,
+};
+
+/// One sentence per status, shown by the TS error classes.
+pub fn statusMessage(status: Status) [:0]const u8 {
+    return switch (status) {
+        .ok => "ok",
+        .invalid_argument => "an argument is out of its allowed range",
+        .dimension_mismatch => "the vector length does not match the index dimensions",
+        .invalid_vector => "the vector has a NaN or infinite component (or is zero under cosine)",
+        .invalid_key => "keys must be integers in [0, 2^64 - 1]",
+        .invalid_k => "k must be a positive integer",
+        .invalid_ef => "ef must be an integer >= k",
+        .closed => "the index is closed",
+        .invalid_handle => "the handle does not name an open index, guard or snapshot",
+        .not_found => "no such key",
+        .out_of_memory => "out of memory",
+        .capacity_exceeded => "the index cannot grow any further",
+        .io => "an operating-system I/O call failed",
+        .corrupt_index => "the index files are corrupt or truncated",
+        .unsupported_version => "the index files were written by an unsupported format version",
+        .locked => "another writer holds this index open",
+        .stale_guard => "the view was made before the storage was remapped; take a new one",
+        .too_many_handles => "too many open handles (indexes, views or snapshots)",
+        .busy => "the operation conflicts with live snapshots or views; release them first",
+        .read_only => "the index was opened read-only",
+        .unknown_metric => "unknown metric",
+        .invalid_dimensions => "dimensions must be between 1 and 65536",
+        .internal => "internal error (a bug): please report it",
+    };
+}
+
+pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
+
+pub const max_dimensions: u32 = 65536;
+pub const max_m: u32 = 128;
+
+/// Creation parameters; `dimensions` and `metric` are checked against the file on open.
+pub const Options = extern struct {
+    dimensions: u32,
+    metric: u32,
+    m: u32,
+    ef_construction: u32,
+    ef_search: u32,
+    flags: u32,
+    seed: u64,
+    capacity: u64,
+
+    pub const flag_read_only: u32 = 1 << 0;
+    pub const flag_create: u32 = 1 << 1;
+};
+
+/// Counters and sizes for `stats()`. Every safety counter is incremented on a real code path.
+pub const Stats = extern struct {
+    size: u64,
+    slots_used: u64,
+    capacity: u64,
+    tombstones: u64,
+    dimensions: u32,
+    metric: u32,
+    m: u32,
+    max_level: u32,
+    epoch: u64,
+    remaps: u64,
+    mapped_bytes: u64,
+    mappings_live: u64,
+    guards_live: u64,
+    snapshots_live: u64,
+    lock_contention: u64,
+    read_retries: u64,
+    invariant_violations: u64,
+    corruption_detected: u64,
+    lock_order_violations: u64,
+    wal_bytes: u64,
+    seq: u64,
+};
+
+/// The result of the integrity walk `verify()`.
+pub const VerifyReport = extern struct {
+    nodes: u64,
+    live: u64,
+    tombstones: u64,
+    unreachable_live: u64,
+    out_of_range_links: u64,
+    self_links: u64,
+    duplicate_links: u64,
+    over_degree: u64,
+    level_mismatches: u64,
+    vector_mismatches: u64,
+    max_level: u32,
+    ok: u32,
+};
+
+comptime {
+    // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
+    std.debug.assert(@sizeOf(Options) == 40);
+    std.debug.assert(@sizeOf(Stats) == 152);
+    std.debug.assert(@sizeOf(VerifyReport) == 88);
+}

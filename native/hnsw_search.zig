@@ -1,0 +1,81 @@
+//! The HNSW read path: greedy descent through the upper levels and the best-first search of one
+//! level. Tombstones and nodes invisible to the reader's snapshot still route the search; they
+//! are only kept out of the results.
+const std = @import("std");
+const assert = std.debug.assert;
+const scratch_mod = @import("scratch.zig");
+const Scratch = scratch_mod.Scratch;
+const Candidate = scratch_mod.Candidate;
+const view_mod = @import("view.zig");
+const View = view_mod.View;
+
+/// Moves greedily towards `query` on `level` until no neighbour is closer.
+pub fn greedy(view: View, query: []const f32, start: Candidate, level: u32, scratch: *Scratch) Candidate {
+    var best = start;
+    // Each step strictly decreases the distance, so this ends; the bound is a backstop against
+    // a corrupt graph with NaN distances.
+    var steps: u32 = 0;
+    while (steps < view.bound) : (steps += 1) {
+        var moved = false;
+        for (view.neighbours(best.slot, level, scratch.links)) |slot| {
+            const d = view.distanceTo(query, slot);
+            if (d < best.distance) {
+                best = .{ .distance = d, .slot = slot };
+                moved = true;
+            }
+        }
+        if (!moved) break;
+    }
+    return best;
+}
+
+pub const Filter = union(enum) {
+    /// Construction: every node counts (tombstones are valid neighbours).
+    none,
+    /// Reads: only nodes visible at this sequence number enter the results.
+    visible_at: u64,
+};
+
+/// Best-first search of one level from `entry`; leaves at most `ef` results in
+/// `scratch.results` (a max-heap by distance).
+pub fn searchLayer(view: View, query: []const f32, entry: Candidate, ef: u32, level: u32, filter: Filter, scratch: *Scratch) !void {
+    assert(ef > 0);
+    try scratch.visited.reset(scratch.candidates.allocator, view.bound);
+    scratch.candidates.items.len = 0;
+    scratch.results.items.len = 0;
+    _ = scratch.visited.testAndSet(entry.slot);
+    try scratch.candidates.add(entry);
+    if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
+    var lower_bound: f32 = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32);
+
+    while (scratch.candidates.count() > 0) {
+        const closest = scratch.candidates.peek().?;
+        if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
+        _ = scratch.candidates.remove();
+        for (view.neighbours(closest.slot, level, scratch.links)) |slot| {
+            if (scratch.visited.testAndSet(slot)) continue;
+            const d = view.distanceTo(query, slot);
+            if (scratch.results.count() >= ef and !(d < lower_bound)) continue;
+            try scratch.candidates.add(.{ .distance = d, .slot = slot });
+            if (!accepts(view, filter, slot)) continue;
+            try scratch.results.add(.{ .distance = d, .slot = slot });
+            if (scratch.results.count() > ef) _ = scratch.results.remove();
+            lower_bound = scratch.results.peek().?.distance;
+        }
+    }
+}
+
+inline fn accepts(view: View, filter: Filter, slot: u32) bool {
+    return switch (filter) {
+        .none => true,
+        .visible_at => |seq| view_mod.visible(view.regions.meta(slot), seq),
+    };
+}
+
+/// Drains the results heap into `out`, closest first.
+pub fn drainSorted(scratch: *Scratch, out: *std.ArrayListUnmanaged(Candidate), gpa: std.mem.Allocator) !void {
+    out.clearRetainingCapacity();
+    try out.ensureTotalCapacity(gpa, scratch.results.count());
+    while (scratch.results.removeOrNull()) |c| out.appendAssumeCapacity(c);
+    std.mem.reverse(Candidate, out.items);
+}

@@ -1,0 +1,204 @@
+//! The write path: add (upsert), remove, batch add on native threads, reserve.
+//! A mutation holds the writers lock shared and its key's stripe for its whole length; it is
+//! logged before it is applied and published under the commit lock with a sequence number.
+const std = @import("std");
+const assert = std.debug.assert;
+const abi = @import("abi.zig");
+const layout = @import("layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const hnsw_insert = @import("hnsw_insert.zig");
+const distance = @import("distance.zig");
+const view_mod = @import("view.zig");
+const parallel = @import("parallel.zig");
+
+/// Rejects NaN and infinities; under cosine also the zero vector (it has no direction).
+pub fn validateVector(self: *Index, vector: []const f32) Error!void {
+    if (vector.len != self.layout.dimensions) return error.DimensionMismatch;
+    for (vector) |x| if (!std.math.isFinite(x)) return error.InvalidVector;
+    if (self.metric == .cosine) {
+        var norm: f64 = 0;
+        for (vector) |x| norm += @as(f64, x) * x;
+        if (norm == 0 or !std.math.isFinite(norm)) return error.InvalidVector;
+    }
+}
+
+/// Inserts `key`, or replaces its vector if it exists (upsert). Safe from any thread.
+pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    try validateVector(self, vector);
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    try addLocked(self, key, vector, true);
+}
+
+/// Runs a due checkpoint. Checkpoints need the writers lock exclusively, so the FFI layer calls
+/// this after a mutation has released its locks.
+pub fn checkpointIfDue(self: *Index) Error!void {
+    const wal = self.wal orelse return;
+    if (wal.end < index_mod.wal_checkpoint_bytes) return;
+    try self.checkpoint();
+}
+
+/// The body of `add`; the caller holds the writers lock shared. `log` is false during replay.
+pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    stripe.map.ensureUnusedCapacity(self.gpa, 1) catch return error.OutOfMemory;
+    if (log) {
+        if (self.wal) |*wal| wal.append(.add, key, vector, &self.counters.lock_contention) catch return error.Io;
+    }
+    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    const previous = stripe.map.get(key);
+    const level = hnsw_insert.levelFor(self.seed, key, self.params.m);
+    const slot = try allocate(self, level);
+
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const meta = regions.meta(slot.id);
+    meta.* = .{
+        .key = key,
+        .created_seq = layout.unpublished,
+        .deleted_seq = 0,
+        .prev_slot = previous orelse layout.no_slot,
+        .upper_offset = slot.upper_offset,
+        .level = @intCast(level),
+        .state = @intFromEnum(layout.SlotState.inserting),
+        .reserved = [_]u8{0} ** 6,
+    };
+    const stored = regions.vector(slot.id);
+    @memcpy(stored, vector);
+    if (self.metric == .cosine) _ = distance.normalize(stored);
+
+    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
+    defer self.pool.give(scratch, &self.counters);
+    const view = self.view(generation);
+    hnsw_insert.link(view, &self.entry, self.params, slot.id, level, scratch) catch |err| switch (err) {
+        error.OutOfMemory => return error.OutOfMemory,
+        else => return error.Corrupt,
+    };
+    publish(self, meta, if (previous) |p| regions.meta(p) else null);
+    stripe.map.putAssumeCapacity(key, slot.id);
+}
+
+/// Makes a new slot visible and its predecessor (if any) invisible at one sequence number.
+fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
+    self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
+    const seq = self.seq.load(.monotonic) + 1;
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
+    @atomicStore(u64, &meta.created_seq, seq, .release);
+    var replaced = false;
+    if (previous) |old| {
+        if (view_mod.visible(old, view_mod.live_seq)) {
+            @atomicStore(u64, &old.deleted_seq, seq, .release);
+            replaced = true;
+        }
+    }
+    if (!replaced) _ = self.live.fetchAdd(1, .release);
+    self.seq.store(seq, .release);
+}
+
+const Allocated = struct { id: u32, upper_offset: u32 };
+
+fn allocate(self: *Index, level: u32) Error!Allocated {
+    const id = self.slots_used.fetchAdd(1, .acq_rel);
+    const upper_offset = self.upper_used.fetchAdd(level, .acq_rel);
+    if (id >= layout.max_capacity or upper_offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
+    self.node_locks.ensure(self.gpa, id + 1) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.CapacityExceeded => error.CapacityExceeded,
+    };
+    self.storage.ensureCapacity(id + 1, upper_offset + level, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+    return .{ .id = @intCast(id), .upper_offset = @intCast(upper_offset) };
+}
+
+/// Soft-deletes `key`: it stays in the graph as a routing tombstone. Returns whether it was live.
+pub fn remove(self: *Index, key: u64) Error!bool {
+    if (!self.writable) return error.ReadOnly;
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    return removeLocked(self, key, true);
+}
+
+pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    const slot = stripe.map.get(key) orelse return false;
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const meta = generation.payload.meta(slot);
+    if (!view_mod.visible(meta, view_mod.live_seq)) return false;
+    if (log) {
+        if (self.wal) |*wal| wal.append(.remove, key, &.{}, &self.counters.lock_contention) catch return error.Io;
+    }
+    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
+    const seq = self.seq.load(.monotonic) + 1;
+    @atomicStore(u64, &meta.deleted_seq, seq, .release);
+    _ = self.live.fetchSub(1, .release);
+    self.seq.store(seq, .release);
+    return true;
+}
+
+/// Grows the storage so that `slots` slots fit without another remap.
+pub fn reserve(self: *Index, slots: u64) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    return reserveLocked(self, slots);
+}
+
+fn reserveLocked(self: *Index, slots: u64) Error!void {
+    if (slots > layout.max_capacity) return error.CapacityExceeded;
+    self.node_locks.ensure(self.gpa, slots) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.CapacityExceeded => error.CapacityExceeded,
+    };
+    const upper = self.upper_used.load(.acquire) + slots / (self.params.m - 1) + 64;
+    self.storage.ensureCapacity(slots, upper, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+}
+
+/// Adds `keys.len` vectors from one flat array on up to `threads` native threads. Every vector
+/// is validated before any is applied, so a bad batch changes nothing.
+pub fn addBatch(self: *Index, keys: []const u64, vectors: []const f32, threads: u32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    const dims = self.layout.dimensions;
+    if (vectors.len != keys.len * dims) return error.DimensionMismatch;
+    for (0..keys.len) |i| try validateVector(self, vectors[i * dims ..][0..dims]);
+    if (keys.len == 0) return;
+    try reserve(self, self.slots_used.load(.acquire) + keys.len);
+    const Job = struct {
+        index: *Index,
+        keys: []const u64,
+        vectors: []const f32,
+        fn run(job: *const @This(), i: usize) Error!void {
+            const d = job.index.layout.dimensions;
+            try add(job.index, job.keys[i], job.vectors[i * d ..][0..d]);
+        }
+    };
+    const job = Job{ .index = self, .keys = keys, .vectors = vectors };
+    try parallel.forEach(Error, threads, keys.len, &job, Job.run);
+}
+
+/// Maps the storage again at its current size: a real remap without growth.
+pub fn remap(self: *Index) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    const storage = self.storage;
+    storage.grow_lock.lock(&self.counters.lock_contention);
+    defer storage.grow_lock.unlock();
+    const current = storage.epochs.current.load(.acquire).payload;
+    storage.remapLocked(current.capacity, current.upper_capacity) catch |err| return index_mod.mapStorageError(err);
+}
+
+/// Makes every acknowledged write durable against power loss: fsync of the WAL.
+pub fn sync(self: *Index) Error!void {
+    if (self.wal) |*wal| wal.sync() catch return error.Io;
+}

@@ -1,0 +1,178 @@
+//! The on-disk (and in-memory) layout: the file header, the per-slot metadata column, the
+//! level-0 records (neighbour list + vector) and the upper-level arena. A `Regions` value is one
+//! generation of mappings; every accessor bounds-checks against that generation's capacity.
+const std = @import("std");
+const assert = std.debug.assert;
+const abi = @import("abi.zig");
+
+pub const page_bytes: u64 = std.heap.page_size_min;
+pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
+pub const format_version: u32 = 1;
+pub const header_bytes: u64 = 4096;
+pub const no_slot: u32 = std.math.maxInt(u32);
+pub const max_level: u32 = 31;
+/// Slots are u32 ids and `no_slot` is reserved.
+pub const max_capacity: u64 = std.math.maxInt(u32) - 1;
+
+/// The fixed file header at offset 0 of the data file. Counters are exact at the last checkpoint;
+/// between checkpoints the authoritative counters live in memory and `clean` is 0.
+pub const Header = extern struct {
+    magic: [8]u8,
+    version: u32,
+    header_bytes: u32,
+    dimensions: u32,
+    metric: u32,
+    m: u32,
+    m0: u32,
+    ef_construction: u32,
+    record_bytes: u32,
+    vector_offset: u32,
+    upper_record_bytes: u32,
+    seed: u64,
+    capacity: u64,
+    slots_used: u64,
+    upper_capacity: u64,
+    upper_used: u64,
+    entry: u64,
+    seq: u64,
+    live: u64,
+    /// Checksums of the data (after the header), graph and upper regions' used bytes at the last
+    /// clean checkpoint; only meaningful while `clean` is 1.
+    data_hash: u64,
+    graph_hash: u64,
+    upper_hash: u64,
+    clean: u32,
+    /// XxHash of every byte before this field, truncated.
+    checksum: u32,
+
+    pub fn computeChecksum(self: *const Header) u32 {
+        const bytes = std.mem.asBytes(self)[0..@offsetOf(Header, "checksum")];
+        return @truncate(std.hash.XxHash64.hash(0x51_56_52, bytes));
+    }
+};
+
+/// Per-slot metadata, a dense column so that open scans 40 bytes per slot, never the vectors.
+pub const Meta = extern struct {
+    key: u64,
+    /// Sequence number at which the slot became visible; `unpublished` until then (atomic).
+    created_seq: u64,
+    /// Sequence number at which it was removed or replaced; 0 while live (atomic).
+    deleted_seq: u64,
+    /// The slot that held this key before (an upsert chain for snapshots), or `no_slot`.
+    prev_slot: u32,
+    /// First record of this node's upper levels in the upper arena (levels 1..level).
+    upper_offset: u32,
+    level: u8,
+    /// `SlotState` (atomic).
+    state: u8,
+    reserved: [6]u8,
+};
+
+pub const unpublished: u64 = std.math.maxInt(u64);
+
+pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
+
+comptime {
+    assert(@sizeOf(Header) == 144);
+    assert(@sizeOf(Header) <= header_bytes);
+    assert(@sizeOf(Meta) == 40);
+}
+
+/// Sizes derived from the parameters; identical for every generation of one index.
+pub const Layout = struct {
+    dimensions: u32,
+    m: u32,
+    m0: u32,
+    /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the vector.
+    record_bytes: u32,
+    vector_offset: u32,
+    /// Bytes of one upper-level list: count then m neighbour ids.
+    upper_record_bytes: u32,
+
+    pub fn init(dimensions: u32, m: u32) Layout {
+        assert(dimensions >= 1 and dimensions <= abi.max_dimensions);
+        assert(m >= 2 and m <= abi.max_m);
+        const m0 = 2 * m;
+        const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0), 16));
+        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + 4 * @as(u64, dimensions), 16));
+        return .{
+            .dimensions = dimensions,
+            .m = m,
+            .m0 = m0,
+            .record_bytes = record_bytes,
+            .vector_offset = vector_offset,
+            .upper_record_bytes = 4 + 4 * m,
+        };
+    }
+
+    pub fn dataBytes(self: Layout, capacity: u64) u64 {
+        _ = self;
+        return std.mem.alignForward(u64, header_bytes + capacity * @sizeOf(Meta), page_bytes);
+    }
+
+    pub fn graphBytes(self: Layout, capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, capacity * self.record_bytes), page_bytes);
+    }
+
+    pub fn upperBytes(self: Layout, upper_capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, upper_capacity * self.upper_record_bytes), page_bytes);
+    }
+
+    pub fn maxDegree(self: Layout, level: u32) u32 {
+        return if (level == 0) self.m0 else self.m;
+    }
+};
+
+/// One generation of mappings. Accessors assert bounds: callers validate ids read from the
+/// files first (a corrupt id is an operating error, not a bug).
+pub const Regions = struct {
+    layout: Layout,
+    data: []align(page_bytes) u8,
+    graph: []align(page_bytes) u8,
+    upper: []align(page_bytes) u8,
+    capacity: u64,
+    upper_capacity: u64,
+
+    pub fn header(self: Regions) *Header {
+        return @ptrCast(self.data.ptr);
+    }
+
+    pub fn meta(self: Regions, slot: u32) *Meta {
+        assert(slot < self.capacity);
+        const metas: [*]Meta = @ptrCast(@alignCast(self.data.ptr + header_bytes));
+        return &metas[slot];
+    }
+
+    fn record(self: Regions, slot: u32) [*]align(4) u8 {
+        assert(slot < self.capacity);
+        return @alignCast(self.graph.ptr + @as(usize, slot) * self.layout.record_bytes);
+    }
+
+    pub fn vector(self: Regions, slot: u32) []f32 {
+        const base: [*]f32 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The neighbour list of `slot` at `level`: word 0 is the count, then the ids.
+    pub fn list(self: Regions, slot: u32, level: u32, upper_offset: u32) [*]u32 {
+        if (level == 0) return @ptrCast(self.record(slot));
+        const index = @as(u64, upper_offset) + level - 1;
+        assert(index < self.upper_capacity);
+        return @ptrCast(@alignCast(self.upper.ptr + index * self.layout.upper_record_bytes));
+    }
+
+    pub fn mappedBytes(self: Regions) u64 {
+        return self.data.len + self.graph.len + self.upper.len;
+    }
+};
+
+test "layout: records are 16-byte aligned and hold the vector after the links" {
+    const layout = Layout.init(784, 16);
+    try std.testing.expectEqual(@as(u32, 32), layout.m0);
+    try std.testing.expectEqual(@as(u32, 144), layout.vector_offset);
+    try std.testing.expectEqual(@as(u32, 144 + 784 * 4), layout.record_bytes);
+    try std.testing.expectEqual(@as(u32, 68), layout.upper_record_bytes);
+    const odd = Layout.init(3, 2);
+    try std.testing.expectEqual(@as(u32, 0), odd.record_bytes % 16);
+    try std.testing.expect(odd.vector_offset >= 4 + 4 * odd.m0);
+}

@@ -1,0 +1,8 @@
+//! The shared library's root: it exports every function of the FFI table in ffi.zig.
+const ffi = @import("ffi.zig");
+
+comptime {
+    for (@typeInfo(ffi.exports).@"struct".decls) |decl| {
+        @export(&@field(ffi.exports, decl.name), .{ .name = decl.name });
+    }
+}

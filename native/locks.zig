@@ -1,0 +1,171 @@
+//! Ranked locks and the lock-order checker. The checker runs in every build mode: Debug panics
+//! and names both locks; release builds count the violation (Stats.lock_order_violations) and go on.
+//!
+//! Lock ranks (a thread may only acquire a lock of a strictly higher rank than any it holds):
+//!
+//! | rank | lock          | guards                                                         |
+//! |------|---------------|----------------------------------------------------------------|
+//! | 1    | registry      | the global handle table                                        |
+//! | 2    | writers       | shared by every mutation, exclusive for checkpoint/compact     |
+//! | 3    | key_stripe    | one of 64 stripes of the key map; held across WAL append+apply  |
+//! | 4    | wal           | the write-ahead log file                                       |
+//! | 5    | grow          | storage growth (remap) and upper-arena growth                   |
+//! | 6    | commit        | sequence numbers, publication of new/removed slots, snapshots  |
+//! | 7    | node          | one HNSW node's neighbour lists (seqlock); at most one at a time |
+//! | 8    | pool          | the scratch-space pool and guard/snapshot tables              |
+const std = @import("std");
+const builtin = @import("builtin");
+
+pub const Rank = enum(u8) {
+    registry = 1,
+    writers = 2,
+    key_stripe = 3,
+    wal = 4,
+    grow = 5,
+    commit = 6,
+    node = 7,
+    pool = 8,
+};
+
+pub const Mode = enum(u8) { panic, count };
+
+/// Debug builds stop at the first violation; release builds keep going and count.
+pub var mode: Mode = if (builtin.mode == .Debug) .panic else .count;
+pub var violations = std.atomic.Value(u64).init(0);
+
+const held_max = 16;
+threadlocal var held: [held_max]Rank = undefined;
+threadlocal var held_len: u8 = 0;
+
+/// Records that the calling thread acquires `rank`; checks it against what it holds.
+pub fn acquire(rank: Rank) void {
+    if (held_len > 0) {
+        const top = held[held_len - 1];
+        if (@intFromEnum(rank) <= @intFromEnum(top)) violation(rank, top);
+    }
+    if (held_len < held_max) {
+        held[held_len] = rank;
+        held_len += 1;
+    } else {
+        // Deeper nesting than any legal path: count it rather than overflow the stack.
+        _ = violations.fetchAdd(1, .monotonic);
+    }
+}
+
+/// Records the release of `rank`. Locks may be released in any order.
+pub fn release(rank: Rank) void {
+    var i: usize = held_len;
+    while (i > 0) {
+        i -= 1;
+        if (held[i] == rank) {
+            std.mem.copyForwards(Rank, held[i .. held_len - 1], held[i + 1 .. held_len]);
+            held_len -= 1;
+            return;
+        }
+    }
+    // Releasing a lock that was never recorded is a bug in the caller, not an operating error.
+    violation(rank, rank);
+}
+
+pub fn heldCount() u8 {
+    return held_len;
+}
+
+fn violation(acquiring: Rank, holding: Rank) void {
+    _ = violations.fetchAdd(1, .monotonic);
+    if (mode == .panic) {
+        std.debug.panic("lock order violation: acquiring {s} (rank {d}) while holding {s} (rank {d})", .{
+            @tagName(acquiring), @intFromEnum(acquiring), @tagName(holding), @intFromEnum(holding),
+        });
+    }
+}
+
+/// A mutex with a rank. `contention` counts acquisitions that had to wait.
+pub const Mutex = struct {
+    inner: std.Thread.Mutex = .{},
+    rank: Rank,
+
+    pub fn lock(self: *Mutex, contention: *std.atomic.Value(u64)) void {
+        acquire(self.rank);
+        if (!self.inner.tryLock()) {
+            _ = contention.fetchAdd(1, .monotonic);
+            self.inner.lock();
+        }
+    }
+
+    pub fn unlock(self: *Mutex) void {
+        self.inner.unlock();
+        release(self.rank);
+    }
+};
+
+/// A reader-writer lock with a rank (used for the `writers` lock).
+pub const RwLock = struct {
+    inner: std.Thread.RwLock = .{},
+    rank: Rank,
+
+    pub fn lockShared(self: *RwLock, contention: *std.atomic.Value(u64)) void {
+        acquire(self.rank);
+        if (!self.inner.tryLockShared()) {
+            _ = contention.fetchAdd(1, .monotonic);
+            self.inner.lockShared();
+        }
+    }
+
+    pub fn unlockShared(self: *RwLock) void {
+        self.inner.unlockShared();
+        release(self.rank);
+    }
+
+    pub fn lock(self: *RwLock, contention: *std.atomic.Value(u64)) void {
+        acquire(self.rank);
+        if (!self.inner.tryLock()) {
+            _ = contention.fetchAdd(1, .monotonic);
+            self.inner.lock();
+        }
+    }
+
+    pub fn unlock(self: *RwLock) void {
+        self.inner.unlock();
+        release(self.rank);
+    }
+};
+
+test "lock order: ascending ranks are legal, descending ranks are counted" {
+    const saved = mode;
+    defer mode = saved;
+    mode = .count;
+    var contention = std.atomic.Value(u64).init(0);
+    var a = Mutex{ .rank = .key_stripe };
+    var b = Mutex{ .rank = .commit };
+    const before = violations.load(.monotonic);
+
+    a.lock(&contention);
+    b.lock(&contention);
+    b.unlock();
+    a.unlock();
+    try std.testing.expectEqual(before, violations.load(.monotonic));
+
+    // The canary: the checker must see this inversion.
+    b.lock(&contention);
+    a.lock(&contention);
+    a.unlock();
+    b.unlock();
+    try std.testing.expectEqual(before + 1, violations.load(.monotonic));
+    try std.testing.expectEqual(@as(u8, 0), heldCount());
+}
+
+test "lock order: two locks of the same rank at once are a violation" {
+    const saved = mode;
+    defer mode = saved;
+    mode = .count;
+    var contention = std.atomic.Value(u64).init(0);
+    var a = Mutex{ .rank = .node };
+    var b = Mutex{ .rank = .node };
+    const before = violations.load(.monotonic);
+    a.lock(&contention);
+    b.lock(&contention);
+    b.unlock();
+    a.unlock();
+    try std.testing.expectEqual(before + 1, violations.load(.monotonic));
+}

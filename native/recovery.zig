@@ -1,0 +1,162 @@
+//! Opening a persisted index. A clean file (closed or checkpointed, empty WAL) opens by mapping
+//! and one pass over the 40-byte metadata column to rebuild the key map; no vector is read. A
+//! dirty file (the process died with writes in flight) is recovered from the WAL: every logged
+//! operation is replayed idempotently on top of the mapped state, then a checkpoint is taken.
+const std = @import("std");
+const abi = @import("abi.zig");
+const layout = @import("layout.zig");
+const storage_mod = @import("storage.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const index_write = @import("index_write.zig");
+const view_mod = @import("view.zig");
+const entry_mod = @import("entry.zig");
+const Wal = @import("wal.zig").Wal;
+const wal_mod = @import("wal.zig");
+
+pub const Validation = enum { fast, full };
+
+pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, validation: Validation) Error!*Index {
+    const writable = options.flags & abi.Options.flag_read_only == 0;
+    const storage = storage_mod.Storage.open(gpa, path, writable) catch |err| return index_mod.mapStorageError(err);
+    errdefer storage.destroy();
+    const header = storage.epochs.current.load(.acquire).payload.header().*;
+    if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
+    if (options.metric != header.metric and options.flags & flag_metric_given != 0) return error.InvalidArgument;
+    const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
+    const self = try Index.init(gpa, storage, header, ef_search, true, writable);
+    errdefer destroyPartial(self);
+    try scan(self, header, validation);
+    self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
+        error.Corrupt => null,
+        else => return error.Io,
+    };
+    if (self.wal == null and header.clean == 0) return error.Corrupt;
+    try replay(self);
+    return self;
+}
+
+/// Set by callers that pass an explicit metric to be checked against the file.
+pub const flag_metric_given: u32 = 1 << 8;
+
+fn destroyPartial(self: *Index) void {
+    if (self.wal) |*wal| wal.close();
+    self.pool.deinit();
+    self.keys.deinit(self.gpa);
+    self.node_locks.deinit(self.gpa);
+    self.gpa.destroy(self);
+}
+
+/// Rebuilds the in-memory state from the metadata column, validating every field it will
+/// later trust: a bad field is `Corrupt`, never a wild read.
+fn scan(self: *Index, header: layout.Header, validation: Validation) Error!void {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const clean = header.clean == 1;
+    if (clean and validation == .full) {
+        const hashes = index_mod.regionHashes(regions, header.slots_used, header.upper_used);
+        if (hashes[0] != header.data_hash or hashes[1] != header.graph_hash or hashes[2] != header.upper_hash) {
+            _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+            return error.Corrupt;
+        }
+    }
+    // A dirty file's counters are stale: scan every slot the files can hold.
+    const limit = if (clean) header.slots_used else regions.capacity;
+    var state = ScanState{};
+    for (0..limit) |i| try scanSlot(self, regions, @intCast(i), &state);
+    if (clean) {
+        if (state.live != header.live or state.max_seq > header.seq) return error.Corrupt;
+        if (header.entry != entry_mod.empty) {
+            const e = entry_mod.unpack(header.entry).?;
+            if (e.slot >= header.slots_used or e.level != regions.meta(e.slot).level) return error.Corrupt;
+        }
+        self.entry.reset(entry_mod.unpack(header.entry));
+    } else {
+        self.entry.reset(state.entry);
+    }
+    if (state.live > 0 and self.entry.load() == null) return error.Corrupt;
+    self.slots_used.store(if (clean) header.slots_used else state.used, .release);
+    self.upper_used.store(if (clean) header.upper_used else state.upper_used, .release);
+    self.live.store(state.live, .release);
+    self.seq.store(@max(state.max_seq, header.seq), .release);
+    self.node_locks.ensure(self.gpa, regions.capacity) catch return error.OutOfMemory;
+}
+
+const ScanState = struct {
+    used: u64 = 0,
+    upper_used: u64 = 0,
+    live: u64 = 0,
+    max_seq: u64 = 0,
+    entry: ?entry_mod.Entry = null,
+};
+
+fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState) Error!void {
+    const meta = regions.meta(slot);
+    if (meta.state > @intFromEnum(layout.SlotState.ready)) return error.Corrupt;
+    if (meta.state == @intFromEnum(layout.SlotState.empty)) return;
+    if (meta.level > layout.max_level) return error.Corrupt;
+    const upper_end = @as(u64, meta.upper_offset) + meta.level;
+    if (upper_end > regions.upper_capacity) return error.Corrupt;
+    if (meta.prev_slot != layout.no_slot and meta.prev_slot >= regions.capacity) return error.Corrupt;
+    state.used = slot + 1;
+    state.upper_used = @max(state.upper_used, upper_end);
+    if (meta.state != @intFromEnum(layout.SlotState.ready)) return;
+    if (meta.created_seq == layout.unpublished) return error.Corrupt;
+    if (meta.deleted_seq != 0 and meta.deleted_seq < meta.created_seq) return error.Corrupt;
+    state.max_seq = @max(state.max_seq, meta.created_seq, meta.deleted_seq);
+    if (meta.deleted_seq == 0) state.live += 1;
+    if (state.entry == null or meta.level > state.entry.?.level) state.entry = .{ .slot = slot, .level = meta.level };
+    // The key map points at each key's newest slot.
+    const stripe = self.keys.stripeOf(meta.key);
+    const got = stripe.map.getOrPut(self.gpa, meta.key) catch return error.OutOfMemory;
+    if (got.found_existing) {
+        const other = regions.meta(got.value_ptr.*);
+        if (other.created_seq > meta.created_seq) return;
+    }
+    got.value_ptr.* = slot;
+}
+
+fn replay(self: *Index) Error!void {
+    var wal = &(self.wal orelse return);
+    if (wal.end == 0) return;
+    if (!self.writable) {
+        // A read-only open cannot repair; it must not serve a state missing logged writes either.
+        return error.ReadOnly;
+    }
+    const Apply = struct {
+        fn apply(index: *Index, record: wal_mod.Record) anyerror!void {
+            switch (record.op) {
+                .add => {
+                    index_write.validateVector(index, record.vector) catch return;
+                    if (alreadyApplied(index, record.key, record.vector)) return;
+                    try index_write.addLocked(index, record.key, record.vector, false);
+                },
+                .remove => _ = try index_write.removeLocked(index, record.key, false),
+            }
+        }
+    };
+    _ = wal.replay(self.gpa, self, Apply.apply) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.Corrupt => error.Corrupt,
+        else => error.Io,
+    };
+    try self.checkpoint();
+}
+
+/// True when the key is live with exactly this vector (the logged add finished before the crash).
+fn alreadyApplied(self: *Index, key: u64, vector: []const f32) bool {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const slot = @import("index_read.zig").slotAt(self, generation.payload, key, view_mod.live_seq) orelse return false;
+    const stored = generation.payload.vector(slot);
+    if (self.metric == .cosine) {
+        // Without memory for the comparison the add is simply applied again (an upsert).
+        const copy = self.gpa.dupe(f32, vector) catch return false;
+        defer self.gpa.free(copy);
+        _ = @import("distance.zig").normalize(copy);
+        return std.mem.eql(f32, copy, stored);
+    }
+    return std.mem.eql(f32, vector, stored);
+}

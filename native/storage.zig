@@ -1,0 +1,332 @@
+//! Mapped storage and the remap path. Three files back an index (an anonymous memfd each when it
+//! has no path): the data file (header + metadata column), the graph file (level-0 records with
+//! vectors) and the upper-level arena. All are mapped MAP_SHARED, so a new, larger mapping of the
+//! same file sees every byte written through the old one: growth is ftruncate + mmap + publish,
+//! never a copy, and readers keep using the old generation until they unpin it.
+const std = @import("std");
+const posix = std.posix;
+const linux = std.os.linux;
+const assert = std.debug.assert;
+const layout_mod = @import("layout.zig");
+const Layout = layout_mod.Layout;
+const Regions = layout_mod.Regions;
+const Header = layout_mod.Header;
+const locks = @import("locks.zig");
+const sync = @import("sync.zig");
+const epoch_mod = @import("epoch.zig");
+
+pub const Epochs = epoch_mod.Epochs(sync.Production, Regions, .correct);
+pub const Generation = Epochs.Generation;
+
+pub const Error = error{
+    Io,
+    OutOfMemory,
+    Corrupt,
+    UnsupportedVersion,
+    Locked,
+    NotFound,
+    CapacityExceeded,
+};
+
+pub const Kind = enum { data, graph, upper };
+const suffixes = [_][]const u8{ "", ".graph", ".upper" };
+
+pub const Storage = struct {
+    gpa: std.mem.Allocator,
+    layout: Layout,
+    fds: [3]posix.fd_t,
+    writable: bool,
+    epochs: Epochs,
+    grow_lock: locks.Mutex = .{ .rank = .grow },
+    remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+
+    /// Creates storage for a new index: memfds when `path` is null, else new files (which must
+    /// not exist yet). The header is written with `clean = 1`.
+    pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, header: Header, capacity: u64) Error!*Storage {
+        const layout = Layout.init(header.dimensions, header.m);
+        var fds: [3]posix.fd_t = .{ -1, -1, -1 };
+        errdefer closeAll(&fds);
+        for (0..3) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
+        if (path != null) try lockFile(fds[0], false);
+        const upper_capacity = @max(64, capacity / 8);
+        try resizeFiles(&fds, layout, capacity, upper_capacity);
+        const regions = try mapAll(&fds, layout, capacity, upper_capacity, true);
+        var first = header;
+        first.capacity = capacity;
+        first.upper_capacity = upper_capacity;
+        first.checksum = first.computeChecksum();
+        regions.header().* = first;
+        return finish(gpa, layout, fds, regions, true);
+    }
+
+    /// Opens existing files after validating the header against the file sizes.
+    pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
+        var fds: [3]posix.fd_t = .{ -1, -1, -1 };
+        errdefer closeAll(&fds);
+        for (0..3) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
+        try lockFile(fds[0], !writable);
+        const header = try readHeader(fds[0]);
+        const layout = try validateHeader(&header, &fds);
+        const regions = try mapAll(&fds, layout, header.capacity, header.upper_capacity, writable);
+        return finish(gpa, layout, fds, regions, writable);
+    }
+
+    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [3]posix.fd_t, regions: Regions, writable: bool) Error!*Storage {
+        errdefer releaseRegions(regions);
+        const self = gpa.create(Storage) catch return error.OutOfMemory;
+        errdefer gpa.destroy(self);
+        self.* = .{
+            .gpa = gpa,
+            .layout = layout,
+            .fds = fds,
+            .writable = writable,
+            .epochs = Epochs.init(gpa, regions, releaseRegions) catch return error.OutOfMemory,
+        };
+        return self;
+    }
+
+    /// The caller has drained every user: no pins remain.
+    pub fn destroy(self: *Storage) void {
+        self.epochs.deinit(self.gpa);
+        var fds = self.fds;
+        closeAll(&fds);
+        self.gpa.destroy(self);
+    }
+
+    pub fn pin(self: *Storage) *Generation {
+        return self.epochs.pin();
+    }
+
+    pub fn unpin(self: *Storage, generation: *Generation) void {
+        self.epochs.unpin(generation);
+    }
+
+    /// Grows so that `slots` slots and `upper` upper records fit, doubling to amortize remaps.
+    /// Readers are never blocked: they finish on the generation they pinned.
+    pub fn ensureCapacity(self: *Storage, slots: u64, upper: u64, contention: *std.atomic.Value(u64)) Error!void {
+        const current = self.epochs.current.load(.acquire);
+        if (slots <= current.payload.capacity and upper <= current.payload.upper_capacity) return;
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        const latest = self.epochs.current.load(.acquire).payload;
+        if (slots <= latest.capacity and upper <= latest.upper_capacity) return;
+        try self.remap(grownTo(latest.capacity, slots), grownTo(latest.upper_capacity, upper));
+    }
+
+    /// Maps the files at (at least) the given sizes as a new generation. Holding the grow lock.
+    /// Also used by tests to force a remap at the same size.
+    pub fn remapLocked(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
+        try self.remap(capacity, upper_capacity);
+    }
+
+    fn remap(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
+        if (capacity > layout_mod.max_capacity) return error.CapacityExceeded;
+        assert(self.writable);
+        try resizeFiles(&self.fds, self.layout, capacity, upper_capacity);
+        const regions = try mapAll(&self.fds, self.layout, capacity, upper_capacity, true);
+        _ = self.epochs.publish(self.gpa, regions) catch {
+            releaseRegions(regions);
+            return error.OutOfMemory;
+        };
+        // The header must describe the file sizes even if the process dies before a checkpoint,
+        // or recovery would map (and lose) only the old capacity. Writers of the header are
+        // serialized: remaps and `markDirty` hold the grow lock, checkpoints exclude both.
+        const header = regions.header();
+        header.capacity = capacity;
+        header.upper_capacity = upper_capacity;
+        header.checksum = header.computeChecksum();
+        _ = self.remaps.fetchAdd(1, .monotonic);
+    }
+
+    /// Marks the header dirty before the first mutation after a checkpoint, so that an open
+    /// after a crash knows its counters are stale and recovers from the WAL.
+    pub fn markDirty(self: *Storage, dirty: *std.atomic.Value(bool), contention: *std.atomic.Value(u64)) void {
+        if (dirty.load(.acquire)) return;
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        if (dirty.load(.acquire)) return;
+        const header = self.epochs.current.load(.acquire).payload.header();
+        header.clean = 0;
+        header.checksum = header.computeChecksum();
+        dirty.store(true, .release);
+    }
+
+    pub fn sync(self: *Storage) Error!void {
+        const generation = self.pin();
+        defer self.unpin(generation);
+        const regions = generation.payload;
+        inline for (.{ regions.data, regions.graph, regions.upper }) |region| {
+            posix.msync(region, linux.MSF.SYNC) catch return error.Io;
+        }
+        for (self.fds) |fd| posix.fsync(fd) catch return error.Io;
+    }
+
+    pub fn mappedBytes(self: *Storage) u64 {
+        var total: u64 = 0;
+        var it: ?*Generation = self.epochs.newest;
+        while (it) |generation| : (it = generation.older) {
+            if (generation.state.load(.seq_cst) != @intFromEnum(epoch_mod.State.released)) {
+                total += generation.payload.mappedBytes();
+            }
+        }
+        return total;
+    }
+};
+
+fn grownTo(have: u64, need: u64) u64 {
+    var next = @max(have, 64);
+    while (next < need) next = next * 2;
+    return @min(next, @max(need, layout_mod.max_capacity));
+}
+
+fn releaseRegions(regions: Regions) void {
+    posix.munmap(regions.data);
+    posix.munmap(regions.graph);
+    posix.munmap(regions.upper);
+}
+
+fn closeAll(fds: *[3]posix.fd_t) void {
+    for (fds) |*fd| {
+        if (fd.* >= 0) posix.close(fd.*);
+        fd.* = -1;
+    }
+}
+
+fn filePath(buffer: []u8, path: []const u8, kind: Kind) Error![:0]const u8 {
+    return std.fmt.bufPrintZ(buffer, "{s}{s}", .{ path, suffixes[@intFromEnum(kind)] }) catch error.Io;
+}
+
+fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix.fd_t {
+    _ = gpa;
+    const p = path orelse {
+        return posix.memfd_create(@tagName(kind), linux.MFD.CLOEXEC) catch error.Io;
+    };
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try filePath(&buffer, p, kind);
+    return posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true }, 0o644) catch |err| switch (err) {
+        error.PathAlreadyExists => error.Locked,
+        else => error.Io,
+    };
+}
+
+fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool) Error!posix.fd_t {
+    _ = gpa;
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try filePath(&buffer, path, kind);
+    return posix.openZ(full, .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true }, 0) catch |err| switch (err) {
+        error.FileNotFound => if (kind == .data) error.NotFound else error.Corrupt,
+        else => error.Io,
+    };
+}
+
+fn lockFile(fd: posix.fd_t, shared: bool) Error!void {
+    const mode: i32 = if (shared) posix.LOCK.SH else posix.LOCK.EX;
+    const operation: i32 = mode | posix.LOCK.NB;
+    posix.flock(fd, operation) catch |err| switch (err) {
+        error.WouldBlock => return error.Locked,
+        else => return error.Io,
+    };
+}
+
+fn resizeFiles(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64) Error!void {
+    const sizes = [3]u64{ layout.dataBytes(capacity), layout.graphBytes(capacity), layout.upperBytes(upper_capacity) };
+    for (fds, sizes) |fd, size| {
+        const stat = posix.fstat(fd) catch return error.Io;
+        if (@as(u64, @intCast(stat.size)) < size) posix.ftruncate(fd, size) catch return error.Io;
+    }
+}
+
+fn mapAll(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64, writable: bool) Error!Regions {
+    const prot: u32 = if (writable) posix.PROT.READ | posix.PROT.WRITE else posix.PROT.READ;
+    const sizes = [3]u64{ layout.dataBytes(capacity), layout.graphBytes(capacity), layout.upperBytes(upper_capacity) };
+    var maps: [3][]align(layout_mod.page_bytes) u8 = undefined;
+    var mapped: usize = 0;
+    errdefer for (maps[0..mapped]) |m| posix.munmap(m);
+    for (fds, sizes, 0..) |fd, size, i| {
+        assert(size > 0);
+        maps[i] = posix.mmap(null, size, prot, .{ .TYPE = .SHARED }, fd, 0) catch |err| switch (err) {
+            error.OutOfMemory => return error.OutOfMemory,
+            else => return error.Io,
+        };
+        mapped += 1;
+    }
+    return .{
+        .layout = layout,
+        .data = maps[0],
+        .graph = maps[1],
+        .upper = maps[2],
+        .capacity = capacity,
+        .upper_capacity = upper_capacity,
+    };
+}
+
+fn readHeader(fd: posix.fd_t) Error!Header {
+    var header: Header = undefined;
+    const bytes = std.mem.asBytes(&header);
+    const got = posix.pread(fd, bytes, 0) catch return error.Io;
+    if (got != bytes.len) return error.Corrupt;
+    return header;
+}
+
+/// Every length is checked against the file sizes before anything is mapped.
+fn validateHeader(header: *const Header, fds: *const [3]posix.fd_t) Error!Layout {
+    if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) return error.Corrupt;
+    if (header.version != layout_mod.format_version) return error.UnsupportedVersion;
+    if (header.checksum != header.computeChecksum()) return error.Corrupt;
+    if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
+    if (header.dimensions < 1 or header.dimensions > @import("abi.zig").max_dimensions) return error.Corrupt;
+    if (header.m < 2 or header.m > @import("abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
+    if (header.metric > 2) return error.Corrupt;
+    const layout = Layout.init(header.dimensions, header.m);
+    if (header.record_bytes != layout.record_bytes) return error.Corrupt;
+    if (header.vector_offset != layout.vector_offset) return error.Corrupt;
+    if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
+    if (header.capacity == 0 or header.capacity > layout_mod.max_capacity) return error.Corrupt;
+    if (header.upper_capacity == 0 or header.upper_capacity > std.math.maxInt(u32)) return error.Corrupt;
+    if (header.slots_used > header.capacity) return error.Corrupt;
+    if (header.upper_used > header.upper_capacity) return error.Corrupt;
+    if (header.live > header.slots_used) return error.Corrupt;
+    const sizes = [3]u64{
+        layout.dataBytes(header.capacity),
+        layout.graphBytes(header.capacity),
+        layout.upperBytes(header.upper_capacity),
+    };
+    for (fds, sizes) |fd, size| {
+        const stat = posix.fstat(fd) catch return error.Io;
+        if (@as(u64, @intCast(stat.size)) < size) return error.Corrupt;
+    }
+    return layout;
+}
+
+test "storage: growth remaps, old generations stay readable while pinned, then are unmapped" {
+    var header = std.mem.zeroes(Header);
+    header.magic = layout_mod.magic;
+    header.version = layout_mod.format_version;
+    header.header_bytes = layout_mod.header_bytes;
+    header.dimensions = 4;
+    header.m = 4;
+    header.m0 = 8;
+    const layout = Layout.init(4, 4);
+    header.record_bytes = layout.record_bytes;
+    header.vector_offset = layout.vector_offset;
+    header.upper_record_bytes = layout.upper_record_bytes;
+    const storage = try Storage.create(std.testing.allocator, null, header, 64);
+    defer storage.destroy();
+    var contention = std.atomic.Value(u64).init(0);
+
+    const old = storage.pin();
+    old.payload.vector(63)[0] = 42.5;
+    try storage.ensureCapacity(1000, 0, &contention);
+    const fresh = storage.pin();
+    try std.testing.expect(fresh.payload.capacity >= 1000);
+    try std.testing.expect(fresh.payload.graph.ptr != old.payload.graph.ptr);
+    // The same file pages: writes through either mapping are visible through the other.
+    try std.testing.expectEqual(@as(f32, 42.5), fresh.payload.vector(63)[0]);
+    fresh.payload.vector(999)[3] = 7;
+    try std.testing.expect(!storage.epochs.isCurrent(old));
+    try std.testing.expectEqual(@as(u64, 2), storage.epochs.liveCount());
+    storage.unpin(old);
+    try std.testing.expectEqual(@as(u64, 1), storage.epochs.liveCount());
+    storage.unpin(fresh);
+    try std.testing.expectEqual(@as(u64, 1), storage.remaps.load(.monotonic));
+}

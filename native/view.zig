@@ -1,0 +1,88 @@
+//! A `View` is what one operation sees: a pinned generation of mappings, the distance kernel and
+//! the bound on valid slot ids. Every id read from a list is checked against the bound before
+//! use, so a corrupt file can cost recall but never an out-of-bounds read.
+const std = @import("std");
+const layout = @import("layout.zig");
+const graph = @import("graph.zig");
+const distance = @import("distance.zig");
+const abi = @import("abi.zig");
+
+pub const View = struct {
+    regions: layout.Regions,
+    node_locks: *graph.NodeLocks,
+    counters: *graph.Counters,
+    kernel: distance.KernelFn,
+    /// Inner product and cosine rank by 1 - dot.
+    dot: bool,
+    /// Ids at or above this are not (yet) valid in this generation.
+    bound: u32,
+
+    pub fn init(
+        regions: layout.Regions,
+        node_locks: *graph.NodeLocks,
+        counters: *graph.Counters,
+        metric: abi.Metric,
+        slots_used: u64,
+    ) View {
+        return .{
+            .regions = regions,
+            .node_locks = node_locks,
+            .counters = counters,
+            .kernel = distance.kernel(@enumFromInt(@intFromEnum(metric))),
+            .dot = metric != .l2sq,
+            .bound = @intCast(@min(slots_used, regions.capacity)),
+        };
+    }
+
+    pub inline fn distanceTo(self: View, query: []const f32, slot: u32) f32 {
+        const raw = self.kernel(query.ptr, self.regions.vector(slot).ptr, query.len);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    pub inline fn distanceBetween(self: View, a: u32, b: u32) f32 {
+        const va = self.regions.vector(a);
+        const raw = self.kernel(va.ptr, self.regions.vector(b).ptr, va.len);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    /// The list of `slot` at `level`, or null (counted as corruption) when the node's metadata
+    /// says it has no such level or its upper records lie outside the arena.
+    pub fn list(self: View, slot: u32, level: u32) ?[*]u32 {
+        if (level == 0) return self.regions.list(slot, 0, 0);
+        const meta = self.regions.meta(slot);
+        const upper_end = @as(u64, meta.upper_offset) + meta.level;
+        if (meta.level < level or upper_end > self.regions.upper_capacity) {
+            _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+            return null;
+        }
+        return self.regions.list(slot, level, meta.upper_offset);
+    }
+
+    /// A consistent copy of a list, with out-of-bound ids dropped.
+    pub fn neighbours(self: View, slot: u32, level: u32, out: []u32) []u32 {
+        const words = self.list(slot, level) orelse return out[0..0];
+        const max_degree = self.regions.layout.maxDegree(level);
+        const got = self.node_locks.read(slot, words, max_degree, out, self.counters);
+        var kept: usize = 0;
+        for (got) |id| {
+            // Ids at or beyond the bound are either newer than this generation or corrupt; a
+            // newer node is simply not seen by this operation.
+            if (id < self.bound and id != slot) {
+                out[kept] = id;
+                kept += 1;
+            }
+        }
+        return out[0..kept];
+    }
+};
+
+/// Whether a slot is visible to a reader at sequence number `seq` (the live view reads at
+/// `live_seq`). Creation and deletion sequence numbers are set under the commit lock.
+pub fn visible(meta: *const layout.Meta, seq: u64) bool {
+    const created = @atomicLoad(u64, &meta.created_seq, .acquire);
+    if (created > seq) return false;
+    const deleted = @atomicLoad(u64, &meta.deleted_seq, .acquire);
+    return deleted == 0 or deleted > seq;
+}
+
+pub const live_seq: u64 = std.math.maxInt(u64) - 1;

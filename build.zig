@@ -5,7 +5,8 @@ const std = @import("std");
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{ .default_target = baselineQuery() });
-    const optimize = b.standardOptimizeOption(.{ .preferred_optimize_mode = .ReleaseFast });
+    // The library is a release build unless asked otherwise; the debug variant is built beside it.
+    const optimize = b.option(std.builtin.OptimizeMode, "optimize", "Optimization of libquiver (default ReleaseFast)") orelse .ReleaseFast;
     const test_filters = b.option([]const []const u8, "test-filter", "Run only the native tests whose names contain this") orelse &.{};
 
     const lib = addLibrary(b, "quiver", target, optimize, false);

@@ -78,6 +78,7 @@ pub const NodeLocks = struct {
     pub fn read(self: *NodeLocks, slot: u32, list: [*]u32, max_degree: u32, out: []u32, counters: *Counters) []u32 {
         assert(out.len >= max_degree);
         const version = self.word(slot);
+        var retried = false;
         while (true) {
             const before = version.load(.acquire);
             if (before & 1 == 0) {
@@ -89,7 +90,9 @@ pub const NodeLocks = struct {
                 for (out[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = @atomicLoad(u32, src, .acquire);
                 if (version.load(.monotonic) == before) return out[0..count];
             }
-            _ = counters.read_retries.fetchAdd(1, .monotonic);
+            // One count per read that had to retry, however long it waited.
+            if (!retried) _ = counters.read_retries.fetchAdd(1, .monotonic);
+            retried = true;
             std.atomic.spinLoopHint();
         }
     }

@@ -63,12 +63,13 @@ pub fn enter(handle: u32) Error!*Index {
     return entry.index.load(.acquire).?;
 }
 
-/// Drops a user; the last user of a closed index destroys it and frees the slot.
+/// Drops a user; the last user out destroys the index and frees the slot. Every wrapper holds
+/// one user for its lifetime, so this only happens once no wrapper can reach the index.
 pub fn leave(handle: u32) void {
     const entry = entryOf(handle) catch unreachable;
     const before = entry.word.fetchSub(1, .acq_rel);
     std.debug.assert(before & users_mask > 0);
-    if (before & users_mask == 1 and before & closed_bit != 0) destroy(entry, before - 1);
+    if (before & users_mask == 1) destroy(entry, before - 1);
 }
 
 /// Marks the index closed: new calls fail with `Closed`; running calls finish.

@@ -1,0 +1,320 @@
+/**
+ * The Index: one HNSW index, in memory or persisted, usable from many threads and Workers.
+ * The wrapper owns one native reference, guards every call against use after close, and owns
+ * the zero-copy views and snapshots made from it (closing the index revokes them).
+ */
+import { native } from "./native.ts";
+import { layouts, optionFlags, Status } from "./ffi.gen.ts";
+import { check, ClosedError, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
+import { type Key, toKey, toKeyColumn } from "./keys.ts";
+import { decode, encode } from "./structs.ts";
+import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./reader.ts";
+import { VectorView } from "./view.ts";
+import { Snapshot } from "./snapshot.ts";
+
+export type Metric = "l2" | "ip" | "cosine";
+const metrics: Record<Metric, number> = { l2: 0, ip: 1, cosine: 2 };
+
+export interface IndexOptions {
+  /** Vector length, 1 to 65536. */
+  dimensions: number;
+  /** "l2" (squared euclidean, the default), "ip" (1 - dot) or "cosine" (1 - cosine). */
+  metric?: Metric;
+  /** Graph degree M (default 16; level 0 keeps 2M). */
+  m?: number;
+  /** Beam width while inserting (default 128). */
+  efConstruction?: number;
+  /** Default beam width while searching (default 64). */
+  ef?: number;
+  /** Seed of the level generator: the same data and seed give the same graph (default 42). */
+  seed?: number;
+  /** Slots to reserve up front (the index grows by itself). */
+  capacity?: number;
+}
+
+export interface OpenOptions extends Partial<IndexOptions> {
+  /** Open without writing; several read-only opens may share the files. */
+  readOnly?: boolean;
+  /** Create the index if it does not exist (default true; needs `dimensions`). */
+  create?: boolean;
+  /** "fast" (default) checks headers and metadata; "full" also checksums every byte. */
+  validate?: "fast" | "full";
+}
+
+export interface AddOptions {
+  /** Native threads for a batch (default 1). */
+  threads?: number;
+}
+
+export type Stats = ReturnType<typeof decodeStats>;
+export type VerifyReport = ReturnType<typeof decodeReport>;
+
+const decodeStats = (bytes: Uint8Array) => decode(layouts.Stats, bytes);
+const decodeReport = (bytes: Uint8Array) => {
+  const r = decode(layouts.VerifyReport, bytes);
+  return { ...r, ok: r.ok === 1 };
+};
+
+const registry = new FinalizationRegistry<number>((handle) => {
+  // A wrapper dropped without close(): release its native reference (leak backstop only).
+  native().fn.qv_index_release(handle);
+});
+
+function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(`${name} = ${String(value)} (expected an integer in [${min}, ${max}])`);
+  }
+  return value;
+}
+
+function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Array {
+  if (options.dimensions !== undefined) {
+    const d = options.dimensions;
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > 65536) {
+      throw new InvalidDimensionsError(`dimensions = ${String(d)}`);
+    }
+  }
+  const metric = options.metric ?? "l2";
+  if (!(metric in metrics)) throw new UnknownMetricError(`"${String(metric)}" (use "l2", "ip" or "cosine")`);
+  return encode(layouts.Options, {
+    dimensions: options.dimensions ?? 0,
+    metric: metrics[metric],
+    m: intOption(options.m, "m", 16, 2, 128),
+    ef_construction: intOption(options.efConstruction, "efConstruction", 128, 1, 65536),
+    ef_search: intOption(options.ef, "ef", 64, 1, 65536),
+    flags,
+    seed: intOption(options.seed, "seed", 42, 0, Number.MAX_SAFE_INTEGER),
+    capacity: intOption(options.capacity, "capacity", 0, 0, 2 ** 32),
+  });
+}
+
+export class Index extends Reader {
+  #handle: number | undefined;
+  readonly #owner: boolean;
+  readonly #dimensions: number;
+  #epoch: BigUint64Array;
+  #views = new Set<VectorView>();
+  #snapshots = new Set<Snapshot>();
+
+  /** Creates an empty in-memory index. */
+  constructor(options: IndexOptions);
+  /** @internal */
+  constructor(options: IndexOptions, handle: number, owner: boolean);
+  constructor(options: IndexOptions, handle?: number, owner = true) {
+    super();
+    if (handle === undefined) {
+      if (options === null || typeof options !== "object") throw new InvalidArgumentError("options are required");
+      if (options.dimensions === undefined) throw new InvalidDimensionsError("dimensions is required");
+      const out = new Uint32Array(1);
+      check(native().fn.qv_index_create(encodeOptions(options, 0), out));
+      handle = out[0];
+    }
+    this.#handle = handle;
+    this.#owner = owner;
+    registry.register(this, handle, this);
+    const stats = this.stats();
+    this.#dimensions = stats.dimensions;
+    const address = new BigUint64Array(1);
+    check(native().fn.qv_index_epoch_address(handle, address));
+    this.#epoch = new BigUint64Array(native().view(address[0], 8));
+  }
+
+  /**
+   * Opens the persistent index at `path` (files `path`, `path.graph`, `path.upper`, `path.wal`),
+   * creating it if needed. Maps the files; reads no vector. Throws LockedError if another writer
+   * has it open, CorruptIndexError / UnsupportedVersionError for bad files.
+   */
+  static open(path: string, options: OpenOptions = {}): Index {
+    if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
+    let flags = 0;
+    if (options.readOnly) flags |= optionFlags.readOnly;
+    if (options.create !== false && !options.readOnly) flags |= optionFlags.create;
+    const bytes = new TextEncoder().encode(path);
+    const out = new Uint32Array(1);
+    const validation = options.validate === "full" ? 1 : 0;
+    check(native().fn.qv_index_open(bytes, bytes.length, encodeOptions(options, flags), validation, out), path);
+    return new Index({ dimensions: 0 }, out[0], true);
+  }
+
+  /**
+   * Attaches to an index opened elsewhere in this process (e.g. by the main thread, from a
+   * Worker): pass `index.handle`. The attached wrapper's close() only detaches it.
+   */
+  static attach(handle: number): Index {
+    if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0) {
+      throw new InvalidArgumentError("attach takes the numeric `handle` of an open index");
+    }
+    check(native().fn.qv_index_retain(handle));
+    return new Index({ dimensions: 0 }, handle, false);
+  }
+
+  /** The process-wide handle to pass to Workers (see `Index.attach`). */
+  get handle(): number {
+    return this.handleOrThrow();
+  }
+
+  handleOrThrow(): number {
+    if (this.#handle === undefined) closedError("index");
+    return this.#handle;
+  }
+
+  liveHandle(): number | undefined {
+    return this.#handle;
+  }
+
+  protected snapshotHandle(): bigint {
+    return 0n;
+  }
+
+  get dimensions(): number {
+    return this.#dimensions;
+  }
+
+  get closed(): boolean {
+    return this.#handle === undefined;
+  }
+
+  /**
+   * Adds one vector, or replaces the vector of an existing key (upsert). With a column of keys
+   * and one flat Float32Array of vectors, adds a batch on `threads` native threads; a batch is
+   * validated whole before anything is written. Thread safety: safe beside every other call.
+   * Cost: O(efConstruction log n) distance computations per vector.
+   */
+  add(key: Key, vector: VectorLike): void;
+  add(keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options?: AddOptions): void;
+  add(keyOrKeys: Key | BigUint64Array | ArrayLike<Key>, vectors: VectorLike, options: AddOptions = {}): void {
+    const h = this.handleOrThrow();
+    if (typeof keyOrKeys === "number" || typeof keyOrKeys === "bigint") {
+      const v = toVector(vectors);
+      check(native().fn.qv_index_add(h, toKey(keyOrKeys), v, v.length));
+    } else {
+      const keys = toKeyColumn(keyOrKeys as ArrayLike<Key>);
+      if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+      const threads = checkThreads(options.threads);
+      check(native().fn.qv_index_add_batch(h, keys, keys.length, vectors, vectors.length, threads));
+    }
+    this.revokeStaleViews();
+  }
+
+  /** Soft-deletes `key`; returns whether it was present. The node keeps routing searches. O(1). */
+  remove(key: Key): boolean {
+    const h = this.handleOrThrow();
+    check(native().fn.qv_index_remove(h, toKey(key), this.u32Out));
+    return this.u32Out[0] === 1;
+  }
+
+  /** Slots the storage holds before it must grow (and remap). */
+  get capacity(): number {
+    return this.stats().capacity;
+  }
+
+  /** Grows the storage to hold `slots` without further remaps. Cost: one remap at most. */
+  reserve(slots: number): void {
+    const h = this.handleOrThrow();
+    if (!Number.isSafeInteger(slots) || slots < 0) throw new InvalidArgumentError(`slots = ${slots}`);
+    check(native().fn.qv_index_reserve(h, slots));
+    this.revokeStaleViews();
+  }
+
+  /** Maps the storage anew at its current size (epoch + 1): a real remap, for tests and tools. */
+  remap(): void {
+    check(native().fn.qv_index_remap(this.handleOrThrow()));
+    this.revokeStaleViews();
+  }
+
+  /**
+   * A zero-copy view of the stored vector of `key`, valid until disposed or until the storage
+   * is remapped (then `array` throws StaleGuardError). Use with `using`. Cost: O(1).
+   */
+  view(key: Key): VectorView {
+    const h = this.handleOrThrow();
+    const guard = new BigUint64Array(1);
+    const address = new BigUint64Array(1);
+    const epoch = new BigUint64Array(1);
+    check(native().fn.qv_guard_acquire(h, toKey(key), guard, address, epoch));
+    const owner = {
+      epochNow: () => this.#epoch[0],
+      releaseGuard: (g: bigint) => {
+        if (this.#handle !== undefined) native().fn.qv_guard_release(this.#handle, g);
+      },
+      forget: (v: VectorView) => this.#views.delete(v),
+    };
+    const view = new VectorView(owner, guard[0], address[0], epoch[0], this.#dimensions);
+    this.#views.add(view);
+    return view;
+  }
+
+  /** The current mapping epoch; it moves on every remap. */
+  get epoch(): bigint {
+    this.handleOrThrow();
+    return this.#epoch[0];
+  }
+
+  /** A point-in-time read view (see Snapshot). O(1). */
+  snapshot(): Snapshot {
+    const h = this.handleOrThrow();
+    check(native().fn.qv_snapshot_create(h, this.u64Out));
+    const snapshot = new Snapshot(this, this.u64Out[0]);
+    this.#snapshots.add(snapshot);
+    return snapshot;
+  }
+
+  forgetSnapshot(snapshot: Snapshot): void {
+    this.#snapshots.delete(snapshot);
+  }
+
+  /** Counters and sizes, including the safety counters. O(1). */
+  stats(): Stats {
+    const out = new Uint8Array(layouts.Stats.size);
+    check(native().fn.qv_index_stats(this.handleOrThrow(), out));
+    return decodeStats(out);
+  }
+
+  /** The integrity walk (blocks writers while it runs; reads go on). O(n * M). */
+  verify(): VerifyReport {
+    const out = new Uint8Array(layouts.VerifyReport.size);
+    check(native().fn.qv_index_verify(this.handleOrThrow(), out));
+    return decodeReport(out);
+  }
+
+  /** Makes every acknowledged write durable against power loss (fsync of the log). */
+  sync(): void {
+    check(native().fn.qv_index_sync(this.handleOrThrow()));
+  }
+
+  /** Writes a consistent image into the mapped files and empties the log (blocks writers). */
+  checkpoint(): void {
+    check(native().fn.qv_index_checkpoint(this.handleOrThrow()));
+  }
+
+  /** Revokes views made before the latest remap (called after calls that can remap). */
+  revokeStaleViews(): void {
+    if (this.#views.size === 0) return;
+    const now = this.#epoch[0];
+    for (const view of [...this.#views]) if (view.epoch !== now) view.revoke(true);
+  }
+
+  /**
+   * Closes the index: revokes its views and snapshots; the owner also closes it for every
+   * Worker (their calls then throw ClosedError). Idempotent. Persistent indexes checkpoint.
+   */
+  close(): void {
+    const h = this.#handle;
+    if (h === undefined) return;
+    for (const view of [...this.#views]) view.revoke();
+    for (const snapshot of [...this.#snapshots]) snapshot.release();
+    this.#handle = undefined;
+    this.#epoch = new BigUint64Array(1);
+    registry.unregister(this);
+    if (this.#owner) native().fn.qv_index_close(h);
+    const status = native().fn.qv_index_release(h);
+    if (status !== Status.ok && status !== Status.closed) check(status);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+export { ClosedError };

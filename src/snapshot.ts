@@ -1,0 +1,61 @@
+/**
+ * A point-in-time read view of an index. Whatever inserts, removes, upserts and remaps happen
+ * after it was taken, its size, keys, get and search see exactly the state of that moment,
+ * until it is released. Costs nothing to take: O(1), no copy.
+ */
+import { native } from "./native.ts";
+import { check } from "./errors.ts";
+import { closedError, Reader } from "./reader.ts";
+
+export interface SnapshotOwner {
+  handleOrThrow(): number;
+  /** The native handle while the index is open, else undefined. */
+  liveHandle(): number | undefined;
+  readonly dimensions: number;
+  forgetSnapshot(snapshot: Snapshot): void;
+}
+
+export class Snapshot extends Reader {
+  #owner: SnapshotOwner | undefined;
+  readonly #handle: bigint;
+
+  constructor(owner: SnapshotOwner, handle: bigint) {
+    super();
+    this.#owner = owner;
+    this.#handle = handle;
+  }
+
+  protected handleOrThrow(): number {
+    if (this.#owner === undefined) closedError("snapshot");
+    return this.#owner.handleOrThrow();
+  }
+
+  protected snapshotHandle(): bigint {
+    return this.#handle;
+  }
+
+  get dimensions(): number {
+    if (this.#owner === undefined) closedError("snapshot");
+    return this.#owner.dimensions;
+  }
+
+  /** Releases the snapshot. Idempotent; closing the index releases it too. */
+  release(): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    this.#owner = undefined;
+    owner.forgetSnapshot(this);
+    // A closed index already freed its snapshots.
+    const handle = owner.liveHandle();
+    if (handle !== undefined) check(native().fn.qv_snapshot_release(handle, this.#handle));
+  }
+
+  /** Called by the index when it closes. */
+  invalidate(): void {
+    this.#owner = undefined;
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}

@@ -19,6 +19,7 @@ pub const files = .{
     @import("tables.zig"),
     @import("wal.zig"),
     @import("index_test.zig"),
+    @import("stress_test.zig"),
     @import("sim_tests.zig"),
 };
 
@@ -27,7 +28,7 @@ const file_names = [_][]const u8{
     "abi.zig",         "cpu.zig",    "distance.zig", "epoch.zig",    "entry.zig",
     "graph.zig",       "hnsw_insert.zig", "keymap.zig", "layout.zig", "locks.zig",
     "parallel.zig",    "scratch.zig", "storage.zig", "tables.zig",   "wal.zig",
-    "index_test.zig",  "sim_tests.zig",
+    "index_test.zig",  "stress_test.zig", "sim_tests.zig",
 };
 
 test {

@@ -22,6 +22,9 @@ pub const Variant = enum {
     release_ignores_pins,
     /// Canary: bumps the published epoch after the new generation is visible.
     epoch_after_publish,
+    /// Canary (a real bug the checker found): releases on the pin count seen before the
+    /// decrement, not re-read after the generation was seen retired.
+    unpin_trusts_stale_count,
 };
 
 pub const State = enum(u8) { current = 0, retired = 1, released = 2 };
@@ -97,7 +100,12 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
         pub fn unpin(self: *Self, generation: *Generation) void {
             const before = generation.pins.fetchSub(1, .seq_cst);
             assert(before > 0);
-            if (before == 1 and generation.state.load(.seq_cst) == @intFromEnum(State.retired)) {
+            if (before != 1 or generation.state.load(.seq_cst) != @intFromEnum(State.retired)) return;
+            // `before == 1` is stale by now: another reader may have pinned while the generation
+            // was still current, and the publisher then saw its pin and left the release to it.
+            // Once retired, new pins back off, so a zero count read now means no holder is left.
+            // (Found by the interleaving checker: native/sim, 3 threads.)
+            if (variant == .unpin_trusts_stale_count or generation.pins.load(.seq_cst) == 0) {
                 self.tryRelease(generation);
             }
         }

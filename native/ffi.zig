@@ -16,6 +16,7 @@ const read = @import("index_read.zig");
 const recovery = @import("recovery.zig");
 const verify_mod = @import("verify.zig");
 const distance = @import("distance.zig");
+const backup = @import("backup.zig");
 const parallel = @import("parallel.zig");
 
 pub const abi_version: u32 = 1;
@@ -53,6 +54,7 @@ pub fn statusOf(err: anyerror) Status {
         error.InvalidEf => .invalid_ef,
         error.InvalidHandle => .invalid_handle,
         error.Closed => .closed,
+        error.InvalidK => .invalid_k,
         else => .internal,
     };
 }
@@ -307,6 +309,17 @@ pub const exports = struct {
         defer registry.leave(handle);
         const out = out_snapshot orelse return .invalid_argument;
         out.* = read.snapshotCreate(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Writes the snapshot (0: the live view) as a new persistent index at `path`, while
+    /// writers go on. Opening it gives exactly the snapshot's contents.
+    pub fn qv_snapshot_save(handle: u32, snapshot: u64, path: ?[*]const u8, path_len: u32) callconv(.C) Status {
+        const index = enter(handle) catch |err| return statusOf(err);
+        defer registry.leave(handle);
+        const p = slice(u8, path, path_len) orelse return .invalid_argument;
+        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        backup.save(index, snapshot, p) catch |err| return statusOf(err);
         return .ok;
     }
 

@@ -37,6 +37,7 @@ pub const Error = error{
     UnknownMetric,
     InvalidDimensions,
     InvalidEf,
+    Internal,
 };
 
 /// A WAL larger than this triggers a checkpoint at the end of the mutation that grew it.

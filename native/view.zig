@@ -80,7 +80,8 @@ pub const View = struct {
 /// `live_seq`). Creation and deletion sequence numbers are set under the commit lock.
 pub fn visible(meta: *const layout.Meta, seq: u64) bool {
     const created = @atomicLoad(u64, &meta.created_seq, .acquire);
-    if (created > seq) return false;
+    // 0 is a slot never written (files start zeroed); `unpublished` is above every reader's seq.
+    if (created == 0 or created > seq) return false;
     const deleted = @atomicLoad(u64, &meta.deleted_seq, .acquire);
     return deleted == 0 or deleted > seq;
 }

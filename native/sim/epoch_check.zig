@@ -268,3 +268,13 @@ test "epoch sim canary: release ignoring pins is caught" {
 test "epoch sim canary: epoch bumped after publish is caught" {
     try expectCanaryCaught(.epoch_after_publish);
 }
+
+test "epoch sim canary: unpin trusting its stale pin count is caught (the bug this checker found)" {
+    // Needs three threads: a reader unpinning, a guard pinning in the gap, and a publisher.
+    const R = Scenario(.unpin_trusts_stale_count, &.{ .reader, .guard, .remapper }, 1);
+    const bounded = try explore.explore(R, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = 3 } });
+    try explore.expectCaught(&bounded);
+    const P = Scenario(.unpin_trusts_stale_count, &.{ .reader, .guard, .remapper }, 2);
+    const random_report = try explore.explore(P, test_gpa, .{ .random = .{ .runs = 5_000, .seed = random_seed } });
+    try explore.expectCaught(&random_report);
+}

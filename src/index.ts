@@ -260,6 +260,16 @@ export class Index extends Reader {
     return snapshot;
   }
 
+  /**
+   * Writes a consistent copy of the index as of this call to `path` (a new persistent index),
+   * while writers go on. Equivalent to `snapshot().save(path)`. O(n).
+   */
+  backup(path: string): void {
+    if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
+    const bytes = new TextEncoder().encode(path);
+    check(native().fn.qv_snapshot_save(this.handleOrThrow(), 0n, bytes, bytes.length), path);
+  }
+
   forgetSnapshot(snapshot: Snapshot): void {
     this.#snapshots.delete(snapshot);
   }

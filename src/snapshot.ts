@@ -39,6 +39,16 @@ export class Snapshot extends Reader {
     return this.#owner.dimensions;
   }
 
+  /**
+   * Writes this snapshot as a new persistent index at `path` (which must not exist) while
+   * writers go on; `Index.open(path)` then gives exactly the snapshot's contents. O(n).
+   */
+  save(path: string): void {
+    const h = this.handleOrThrow();
+    const bytes = new TextEncoder().encode(path);
+    check(native().fn.qv_snapshot_save(h, this.#handle, bytes, bytes.length), path);
+  }
+
   /** Releases the snapshot. Idempotent; closing the index releases it too. */
   release(): void {
     const owner = this.#owner;

@@ -30,6 +30,22 @@ pub fn build(b: *std.Build) void {
     test_fast.dependOn(&b.addRunArtifact(addTests(b, target, .ReleaseSafe, false, test_filters)).step);
     const tsan_step = b.step("test-tsan", "Run the native tests under ThreadSanitizer");
     tsan_step.dependOn(&b.addRunArtifact(addTests(b, target, .ReleaseSafe, true, test_filters)).step);
+
+    // The canary: TSan must report the deliberate race in native/tsan_canary.zig.
+    const canary = b.addExecutable(.{
+        .name = "quiver-tsan-canary",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("native/tsan_canary.zig"),
+            .target = target,
+            .optimize = .ReleaseSafe,
+            .link_libc = true,
+            .sanitize_thread = true,
+        }),
+    });
+    const canary_run = b.addRunArtifact(canary);
+    canary_run.addCheck(.{ .expect_stderr_match = "WARNING: ThreadSanitizer: data race" });
+    canary_run.addCheck(.{ .expect_term = .{ .Exited = 66 } });
+    b.step("tsan-canary", "Check that ThreadSanitizer catches a deliberate race").dependOn(&canary_run.step);
 }
 
 /// x86-64-v2 is the floor every released binary runs on; wider kernels are picked at run time.

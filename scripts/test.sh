@@ -12,8 +12,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "native tests (Debug, leak-checked)"
 "$ZIG" build test --summary failures
 
-step "native tests under ThreadSanitizer"
+step "native tests under ThreadSanitizer (and its canary: a deliberate race it must report)"
 "$ZIG" build test-tsan --summary failures
+"$ZIG" build tsan-canary --summary failures
 
 step "TypeScript specs under Bun"
 "$BUN" test

@@ -17,6 +17,7 @@ const recovery = @import("recovery.zig");
 const verify_mod = @import("verify.zig");
 const distance = @import("distance.zig");
 const backup = @import("backup.zig");
+const compact = @import("compact.zig");
 const parallel = @import("parallel.zig");
 
 pub const abi_version: u32 = 1;
@@ -59,8 +60,22 @@ pub fn statusOf(err: anyerror) Status {
     };
 }
 
-fn enter(handle: u32) !*Index {
-    return registry.enter(handle);
+/// One call on an index: a registry user (so close cannot free it underneath) holding the
+/// structure lock shared (so compaction cannot swap the storage underneath).
+const Op = struct {
+    handle: u32,
+    index: *Index,
+
+    fn end(op: Op) void {
+        op.index.structure.unlockShared();
+        registry.leave(op.handle);
+    }
+};
+
+fn begin(handle: u32) !Op {
+    const index = try registry.enter(handle);
+    index.structure.lockShared(&index.counters.lock_contention);
+    return .{ .handle = handle, .index = index };
 }
 
 fn checkSearch(index: *Index, k: u32, ef: u32) !u32 {
@@ -148,8 +163,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_add(handle: u32, key: u64, vector: ?[*]const f32, len: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const v = slice(f32, vector, len) orelse return .invalid_argument;
         write.add(index, key, v) catch |err| return statusOf(err);
         write.checkpointIfDue(index) catch |err| return statusOf(err);
@@ -157,8 +173,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_add_batch(handle: u32, keys: ?[*]const u64, count: u32, vectors: ?[*]const f32, vectors_len: u64, threads: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const k = slice(u64, keys, count) orelse return .invalid_argument;
         const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
         write.addBatch(index, k, v, threads) catch |err| return statusOf(err);
@@ -167,8 +184,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_remove(handle: u32, key: u64, out_removed: ?*u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_removed orelse return .invalid_argument;
         out.* = @intFromBool(write.remove(index, key) catch |err| return statusOf(err));
         write.checkpointIfDue(index) catch |err| return statusOf(err);
@@ -176,8 +194,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_has(handle: u32, snapshot: u64, key: u64, out_has: ?*u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_has orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
         out.* = @intFromBool(read.has(index, key, seq));
@@ -186,8 +205,9 @@ pub const exports = struct {
 
     /// Copies the vector of `key` into `out` (dimensions floats); `not_found` if absent.
     pub fn qv_index_get(handle: u32, snapshot: u64, key: u64, out: ?[*]f32, len: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         if (len != index.layout.dimensions) return .dimension_mismatch;
         const o = sliceMut(f32, out, len) orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
@@ -197,8 +217,9 @@ pub const exports = struct {
 
     /// k nearest neighbours of one query, closest first; `ef` 0 means the index default.
     pub fn qv_index_search(handle: u32, snapshot: u64, query: ?[*]const f32, len: u32, k: u32, ef: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_count: ?*u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const q = slice(f32, query, len) orelse return .invalid_argument;
         write.validateVector(index, q) catch |err| return statusOf(err);
         const beam = checkSearch(index, k, ef) catch |err| return statusOfSearch(err);
@@ -212,8 +233,9 @@ pub const exports = struct {
 
     /// `count` queries from one flat array; results at [i*k, i*k + counts[i]).
     pub fn qv_index_search_batch(handle: u32, snapshot: u64, queries: ?[*]const f32, queries_len: u64, count: u32, k: u32, ef: u32, threads: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_counts: ?[*]u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const d = index.layout.dimensions;
         if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
         const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
@@ -229,8 +251,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_size(handle: u32, snapshot: u64, out_size: ?*u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_size orelse return .invalid_argument;
         out.* = read.snapshotSize(index, snapshot) catch |err| return statusOf(err);
         return .ok;
@@ -238,8 +261,9 @@ pub const exports = struct {
 
     /// Writes up to `capacity` visible keys; `out_total` receives how many are visible in all.
     pub fn qv_index_keys(handle: u32, snapshot: u64, out_keys: ?[*]u64, capacity: u64, out_total: ?*u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const keys = sliceMut(u64, out_keys, capacity) orelse return .invalid_argument;
         const total = out_total orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
@@ -248,8 +272,9 @@ pub const exports = struct {
     }
 
     pub fn qv_index_reserve(handle: u32, slots: u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         write.reserve(index, slots) catch |err| return statusOf(err);
         return .ok;
     }
@@ -257,23 +282,26 @@ pub const exports = struct {
     /// Maps the storage again at its current size: a real remap (new addresses, epoch + 1)
     /// without growth. For tests of the remap path and for forcing stale guards.
     pub fn qv_index_remap(handle: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         write.remap(index) catch |err| return statusOf(err);
         return .ok;
     }
 
     pub fn qv_index_stats(handle: u32, out_stats: ?*abi.Stats) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_stats orelse return .invalid_argument;
         out.* = index.stats();
         return .ok;
     }
 
     pub fn qv_index_verify(handle: u32, out_report: ?*abi.VerifyReport) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_report orelse return .invalid_argument;
         out.* = verify_mod.verify(index) catch |err| return statusOf(err);
         return .ok;
@@ -281,32 +309,48 @@ pub const exports = struct {
 
     /// Makes every acknowledged write durable against power loss (fsync of the WAL).
     pub fn qv_index_sync(handle: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         write.sync(index) catch |err| return statusOf(err);
         return .ok;
     }
 
     /// Writes a consistent image into the mapped files and empties the WAL.
     pub fn qv_index_checkpoint(handle: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         index.checkpoint() catch |err| return statusOf(err);
         return .ok;
     }
 
     /// The address of the index's epoch counter (u64), valid while the caller holds a reference.
     pub fn qv_index_epoch_address(handle: u32, out_address: ?*usize) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_address orelse return .invalid_argument;
         out.* = @intFromPtr(&index.storage.epochs.epoch.raw);
         return .ok;
     }
 
-    pub fn qv_snapshot_create(handle: u32, out_snapshot: ?*u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
+    /// Reclaims tombstones: rebuilds the graph from the live vectors into fresh storage and swaps
+    /// it in. Takes the exclusive path (every other call on the index waits); `busy` while views
+    /// or snapshots are alive.
+    pub fn qv_index_compact(handle: u32, threads: u32) callconv(.C) Status {
+        const index = registry.enter(handle) catch |err| return statusOf(err);
         defer registry.leave(handle);
+        index.structure.lock(&index.counters.lock_contention);
+        defer index.structure.unlock();
+        compact.compact(index, threads) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_snapshot_create(handle: u32, out_snapshot: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const out = out_snapshot orelse return .invalid_argument;
         out.* = read.snapshotCreate(index) catch |err| return statusOf(err);
         return .ok;
@@ -315,8 +359,9 @@ pub const exports = struct {
     /// Writes the snapshot (0: the live view) as a new persistent index at `path`, while
     /// writers go on. Opening it gives exactly the snapshot's contents.
     pub fn qv_snapshot_save(handle: u32, snapshot: u64, path: ?[*]const u8, path_len: u32) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const p = slice(u8, path, path_len) orelse return .invalid_argument;
         if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
         backup.save(index, snapshot, p) catch |err| return statusOf(err);
@@ -324,16 +369,18 @@ pub const exports = struct {
     }
 
     pub fn qv_snapshot_release(handle: u32, snapshot: u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         read.snapshotRelease(index, snapshot) catch |err| return statusOf(err);
         return .ok;
     }
 
     /// Pins the current mapping and returns a zero-copy pointer to `key`'s vector.
     pub fn qv_guard_acquire(handle: u32, key: u64, out_guard: ?*u64, out_address: ?*usize, out_epoch: ?*u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         const guard_out = out_guard orelse return .invalid_argument;
         const address_out = out_address orelse return .invalid_argument;
         const epoch_out = out_epoch orelse return .invalid_argument;
@@ -346,15 +393,17 @@ pub const exports = struct {
 
     /// `ok` while the guard's mapping is current, `stale_guard` after a remap.
     pub fn qv_guard_check(handle: u32, guard: u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         read.guardCheck(index, guard) catch |err| return statusOf(err);
         return .ok;
     }
 
     pub fn qv_guard_release(handle: u32, guard: u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
         read.guardRelease(index, guard) catch |err| return statusOf(err);
         return .ok;
     }

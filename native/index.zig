@@ -53,6 +53,8 @@ pub const Index = struct {
     seed: u64,
     writable: bool,
     persistent: bool,
+    /// The files' path (owned) for a persistent index.
+    path: ?[]u8 = null,
 
     node_locks: graph.NodeLocks = .{},
     keys: KeyMap = .{},
@@ -64,6 +66,8 @@ pub const Index = struct {
     /// The header says `clean = 0`: set before the first mutation after a checkpoint.
     dirty: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
 
+    /// Shared by every call through the FFI, exclusive while `compact` swaps the storage.
+    structure: locks.RwLock = .{ .rank = .structure },
     writers: locks.RwLock = .{ .rank = .writers },
     commit: locks.Mutex = .{ .rank = .commit },
     pool: scratch.Pool,
@@ -105,6 +109,7 @@ pub const Index = struct {
         const self = try init(gpa, storage, header, options.ef_search, path != null, true);
         errdefer self.destroyState();
         if (path) |p| {
+            self.path = gpa.dupe(u8, p) catch return error.OutOfMemory;
             self.wal = Wal.open(p, options.dimensions, true) catch return error.Io;
             try self.checkpoint();
         }
@@ -136,9 +141,9 @@ pub const Index = struct {
 
     /// Frees everything. Every user has left: no op is running and no pin is held but guards.
     pub fn destroy(self: *Index) void {
-        if (self.writable and self.persistent) self.checkpoint() catch {
-            // The WAL still holds every write, so the next open recovers them; count it.
-            _ = self.counters.invariant_violations.fetchAdd(0, .monotonic);
+        if (self.writable and self.persistent) self.checkpoint() catch |err| {
+            // Nothing is lost: the WAL still holds every write and the next open replays it.
+            std.log.warn("quiver: checkpoint at close failed ({s}); the next open recovers from the log", .{@errorName(err)});
         };
         const storage = self.storage;
         self.destroyState();
@@ -149,6 +154,7 @@ pub const Index = struct {
         self.guards.releaseAll(self.storage);
         self.snapshots.table.deinit(self.gpa);
         if (self.wal) |*wal| wal.close();
+        if (self.path) |p| self.gpa.free(p);
         self.pool.deinit();
         self.keys.deinit(self.gpa);
         self.node_locks.deinit(self.gpa);
@@ -167,10 +173,25 @@ pub const Index = struct {
     pub fn checkpointLocked(self: *Index) Error!void {
         const generation = self.storage.pin();
         defer self.storage.unpin(generation);
-        const regions = generation.payload;
-        const header = regions.header();
+        const header = generation.payload.header();
         // Mark dirty while the counters and hashes are rewritten, so a crash in between is seen.
         @atomicStore(u32, &header.clean, 0, .release);
+        self.writeCounters(generation.payload);
+        header.checksum = header.computeChecksum();
+        self.storage.sync() catch return error.Io;
+        // The WAL is emptied before the header says clean: a crash in between leaves a dirty
+        // header and an empty log, which recovers by scanning the (complete) mapped state.
+        if (self.wal) |*wal| wal.reset(&self.counters.lock_contention) catch return error.Io;
+        header.clean = 1;
+        header.checksum = header.computeChecksum();
+        self.storage.sync() catch return error.Io;
+        self.dirty.store(false, .release);
+    }
+
+    /// Writes the in-memory counters and the region hashes into the header (no I/O). Writers
+    /// must be excluded; the caller sets `clean` and the checksum.
+    pub fn writeCounters(self: *Index, regions: layout_mod.Regions) void {
+        const header = regions.header();
         header.capacity = regions.capacity;
         header.upper_capacity = regions.upper_capacity;
         header.slots_used = self.slots_used.load(.acquire);
@@ -182,15 +203,6 @@ pub const Index = struct {
         header.data_hash = hashes[0];
         header.graph_hash = hashes[1];
         header.upper_hash = hashes[2];
-        header.checksum = header.computeChecksum();
-        self.storage.sync() catch return error.Io;
-        // The WAL is emptied before the header says clean: a crash in between leaves a dirty
-        // header and an empty log, which recovers by scanning the (complete) mapped state.
-        if (self.wal) |*wal| wal.reset(&self.counters.lock_contention) catch return error.Io;
-        header.clean = 1;
-        header.checksum = header.computeChecksum();
-        self.storage.sync() catch return error.Io;
-        self.dirty.store(false, .release);
     }
 
     /// Pins the current generation and describes it for one operation.

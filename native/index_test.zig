@@ -151,3 +151,54 @@ test "index: upsert replaces the vector, remove hides the key, get copies it" {
     try expectVerified(index);
 }
 
+
+test "index: compaction drops tombstones, keeps every live key and vector, and recall" {
+    const compact = @import("compact.zig");
+    const n = 2000;
+    const dims = 16;
+    const data = try clustered(gpa, n, dims, 3);
+    defer gpa.free(data);
+    const live = try gpa.alloc(bool, n);
+    defer gpa.free(live);
+    @memset(live, true);
+    const index = try Index.create(gpa, options(dims, .l2sq), null);
+    defer index.destroy();
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    for (keys, 0..) |*k, i| k.* = i;
+    try write.addBatch(index, keys, data, 2);
+    for (0..n) |key| {
+        if (key % 2 == 0) {
+            try std.testing.expect(try write.remove(index, key));
+            live[key] = false;
+        }
+    }
+    // Upserts leave tombstones too: re-add odd keys with their own vectors.
+    for (0..n) |key| {
+        if (key % 10 == 1) try write.add(index, key, data[key * dims ..][0..dims]);
+    }
+    const epoch_before = index.storage.epochs.epoch.load(.acquire);
+    try std.testing.expect(index.slots_used.load(.acquire) > n);
+
+    // Views pin slot numbers: compaction refuses while one is alive.
+    const guard = try read.guardAcquire(index, 1);
+    try std.testing.expectError(error.Busy, compact.compact(index, 2));
+    try read.guardRelease(index, guard.handle);
+    try compact.compact(index, 2);
+
+    try std.testing.expectEqual(@as(u64, n / 2), index.size());
+    try std.testing.expectEqual(@as(u64, n / 2), index.slots_used.load(.acquire));
+    try std.testing.expect(index.storage.epochs.epoch.load(.acquire) > epoch_before);
+    var v: [dims]f32 = undefined;
+    for (0..n) |key| {
+        try std.testing.expectEqual(live[key], read.has(index, key, view_mod.live_seq));
+        if (!live[key]) continue;
+        try std.testing.expect(read.get(index, key, view_mod.live_seq, &v));
+        try std.testing.expectEqualSlices(f32, data[key * dims ..][0..dims], &v);
+    }
+    try expectVerified(index);
+    try std.testing.expect(try recallAt10(index, .l2sq, data, live, dims, 100) >= 0.95);
+    // The index keeps working after the swap.
+    try write.add(index, n + 1, data[0..dims]);
+    try std.testing.expect(read.has(index, n + 1, view_mod.live_seq));
+}

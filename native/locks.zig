@@ -5,8 +5,8 @@
 //!
 //! | rank | lock          | guards                                                         |
 //! |------|---------------|----------------------------------------------------------------|
-//! | 1    | registry      | the global handle table                                        |
-//! | 2    | writers       | shared by every mutation, exclusive for checkpoint/compact     |
+//! | 1    | structure     | shared by every FFI call on an index, exclusive for compact     |
+//! | 2    | writers       | shared by every mutation, exclusive for checkpoint and verify  |
 //! | 3    | key_stripe    | one of 64 stripes of the key map; held across WAL append+apply  |
 //! | 4    | wal           | the write-ahead log file                                       |
 //! | 5    | grow          | storage growth (remap) and upper-arena growth                   |
@@ -17,7 +17,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 
 pub const Rank = enum(u8) {
-    registry = 1,
+    structure = 1,
     writers = 2,
     key_stripe = 3,
     wal = 4,

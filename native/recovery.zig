@@ -27,6 +27,7 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
     const self = try Index.init(gpa, storage, header, ef_search, true, writable);
     errdefer destroyPartial(self);
+    self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
@@ -42,6 +43,7 @@ pub const flag_metric_given: u32 = 1 << 8;
 
 fn destroyPartial(self: *Index) void {
     if (self.wal) |*wal| wal.close();
+    if (self.path) |p| self.gpa.free(p);
     self.pool.deinit();
     self.keys.deinit(self.gpa);
     self.node_locks.deinit(self.gpa);
@@ -50,7 +52,7 @@ fn destroyPartial(self: *Index) void {
 
 /// Rebuilds the in-memory state from the metadata column, validating every field it will
 /// later trust: a bad field is `Corrupt`, never a wild read.
-fn scan(self: *Index, header: layout.Header, validation: Validation) Error!void {
+pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!void {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const regions = generation.payload;

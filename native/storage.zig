@@ -29,7 +29,7 @@ pub const Error = error{
 };
 
 pub const Kind = enum { data, graph, upper };
-const suffixes = [_][]const u8{ "", ".graph", ".upper" };
+pub const suffixes = [_][]const u8{ "", ".graph", ".upper" };
 
 pub const Storage = struct {
     gpa: std.mem.Allocator,
@@ -135,6 +135,27 @@ pub const Storage = struct {
         header.capacity = capacity;
         header.upper_capacity = upper_capacity;
         header.checksum = header.computeChecksum();
+        _ = self.remaps.fetchAdd(1, .monotonic);
+    }
+
+    /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
+    /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
+    pub fn adopt(self: *Storage, fds: [3]posix.fd_t, capacity: u64, upper_capacity: u64, contention: *std.atomic.Value(u64)) Error!void {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        var owned = fds;
+        const regions = mapAll(&owned, self.layout, capacity, upper_capacity, true) catch |err| {
+            closeAll(&owned);
+            return err;
+        };
+        _ = self.epochs.publish(self.gpa, regions) catch {
+            releaseRegions(regions);
+            closeAll(&owned);
+            return error.OutOfMemory;
+        };
+        var old = self.fds;
+        self.fds = owned;
+        closeAll(&old);
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
 

@@ -31,6 +31,7 @@ export const symbols = {
   qv_index_sync: { args: ["u32"], returns: "i32" },
   qv_index_checkpoint: { args: ["u32"], returns: "i32" },
   qv_index_epoch_address: { args: ["u32", "ptr"], returns: "i32" },
+  qv_index_compact: { args: ["u32", "u32"], returns: "i32" },
   qv_snapshot_create: { args: ["u32", "ptr"], returns: "i32" },
   qv_snapshot_save: { args: ["u32", "u64", "ptr", "u32"], returns: "i32" },
   qv_snapshot_release: { args: ["u32", "u64"], returns: "i32" },

@@ -298,6 +298,18 @@ export class Index extends Reader {
     check(native().fn.qv_index_checkpoint(this.handleOrThrow()));
   }
 
+  /**
+   * Reclaims the tombstones left by removes and upserts: rebuilds the graph from the live
+   * vectors into fresh storage and swaps it in (a remap: views go stale). Takes the exclusive
+   * path: every other call on the index, from any thread or Worker, waits until it is done.
+   * Throws BusyError while views or snapshots are alive. Cost: a rebuild, O(n log n).
+   */
+  compact(options: AddOptions = {}): void {
+    const h = this.handleOrThrow();
+    check(native().fn.qv_index_compact(h, checkThreads(options.threads)));
+    this.revokeStaleViews();
+  }
+
   /** Revokes views made before the latest remap (called after calls that can remap). */
   revokeStaleViews(): void {
     if (this.#views.size === 0) return;

@@ -1,0 +1,151 @@
+//! Compaction: reclaims tombstones by rebuilding the graph from the live vectors into fresh
+//! storage, then swapping it in as a new mapping generation. It runs on the exclusive path: the
+//! caller holds the structure lock exclusively, so no other call on the index is in flight.
+//! Views and snapshots pin slot numbers that compaction changes, so it refuses while any is alive.
+//!
+//! A persistent index builds `path.compact*` and renames it over `path*`; a crash before the
+//! renames leaves the old index intact, and the three renames are the only non-atomic window.
+const std = @import("std");
+const posix = std.posix;
+const abi = @import("abi.zig");
+const layout = @import("layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const write = @import("index_write.zig");
+const view_mod = @import("view.zig");
+const storage_mod = @import("storage.zig");
+const recovery = @import("recovery.zig");
+
+pub fn compact(self: *Index, threads: u32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    if (self.guards.live() > 0 or self.snapshots.live() > 0) return error.Busy;
+    try self.checkpoint();
+
+    const live = try collectLive(self);
+    defer self.gpa.free(live.keys);
+    defer self.gpa.free(live.vectors);
+
+    var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const tmp_path: ?[]const u8 = if (self.path) |p|
+        std.fmt.bufPrint(&tmp_buffer, "{s}.compact", .{p}) catch return error.InvalidArgument
+    else
+        null;
+    if (tmp_path) |p| try removeFiles(p);
+    errdefer if (tmp_path) |p| removeFiles(p) catch |err| {
+        // The index itself is unchanged; the next compaction removes the leftovers.
+        std.log.warn("quiver: could not remove {s}.compact files: {s}", .{ p, @errorName(err) });
+    };
+
+    var options = std.mem.zeroes(abi.Options);
+    options.dimensions = self.layout.dimensions;
+    options.metric = @intFromEnum(self.metric);
+    options.m = self.params.m;
+    options.ef_construction = self.params.ef_construction;
+    options.ef_search = self.ef_search;
+    options.seed = self.seed;
+    options.capacity = @max(live.keys.len, 64);
+    const fresh = try Index.create(self.gpa, options, tmp_path);
+    var fresh_alive = true;
+    defer if (fresh_alive) fresh.destroy();
+    try write.addBatch(fresh, live.keys, live.vectors, threads);
+    if (fresh.persistent) {
+        try fresh.checkpoint();
+    } else {
+        // An in-memory index never checkpoints; its header must still describe the new state.
+        const regions = fresh.storage.epochs.current.load(.acquire).payload;
+        fresh.writeCounters(regions);
+        regions.header().clean = 1;
+        regions.header().checksum = regions.header().computeChecksum();
+    }
+
+    const current = fresh.storage.epochs.current.load(.acquire).payload;
+    const capacity = current.capacity;
+    const upper_capacity = current.upper_capacity;
+    var fds: [3]posix.fd_t = undefined;
+    var duped: usize = 0;
+    errdefer for (fds[0..duped]) |fd| posix.close(fd);
+    // Duplicates keep the files (and the writer's flock on the new data file) alive after the
+    // temporary index closes its own descriptors.
+    for (fresh.storage.fds, 0..) |fd, i| {
+        fds[i] = posix.dup(fd) catch return error.Io;
+        duped += 1;
+    }
+    fresh_alive = false;
+    fresh.destroy();
+    if (tmp_path) |p| try renameOver(p, self.path.?);
+    duped = 0;
+    self.storage.adopt(fds, capacity, upper_capacity, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+    try resetState(self);
+}
+
+const Live = struct { keys: []u64, vectors: []f32 };
+
+fn collectLive(self: *Index) Error!Live {
+    const count = self.size();
+    const dims = self.layout.dimensions;
+    const keys = self.gpa.alloc(u64, count) catch return error.OutOfMemory;
+    errdefer self.gpa.free(keys);
+    const vectors = self.gpa.alloc(f32, count * dims) catch return error.OutOfMemory;
+    errdefer self.gpa.free(vectors);
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used = @min(self.slots_used.load(.acquire), regions.capacity);
+    var n: usize = 0;
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        if (!view_mod.visible(regions.meta(slot), view_mod.live_seq)) continue;
+        if (n == count) return error.Internal;
+        keys[n] = regions.meta(slot).key;
+        @memcpy(vectors[n * dims ..][0..dims], regions.vector(slot));
+        n += 1;
+    }
+    if (n != count) {
+        _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+        return error.Internal;
+    }
+    return .{ .keys = keys, .vectors = vectors };
+}
+
+/// Rebuilds the in-memory state (key map, counters, entry point) from the adopted storage.
+fn resetState(self: *Index) Error!void {
+    self.keys.deinit(self.gpa);
+    self.keys = .{};
+    self.entry.reset(null);
+    const header = self.storage.epochs.current.load(.acquire).payload.header().*;
+    try recovery.scan(self, header, .fast);
+    self.dirty.store(false, .release);
+}
+
+fn renameOver(from: []const u8, to: []const u8) Error!void {
+    // The graph and upper files first, the data file (with the header) last.
+    const order = [_]usize{ 1, 2, 0 };
+    for (order) |i| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const src = std.fmt.bufPrintZ(&a, "{s}{s}", .{ from, storage_mod.suffixes[i] }) catch return error.Io;
+        const dst = std.fmt.bufPrintZ(&b, "{s}{s}", .{ to, storage_mod.suffixes[i] }) catch return error.Io;
+        posix.renameZ(src, dst) catch return error.Io;
+    }
+    var w: [std.fs.max_path_bytes]u8 = undefined;
+    const wal = std.fmt.bufPrintZ(&w, "{s}.wal", .{from}) catch return error.Io;
+    try unlinkIfPresent(wal);
+}
+
+/// Removes leftovers of an interrupted compaction.
+fn removeFiles(path: []const u8) Error!void {
+    for (storage_mod.suffixes ++ [_][]const u8{".wal"}) |suffix| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        const full = std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix }) catch return error.Io;
+        try unlinkIfPresent(full);
+    }
+}
+
+fn unlinkIfPresent(path: [:0]const u8) Error!void {
+    posix.unlinkZ(path) catch |err| switch (err) {
+        error.FileNotFound => {},
+        else => return error.Io,
+    };
+}

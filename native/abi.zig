@@ -77,6 +77,8 @@ pub const Options = extern struct {
 
     pub const flag_read_only: u32 = 1 << 0;
     pub const flag_create: u32 = 1 << 1;
+    /// `metric` was given by the caller and must match the file's on open.
+    pub const flag_metric_given: u32 = 1 << 2;
 };
 
 /// Counters and sizes for `stats()`. Every safety counter is incremented on a real code path.

@@ -20,14 +20,7 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
         break :blk self.snapshots.table.get(handle).?;
     } else self.snapshots.table.get(snapshot_handle) orelse return error.InvalidArgument;
 
-    var options = std.mem.zeroes(abi.Options);
-    options.dimensions = self.layout.dimensions;
-    options.metric = @intFromEnum(self.metric);
-    options.m = self.params.m;
-    options.ef_construction = self.params.ef_construction;
-    options.ef_search = self.ef_search;
-    options.seed = self.seed;
-    options.capacity = @max(snap.slots_used, 64);
+    const options = self.derivedOptions(snap.slots_used);
     const copy = try Index.create(self.gpa, options, path);
     defer copy.destroy();
 

@@ -37,14 +37,7 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         std.log.warn("quiver: could not remove {s}.compact files: {s}", .{ p, @errorName(err) });
     };
 
-    var options = std.mem.zeroes(abi.Options);
-    options.dimensions = self.layout.dimensions;
-    options.metric = @intFromEnum(self.metric);
-    options.m = self.params.m;
-    options.ef_construction = self.params.ef_construction;
-    options.ef_search = self.ef_search;
-    options.seed = self.seed;
-    options.capacity = @max(live.keys.len, 64);
+    const options = self.derivedOptions(live.keys.len);
     const fresh = try Index.create(self.gpa, options, tmp_path);
     var fresh_alive = true;
     defer if (fresh_alive) fresh.destroy();

@@ -29,8 +29,8 @@ fn generate(out: anytype) !void {
     try writeLayout(out, "Stats", abi.Stats);
     try writeLayout(out, "VerifyReport", abi.VerifyReport);
     try out.writeAll("} as const;\n");
-    try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d} }} as const;\n", .{
-        abi.Options.flag_read_only, abi.Options.flag_create,
+    try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d}, metricGiven: {d} }} as const;\n", .{
+        abi.Options.flag_read_only, abi.Options.flag_create, abi.Options.flag_metric_given,
     });
     try out.print("export const limits = {{ maxDimensions: {d}, maxM: {d} }} as const;\n", .{ abi.max_dimensions, abi.max_m });
 }

@@ -150,7 +150,8 @@ pub const Index = struct {
         storage.destroy();
     }
 
-    fn destroyState(self: *Index) void {
+    /// Frees the in-memory state (not the storage). Also used when an open fails half-way.
+    pub fn destroyState(self: *Index) void {
         self.guards.releaseAll(self.storage);
         self.snapshots.table.deinit(self.gpa);
         if (self.wal) |*wal| wal.close();
@@ -203,6 +204,20 @@ pub const Index = struct {
         header.data_hash = hashes[0];
         header.graph_hash = hashes[1];
         header.upper_hash = hashes[2];
+    }
+
+    /// The options this index was created with (for indexes derived from it).
+    pub fn derivedOptions(self: *const Index, capacity: u64) abi.Options {
+        return .{
+            .dimensions = self.layout.dimensions,
+            .metric = @intFromEnum(self.metric),
+            .m = self.params.m,
+            .ef_construction = self.params.ef_construction,
+            .ef_search = self.ef_search,
+            .flags = 0,
+            .seed = self.seed,
+            .capacity = @max(capacity, 64),
+        };
     }
 
     /// Pins the current generation and describes it for one operation.

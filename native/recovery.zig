@@ -23,10 +23,10 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     errdefer storage.destroy();
     const header = storage.epochs.current.load(.acquire).payload.header().*;
     if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
-    if (options.metric != header.metric and options.flags & flag_metric_given != 0) return error.InvalidArgument;
+    if (options.flags & abi.Options.flag_metric_given != 0 and options.metric != header.metric) return error.InvalidArgument;
     const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
     const self = try Index.init(gpa, storage, header, ef_search, true, writable);
-    errdefer destroyPartial(self);
+    errdefer self.destroyState();
     self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
@@ -38,17 +38,6 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     return self;
 }
 
-/// Set by callers that pass an explicit metric to be checked against the file.
-pub const flag_metric_given: u32 = 1 << 8;
-
-fn destroyPartial(self: *Index) void {
-    if (self.wal) |*wal| wal.close();
-    if (self.path) |p| self.gpa.free(p);
-    self.pool.deinit();
-    self.keys.deinit(self.gpa);
-    self.node_locks.deinit(self.gpa);
-    self.gpa.destroy(self);
-}
 
 /// Rebuilds the in-memory state from the metadata column, validating every field it will
 /// later trust: a bad field is `Corrupt`, never a wild read.

@@ -151,5 +151,5 @@ export const layouts = {
   },
 } as const;
 
-export const optionFlags = { readOnly: 1, create: 2 } as const;
+export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4 } as const;
 export const limits = { maxDimensions: 65536, maxM: 128 } as const;

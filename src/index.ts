@@ -130,6 +130,7 @@ export class Index extends Reader {
     let flags = 0;
     if (options.readOnly) flags |= optionFlags.readOnly;
     if (options.create !== false && !options.readOnly) flags |= optionFlags.create;
+    if (options.metric !== undefined) flags |= optionFlags.metricGiven;
     const bytes = new TextEncoder().encode(path);
     const out = new Uint32Array(1);
     const validation = options.validate === "full" ? 1 : 0;

@@ -52,8 +52,16 @@ pub fn searchLayer(view: View, query: []const f32, entry: Candidate, ef: u32, le
         const closest = scratch.candidates.peek().?;
         if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
         _ = scratch.candidates.remove();
+        // First drop visited ids and prefetch the rest, so the memory loads of all the
+        // neighbours' vectors overlap instead of stalling one distance at a time.
+        var fresh: usize = 0;
         for (view.neighbours(closest.slot, level, scratch.links)) |slot| {
             if (scratch.visited.testAndSet(slot)) continue;
+            prefetch(view, slot, filter);
+            scratch.links[fresh] = slot;
+            fresh += 1;
+        }
+        for (scratch.links[0..fresh]) |slot| {
             const d = view.distanceTo(query, slot);
             if (scratch.results.count() >= ef and !(d < lower_bound)) continue;
             try scratch.candidates.add(.{ .distance = d, .slot = slot });
@@ -63,6 +71,13 @@ pub fn searchLayer(view: View, query: []const f32, entry: Candidate, ef: u32, le
             lower_bound = scratch.results.peek().?.distance;
         }
     }
+}
+
+inline fn prefetch(view: View, slot: u32, filter: Filter) void {
+    const bytes: [*]const u8 = @ptrCast(view.regions.vector(slot).ptr);
+    @prefetch(bytes, .{});
+    @prefetch(bytes + 64, .{});
+    if (filter != .none) @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});
 }
 
 inline fn accepts(view: View, filter: Filter, slot: u32) bool {

@@ -46,10 +46,11 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         try fresh.checkpoint();
     } else {
         // An in-memory index never checkpoints; its header must still describe the new state.
-        const regions = fresh.storage.epochs.current.load(.acquire).payload;
-        fresh.writeCounters(regions);
-        regions.header().clean = 1;
-        regions.header().checksum = regions.header().computeChecksum();
+        const contention = &fresh.counters.lock_contention;
+        var header = fresh.storage.currentHeader(contention);
+        fresh.fillCounters(&header, fresh.storage.epochs.current.load(.acquire).payload);
+        header.clean = 1;
+        fresh.storage.writeHeader(header, contention);
     }
 
     const current = fresh.storage.epochs.current.load(.acquire).payload;
@@ -107,8 +108,7 @@ fn resetState(self: *Index) Error!void {
     self.keys.deinit(self.gpa);
     self.keys = .{};
     self.entry.reset(null);
-    const header = self.storage.epochs.current.load(.acquire).payload.header().*;
-    try recovery.scan(self, header, .fast);
+    try recovery.scan(self, self.storage.currentHeader(&self.counters.lock_contention), .fast);
     self.dirty.store(false, .release);
 }
 

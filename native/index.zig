@@ -174,25 +174,25 @@ pub const Index = struct {
     pub fn checkpointLocked(self: *Index) Error!void {
         const generation = self.storage.pin();
         defer self.storage.unpin(generation);
-        const header = generation.payload.header();
-        // Mark dirty while the counters and hashes are rewritten, so a crash in between is seen.
-        @atomicStore(u32, &header.clean, 0, .release);
-        self.writeCounters(generation.payload);
-        header.checksum = header.computeChecksum();
+        const contention = &self.counters.lock_contention;
+        // Dirty while the counters and hashes are rewritten, so a crash in between is seen.
+        var header = self.storage.currentHeader(contention);
+        header.clean = 0;
+        self.fillCounters(&header, generation.payload);
+        self.storage.writeHeader(header, contention);
         self.storage.sync() catch return error.Io;
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty
         // header and an empty log, which recovers by scanning the (complete) mapped state.
-        if (self.wal) |*wal| wal.reset(&self.counters.lock_contention) catch return error.Io;
+        if (self.wal) |*wal| wal.reset(contention) catch return error.Io;
         header.clean = 1;
-        header.checksum = header.computeChecksum();
+        self.storage.writeHeader(header, contention);
         self.storage.sync() catch return error.Io;
         self.dirty.store(false, .release);
     }
 
-    /// Writes the in-memory counters and the region hashes into the header (no I/O). Writers
-    /// must be excluded; the caller sets `clean` and the checksum.
-    pub fn writeCounters(self: *Index, regions: layout_mod.Regions) void {
-        const header = regions.header();
+    /// Puts the in-memory counters and the region hashes into `header`. Writers must be
+    /// excluded, so that the hashes describe a quiescent image.
+    pub fn fillCounters(self: *Index, header: *Header, regions: layout_mod.Regions) void {
         header.capacity = regions.capacity;
         header.upper_capacity = regions.upper_capacity;
         header.slots_used = self.slots_used.load(.acquire);

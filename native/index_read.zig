@@ -92,8 +92,14 @@ pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64
 }
 
 /// The slot holding `key` as seen at `seq`, following the upsert chain back for snapshots.
+/// The key's stripe is held throughout: a writer holds it for its whole operation, so the map
+/// entry and the slots' visibility are read in one consistent state. (Reading the map, then
+/// the slot, would let an upsert retire the slot in between: a live key would read as absent.)
 pub fn slotAt(self: *Index, regions: layout.Regions, key: u64, seq: u64) ?u32 {
-    var slot = self.keys.get(key, &self.counters.lock_contention) orelse return null;
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    var slot = stripe.map.get(key) orelse return null;
     var steps: u64 = 0;
     const bound = @min(self.slots_used.load(.acquire), regions.capacity);
     while (slot != layout.no_slot and slot < bound and steps < bound) : (steps += 1) {

@@ -13,15 +13,20 @@ const distance = @import("distance.zig");
 const view_mod = @import("view.zig");
 const parallel = @import("parallel.zig");
 
-/// Rejects NaN and infinities; under cosine also the zero vector (it has no direction).
+/// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
+pub const max_norm_squared: f64 = 1e37;
+
+/// Rejects NaN, infinities and magnitudes whose distances would overflow f32; under cosine also
+/// the zero vector (it has no direction).
 pub fn validateVector(self: *Index, vector: []const f32) Error!void {
     if (vector.len != self.layout.dimensions) return error.DimensionMismatch;
-    for (vector) |x| if (!std.math.isFinite(x)) return error.InvalidVector;
-    if (self.metric == .cosine) {
-        var norm: f64 = 0;
-        for (vector) |x| norm += @as(f64, x) * x;
-        if (norm == 0 or !std.math.isFinite(norm)) return error.InvalidVector;
+    var norm: f64 = 0;
+    for (vector) |x| {
+        if (!std.math.isFinite(x)) return error.InvalidVector;
+        norm += @as(f64, x) * x;
     }
+    if (norm > max_norm_squared) return error.InvalidVector;
+    if (self.metric == .cosine and norm == 0) return error.InvalidVector;
 }
 
 /// Inserts `key`, or replaces its vector if it exists (upsert). Safe from any thread.

@@ -24,20 +24,6 @@ pub const KeyMap = struct {
         const mixed = key *% 0x9E3779B97F4A7C15;
         return &self.stripes[@intCast(mixed >> 58)];
     }
-
-    /// Looks up under the stripe lock.
-    pub fn get(self: *KeyMap, key: u64, contention: *std.atomic.Value(u64)) ?u32 {
-        const stripe = self.stripeOf(key);
-        stripe.mutex.lock(contention);
-        defer stripe.mutex.unlock();
-        return stripe.map.get(key);
-    }
-
-    pub fn count(self: *KeyMap) u64 {
-        var total: u64 = 0;
-        for (&self.stripes) |*stripe| total += stripe.map.count();
-        return total;
-    }
 };
 
 test "keymap: sequential keys spread over stripes" {

@@ -9,13 +9,17 @@ pub const page_bytes: u64 = std.heap.page_size_min;
 pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
 pub const format_version: u32 = 1;
 pub const header_bytes: u64 = 4096;
+pub const header_slot_bytes: u64 = 2048;
 pub const no_slot: u32 = std.math.maxInt(u32);
 pub const max_level: u32 = 31;
 /// Slots are u32 ids and `no_slot` is reserved.
 pub const max_capacity: u64 = std.math.maxInt(u32) - 1;
 
-/// The fixed file header at offset 0 of the data file. Counters are exact at the last checkpoint;
-/// between checkpoints the authoritative counters live in memory and `clean` is 0.
+/// The file header. The data file holds two copies (slots at offsets 0 and `header_slot_bytes`),
+/// written alternately, each with its own checksum and a sequence number: an update writes the
+/// older slot whole and only then becomes the newest, so a process killed mid-update leaves the
+/// previous header intact. Counters are exact at the last checkpoint; between checkpoints the
+/// authoritative counters live in memory and `clean` is 0.
 pub const Header = extern struct {
     magic: [8]u8,
     version: u32,
@@ -41,6 +45,8 @@ pub const Header = extern struct {
     data_hash: u64,
     graph_hash: u64,
     upper_hash: u64,
+    /// Which update this copy is; open uses the valid copy with the highest.
+    header_seq: u64,
     clean: u32,
     /// XxHash of every byte before this field, truncated.
     checksum: u32,
@@ -73,8 +79,9 @@ pub const unpublished: u64 = std.math.maxInt(u64);
 pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
 
 comptime {
-    assert(@sizeOf(Header) == 144);
-    assert(@sizeOf(Header) <= header_bytes);
+    assert(@sizeOf(Header) == 152);
+    assert(@sizeOf(Header) <= header_slot_bytes);
+    assert(2 * header_slot_bytes <= header_bytes);
     assert(@sizeOf(Meta) == 40);
 }
 
@@ -133,8 +140,9 @@ pub const Regions = struct {
     capacity: u64,
     upper_capacity: u64,
 
-    pub fn header(self: Regions) *Header {
-        return @ptrCast(self.data.ptr);
+    /// One of the two header copies (see `Header`); storage.zig decides which is current.
+    pub fn headerSlot(self: Regions, slot: u1) *Header {
+        return @ptrCast(@alignCast(self.data.ptr + @as(usize, slot) * header_slot_bytes));
     }
 
     pub fn meta(self: Regions, slot: u32) *Meta {

@@ -21,7 +21,8 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     const writable = options.flags & abi.Options.flag_read_only == 0;
     const storage = storage_mod.Storage.open(gpa, path, writable) catch |err| return index_mod.mapStorageError(err);
     errdefer storage.destroy();
-    const header = storage.epochs.current.load(.acquire).payload.header().*;
+    var contention = std.atomic.Value(u64).init(0);
+    const header = storage.currentHeader(&contention);
     if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
     if (options.flags & abi.Options.flag_metric_given != 0 and options.metric != header.metric) return error.InvalidArgument;
     const ef_search = if (options.ef_search == 0) 64 else options.ef_search;

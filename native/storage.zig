@@ -39,24 +39,36 @@ pub const Storage = struct {
     epochs: Epochs,
     grow_lock: locks.Mutex = .{ .rank = .grow },
     remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// The header slot holding the newest header; written only under the grow lock.
+    header_active: u1 = 0,
 
     /// Creates storage for a new index: memfds when `path` is null, else new files (which must
     /// not exist yet). The header is written with `clean = 1`.
-    pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, header: Header, capacity: u64) Error!*Storage {
-        const layout = Layout.init(header.dimensions, header.m);
+    pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, initial: Header, capacity: u64) Error!*Storage {
+        const layout = Layout.init(initial.dimensions, initial.m);
         var fds: [3]posix.fd_t = .{ -1, -1, -1 };
         errdefer closeAll(&fds);
-        for (0..3) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
-        if (path != null) try lockFile(fds[0], false);
+        // The data file is locked before any file is truncated: a second creator of the same
+        // path stops at the lock instead of truncating files the first one has mapped.
+        fds[0] = try createFile(gpa, path, .data);
+        if (path != null) {
+            try lockFile(fds[0], false);
+            posix.ftruncate(fds[0], 0) catch return error.Io;
+        }
+        for (1..3) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
         const upper_capacity = @max(64, capacity / 8);
         try resizeFiles(&fds, layout, capacity, upper_capacity);
         const regions = try mapAll(&fds, layout, capacity, upper_capacity, true);
-        var first = header;
+        var first = initial;
         first.capacity = capacity;
         first.upper_capacity = upper_capacity;
+        first.header_seq = 1;
         first.checksum = first.computeChecksum();
-        regions.header().* = first;
-        return finish(gpa, layout, fds, regions, true);
+        regions.headerSlot(0).* = first;
+        const self = try finish(gpa, layout, fds, regions, true, 0);
+        errdefer self.destroy();
+        if (path) |p| try publishCreated(p);
+        return self;
     }
 
     /// Opens existing files after validating the header against the file sizes.
@@ -65,13 +77,13 @@ pub const Storage = struct {
         errdefer closeAll(&fds);
         for (0..3) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
         try lockFile(fds[0], !writable);
-        const header = try readHeader(fds[0]);
-        const layout = try validateHeader(&header, &fds);
-        const regions = try mapAll(&fds, layout, header.capacity, header.upper_capacity, writable);
-        return finish(gpa, layout, fds, regions, writable);
+        const newest = try readHeader(fds[0]);
+        const layout = try validateHeader(&newest.header, &fds);
+        const regions = try mapAll(&fds, layout, newest.header.capacity, newest.header.upper_capacity, writable);
+        return finish(gpa, layout, fds, regions, writable, newest.slot);
     }
 
-    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [3]posix.fd_t, regions: Regions, writable: bool) Error!*Storage {
+    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [3]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
         errdefer releaseRegions(regions);
         const self = gpa.create(Storage) catch return error.OutOfMemory;
         errdefer gpa.destroy(self);
@@ -81,6 +93,7 @@ pub const Storage = struct {
             .fds = fds,
             .writable = writable,
             .epochs = Epochs.init(gpa, regions, releaseRegions) catch return error.OutOfMemory,
+            .header_active = header_active,
         };
         return self;
     }
@@ -129,12 +142,11 @@ pub const Storage = struct {
             return error.OutOfMemory;
         };
         // The header must describe the file sizes even if the process dies before a checkpoint,
-        // or recovery would map (and lose) only the old capacity. Writers of the header are
-        // serialized: remaps and `markDirty` hold the grow lock, checkpoints exclude both.
-        const header = regions.header();
-        header.capacity = capacity;
-        header.upper_capacity = upper_capacity;
-        header.checksum = header.computeChecksum();
+        // or recovery would map (and lose) only the old capacity.
+        var updated = self.headerLocked();
+        updated.capacity = capacity;
+        updated.upper_capacity = upper_capacity;
+        self.writeHeaderLocked(updated);
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
 
@@ -166,10 +178,39 @@ pub const Storage = struct {
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
         if (dirty.load(.acquire)) return;
-        const header = self.epochs.current.load(.acquire).payload.header();
-        header.clean = 0;
-        header.checksum = header.computeChecksum();
+        var updated = self.headerLocked();
+        updated.clean = 0;
+        self.writeHeaderLocked(updated);
         dirty.store(true, .release);
+    }
+
+    /// A copy of the newest header.
+    pub fn currentHeader(self: *Storage, contention: *std.atomic.Value(u64)) Header {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        return self.headerLocked();
+    }
+
+    /// Replaces the header (see `Header` for why this survives a crash at any point).
+    pub fn writeHeader(self: *Storage, new: Header, contention: *std.atomic.Value(u64)) void {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        self.writeHeaderLocked(new);
+    }
+
+    fn headerLocked(self: *Storage) Header {
+        return self.epochs.current.load(.acquire).payload.headerSlot(self.header_active).*;
+    }
+
+    fn writeHeaderLocked(self: *Storage, new: Header) void {
+        const regions = self.epochs.current.load(.acquire).payload;
+        const current = regions.headerSlot(self.header_active);
+        var next = new;
+        next.header_seq = current.header_seq + 1;
+        next.checksum = next.computeChecksum();
+        const target: u1 = self.header_active ^ 1;
+        regions.headerSlot(target).* = next;
+        self.header_active = target;
     }
 
     pub fn sync(self: *Storage) Error!void {
@@ -217,17 +258,40 @@ fn filePath(buffer: []u8, path: []const u8, kind: Kind) Error![:0]const u8 {
     return std.fmt.bufPrintZ(buffer, "{s}{s}", .{ path, suffixes[@intFromEnum(kind)] }) catch error.Io;
 }
 
+/// A new index's files. The data file is built as `path.creating` and linked to `path` only when
+/// complete (`publishCreated`), so a crash during creation never leaves a half-made index at
+/// `path`; leftovers of such a crash are truncated and reused by the next creation.
 fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix.fd_t {
     _ = gpa;
     const p = path orelse {
         return posix.memfd_create(@tagName(kind), linux.MFD.CLOEXEC) catch error.Io;
     };
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const full = try filePath(&buffer, p, kind);
-    return posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true }, 0o644) catch |err| switch (err) {
+    const data = kind == .data;
+    const full = if (data)
+        std.fmt.bufPrintZ(&buffer, "{s}.creating", .{p}) catch return error.Io
+    else
+        try filePath(&buffer, p, kind);
+    // The data file is truncated by the caller once it holds the lock.
+    return posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = !data, .CLOEXEC = true }, 0o644) catch error.Io;
+}
+
+/// Makes a fully written new index visible at `path`: empties any WAL left there, then links
+/// the data file into place (failing if an index appeared there meanwhile).
+fn publishCreated(path: []const u8) Error!void {
+    var wal_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const wal = std.fmt.bufPrintZ(&wal_buffer, "{s}.wal", .{path}) catch return error.Io;
+    const wal_fd = posix.openZ(wal, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    posix.close(wal_fd);
+    var from_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    var to_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const from = std.fmt.bufPrintZ(&from_buffer, "{s}.creating", .{path}) catch return error.Io;
+    const to = std.fmt.bufPrintZ(&to_buffer, "{s}", .{path}) catch return error.Io;
+    posix.linkZ(from, to) catch |err| return switch (err) {
         error.PathAlreadyExists => error.Locked,
         else => error.Io,
     };
+    posix.unlinkZ(from) catch return error.Io;
 }
 
 fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool) Error!posix.fd_t {
@@ -281,19 +345,32 @@ fn mapAll(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capaci
     };
 }
 
-fn readHeader(fd: posix.fd_t) Error!Header {
-    var header: Header = undefined;
-    const bytes = std.mem.asBytes(&header);
-    const got = posix.pread(fd, bytes, 0) catch return error.Io;
-    if (got != bytes.len) return error.Corrupt;
-    return header;
+const Newest = struct { header: Header, slot: u1 };
+
+/// Reads both header copies and returns the valid one with the highest sequence number.
+fn readHeader(fd: posix.fd_t) Error!Newest {
+    var best: ?Newest = null;
+    var version_seen: ?u32 = null;
+    for ([_]u1{ 0, 1 }) |slot| {
+        var header: Header = undefined;
+        const bytes = std.mem.asBytes(&header);
+        const got = posix.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes) catch return error.Io;
+        if (got != bytes.len) continue;
+        if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) continue;
+        if (header.checksum != header.computeChecksum()) continue;
+        if (header.version != layout_mod.format_version) {
+            version_seen = header.version;
+            continue;
+        }
+        if (best == null or header.header_seq > best.?.header.header_seq) best = .{ .header = header, .slot = slot };
+    }
+    if (best) |b| return b;
+    if (version_seen != null) return error.UnsupportedVersion;
+    return error.Corrupt;
 }
 
 /// Every length is checked against the file sizes before anything is mapped.
 fn validateHeader(header: *const Header, fds: *const [3]posix.fd_t) Error!Layout {
-    if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) return error.Corrupt;
-    if (header.version != layout_mod.format_version) return error.UnsupportedVersion;
-    if (header.checksum != header.computeChecksum()) return error.Corrupt;
     if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
     if (header.dimensions < 1 or header.dimensions > @import("abi.zig").max_dimensions) return error.Corrupt;
     if (header.m < 2 or header.m > @import("abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;

@@ -76,7 +76,7 @@ function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Arra
     }
   }
   const metric = options.metric ?? "l2";
-  if (!(metric in metrics)) throw new UnknownMetricError(`"${String(metric)}" (use "l2", "ip" or "cosine")`);
+  if (typeof metric !== "string" || !Object.hasOwn(metrics, metric)) throw new UnknownMetricError(`"${String(metric)}" (use "l2", "ip" or "cosine")`);
   return encode(layouts.Options, {
     dimensions: options.dimensions ?? 0,
     metric: metrics[metric],
@@ -186,14 +186,16 @@ export class Index extends Reader {
   add(keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options?: AddOptions): void;
   add(keyOrKeys: Key | BigUint64Array | ArrayLike<Key>, vectors: VectorLike, options: AddOptions = {}): void {
     const h = this.handleOrThrow();
-    if (typeof keyOrKeys === "number" || typeof keyOrKeys === "bigint") {
-      const v = toVector(vectors);
-      check(native().fn.qv_index_add(h, toKey(keyOrKeys), v, v.length));
-    } else {
+    if (keyOrKeys instanceof BigUint64Array || Array.isArray(keyOrKeys)) {
       const keys = toKeyColumn(keyOrKeys as ArrayLike<Key>);
       if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
       const threads = checkThreads(options.threads);
       check(native().fn.qv_index_add_batch(h, keys, keys.length, vectors, vectors.length, threads));
+    } else {
+      // Anything else is one key: toKey rejects what is not a number or a bigint.
+      const key = toKey(keyOrKeys);
+      const v = toVector(vectors);
+      check(native().fn.qv_index_add(h, key, v, v.length));
     }
     this.revokeStaleViews();
   }

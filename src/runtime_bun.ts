@@ -5,8 +5,7 @@ import type { Native, SymbolName } from "./native.ts";
 import { libraryName } from "./native.ts";
 // Embedded into single binaries by `bun build --compile`; a plain path when run from source.
 import embeddedLibrary from "../zig-out/lib/libquiver.so" with { type: "file" };
-import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 const bunTypes = { u32: "u32", i32: "i32", u64: "u64", f32: "f32", usize: "usize", ptr: "ptr", void: "void" } as const;
@@ -17,14 +16,7 @@ function libraryPath(): string {
   const debug = process.env.QUIVER_DEBUG === "1";
   const built = join(import.meta.dir, "..", "zig-out", "lib", libraryName(debug, process.platform));
   if (existsSync(built)) return built;
-  // Inside a compiled binary the embedded file lives in Bun's virtual filesystem; dlopen needs a
-  // real file, so copy it out once.
-  if (embeddedLibrary.startsWith("/$bunfs") || embeddedLibrary.startsWith("B:\\~BUN")) {
-    const dir = mkdtempSync(join(tmpdir(), "quiver-"));
-    const target = join(dir, libraryName(false, process.platform));
-    copyFileSync(embeddedLibrary, target);
-    return target;
-  }
+  // Inside a compiled binary this is a path in Bun's virtual filesystem; dlopen extracts it.
   return embeddedLibrary;
 }
 

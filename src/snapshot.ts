@@ -5,6 +5,7 @@
  */
 import { native } from "./native.ts";
 import { check } from "./errors.ts";
+import { Status } from "./ffi.gen.ts";
 import { closedError, Reader } from "./reader.ts";
 
 export interface SnapshotOwner {
@@ -55,9 +56,11 @@ export class Snapshot extends Reader {
     if (owner === undefined) return;
     this.#owner = undefined;
     owner.forgetSnapshot(this);
-    // A closed index already freed its snapshots.
+    // A closed index (closed here, or by its owner in another Worker) frees its snapshots itself.
     const handle = owner.liveHandle();
-    if (handle !== undefined) check(native().fn.qv_snapshot_release(handle, this.#handle));
+    if (handle === undefined) return;
+    const status = native().fn.qv_snapshot_release(handle, this.#handle);
+    if (status !== Status.closed) check(status);
   }
 
   /** Called by the index when it closes. */

@@ -11,14 +11,16 @@ if [ ! -x "$ZIG" ] || [ "$("$ZIG" version)" != "$ZIG_VERSION" ]; then
     --target "$QUIVER_TOOLS/zig-$ZIG_VERSION" "ziglang==$ZIG_VERSION"
 fi
 
-if [ ! -d node_modules/bun ] || [ ! -d node_modules/deno ] || [ ! -d node_modules/mitata ]; then
+if [ -z "$BUN" ] || [ -z "$DENO" ] || [ ! -d node_modules/mitata ]; then
   echo "setup: installing bun, deno and mitata from npm"
   npm install --no-audit --no-fund --loglevel=error
 fi
 source scripts/env.sh
-# npm 11 skips install scripts; the platform packages carry the binaries, so link them if needed.
-if [ ! -x "$BUN" ]; then echo "setup: bun binary not found under node_modules" >&2; exit 1; fi
-if [ -z "$DENO" ] || [ ! -x "$DENO" ]; then echo "setup: deno binary not found under node_modules" >&2; exit 1; fi
+# The platform packages (@oven/bun-*, @deno/*) carry the binaries; make sure they can run.
+for binary in "$BUN" "$DENO"; do
+  if [ -z "$binary" ]; then echo "setup: bun or deno binary not found under node_modules" >&2; exit 1; fi
+  [ -x "$binary" ] || chmod +x "$binary"
+done
 
 echo "setup: zig $("$ZIG" version), bun $("$BUN" --version), $("$DENO" --version | head -n 1)"
 "$ZIG" build --summary none

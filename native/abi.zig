@@ -61,6 +61,11 @@ pub fn statusMessage(status: Status) [:0]const u8 {
 
 pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
 
+/// How the graph walk reads vectors. `f32` walks the stored vectors; `f16` walks half-precision
+/// copies (half the bytes per visited node) and reranks the candidates against the f32 vectors,
+/// which are kept in their own file.
+pub const StorageKind = enum(u32) { f32 = 0, f16 = 1 };
+
 pub const max_dimensions: u32 = 65536;
 pub const max_m: u32 = 128;
 
@@ -74,6 +79,9 @@ pub const Options = extern struct {
     flags: u32,
     seed: u64,
     capacity: u64,
+    /// `StorageKind`.
+    storage: u32,
+    reserved: u32,
 
     pub const flag_read_only: u32 = 1 << 0;
     pub const flag_create: u32 = 1 << 1;
@@ -124,7 +132,7 @@ pub const VerifyReport = extern struct {
 
 comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
-    std.debug.assert(@sizeOf(Options) == 40);
+    std.debug.assert(@sizeOf(Options) == 48);
     std.debug.assert(@sizeOf(Stats) == 152);
     std.debug.assert(@sizeOf(VerifyReport) == 88);
 }

@@ -92,6 +92,7 @@ fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, u
         dst.deleted_seq = 1;
     }
     @memcpy(to.vector(slot), from.vector(slot));
+    if (from.layout.storage == .f16) @memcpy(to.walkF16(slot), @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions]);
     var level: u32 = 0;
     while (level <= src.level) : (level += 1) copyList(self, from, to, slot, level, used, links);
     return visible;

@@ -56,7 +56,7 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     const current = fresh.storage.epochs.current.load(.acquire).payload;
     const capacity = current.capacity;
     const upper_capacity = current.upper_capacity;
-    var fds: [3]posix.fd_t = undefined;
+    var fds: [storage_mod.file_count]posix.fd_t = undefined;
     var duped: usize = 0;
     errdefer for (fds[0..duped]) |fd| posix.close(fd);
     // Duplicates keep the files (and the writer's flock on the new data file) alive after the
@@ -113,8 +113,8 @@ fn resetState(self: *Index) Error!void {
 }
 
 fn renameOver(from: []const u8, to: []const u8) Error!void {
-    // The graph and upper files first, the data file (with the header) last.
-    const order = [_]usize{ 1, 2, 0 };
+    // The graph, upper and vector files first, the data file (with the header) last.
+    const order = [_]usize{ 1, 2, 3, 0 };
     for (order) |i| {
         var a: [std.fs.max_path_bytes]u8 = undefined;
         var b: [std.fs.max_path_bytes]u8 = undefined;

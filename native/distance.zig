@@ -21,8 +21,11 @@ pub const Level = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, port
 /// A raw kernel: `(a, b, n)` reads `a[0..n]` and `b[0..n]`, which may be unaligned.
 pub const KernelFn = *const fn ([*]const f32, [*]const f32, usize) callconv(.c) f32;
 
-/// The two kernels of one level. `dot` serves both `ip` and `cosine`.
-pub const Kernels = struct { l2sq: KernelFn, dot: KernelFn };
+/// A raw kernel over half-precision vectors (f16 storage), accumulating in f32.
+pub const KernelF16Fn = *const fn ([*]const f16, [*]const f16, usize) callconv(.c) f32;
+
+/// The kernels of one level. `dot` serves both `ip` and `cosine`.
+pub const Kernels = struct { l2sq: KernelFn, dot: KernelFn, l2sq_f16: KernelF16Fn, dot_f16: KernelF16Fn };
 
 const level_count = @typeInfo(Level).@"enum".fields.len;
 
@@ -38,30 +41,38 @@ comptime {
 const x86_kernels = struct {
     extern fn qv_kernel_avx512_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_baseline_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_baseline_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
 };
 
 const aarch64_kernels = struct {
     extern fn qv_kernel_neon_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_neon_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_neon_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_neon_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
 };
 
 /// Indexed by `@intFromEnum(Level)`; null where this build has no such kernels.
 const kernel_table: [level_count]?Kernels = table: {
     var table: [level_count]?Kernels = @splat(null);
-    table[@intFromEnum(Level.portable)] = .{ .l2sq = &portableL2sq, .dot = &portableDot };
+    table[@intFromEnum(Level.portable)] = .{ .l2sq = &portableL2sq, .dot = &portableDot, .l2sq_f16 = &portableL2sqF16, .dot_f16 = &portableDotF16 };
     if (build_options.kernels_x86_64) {
         const k = x86_kernels;
-        table[@intFromEnum(Level.avx512)] = .{ .l2sq = &k.qv_kernel_avx512_l2sq, .dot = &k.qv_kernel_avx512_dot };
-        table[@intFromEnum(Level.avx2)] = .{ .l2sq = &k.qv_kernel_avx2_l2sq, .dot = &k.qv_kernel_avx2_dot };
-        table[@intFromEnum(Level.baseline)] = .{ .l2sq = &k.qv_kernel_baseline_l2sq, .dot = &k.qv_kernel_baseline_dot };
+        table[@intFromEnum(Level.avx512)] = .{ .l2sq = &k.qv_kernel_avx512_l2sq, .dot = &k.qv_kernel_avx512_dot, .l2sq_f16 = &k.qv_kernel_avx512_l2sq_f16, .dot_f16 = &k.qv_kernel_avx512_dot_f16 };
+        table[@intFromEnum(Level.avx2)] = .{ .l2sq = &k.qv_kernel_avx2_l2sq, .dot = &k.qv_kernel_avx2_dot, .l2sq_f16 = &k.qv_kernel_avx2_l2sq_f16, .dot_f16 = &k.qv_kernel_avx2_dot_f16 };
+        table[@intFromEnum(Level.baseline)] = .{ .l2sq = &k.qv_kernel_baseline_l2sq, .dot = &k.qv_kernel_baseline_dot, .l2sq_f16 = &k.qv_kernel_baseline_l2sq_f16, .dot_f16 = &k.qv_kernel_baseline_dot_f16 };
     }
     if (build_options.kernels_aarch64) {
         const k = aarch64_kernels;
-        table[@intFromEnum(Level.neon)] = .{ .l2sq = &k.qv_kernel_neon_l2sq, .dot = &k.qv_kernel_neon_dot };
+        table[@intFromEnum(Level.neon)] = .{ .l2sq = &k.qv_kernel_neon_l2sq, .dot = &k.qv_kernel_neon_dot, .l2sq_f16 = &k.qv_kernel_neon_l2sq_f16, .dot_f16 = &k.qv_kernel_neon_dot_f16 };
     }
     break :table table;
 };
@@ -146,6 +157,15 @@ pub fn kernel(metric: Metric) KernelFn {
     };
 }
 
+/// The f16 counterpart of `kernel` (f16 storage walks the graph on half-precision copies).
+pub fn kernelF16(metric: Metric) KernelF16Fn {
+    const kernels = kernel_table[@intFromEnum(level())].?;
+    return switch (metric) {
+        .l2sq => kernels.l2sq_f16,
+        .ip, .cosine => kernels.dot_f16,
+    };
+}
+
 /// The squared euclidean distance. Cost: one pass over both vectors.
 pub fn l2sq(a: []const f32, b: []const f32) f32 {
     assert(a.len == b.len);
@@ -187,23 +207,34 @@ pub fn normalize(v: []f32) bool {
 const Op = enum { l2sq, dot };
 
 fn portableL2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
-    return portableSum(.l2sq, a, b, n);
+    return portableSum(f32, .l2sq, a, b, n);
 }
 
 fn portableDot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
-    return portableSum(.dot, a, b, n);
+    return portableSum(f32, .dot, a, b, n);
+}
+
+fn portableL2sqF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 {
+    return portableSum(f16, .l2sq, a, b, n);
+}
+
+fn portableDotF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 {
+    return portableSum(f16, .dot, a, b, n);
 }
 
 /// The fallback for targets without kernel objects: one vector accumulator of the target's
 /// suggested width and no fused multiply-add, since the target may lack one in hardware.
-fn portableSum(comptime op: Op, a: [*]const f32, b: [*]const f32, n: usize) f32 {
+/// f16 elements are widened to f32 as they are loaded.
+fn portableSum(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, n: usize) f32 {
     const lanes = std.simd.suggestVectorLength(f32) orelse 1;
     const V = @Vector(lanes, f32);
     var acc: V = @splat(0);
     var i: usize = 0;
     while (n - i >= lanes) : (i += lanes) {
-        const x: V = a[i..][0..lanes].*;
-        const y: V = b[i..][0..lanes].*;
+        const xe: @Vector(lanes, E) = a[i..][0..lanes].*;
+        const ye: @Vector(lanes, E) = b[i..][0..lanes].*;
+        const x: V = if (E == f32) xe else @floatCast(xe);
+        const y: V = if (E == f32) ye else @floatCast(ye);
         acc += switch (op) {
             .l2sq => (x - y) * (x - y),
             .dot => x * y,
@@ -211,12 +242,41 @@ fn portableSum(comptime op: Op, a: [*]const f32, b: [*]const f32, n: usize) f32 
     }
     var sum = @reduce(.Add, acc);
     while (i < n) : (i += 1) {
+        const x: f32 = a[i];
+        const y: f32 = b[i];
         sum += switch (op) {
-            .l2sq => (a[i] - b[i]) * (a[i] - b[i]),
-            .dot => a[i] * b[i],
+            .l2sq => (x - y) * (x - y),
+            .dot => x * y,
         };
     }
     return sum;
+}
+
+test "f16 kernels agree with the f32 kernels on the widened values at every level" {
+    var prng = std.Random.DefaultPrng.init(0xf16);
+    const random = prng.random();
+    var a16: [test_dimensions_max + 3]f16 = undefined;
+    var b16: [test_dimensions_max + 3]f16 = undefined;
+    var a32: [test_dimensions_max + 3]f32 = undefined;
+    var b32: [test_dimensions_max + 3]f32 = undefined;
+    for (&a16, &b16, &a32, &b32) |*x16, *y16, *x32, *y32| {
+        x16.* = @floatCast(random.floatNorm(f32));
+        y16.* = @floatCast(random.floatNorm(f32));
+        x32.* = x16.*;
+        y32.* = y16.*;
+    }
+    for (preference) |l| {
+        if (!supported(l)) continue;
+        const k = kernelsOf(l);
+        for (test_dimensions) |n| {
+            // Offset by one element: the f16 loads must not assume alignment either.
+            const want_l2 = k.l2sq(a32[1..].ptr, b32[1..].ptr, n);
+            const want_dot = k.dot(a32[1..].ptr, b32[1..].ptr, n);
+            const tolerance = 1e-4 * @as(f32, @floatFromInt(n)) + 1e-4;
+            try testing.expectApproxEqAbs(want_l2, k.l2sq_f16(a16[1..].ptr, b16[1..].ptr, n), tolerance * @max(1, want_l2));
+            try testing.expectApproxEqAbs(want_dot, k.dot_f16(a16[1..].ptr, b16[1..].ptr, n), tolerance * @max(1, @abs(want_dot)));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +479,9 @@ fn tailDroppingL2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32
 
 test "distance: canary: the survey catches a kernel that drops its tail" {
     const seed = testSeed();
-    const outcome = survey(.{ .l2sq = &tailDroppingL2sq, .dot = &tailDroppingDot }, seed, false);
+    const real = kernelsOf(level());
+    const broken = Kernels{ .l2sq = &tailDroppingL2sq, .dot = &tailDroppingDot, .l2sq_f16 = real.l2sq_f16, .dot_f16 = real.dot_f16 };
+    const outcome = survey(broken, seed, false);
     testing.expect(outcome.mismatches > 0) catch |err| {
         std.debug.print("the checker missed a broken kernel; replay with QUIVER_SEED={d}\n", .{seed});
         return err;

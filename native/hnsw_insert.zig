@@ -24,7 +24,7 @@ pub const Params = struct {
 
 /// Links `slot` (whose metadata and vector are written) into every level up to `level`.
 pub fn link(view: View, entry_point: *EntryPoint, params: Params, slot: u32, level: u32, scratch: *Scratch) !void {
-    const query = view.regions.vector(slot);
+    const query = view.regions.walk(slot);
     const entry = while (true) {
         if (entry_point.load()) |e| break e;
         // The first node becomes the entry point; if another thread won the race, link to it.

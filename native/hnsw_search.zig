@@ -8,9 +8,10 @@ const Scratch = scratch_mod.Scratch;
 const Candidate = scratch_mod.Candidate;
 const view_mod = @import("view.zig");
 const View = view_mod.View;
+const Query = view_mod.Query;
 
 /// Moves greedily towards `query` on `level` until no neighbour is closer.
-pub fn greedy(view: View, query: []const f32, start: Candidate, level: u32, scratch: *Scratch) Candidate {
+pub fn greedy(view: View, query: Query, start: Candidate, level: u32, scratch: *Scratch) Candidate {
     var best = start;
     // Each step strictly decreases the distance, so this ends; the bound is a backstop against
     // a corrupt graph with NaN distances.
@@ -38,7 +39,7 @@ pub const Filter = union(enum) {
 
 /// Best-first search of one level from `entry`; leaves at most `ef` results in
 /// `scratch.results` (a max-heap by distance).
-pub fn searchLayer(view: View, query: []const f32, entry: Candidate, ef: u32, level: u32, filter: Filter, scratch: *Scratch) !void {
+pub fn searchLayer(view: View, query: Query, entry: Candidate, ef: u32, level: u32, filter: Filter, scratch: *Scratch) !void {
     assert(ef > 0);
     try scratch.visited.reset(scratch.candidates.allocator, view.bound);
     scratch.candidates.items.len = 0;
@@ -74,7 +75,7 @@ pub fn searchLayer(view: View, query: []const f32, entry: Candidate, ef: u32, le
 }
 
 inline fn prefetch(view: View, slot: u32, filter: Filter) void {
-    const bytes: [*]const u8 = @ptrCast(view.regions.vector(slot).ptr);
+    const bytes = view.regions.walk(slot);
     @prefetch(bytes, .{});
     @prefetch(bytes + 64, .{});
     if (filter != .none) @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});

@@ -83,12 +83,13 @@ pub const Index = struct {
         if (options.ef_construction < 1 or options.ef_construction > 65536) return error.InvalidArgument;
         if (options.ef_search < 1 or options.ef_search > 65536) return error.InvalidEf;
         if (options.capacity > graph.max_slots) return error.CapacityExceeded;
+        if (options.storage > 1) return error.InvalidArgument;
     }
 
     /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
     pub fn create(gpa: std.mem.Allocator, options: abi.Options, path: ?[]const u8) Error!*Index {
         try validateOptions(options);
-        const layout = Layout.init(options.dimensions, options.m);
+        const layout = Layout.init(options.dimensions, options.m, @enumFromInt(options.storage));
         var header = std.mem.zeroes(Header);
         header.magic = layout_mod.magic;
         header.version = layout_mod.format_version;
@@ -101,6 +102,7 @@ pub const Index = struct {
         header.record_bytes = layout.record_bytes;
         header.vector_offset = layout.vector_offset;
         header.upper_record_bytes = layout.upper_record_bytes;
+        header.storage = options.storage;
         header.seed = options.seed;
         header.clean = 1;
         const capacity = @max(options.capacity, 64);
@@ -204,6 +206,7 @@ pub const Index = struct {
         header.data_hash = hashes[0];
         header.graph_hash = hashes[1];
         header.upper_hash = hashes[2];
+        header.exact_hash = hashes[3];
     }
 
     /// The options this index was created with (for indexes derived from it).
@@ -217,6 +220,8 @@ pub const Index = struct {
             .flags = 0,
             .seed = self.seed,
             .capacity = @max(capacity, 64),
+            .storage = @intFromEnum(self.layout.storage),
+            .reserved = 0,
         };
     }
 
@@ -265,14 +270,16 @@ pub const Index = struct {
 };
 
 /// Hashes of the bytes in use, written at checkpoint and checked by a full-validation open.
-pub fn regionHashes(regions: layout_mod.Regions, slots_used: u64, upper_used: u64) [3]u64 {
+pub fn regionHashes(regions: layout_mod.Regions, slots_used: u64, upper_used: u64) [4]u64 {
     const data_end = layout_mod.header_bytes + slots_used * @sizeOf(layout_mod.Meta);
     const graph_end = slots_used * regions.layout.record_bytes;
     const upper_end = upper_used * regions.layout.upper_record_bytes;
+    const exact_end = slots_used * regions.layout.exact_bytes;
     return .{
         hashMeta(regions.data[layout_mod.header_bytes..data_end]),
         std.hash.XxHash3.hash(1, regions.graph[0..graph_end]),
         std.hash.XxHash3.hash(2, regions.upper[0..upper_end]),
+        std.hash.XxHash3.hash(3, regions.exact[0..exact_end]),
     };
 }
 

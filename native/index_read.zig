@@ -39,17 +39,41 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     const q = scratch.query;
     @memcpy(q, query);
     if (self.metric == .cosine) _ = distance.normalize(q);
+    const walk = walkQuery(self, scratch);
     const entry = self.entry.load() orelse return 0;
     if (entry.slot >= view.bound) {
         _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
         return error.Corrupt;
     }
-    var current = Candidate{ .distance = view.distanceTo(q, entry.slot), .slot = entry.slot };
+    var current = Candidate{ .distance = view.distanceTo(walk, entry.slot), .slot = entry.slot };
     var level = entry.level;
-    while (level > 0) : (level -= 1) current = search.greedy(view, q, current, level, scratch);
-    search.searchLayer(view, q, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
+    while (level > 0) : (level -= 1) current = search.greedy(view, walk, current, level, scratch);
+    search.searchLayer(view, walk, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
+    if (self.layout.storage != .f32) rerank(view, q, scratch.selection.items);
     return emit(view, scratch.selection.items, k, out);
+}
+
+/// The query as the walk reads it: the f32 query itself, or its f16 copy under f16 storage.
+fn walkQuery(self: *Index, scratch: *@import("scratch.zig").Scratch) view_mod.Query {
+    return switch (self.layout.storage) {
+        .f32 => @ptrCast(scratch.query.ptr),
+        .f16 => blk: {
+            for (scratch.query_f16, scratch.query) |*h, x| h.* = @floatCast(x);
+            break :blk @ptrCast(scratch.query_f16.ptr);
+        },
+    };
+}
+
+/// Replaces the walk distances of the candidates (all `ef` of them) by exact f32 distances
+/// and sorts again, so quantized storage ranks and reports results as exactly as f32.
+fn rerank(view: view_mod.View, query: []const f32, candidates: []Candidate) void {
+    for (candidates) |*c| c.distance = view.exactDistance(query, c.slot);
+    std.mem.sort(Candidate, candidates, {}, struct {
+        fn less(_: void, a: Candidate, b: Candidate) bool {
+            return a.distance < b.distance;
+        }
+    }.less);
 }
 
 /// Copies the best `k` into `out`, dropping a key seen twice (an upsert racing the search can

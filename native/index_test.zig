@@ -21,6 +21,8 @@ pub fn options(dimensions: u32, metric: abi.Metric) abi.Options {
         .flags = 0,
         .seed = 42,
         .capacity = 0,
+        .storage = 0,
+        .reserved = 0,
     };
 }
 
@@ -130,6 +132,40 @@ test "index: recall@10 >= 0.95 on clustered data for every metric, also after re
         try expectVerified(index);
         const after = try recallAt10(index, metric, data, live, dims, 200);
         try std.testing.expect(after >= 0.95);
+    }
+}
+
+test "index: f16 storage walks half-precision copies and reranks exactly: recall and exact distances" {
+    const n = 3000;
+    const dims = 32;
+    const data = try clustered(gpa, n, dims, 5);
+    defer gpa.free(data);
+    const live = try gpa.alloc(bool, n);
+    defer gpa.free(live);
+    @memset(live, true);
+    inline for (.{ abi.Metric.l2sq, abi.Metric.cosine }) |metric| {
+        var opts = options(dims, metric);
+        opts.storage = @intFromEnum(abi.StorageKind.f16);
+        const index = try Index.create(gpa, opts, null);
+        defer index.destroy();
+        const keys = try gpa.alloc(u64, n);
+        defer gpa.free(keys);
+        for (keys, 0..) |*k, i| k.* = i;
+        try write.addBatch(index, keys, data, 2);
+        try expectVerified(index);
+        try std.testing.expect(try recallAt10(index, metric, data, live, dims, 200) >= 0.95);
+        // Reported distances are exact f32 distances, not the f16 walk's.
+        var got_keys: [1]u64 = undefined;
+        var got: [1]f32 = undefined;
+        const q = data[17 * dims ..][0..dims];
+        _ = try read.searchOne(index, q, 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+        try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
+        // The f16 walk distance of a vector to itself is not 0 after rounding; the exact one is.
+        if (metric == .l2sq) try std.testing.expectEqual(@as(f32, 0), got[0]);
+        try std.testing.expectApproxEqAbs(@as(f32, 0), got[0], 1e-6);
+        var v: [dims]f32 = undefined;
+        try std.testing.expect(read.get(index, 17, view_mod.live_seq, &v));
+        if (metric == .l2sq) try std.testing.expectEqualSlices(f32, q, &v);
     }
 }
 

@@ -26,6 +26,10 @@ pub fn validateVector(self: *Index, vector: []const f32) Error!void {
         norm += @as(f64, x) * x;
     }
     if (norm > max_norm_squared) return error.InvalidVector;
+    if (self.layout.storage == .f16) {
+        // Beyond f16's range the walk copy would be infinite.
+        for (vector) |x| if (@abs(x) > std.math.floatMax(f16)) return error.InvalidVector;
+    }
     if (self.metric == .cosine and norm == 0) return error.InvalidVector;
 }
 
@@ -77,6 +81,9 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     const stored = regions.vector(slot.id);
     @memcpy(stored, vector);
     if (self.metric == .cosine) _ = distance.normalize(stored);
+    if (self.layout.storage == .f16) {
+        for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
+    }
 
     const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
     defer self.pool.give(scratch, &self.counters);

@@ -52,57 +52,69 @@ comptime {
     const prefix = "qv_kernel_" ++ kernel_options.suffix;
     @export(&l2sq, .{ .name = prefix ++ "_l2sq", .visibility = .hidden });
     @export(&dot, .{ .name = prefix ++ "_dot", .visibility = .hidden });
+    @export(&l2sqF16, .{ .name = prefix ++ "_l2sq_f16", .visibility = .hidden });
+    @export(&dotF16, .{ .name = prefix ++ "_dot_f16", .visibility = .hidden });
 }
 
 /// Squared euclidean distance of `a[0..n]` and `b[0..n]`. Either may be unaligned.
 fn l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
-    return accumulate(.l2sq, a, b, n);
+    return accumulate(f32, .l2sq, a, b, n);
 }
 
 /// Inner product of `a[0..n]` and `b[0..n]`. Either may be unaligned.
 fn dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
-    return accumulate(.dot, a, b, n);
+    return accumulate(f32, .dot, a, b, n);
+}
+
+/// The same on half-precision vectors (f16 storage): each lane is widened to f32 as it is
+/// loaded (one vcvtph2ps per vector where the CPU has F16C) and accumulated in f32.
+fn l2sqF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 {
+    return accumulate(f16, .l2sq, a, b, n);
+}
+
+fn dotF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 {
+    return accumulate(f16, .dot, a, b, n);
 }
 
 const Op = enum { l2sq, dot };
 
-fn accumulate(comptime op: Op, a: [*]const f32, b: [*]const f32, n: usize) f32 {
+fn accumulate(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, n: usize) f32 {
     const block = lanes * accumulators;
     var acc: [accumulators]V = @splat(@splat(0));
     var i: usize = 0;
     while (n - i >= block) : (i += block) {
         inline for (&acc, 0..) |*chain, k| {
-            chain.* = term(op, lanes, chain.*, load(lanes, a, i + k * lanes), load(lanes, b, i + k * lanes));
+            chain.* = term(op, lanes, chain.*, load(E, lanes, a, i + k * lanes), load(E, lanes, b, i + k * lanes));
         }
     }
     // Fewer than `block` elements remain: up to three more whole vectors, one per chain so
     // that they stay independent.
     inline for (acc[0 .. accumulators - 1]) |*chain| {
         if (n - i >= lanes) {
-            chain.* = term(op, lanes, chain.*, load(lanes, a, i), load(lanes, b, i));
+            chain.* = term(op, lanes, chain.*, load(E, lanes, a, i), load(E, lanes, b, i));
             i += lanes;
         }
     }
     const sum = sumLanes(lanes, (acc[0] + acc[1]) + (acc[2] + acc[3]));
-    return sum + tail(op, a, b, i, n);
+    return sum + tail(E, op, a, b, i, n);
 }
 
 /// The last `n - start < lanes` elements: halving vector widths down to four lanes (one step each
 /// at most), then at most three scalar steps, so a dimension like 127 costs no long serial
 /// chain of scalar FMAs.
-fn tail(comptime op: Op, a: [*]const f32, b: [*]const f32, start: usize, n: usize) f32 {
+fn tail(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, start: usize, n: usize) f32 {
     std.debug.assert(n - start < lanes);
     var i = start;
     var sum: f32 = 0;
     comptime var width = lanes / 2;
     inline while (width >= 4) : (width /= 2) {
         if (n - i >= width) {
-            sum += sumLanes(width, term(op, width, @splat(0), load(width, a, i), load(width, b, i)));
+            sum += sumLanes(width, term(op, width, @splat(0), load(E, width, a, i), load(E, width, b, i)));
             i += width;
         }
     }
     while (i < n) : (i += 1) {
-        sum = term(op, 1, @splat(sum), @splat(a[i]), @splat(b[i]))[0];
+        sum = term(op, 1, @splat(sum), @splat(@as(f32, a[i])), @splat(@as(f32, b[i])))[0];
     }
     return sum;
 }
@@ -126,10 +138,12 @@ inline fn term(
     return acc + p * q;
 }
 
-inline fn load(comptime width: comptime_int, p: [*]const f32, i: usize) @Vector(width, f32) {
-    // Through an array of f32, so the load carries 4-byte alignment and compiles to an
+inline fn load(comptime E: type, comptime width: comptime_int, p: [*]const E, i: usize) @Vector(width, f32) {
+    // Through an array of E, so the load carries the element's alignment and compiles to an
     // unaligned vector load: callers may pass slices that start anywhere.
-    return p[i..][0..width].*;
+    const v: @Vector(width, E) = p[i..][0..width].*;
+    if (E == f32) return v;
+    return @floatCast(v);
 }
 
 /// A pairwise horizontal sum. `@reduce(.Add, ...)` in strict float mode is an ordered,

@@ -40,11 +40,15 @@ pub const Header = extern struct {
     entry: u64,
     seq: u64,
     live: u64,
+    /// `abi.StorageKind`.
+    storage: u32,
+    reserved: u32,
     /// Checksums of the data (after the header), graph and upper regions' used bytes at the last
     /// clean checkpoint; only meaningful while `clean` is 1.
     data_hash: u64,
     graph_hash: u64,
     upper_hash: u64,
+    exact_hash: u64,
     /// Which update this copy is; open uses the valid copy with the highest.
     header_seq: u64,
     clean: u32,
@@ -79,7 +83,7 @@ pub const unpublished: u64 = std.math.maxInt(u64);
 pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
 
 comptime {
-    assert(@sizeOf(Header) == 152);
+    assert(@sizeOf(Header) == 168);
     assert(@sizeOf(Header) <= header_slot_bytes);
     assert(2 * header_slot_bytes <= header_bytes);
     assert(@sizeOf(Meta) == 40);
@@ -90,24 +94,31 @@ pub const Layout = struct {
     dimensions: u32,
     m: u32,
     m0: u32,
-    /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the vector.
+    storage: abi.StorageKind,
+    /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the walked vector
+    /// (f32, or f16 under f16 storage).
     record_bytes: u32,
     vector_offset: u32,
+    /// Bytes per slot of the exact-vector file: 0 under f32 storage (the record holds them).
+    exact_bytes: u32,
     /// Bytes of one upper-level list: count then m neighbour ids.
     upper_record_bytes: u32,
 
-    pub fn init(dimensions: u32, m: u32) Layout {
+    pub fn init(dimensions: u32, m: u32, storage: abi.StorageKind) Layout {
         assert(dimensions >= 1 and dimensions <= abi.max_dimensions);
         assert(m >= 2 and m <= abi.max_m);
         const m0 = 2 * m;
+        const element_bytes: u64 = if (storage == .f16) 2 else 4;
         const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0), 16));
-        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + 4 * @as(u64, dimensions), 16));
+        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + element_bytes * dimensions, 16));
         return .{
             .dimensions = dimensions,
             .m = m,
             .m0 = m0,
+            .storage = storage,
             .record_bytes = record_bytes,
             .vector_offset = vector_offset,
+            .exact_bytes = if (storage == .f16) 4 * dimensions else 0,
             .upper_record_bytes = 4 + 4 * m,
         };
     }
@@ -125,6 +136,11 @@ pub const Layout = struct {
         return std.mem.alignForward(u64, @max(1, upper_capacity * self.upper_record_bytes), page_bytes);
     }
 
+    /// One page (unused) under f32 storage.
+    pub fn exactBytes(self: Layout, capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, capacity * self.exact_bytes), page_bytes);
+    }
+
     pub fn maxDegree(self: Layout, level: u32) u32 {
         return if (level == 0) self.m0 else self.m;
     }
@@ -137,6 +153,7 @@ pub const Regions = struct {
     data: []align(page_bytes) u8,
     graph: []align(page_bytes) u8,
     upper: []align(page_bytes) u8,
+    exact: []align(page_bytes) u8,
     capacity: u64,
     upper_capacity: u64,
 
@@ -156,8 +173,26 @@ pub const Regions = struct {
         return @alignCast(self.graph.ptr + @as(usize, slot) * self.layout.record_bytes);
     }
 
+    /// The exact (f32) vector of `slot`: in its record under f32 storage, else in the exact file.
     pub fn vector(self: Regions, slot: u32) []f32 {
-        const base: [*]f32 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+        if (self.layout.storage == .f32) {
+            const base: [*]f32 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+            return base[0..self.layout.dimensions];
+        }
+        assert(slot < self.capacity);
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + @as(usize, slot) * self.layout.exact_bytes));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The vector the graph walk reads (f32 or f16 elements, per the storage kind).
+    pub fn walk(self: Regions, slot: u32) [*]const u8 {
+        return self.record(slot) + self.layout.vector_offset;
+    }
+
+    /// The f16 walk copy of `slot` (f16 storage only), for writing.
+    pub fn walkF16(self: Regions, slot: u32) []f16 {
+        assert(self.layout.storage == .f16);
+        const base: [*]f16 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
         return base[0..self.layout.dimensions];
     }
 
@@ -170,17 +205,20 @@ pub const Regions = struct {
     }
 
     pub fn mappedBytes(self: Regions) u64 {
-        return self.data.len + self.graph.len + self.upper.len;
+        return self.data.len + self.graph.len + self.upper.len + self.exact.len;
     }
 };
 
 test "layout: records are 16-byte aligned and hold the vector after the links" {
-    const layout = Layout.init(784, 16);
+    const layout = Layout.init(784, 16, .f32);
     try std.testing.expectEqual(@as(u32, 32), layout.m0);
     try std.testing.expectEqual(@as(u32, 144), layout.vector_offset);
     try std.testing.expectEqual(@as(u32, 144 + 784 * 4), layout.record_bytes);
     try std.testing.expectEqual(@as(u32, 68), layout.upper_record_bytes);
-    const odd = Layout.init(3, 2);
+    const odd = Layout.init(3, 2, .f32);
     try std.testing.expectEqual(@as(u32, 0), odd.record_bytes % 16);
     try std.testing.expect(odd.vector_offset >= 4 + 4 * odd.m0);
+    const half = Layout.init(784, 16, .f16);
+    try std.testing.expectEqual(@as(u32, 144 + 784 * 2), half.record_bytes);
+    try std.testing.expectEqual(@as(u32, 784 * 4), half.exact_bytes);
 }

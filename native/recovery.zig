@@ -49,7 +49,9 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
     const clean = header.clean == 1;
     if (clean and validation == .full) {
         const hashes = index_mod.regionHashes(regions, header.slots_used, header.upper_used);
-        if (hashes[0] != header.data_hash or hashes[1] != header.graph_hash or hashes[2] != header.upper_hash) {
+        if (hashes[0] != header.data_hash or hashes[1] != header.graph_hash or
+            hashes[2] != header.upper_hash or hashes[3] != header.exact_hash)
+        {
             _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
             return error.Corrupt;
         }

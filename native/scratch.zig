@@ -62,6 +62,8 @@ pub const Scratch = struct {
     chosen: std.ArrayListUnmanaged(Candidate) = .{},
     /// The query after normalization (cosine) lives here.
     query: []f32,
+    /// Its half-precision copy, walked under f16 storage.
+    query_f16: []f16,
     next: ?*Scratch = null,
 
     fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32) !*Scratch {
@@ -70,11 +72,14 @@ pub const Scratch = struct {
         const links = try gpa.alloc(u32, m0 + 1);
         errdefer gpa.free(links);
         const query = try gpa.alloc(f32, dimensions);
+        errdefer gpa.free(query);
+        const query_f16 = try gpa.alloc(f16, dimensions);
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),
             .links = links,
             .query = query,
+            .query_f16 = query_f16,
         };
         return self;
     }
@@ -85,6 +90,7 @@ pub const Scratch = struct {
         self.results.deinit();
         gpa.free(self.links);
         gpa.free(self.query);
+        gpa.free(self.query_f16);
         self.selection.deinit(gpa);
         self.chosen.deinit(gpa);
         gpa.destroy(self);

@@ -28,13 +28,14 @@ pub const Error = error{
     CapacityExceeded,
 };
 
-pub const Kind = enum { data, graph, upper };
-pub const suffixes = [_][]const u8{ "", ".graph", ".upper" };
+pub const Kind = enum { data, graph, upper, exact };
+pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
+pub const file_count = suffixes.len;
 
 pub const Storage = struct {
     gpa: std.mem.Allocator,
     layout: Layout,
-    fds: [3]posix.fd_t,
+    fds: [file_count]posix.fd_t,
     writable: bool,
     epochs: Epochs,
     grow_lock: locks.Mutex = .{ .rank = .grow },
@@ -45,8 +46,8 @@ pub const Storage = struct {
     /// Creates storage for a new index: memfds when `path` is null, else new files (which must
     /// not exist yet). The header is written with `clean = 1`.
     pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, initial: Header, capacity: u64) Error!*Storage {
-        const layout = Layout.init(initial.dimensions, initial.m);
-        var fds: [3]posix.fd_t = .{ -1, -1, -1 };
+        const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
+        var fds: [file_count]posix.fd_t = @splat(-1);
         errdefer closeAll(&fds);
         // The data file is locked before any file is truncated: a second creator of the same
         // path stops at the lock instead of truncating files the first one has mapped.
@@ -55,7 +56,7 @@ pub const Storage = struct {
             try lockFile(fds[0], false);
             posix.ftruncate(fds[0], 0) catch return error.Io;
         }
-        for (1..3) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
+        for (1..file_count) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
         const upper_capacity = @max(64, capacity / 8);
         try resizeFiles(&fds, layout, capacity, upper_capacity);
         const regions = try mapAll(&fds, layout, capacity, upper_capacity, true);
@@ -73,9 +74,9 @@ pub const Storage = struct {
 
     /// Opens existing files after validating the header against the file sizes.
     pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
-        var fds: [3]posix.fd_t = .{ -1, -1, -1 };
+        var fds: [file_count]posix.fd_t = @splat(-1);
         errdefer closeAll(&fds);
-        for (0..3) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
+        for (0..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
         try lockFile(fds[0], !writable);
         const newest = try readHeader(fds[0]);
         const layout = try validateHeader(&newest.header, &fds);
@@ -83,7 +84,7 @@ pub const Storage = struct {
         return finish(gpa, layout, fds, regions, writable, newest.slot);
     }
 
-    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [3]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
+    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [file_count]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
         errdefer releaseRegions(regions);
         const self = gpa.create(Storage) catch return error.OutOfMemory;
         errdefer gpa.destroy(self);
@@ -152,7 +153,7 @@ pub const Storage = struct {
 
     /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
     /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
-    pub fn adopt(self: *Storage, fds: [3]posix.fd_t, capacity: u64, upper_capacity: u64, contention: *std.atomic.Value(u64)) Error!void {
+    pub fn adopt(self: *Storage, fds: [file_count]posix.fd_t, capacity: u64, upper_capacity: u64, contention: *std.atomic.Value(u64)) Error!void {
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
         var owned = fds;
@@ -217,7 +218,7 @@ pub const Storage = struct {
         const generation = self.pin();
         defer self.unpin(generation);
         const regions = generation.payload;
-        inline for (.{ regions.data, regions.graph, regions.upper }) |region| {
+        inline for (.{ regions.data, regions.graph, regions.upper, regions.exact }) |region| {
             posix.msync(region, linux.MSF.SYNC) catch return error.Io;
         }
         for (self.fds) |fd| posix.fsync(fd) catch return error.Io;
@@ -245,9 +246,10 @@ fn releaseRegions(regions: Regions) void {
     posix.munmap(regions.data);
     posix.munmap(regions.graph);
     posix.munmap(regions.upper);
+    posix.munmap(regions.exact);
 }
 
-fn closeAll(fds: *[3]posix.fd_t) void {
+fn closeAll(fds: *[file_count]posix.fd_t) void {
     for (fds) |*fd| {
         if (fd.* >= 0) posix.close(fd.*);
         fd.* = -1;
@@ -313,18 +315,18 @@ fn lockFile(fd: posix.fd_t, shared: bool) Error!void {
     };
 }
 
-fn resizeFiles(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64) Error!void {
-    const sizes = [3]u64{ layout.dataBytes(capacity), layout.graphBytes(capacity), layout.upperBytes(upper_capacity) };
+fn resizeFiles(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64) Error!void {
+    const sizes = fileSizes(layout, capacity, upper_capacity);
     for (fds, sizes) |fd, size| {
         const stat = posix.fstat(fd) catch return error.Io;
         if (@as(u64, @intCast(stat.size)) < size) posix.ftruncate(fd, size) catch return error.Io;
     }
 }
 
-fn mapAll(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64, writable: bool) Error!Regions {
+fn mapAll(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64, writable: bool) Error!Regions {
     const prot: u32 = if (writable) posix.PROT.READ | posix.PROT.WRITE else posix.PROT.READ;
-    const sizes = [3]u64{ layout.dataBytes(capacity), layout.graphBytes(capacity), layout.upperBytes(upper_capacity) };
-    var maps: [3][]align(layout_mod.page_bytes) u8 = undefined;
+    const sizes = fileSizes(layout, capacity, upper_capacity);
+    var maps: [file_count][]align(layout_mod.page_bytes) u8 = undefined;
     var mapped: usize = 0;
     errdefer for (maps[0..mapped]) |m| posix.munmap(m);
     for (fds, sizes, 0..) |fd, size, i| {
@@ -340,6 +342,7 @@ fn mapAll(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capaci
         .data = maps[0],
         .graph = maps[1],
         .upper = maps[2],
+        .exact = maps[3],
         .capacity = capacity,
         .upper_capacity = upper_capacity,
     };
@@ -348,6 +351,15 @@ fn mapAll(fds: *const [3]posix.fd_t, layout: Layout, capacity: u64, upper_capaci
 const Newest = struct { header: Header, slot: u1 };
 
 /// Reads both header copies and returns the valid one with the highest sequence number.
+fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64 {
+    return .{
+        layout.dataBytes(capacity),
+        layout.graphBytes(capacity),
+        layout.upperBytes(upper_capacity),
+        layout.exactBytes(capacity),
+    };
+}
+
 fn readHeader(fd: posix.fd_t) Error!Newest {
     var best: ?Newest = null;
     var version_seen: ?u32 = null;
@@ -370,12 +382,13 @@ fn readHeader(fd: posix.fd_t) Error!Newest {
 }
 
 /// Every length is checked against the file sizes before anything is mapped.
-fn validateHeader(header: *const Header, fds: *const [3]posix.fd_t) Error!Layout {
+fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Error!Layout {
     if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
     if (header.dimensions < 1 or header.dimensions > @import("abi.zig").max_dimensions) return error.Corrupt;
     if (header.m < 2 or header.m > @import("abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
     if (header.metric > 2) return error.Corrupt;
-    const layout = Layout.init(header.dimensions, header.m);
+    if (header.storage > 1) return error.Corrupt;
+    const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;
     if (header.vector_offset != layout.vector_offset) return error.Corrupt;
     if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
@@ -384,11 +397,7 @@ fn validateHeader(header: *const Header, fds: *const [3]posix.fd_t) Error!Layout
     if (header.slots_used > header.capacity) return error.Corrupt;
     if (header.upper_used > header.upper_capacity) return error.Corrupt;
     if (header.live > header.slots_used) return error.Corrupt;
-    const sizes = [3]u64{
-        layout.dataBytes(header.capacity),
-        layout.graphBytes(header.capacity),
-        layout.upperBytes(header.upper_capacity),
-    };
+    const sizes = fileSizes(layout, header.capacity, header.upper_capacity);
     for (fds, sizes) |fd, size| {
         const stat = posix.fstat(fd) catch return error.Io;
         if (@as(u64, @intCast(stat.size)) < size) return error.Corrupt;
@@ -404,7 +413,7 @@ test "storage: growth remaps, old generations stay readable while pinned, then a
     header.dimensions = 4;
     header.m = 4;
     header.m0 = 8;
-    const layout = Layout.init(4, 4);
+    const layout = Layout.init(4, 4, .f32);
     header.record_bytes = layout.record_bytes;
     header.vector_offset = layout.vector_offset;
     header.upper_record_bytes = layout.upper_record_bytes;

@@ -7,11 +7,19 @@ const graph = @import("graph.zig");
 const distance = @import("distance.zig");
 const abi = @import("abi.zig");
 
+/// A query as the graph walk reads it: f32 elements, or f16 under f16 storage.
+pub const Query = [*]const u8;
+
+/// The walk kernel over raw element bytes; the element type is fixed per index.
+const WalkFn = *const fn ([*]const u8, [*]const u8, usize) callconv(.c) f32;
+
 pub const View = struct {
     regions: layout.Regions,
     node_locks: *graph.NodeLocks,
     counters: *graph.Counters,
-    kernel: distance.KernelFn,
+    kernel: WalkFn,
+    /// The exact f32 kernel, for reranking under f16 storage.
+    exact_kernel: distance.KernelFn,
     /// Inner product and cosine rank by 1 - dot.
     dot: bool,
     /// Ids at or above this are not (yet) valid in this generation.
@@ -24,24 +32,37 @@ pub const View = struct {
         metric: abi.Metric,
         slots_used: u64,
     ) View {
+        const m: distance.Metric = @enumFromInt(@intFromEnum(metric));
+        const exact = distance.kernel(m);
         return .{
             .regions = regions,
             .node_locks = node_locks,
             .counters = counters,
-            .kernel = distance.kernel(@enumFromInt(@intFromEnum(metric))),
+            // The C ABI passes both element pointers alike, so one pointer type serves both.
+            .kernel = switch (regions.layout.storage) {
+                .f32 => @ptrCast(exact),
+                .f16 => @ptrCast(distance.kernelF16(m)),
+            },
+            .exact_kernel = exact,
             .dot = metric != .l2sq,
             .bound = @intCast(@min(slots_used, regions.capacity)),
         };
     }
 
-    pub inline fn distanceTo(self: View, query: []const f32, slot: u32) f32 {
-        const raw = self.kernel(query.ptr, self.regions.vector(slot).ptr, query.len);
+    /// The walk distance (on f16 copies under f16 storage).
+    pub inline fn distanceTo(self: View, query: Query, slot: u32) f32 {
+        const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.dimensions);
         return if (self.dot) 1.0 - raw else raw;
     }
 
     pub inline fn distanceBetween(self: View, a: u32, b: u32) f32 {
-        const va = self.regions.vector(a);
-        const raw = self.kernel(va.ptr, self.regions.vector(b).ptr, va.len);
+        const raw = self.kernel(self.regions.walk(a), self.regions.walk(b), self.regions.layout.dimensions);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    /// The exact distance against the f32 vector (what search results report).
+    pub inline fn exactDistance(self: View, query: []const f32, slot: u32) f32 {
+        const raw = self.exact_kernel(query.ptr, self.regions.vector(slot).ptr, query.len);
         return if (self.dot) 1.0 - raw else raw;
     }
 

@@ -94,7 +94,7 @@ export const statusMessages: Record<number, string> = {
 
 export const layouts = {
   Options: {
-    size: 40,
+    size: 48,
     fields: {
       dimensions: { offset: 0, type: "u32" },
       metric: { offset: 4, type: "u32" },
@@ -104,6 +104,8 @@ export const layouts = {
       flags: { offset: 20, type: "u32" },
       seed: { offset: 24, type: "u64" },
       capacity: { offset: 32, type: "u64" },
+      storage: { offset: 40, type: "u32" },
+      reserved: { offset: 44, type: "u32" },
     },
   },
   Stats: {

@@ -14,6 +14,7 @@ import { Snapshot } from "./snapshot.ts";
 
 export type Metric = "l2" | "ip" | "cosine";
 const metrics: Record<Metric, number> = { l2: 0, ip: 1, cosine: 2 };
+const storages: Record<string, number> = { f32: 0, f16: 1 };
 
 export interface IndexOptions {
   /** Vector length, 1 to 65536. */
@@ -30,6 +31,13 @@ export interface IndexOptions {
   seed?: number;
   /** Slots to reserve up front (the index grows by itself). */
   capacity?: number;
+  /**
+   * "f32" (default) walks the graph on the stored vectors. "f16" walks half-precision copies
+   * (half the bytes per visited node) and reranks the candidates against the f32 vectors, which
+   * it keeps in a file of their own: faster search, 2 bytes more per dimension; components must
+   * stay within ±65504.
+   */
+  storage?: "f32" | "f16";
 }
 
 export interface OpenOptions extends Partial<IndexOptions> {
@@ -77,7 +85,12 @@ function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Arra
   }
   const metric = options.metric ?? "l2";
   if (typeof metric !== "string" || !Object.hasOwn(metrics, metric)) throw new UnknownMetricError(`"${String(metric)}" (use "l2", "ip" or "cosine")`);
+  const storage = options.storage ?? "f32";
+  if (typeof storage !== "string" || !Object.hasOwn(storages, storage)) {
+    throw new InvalidArgumentError(`storage "${String(storage)}" (use "f32" or "f16")`);
+  }
   return encode(layouts.Options, {
+    storage: storages[storage],
     dimensions: options.dimensions ?? 0,
     metric: metrics[metric],
     m: intOption(options.m, "m", 16, 2, 128),

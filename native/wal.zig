@@ -39,10 +39,12 @@ pub const Wal = struct {
     end: u64,
     lsn: u64,
 
-    pub fn open(path: []const u8, dimensions: u32, create: bool) !Wal {
+    /// Opens `path.wal`; a writable open creates it if missing, a read-only one only reads it.
+    pub fn open(path: []const u8, dimensions: u32, writable: bool) !Wal {
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
         const full = std.fmt.bufPrintZ(&buffer, "{s}.wal", .{path}) catch return error.Io;
-        const fd = posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = create, .CLOEXEC = true }, 0o644) catch |err| switch (err) {
+        const flags: posix.O = .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CREAT = writable, .CLOEXEC = true };
+        const fd = posix.openZ(full, flags, 0o644) catch |err| switch (err) {
             error.FileNotFound => return error.Corrupt,
             else => return error.Io,
         };

@@ -173,7 +173,7 @@ test "wal: records replay in order and a torn tail is cut, not applied" {
     try file.setEndPos(full_end - 5);
     file.close();
 
-    wal = try Wal.open(path, 3, false);
+    wal = try Wal.open(path, 3, true);
     defer wal.close();
     const Seen = struct {
         keys: std.ArrayListUnmanaged(u64) = .{},

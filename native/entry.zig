@@ -16,9 +16,12 @@ pub fn pack(entry: Entry) Packed {
     return (@as(u64, entry.level + 1) << 32) | entry.slot;
 }
 
+/// The entry a word holds; null for `empty` and for a word no `pack` makes (level part 0),
+/// which only a corrupt file can hold.
 pub fn unpack(word: Packed) ?Entry {
-    if (word == empty) return null;
-    return .{ .slot = @truncate(word), .level = @as(u32, @truncate(word >> 32)) - 1 };
+    const level_plus_one: u32 = @truncate(word >> 32);
+    if (level_plus_one == 0) return null;
+    return .{ .slot = @truncate(word), .level = level_plus_one - 1 };
 }
 
 pub fn EntryPoint(comptime Sync: type) type {

@@ -57,14 +57,21 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
         }
     }
     // A dirty file's counters are stale: scan every slot the files can hold.
+    if (!clean and !self.writable) {
+        // Only a writer can repair what the crash left half-published.
+        return error.ReadOnly;
+    }
+    if (header.seq >= view_mod.live_seq) return error.Corrupt;
     const limit = if (clean) header.slots_used else regions.capacity;
-    var state = ScanState{};
+    var state = ScanState{ .clean = clean };
     for (0..limit) |i| try scanSlot(self, regions, @intCast(i), &state);
     if (clean) {
         if (state.live != header.live or state.max_seq > header.seq) return error.Corrupt;
         if (header.entry != entry_mod.empty) {
-            const e = entry_mod.unpack(header.entry).?;
+            const e = entry_mod.unpack(header.entry) orelse return error.Corrupt;
             if (e.slot >= header.slots_used or e.level != regions.meta(e.slot).level) return error.Corrupt;
+            // The entry point must sit on the top level, or searches would miss its levels.
+            if (state.entry == null or e.level != state.entry.?.level) return error.Corrupt;
         }
         self.entry.reset(entry_mod.unpack(header.entry));
     } else {
@@ -79,6 +86,7 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
 }
 
 const ScanState = struct {
+    clean: bool,
     used: u64 = 0,
     upper_used: u64 = 0,
     live: u64 = 0,
@@ -86,6 +94,10 @@ const ScanState = struct {
     entry: ?entry_mod.Entry = null,
 };
 
+/// Validates one slot's metadata and records it. A crash can leave an add or upsert half
+/// published (`publish` stores the state, then the sequence number, then retires the old slot):
+/// a ready slot without a sequence number is still being inserted, and two visible slots of one
+/// key mean the older was not retired yet; both are repaired here (dirty files only).
 fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState) Error!void {
     const meta = regions.meta(slot);
     if (meta.state > @intFromEnum(layout.SlotState.ready)) return error.Corrupt;
@@ -96,20 +108,48 @@ fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState)
     if (meta.prev_slot != layout.no_slot and meta.prev_slot >= regions.capacity) return error.Corrupt;
     state.used = slot + 1;
     state.upper_used = @max(state.upper_used, upper_end);
-    if (meta.state != @intFromEnum(layout.SlotState.ready)) return;
-    if (meta.created_seq == layout.unpublished) return error.Corrupt;
+    const published = meta.created_seq != layout.unpublished;
+    if (meta.state == @intFromEnum(layout.SlotState.inserting)) {
+        // `publish` marks the slot ready before it gives it a sequence number.
+        if (published) return error.Corrupt;
+        return;
+    }
+    if (!published) {
+        if (state.clean) return error.Corrupt;
+        return; // Killed between the two stores of `publish`: the WAL replays the add.
+    }
+    if (meta.created_seq == 0 or meta.created_seq >= view_mod.live_seq) return error.Corrupt;
+    if (meta.deleted_seq >= view_mod.live_seq) return error.Corrupt;
     if (meta.deleted_seq != 0 and meta.deleted_seq < meta.created_seq) return error.Corrupt;
     state.max_seq = @max(state.max_seq, meta.created_seq, meta.deleted_seq);
-    if (meta.deleted_seq == 0) state.live += 1;
+    const live = meta.deleted_seq == 0;
+    if (live) state.live += 1;
     if (state.entry == null or meta.level > state.entry.?.level) state.entry = .{ .slot = slot, .level = meta.level };
-    // The key map points at each key's newest slot.
+    try mapKey(self, regions, slot, live, state);
+}
+
+/// Points the key map at the key's visible slot (else its newest), retiring an older visible
+/// twin left by a crash in the middle of an upsert.
+fn mapKey(self: *Index, regions: layout.Regions, slot: u32, live: bool, state: *ScanState) Error!void {
+    const meta = regions.meta(slot);
     const stripe = self.keys.stripeOf(meta.key);
     const got = stripe.map.getOrPut(self.gpa, meta.key) catch return error.OutOfMemory;
-    if (got.found_existing) {
-        const other = regions.meta(got.value_ptr.*);
-        if (other.created_seq > meta.created_seq) return;
+    if (!got.found_existing) {
+        got.value_ptr.* = slot;
+        return;
     }
-    got.value_ptr.* = slot;
+    const other = regions.meta(got.value_ptr.*);
+    const other_live = other.deleted_seq == 0;
+    if (live and other_live) {
+        if (state.clean) return error.Corrupt;
+        const newer, const older = if (meta.created_seq > other.created_seq) .{ meta, other } else .{ other, meta };
+        older.deleted_seq = newer.created_seq;
+        state.live -= 1;
+        if (newer == meta) got.value_ptr.* = slot;
+        return;
+    }
+    const prefer = if (live != other_live) live else meta.created_seq > other.created_seq;
+    if (prefer) got.value_ptr.* = slot;
 }
 
 fn replay(self: *Index) Error!void {

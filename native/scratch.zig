@@ -11,12 +11,20 @@ pub const Candidate = struct {
     slot: u32,
 };
 
+/// A total order on distances: a NaN (only a corrupt stored vector makes one) compares equal
+/// instead of tripping `std.math.order`, so it costs recall, never a crash.
+fn order(a: f32, b: f32) std.math.Order {
+    if (a < b) return .lt;
+    if (a > b) return .gt;
+    return .eq;
+}
+
 fn lessThan(_: void, a: Candidate, b: Candidate) std.math.Order {
-    return std.math.order(a.distance, b.distance);
+    return order(a.distance, b.distance);
 }
 
 fn greaterThan(_: void, a: Candidate, b: Candidate) std.math.Order {
-    return std.math.order(b.distance, a.distance);
+    return order(b.distance, a.distance);
 }
 
 pub const MinHeap = std.PriorityQueue(Candidate, void, lessThan);

@@ -370,6 +370,8 @@ fn readHeader(fd: posix.fd_t) Error!Newest {
         if (got != bytes.len) continue;
         if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) continue;
         if (header.checksum != header.computeChecksum()) continue;
+        // The next update adds one: a copy that could not be updated is no valid header.
+        if (header.header_seq >= 1 << 63) continue;
         if (header.version != layout_mod.format_version) {
             version_seen = header.version;
             continue;
@@ -388,6 +390,7 @@ fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Err
     if (header.m < 2 or header.m > @import("abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
     if (header.metric > 2) return error.Corrupt;
     if (header.storage > 1) return error.Corrupt;
+    if (header.ef_construction < 1 or header.ef_construction > 65536) return error.Corrupt;
     const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;
     if (header.vector_offset != layout.vector_offset) return error.Corrupt;

@@ -151,7 +151,10 @@ pub fn has(self: *Index, key: u64, seq: u64) bool {
 }
 
 /// Writes up to `out.len` visible keys (slot order) and returns how many were visible in all.
-pub fn keys(self: *Index, seq: u64, out: []u64) u64 {
+pub fn keys(self: *Index, seq_wanted: u64, out: []u64) u64 {
+    // The live view reads at the current sequence number, so an upsert publishing during the
+    // scan shows its key once (old slot or new), never twice.
+    const seq = if (seq_wanted == view_mod.live_seq) self.seq.load(.acquire) else seq_wanted;
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const regions = generation.payload;

@@ -173,7 +173,10 @@ fn reserveLocked(self: *Index, slots: u64) Error!void {
         error.OutOfMemory => error.OutOfMemory,
         error.CapacityExceeded => error.CapacityExceeded,
     };
-    const upper = self.upper_used.load(.acquire) + slots / (self.params.m - 1) + 64;
+    // Upper levels for the slots still to come: a node has 1/(m - 1) upper levels on average;
+    // the slack absorbs the variance.
+    const coming = slots -| self.slots_used.load(.acquire);
+    const upper = self.upper_used.load(.acquire) + coming / (self.params.m - 1) + 64;
     self.storage.ensureCapacity(slots, upper, &self.counters.lock_contention) catch |err|
         return index_mod.mapStorageError(err);
 }

@@ -1,0 +1,36 @@
+// The one interface bench/peers/run.ts drives; one adapter file per library implements it.
+import type { Metric } from "../data.ts";
+
+export interface BuildParams {
+  dimensions: number;
+  metric: Metric;
+  m: number;
+  efConstruction: number;
+  /** Threads to build with, where the library can build in parallel. */
+  threads: number;
+  seed: number;
+}
+
+export interface BatchResult {
+  /** Row-major `count * k` ids; only the first counts[q] of row q are valid. */
+  ids: ArrayLike<number>;
+  counts: ArrayLike<number>;
+}
+
+export interface Adapter {
+  readonly library: string;
+  /** Threads the build really used (hnswlib-node has no parallel insert, so it reports 1). */
+  readonly buildThreads: number;
+  /** Inserts `count` vectors with keys 0..count-1. Timed as the build. */
+  build(base: Float32Array, count: number): void;
+  /** Sets the search-time candidate list size for the following searches. Not timed. */
+  setEf(ef: number): void;
+  /** Converts queries to the form `search` takes (hnswlib-node wants plain arrays). Not timed. */
+  prepareQueries(queries: Float32Array, count: number, dimensions: number): unknown[];
+  /** One single-threaded query: writes up to k ids at out[at..] and returns how many. Timed. */
+  search(query: unknown, k: number, out: Float64Array, at: number): number;
+  /** A multi-threaded batch search, or null when the library has no such API. Timed. */
+  searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult | null;
+  /** Frees native memory where the library allows it. */
+  close(): void;
+}

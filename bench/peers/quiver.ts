@@ -1,0 +1,58 @@
+// Quiver through its public TypeScript API (mod.ts), under Bun. Imported lazily by run.ts so the
+// peers can be benchmarked before the native library is built.
+import type { Adapter, BatchResult, BuildParams } from "./adapter.ts";
+
+interface QuiverIndex {
+  add(keys: BigUint64Array, vectors: Float32Array, options?: { threads?: number }): void;
+  search(query: Float32Array, k: number, options?: { ef?: number }): { keys: BigUint64Array; distances: Float32Array };
+  searchBatch(queries: Float32Array, k: number, options?: { ef?: number; threads?: number }): {
+    keys: BigUint64Array;
+    distances: Float32Array;
+    counts: Uint32Array;
+  };
+  reserve(slots: number): void;
+  close(): void;
+}
+
+export async function create(params: BuildParams): Promise<Adapter> {
+  const mod = (await import("../../mod.ts")) as { Index: new (options: object) => QuiverIndex };
+  const index = new mod.Index({
+    dimensions: params.dimensions,
+    metric: params.metric,
+    m: params.m,
+    efConstruction: params.efConstruction,
+    ef: 64,
+    seed: params.seed,
+  });
+  let ef = 64;
+  return {
+    library: "quiver",
+    buildThreads: params.threads,
+    build(base: Float32Array, count: number) {
+      index.reserve(count); // Like hnswlib's initIndex(maxElements) and usearch's add, which reserve first.
+      const keys = new BigUint64Array(count);
+      for (let i = 0; i < count; i++) keys[i] = BigInt(i);
+      index.add(keys, base.subarray(0, count * params.dimensions), { threads: params.threads });
+    },
+    setEf(value: number) {
+      ef = value;
+    },
+    prepareQueries(queries: Float32Array, count: number, dimensions: number) {
+      return Array.from({ length: count }, (_, i) => queries.subarray(i * dimensions, (i + 1) * dimensions));
+    },
+    search(query: unknown, k: number, out: Float64Array, at: number) {
+      const { keys } = index.search(query as Float32Array, k, { ef });
+      for (let i = 0; i < keys.length; i++) out[at + i] = Number(keys[i]);
+      return keys.length;
+    },
+    searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult {
+      const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef, threads });
+      const ids = new Float64Array(r.keys.length);
+      for (let i = 0; i < ids.length; i++) ids[i] = Number(r.keys[i]);
+      return { ids, counts: r.counts };
+    },
+    close() {
+      index.close();
+    },
+  };
+}

@@ -1,0 +1,149 @@
+// One library's whole ANN run in its own process, so its RSS is its own. Started by bench/ann.ts
+// with one JSON argument (a RunConfig); prints one JSON result per line on stdout and progress
+// on stderr. Reads the data set and ground truth from .cache/ (ann.ts makes sure they exist).
+import { loadDataset, parseDatasetSpec, type Metric } from "../data.ts";
+import { readGroundTruth, recallAtK } from "../groundtruth.ts";
+import { Scorer } from "../score.ts";
+import type { Adapter, BuildParams } from "./adapter.ts";
+
+export const LIBRARIES = ["quiver", "hnswlib-node", "usearch"] as const;
+export type Library = (typeof LIBRARIES)[number];
+
+export interface RunConfig {
+  library: Library;
+  dataset: string; // A --dataset spec, e.g. "fashion-mnist".
+  label: string; // The "dataset" value written into results.
+  baseLimit: number;
+  queryLimit: number;
+  metric: Metric;
+  k: number;
+  m: number;
+  efConstruction: number;
+  efs: number[];
+  buildThreads: number;
+  batchThreads: number;
+  runs: number;
+  seed: number;
+  /** "wall" (default): QPS from elapsed time. "cpu": single-threaded QPS from this process's CPU
+   * time, which a busy shared machine distorts less; batch figures always use wall time. */
+  clock: "wall" | "cpu";
+}
+
+/** One line of `--json` output; the key set and order are fixed. */
+export interface ResultLine {
+  library: string;
+  dataset: string;
+  storage: string;
+  M: number;
+  efConstruction: number;
+  ef: number;
+  threads: number;
+  build_s: number;
+  recall: number;
+  qps: number;
+  rss_mb: number;
+}
+
+async function adapterFor(library: Library, params: BuildParams): Promise<Adapter> {
+  if (library === "quiver") return (await import("./quiver.ts")).create(params);
+  if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);
+  return (await import("./usearch.ts")).create(params);
+}
+
+/** Resident set size in MiB after a full collection and a short pause for the allocator to
+ * return freed pages to the system. */
+async function rssMb(): Promise<number> {
+  Bun.gc(true);
+  await Bun.sleep(200);
+  return process.memoryUsage().rss / 2 ** 20;
+}
+
+function log(message: string): void {
+  process.stderr.write(`  [${(performance.now() / 1000).toFixed(1)} s] ${message}\n`);
+}
+
+async function main(config: RunConfig): Promise<void> {
+  const ds = loadDataset(parseDatasetSpec(config.dataset), config.baseLimit, config.queryLimit);
+  const gt = readGroundTruth(ds, config.metric);
+  if (!gt) throw new Error(`no cached ground truth for ${ds.name}/${config.metric}: run it through bench/ann.ts`);
+  const scorer = new Scorer(ds, config.metric);
+  const d = ds.dimensions;
+  const adapter = await adapterFor(config.library, {
+    dimensions: d, metric: config.metric, m: config.m, efConstruction: config.efConstruction,
+    threads: config.buildThreads, seed: config.seed,
+  });
+  // RSS is taken right after loading, when nothing freshly freed sits in the allocator, and
+  // again after a full collection once the build is done; query preparation comes later.
+  const rssBefore = await rssMb();
+  log(`${config.library}: building ${ds.baseCount} x ${d} (M=${config.m}, efConstruction=${config.efConstruction}, ${adapter.buildThreads} thread(s))`);
+  const buildStart = performance.now();
+  adapter.build(ds.base, ds.baseCount);
+  const buildSeconds = (performance.now() - buildStart) / 1000;
+  const rssIndex = (await rssMb()) - rssBefore;
+  log(`${config.library}: built in ${buildSeconds.toFixed(2)} s, RSS +${rssIndex.toFixed(0)} MiB`);
+  const queries = adapter.prepareQueries(ds.queries, ds.queryCount, d);
+  process.stdout.write(`${JSON.stringify({ info: { library: adapter.library, build_threads: adapter.buildThreads } })}\n`);
+
+  const k = config.k;
+  const ids = new Float64Array(ds.queryCount * k);
+  const counts = new Uint32Array(ds.queryCount);
+  const emit = (ef: number, threads: number, recall: number, qps: number) => {
+    const line: ResultLine = {
+      library: adapter.library, dataset: config.label, storage: "f32", M: config.m,
+      efConstruction: config.efConstruction, ef, threads, build_s: round(buildSeconds, 3),
+      recall: round(recall, 4), qps: round(qps, 1), rss_mb: round(rssIndex, 1),
+    };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  };
+  for (const ef of config.efs) {
+    adapter.setEf(ef);
+    const warm = Math.min(100, ds.queryCount);
+    for (let q = 0; q < warm; q++) adapter.search(queries[q], k, ids, q * k);
+    let best = Infinity, cpuShare = 0;
+    for (let run = 0; run < config.runs; run++) {
+      const cpuStart = process.cpuUsage();
+      const start = performance.now();
+      for (let q = 0; q < ds.queryCount; q++) counts[q] = adapter.search(queries[q], k, ids, q * k);
+      const wallSeconds = (performance.now() - start) / 1000;
+      const cpu = process.cpuUsage(cpuStart);
+      const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+      const seconds = config.clock === "cpu" ? cpuSeconds : wallSeconds;
+      if (seconds < best) {
+        best = seconds;
+        cpuShare = cpuSeconds / wallSeconds;
+      }
+    }
+    const recall = recallAtK(scorer, gt, k, ids, counts);
+    emit(ef, 1, recall, ds.queryCount / best);
+    // CPU time over wall time of the kept single-threaded pass: well below 1 means this process
+    // waited for a core (other work on the machine), so its QPS is understated.
+    process.stdout.write(`${JSON.stringify({ cpu: { library: adapter.library, ef, share: round(cpuShare, 3) } })}\n`);
+    let batchNote = "";
+    if (config.batchThreads > 1) {
+      let bestBatch = Infinity;
+      let batch = null;
+      for (let run = 0; run < config.runs; run++) {
+        const start = performance.now();
+        batch = adapter.searchBatch(ds.queries, ds.queryCount, k, config.batchThreads);
+        bestBatch = Math.min(bestBatch, (performance.now() - start) / 1000);
+        if (!batch) break;
+      }
+      if (batch) {
+        const batchRecall = recallAtK(scorer, gt, k, batch.ids, batch.counts);
+        emit(ef, config.batchThreads, batchRecall, ds.queryCount / bestBatch);
+        batchNote = `, batch x${config.batchThreads} ${(ds.queryCount / bestBatch).toFixed(0)} QPS`;
+      }
+    }
+    log(`${config.library}: ef=${ef} recall ${recall.toFixed(4)}, ${(ds.queryCount / best).toFixed(0)} QPS (cpu/wall ${cpuShare.toFixed(2)})${batchNote}`);
+  }
+  adapter.close();
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+if (import.meta.main) {
+  await main(JSON.parse(process.argv[2]) as RunConfig);
+}

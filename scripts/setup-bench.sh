@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs what the benchmarks need beyond scripts/setup.sh: the Debian package with Fashion-MNIST,
+# the peer libraries (hnswlib-node, usearch) into bench/peers/ from its lockfile, and mitata.
+# Idempotent: a second run only checks. A peer that cannot be built or loaded is reported and
+# skipped; bench/ann.ts then runs without it (--libraries).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$QUIVER_ROOT"
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+
+# Fashion-MNIST (60000 train + 10000 test images, idx-ubyte.gz) under /usr/share/datasets/.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  echo "setup-bench: installing Debian package dataset-fashion-mnist"
+  if ! $SUDO apt-get install -y --no-install-recommends dataset-fashion-mnist; then
+    # The package lists may be missing or stale on a fresh machine: update once, then retry.
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends dataset-fashion-mnist
+  fi
+fi
+
+# mitata is a root devDependency (bench/micro.ts).
+if [ ! -d node_modules/mitata ]; then
+  echo "setup-bench: installing root devDependencies (mitata)"
+  npm install --no-audit --no-fund --loglevel=error
+fi
+
+# Peer libraries, pinned by bench/peers/package-lock.json.
+cd bench/peers
+if [ ! -d node_modules/usearch ] || [ ! -d node_modules/hnswlib-node ]; then
+  echo "setup-bench: installing peers (npm ci in bench/peers)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# hnswlib-node is compiled from source by node-gyp. npm may or may not have run its install
+# script, so build it here when the addon is missing, with the node-gyp that ships inside npm and
+# the headers of the installed node (there is no network to download headers from).
+# Its binding.gyp passes no -march, so by default hnswlib's distances use SSE only, as npm users
+# get it. HNSWLIB_CXXFLAGS="-O3 -march=native" rebuilds it with AVX-512/AVX2 for a tuned peer; the
+# flags of the build in place are kept in build/quiver-cxxflags so a change triggers a rebuild.
+peers=(usearch)
+addon=node_modules/hnswlib-node/build/Release/addon.node
+flags_file=node_modules/hnswlib-node/build/quiver-cxxflags
+want_flags="${HNSWLIB_CXXFLAGS:-}"
+have_flags="$(cat "$flags_file" 2>/dev/null || true)"
+if [ -f "$addon" ] && [ "$want_flags" != "$have_flags" ]; then
+  echo "setup-bench: hnswlib-node was built with CXXFLAGS='$have_flags', want '$want_flags': rebuilding"
+  rm -f "$addon"
+fi
+if [ ! -f "$addon" ]; then
+  npm_dir="$(dirname "$(readlink -f "$(command -v npm)")")/.."
+  gyp="$npm_dir/node_modules/node-gyp/bin/node-gyp.js"
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  if [ ! -f "$gyp" ]; then
+    echo "setup-bench: WARNING: npm's bundled node-gyp not found at $gyp; hnswlib-node will be skipped"
+  elif [ ! -f "$nodedir/include/node/node.h" ]; then
+    echo "setup-bench: WARNING: node headers not found under $nodedir/include/node; hnswlib-node will be skipped"
+  else
+    echo "setup-bench: building hnswlib-node with node-gyp (nodedir $nodedir)"
+    if (cd node_modules/hnswlib-node && CXXFLAGS="$want_flags" node "$gyp" rebuild --nodedir="$nodedir" --loglevel=warn >build.log 2>&1); then
+      printf '%s' "$want_flags" >"$flags_file"
+    else
+      tail -n 20 node_modules/hnswlib-node/build.log
+      echo "setup-bench: WARNING: node-gyp rebuild of hnswlib-node failed (log: bench/peers/node_modules/hnswlib-node/build.log); hnswlib-node will be skipped"
+    fi
+  fi
+fi
+[ -f "$addon" ] && peers+=(hnswlib-node)
+
+# Every peer must load and answer a tiny search under Bun, which runs bench/ann.ts.
+for peer in "${peers[@]}"; do
+  if ! "$BUN" smoke.mjs "$peer"; then
+    echo "setup-bench: WARNING: $peer fails under Bun; trying node for the record"
+    node smoke.mjs "$peer" || true
+  fi
+done
+echo "setup-bench: done (peers: ${peers[*]}; data: /usr/share/datasets/fashion-mnist)"

@@ -4,7 +4,7 @@
 //
 //   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|clustered:N:D[:Q[:SEED]]]
 //                    [--metric l2|ip|cosine] [--m 16] [--ef-construction 200] [--ef 10,16,...]
-//                    [--libraries quiver,hnswlib-node,usearch] [--base N] [--queries N]
+//                    [--libraries quiver,quiver-f16,hnswlib-node,usearch] [--base N] [--queries N]
 //                    [--build-threads 2] [--batch-threads 2] [--runs 1] [--clock wall|cpu] [--k 10]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
@@ -181,7 +181,7 @@ function printRatios(): void {
     for (const target of targets) {
       const cells = shown.map((l) => {
         const q = best(l, target, threads);
-        const ratio = l !== "quiver" && shown.includes("quiver") ? best("quiver", target, threads) / q : NaN;
+        const ratio = !l.startsWith("quiver") && shown.includes("quiver") ? best("quiver", target, threads) / q : NaN;
         const text = Number.isNaN(q) ? "-" : `${q.toFixed(0)}${Number.isNaN(ratio) ? "" : ` (${ratio.toFixed(2)}x)`}`;
         return text.padStart(width);
       });

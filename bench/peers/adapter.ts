@@ -9,6 +9,8 @@ export interface BuildParams {
   /** Threads to build with, where the library can build in parallel. */
   threads: number;
   seed: number;
+  /** Quiver's vector storage ("f32" or "f16"); the peers store f32. */
+  storage?: "f32" | "f16";
 }
 
 export interface BatchResult {
@@ -19,6 +21,8 @@ export interface BatchResult {
 
 export interface Adapter {
   readonly library: string;
+  /** The vector storage the JSON lines report. */
+  readonly storage: string;
   /** Threads the build really used (hnswlib-node has no parallel insert, so it reports 1). */
   readonly buildThreads: number;
   /** Inserts `count` vectors with keys 0..count-1. Timed as the build. */

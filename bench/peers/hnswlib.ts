@@ -34,6 +34,7 @@ export function create(params: BuildParams): Adapter {
   const d = params.dimensions;
   return {
     library: libraryName(),
+    storage: "f32",
     buildThreads: 1,
     build(base: Float32Array, count: number) {
       index.initIndex(count, params.m, params.efConstruction, params.seed);

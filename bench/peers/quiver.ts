@@ -23,10 +23,12 @@ export async function create(params: BuildParams): Promise<Adapter> {
     efConstruction: params.efConstruction,
     ef: 64,
     seed: params.seed,
+    storage: params.storage ?? "f32",
   });
   let ef = 64;
   return {
-    library: "quiver",
+    library: params.storage === "f16" ? "quiver-f16" : "quiver",
+    storage: params.storage ?? "f32",
     buildThreads: params.threads,
     build(base: Float32Array, count: number) {
       index.reserve(count); // Like hnswlib's initIndex(maxElements) and usearch's add, which reserve first.

@@ -6,7 +6,7 @@ import { readGroundTruth, recallAtK } from "../groundtruth.ts";
 import { Scorer } from "../score.ts";
 import type { Adapter, BuildParams } from "./adapter.ts";
 
-export const LIBRARIES = ["quiver", "hnswlib-node", "usearch"] as const;
+export const LIBRARIES = ["quiver", "quiver-f16", "hnswlib-node", "usearch"] as const;
 export type Library = (typeof LIBRARIES)[number];
 
 export interface RunConfig {
@@ -46,6 +46,7 @@ export interface ResultLine {
 
 async function adapterFor(library: Library, params: BuildParams): Promise<Adapter> {
   if (library === "quiver") return (await import("./quiver.ts")).create(params);
+  if (library === "quiver-f16") return (await import("./quiver.ts")).create({ ...params, storage: "f16" });
   if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);
   return (await import("./usearch.ts")).create(params);
 }
@@ -89,7 +90,7 @@ async function main(config: RunConfig): Promise<void> {
   const counts = new Uint32Array(ds.queryCount);
   const emit = (ef: number, threads: number, recall: number, qps: number) => {
     const line: ResultLine = {
-      library: adapter.library, dataset: config.label, storage: "f32", M: config.m,
+      library: adapter.library, dataset: config.label, storage: adapter.storage, M: config.m,
       efConstruction: config.efConstruction, ef, threads, build_s: round(buildSeconds, 3),
       recall: round(recall, 4), qps: round(qps, 1), rss_mb: round(rssIndex, 1),
     };

@@ -35,6 +35,8 @@ export function create(params: BuildParams): Adapter {
   process.on("exit", () => rmSync(scratch, { force: true })); // Also when the run fails midway.
   return {
     library: "usearch",
+    storage: "f32",
+    storage: "f32",
     buildThreads: params.threads,
     build(base: Float32Array, count: number) {
       const keys = new BigUint64Array(count);

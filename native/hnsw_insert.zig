@@ -31,9 +31,9 @@ pub fn link(view: View, entry_point: *EntryPoint, params: Params, slot: u32, lev
         if (entry_point.promote(.{ .slot = slot, .level = level })) return;
     };
     if (entry.slot >= view.bound) {
-        // Only possible when the entry slot comes from a corrupt header.
-        _ = view.counters.corruption_detected.fetchAdd(1, .monotonic);
-        return error.Corrupt;
+        // The entry point moved to a node newer than this view's mapping (a remap happened in
+        // between): nothing is linked yet, so the caller retries with a fresh view.
+        return error.StaleView;
     }
     var current = Candidate{ .distance = view.distanceTo(query, entry.slot), .slot = entry.slot };
     var lc = entry.level;

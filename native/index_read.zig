@@ -30,6 +30,9 @@ pub const Results = struct {
 /// Writes them closest first and returns how many it found.
 pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, out: Results) Error!u32 {
     assert(out.keys.len >= k and out.distances.len >= k);
+    // The entry point first: it was promoted after its node's storage existed, so the mapping
+    // pinned next is at least as new and covers it.
+    const entry = self.entry.load() orelse return 0;
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const view = self.view(generation);
@@ -40,7 +43,6 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     @memcpy(q, query);
     if (self.metric == .cosine) _ = distance.normalize(q);
     const walk = walkQuery(self, scratch);
-    const entry = self.entry.load() orelse return 0;
     if (entry.slot >= view.bound) {
         _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
         return error.Corrupt;

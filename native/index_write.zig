@@ -87,13 +87,31 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
 
     const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
     defer self.pool.give(scratch, &self.counters);
-    const view = self.view(generation);
-    hnsw_insert.link(view, &self.entry, self.params, slot.id, level, scratch) catch |err| switch (err) {
-        error.OutOfMemory => return error.OutOfMemory,
-        else => return error.Corrupt,
-    };
+    try linkWithFreshView(self, slot.id, level, scratch);
     publish(self, meta, if (previous) |p| regions.meta(p) else null);
     stripe.map.putAssumeCapacity(key, slot.id);
+}
+
+/// Links a written slot into the graph. A view can be older than the entry point (a remap and a
+/// promotion of a newer node between the pin and the load of the entry); then link reports
+/// `StaleView` before touching anything and runs again on a fresh pin. Remaps are rare, so
+/// a bounded number of retries is plenty; running out of them means the entry is corrupt.
+fn linkWithFreshView(self: *Index, slot: u32, level: u32, scratch: *@import("scratch.zig").Scratch) Error!void {
+    var attempts: u32 = 0;
+    while (attempts < 16) : (attempts += 1) {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        hnsw_insert.link(self.view(generation), &self.entry, self.params, slot, level, scratch) catch |err| switch (err) {
+            error.StaleView => {
+                _ = self.counters.read_retries.fetchAdd(1, .monotonic);
+                continue;
+            },
+            error.OutOfMemory => return error.OutOfMemory,
+        };
+        return;
+    }
+    _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+    return error.Corrupt;
 }
 
 /// Makes a new slot visible and its predecessor (if any) invisible at one sequence number.

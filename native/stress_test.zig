@@ -118,7 +118,7 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
                 const key = id * ctx.per_writer + i;
                 pattern(key, @intCast(id), &v);
                 ctx.progress.step(id, 1);
-                write.add(ctx.index, key, &v) catch ctx.fail();
+                write.add(ctx.index, key, &v) catch |err| ctx.fail("add", err);
             }
             _ = ctx.writers_done.fetchAdd(1, .release);
             ctx.progress.step(id, 6);
@@ -132,17 +132,17 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
             while (ctx.writers_done.load(.acquire) < total_writers) : (round += 1) {
                 pattern(round % (ctx.per_writer * total_writers), 0, &v);
                 ctx.progress.step(id, 2);
-                const n = read.searchOne(ctx.index, &v, 10, 32, view_mod.live_seq, .{ .keys = &keys, .distances = &dists }) catch {
-                    ctx.fail();
+                const n = read.searchOne(ctx.index, &v, 10, 32, view_mod.live_seq, .{ .keys = &keys, .distances = &dists }) catch |err| {
+                    ctx.fail("search", err);
                     continue;
                 };
-                checkResults(ctx.index, keys[0..n], dists[0..n], ctx.per_writer * total_writers) catch ctx.fail();
+                checkResults(ctx.index, keys[0..n], dists[0..n], ctx.per_writer * total_writers) catch |err| ctx.fail("result check", err);
             }
             ctx.progress.step(id, 6);
         }
 
-        fn fail(ctx: *@This()) void {
-            _ = ctx.failures.fetchAdd(1, .monotonic);
+        fn fail(ctx: *@This(), what: []const u8, err: anyerror) void {
+            if (ctx.failures.fetchAdd(1, .monotonic) < 5) std.debug.print("family 1: {s} failed: {s}\n", .{ what, @errorName(err) });
         }
     };
     var ctx = Ctx{ .index = index, .progress = &progress, .per_writer = per_writer };

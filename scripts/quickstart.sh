@@ -5,6 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$QUIVER_ROOT"
 bash scripts/setup.sh
+# The toolchain paths exist only now (on a fresh machine setup.sh just installed them).
+source scripts/env.sh
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "quickstart: installing the Debian package dataset-fashion-mnist (real benchmark data)"
   (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) \

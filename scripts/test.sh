@@ -6,6 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$QUIVER_ROOT"
 bash scripts/setup.sh
+# The toolchain paths exist only now (on a fresh machine setup.sh just installed them).
+source scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
 

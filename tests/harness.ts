@@ -3,6 +3,8 @@
  * under `bun test` and `deno test`.
  */
 import { Board, boardBytes, State, W, type WorkerReply } from "./fixtures/worker_lib.ts";
+export { rng } from "./fixtures/random.ts";
+import { rng } from "./fixtures/random.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -60,17 +62,6 @@ export function assertThrows<E extends Error>(
   throw new AssertionError(`expected ${cls.name} to be thrown, nothing was`);
 }
 
-/** A seeded PRNG (mulberry32) so failures replay: print the seed, pass it back via QUIVER_SEED. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function seedFromEnv(fallback: number): number {
   const raw = runtime === "bun" ? g.process.env.QUIVER_SEED : g.Deno.env.get("QUIVER_SEED");

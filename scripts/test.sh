@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: native (Debug), native under ThreadSanitizer, the FFI table drift check, and
-# the TypeScript specs under Bun and under Deno. Installs the toolchain first if it is missing.
-# Soak mode: QUIVER_SOAK=1 makes the stress and crash suites run for minutes.
+# Runs every test: native (Debug, leak-checked), native under ThreadSanitizer (and its canary),
+# and the TypeScript specs under Bun and under Deno. Installs the toolchain first if it is
+# missing. QUIVER_SOAK=1 makes the stress and crash suites run for minutes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$QUIVER_ROOT"
@@ -9,17 +9,35 @@ bash scripts/setup.sh
 # The toolchain paths exist only now (on a fresh machine setup.sh just installed them).
 source scripts/env.sh
 
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 step "native tests (Debug, leak-checked)"
-"$ZIG" build test --summary failures
+"$ZIG" build test --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail" || true; }
 
 step "native tests under ThreadSanitizer (and its canary: a deliberate race it must report)"
-"$ZIG" build test-tsan --summary failures
+"$ZIG" build test-tsan --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail|WARNING" || true; }
 "$ZIG" build tsan-canary --summary failures
 
 step "TypeScript specs under Bun"
-"$BUN" test
+"$BUN" test 2>&1 | tee -a "$log"
 
 step "TypeScript specs under Deno"
-"$DENO" test -A --no-check tests/
+"$DENO" test -A --no-check tests/ 2>&1 | tee -a "$log"
+
+# One closing line over all four runners (zig "N/M tests passed", bun " N pass"/" N fail",
+# deno "| N passed | N failed").
+plain="$(sed -E 's/\x1b\[[0-9;]*m//g' "$log")"
+passed=0
+failed=0
+for pair in $(grep -oE '[0-9]+/[0-9]+ tests passed' <<<"$plain" | sed -E 's#([0-9]+)/([0-9]+).*#\1:\2#'); do
+  passed=$((passed + ${pair%%:*})); failed=$((failed + ${pair##*:} - ${pair%%:*}))
+done
+for n in $(grep -oE '^ [0-9]+ pass$' <<<"$plain" | grep -oE '[0-9]+'); do passed=$((passed + n)); done
+for n in $(grep -oE '^ [0-9]+ fail$' <<<"$plain" | grep -oE '[0-9]+'); do failed=$((failed + n)); done
+for pair in $(grep -oE '[0-9]+ passed \| [0-9]+ failed' <<<"$plain" | sed -E 's#([0-9]+) passed \| ([0-9]+) failed#\1:\2#'); do
+  passed=$((passed + ${pair%%:*})); failed=$((failed + ${pair##*:}))
+done
+printf '\n%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]

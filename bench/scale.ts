@@ -35,9 +35,9 @@ function recallAt(index: Index, ef: number): number {
   return hits / (ds.queryCount * k);
 }
 
-/** The smallest ef (of a doubling sweep) reaching the target recall. */
+/** The smallest ef (of a sweep in steps of 15%) reaching the target recall. */
 function efFor(index: Index, target: number): { ef: number; recall: number } {
-  for (let ef = k; ef <= 1024; ef = Math.ceil(ef * 1.5)) {
+  for (let ef = k; ef <= 1024; ef = Math.ceil(ef * 1.15)) {
     const recall = recallAt(index, ef);
     if (recall >= target) return { ef, recall };
   }

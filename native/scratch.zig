@@ -68,10 +68,10 @@ pub const Scratch = struct {
     /// Working space for neighbour selection.
     selection: std.ArrayListUnmanaged(Candidate) = .{},
     chosen: std.ArrayListUnmanaged(Candidate) = .{},
-    /// The query after normalization (cosine) lives here.
-    query: []f32,
+    /// The query after normalization (cosine) lives here, cache-line aligned like stored vectors.
+    query: []align(64) f32,
     /// Its half-precision copy, walked under f16 storage.
-    query_f16: []f16,
+    query_f16: []align(64) f16,
     next: ?*Scratch = null,
 
     fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32) !*Scratch {
@@ -79,9 +79,9 @@ pub const Scratch = struct {
         errdefer gpa.destroy(self);
         const links = try gpa.alloc(u32, m0 + 1);
         errdefer gpa.free(links);
-        const query = try gpa.alloc(f32, dimensions);
+        const query = try gpa.alignedAlloc(f32, 64, dimensions);
         errdefer gpa.free(query);
-        const query_f16 = try gpa.alloc(f16, dimensions);
+        const query_f16 = try gpa.alignedAlloc(f16, 64, dimensions);
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),

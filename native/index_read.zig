@@ -52,8 +52,15 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     while (level > 0) : (level -= 1) current = search.greedy(view, walk, current, level, scratch);
     search.searchLayer(view, walk, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
-    if (self.layout.storage != .f32) rerank(view, q, scratch.selection.items);
-    return emit(view, scratch.selection.items, k, out);
+    var candidates = scratch.selection.items;
+    if (self.layout.storage != .f32) {
+        // f16 walk distances are within a rounding of the exact ones, so the exact top k lies in
+        // the walk's first few more than k: rerank only those, sparing random reads of the
+        // f32 vectors of the whole beam.
+        candidates = candidates[0..@min(candidates.len, @max(2 * k, k + 16))];
+        rerank(view, q, candidates);
+    }
+    return emit(view, candidates, k, out);
 }
 
 /// The query as the walk reads it: the f32 query itself, or its f16 copy under f16 storage.
@@ -67,8 +74,8 @@ fn walkQuery(self: *Index, scratch: *@import("scratch.zig").Scratch) view_mod.Qu
     };
 }
 
-/// Replaces the walk distances of the candidates (all `ef` of them) by exact f32 distances
-/// and sorts again, so quantized storage ranks and reports results as exactly as f32.
+/// Replaces the walk distances of the candidates by exact f32 distances and sorts again, so
+/// quantized storage ranks and reports results as exactly as f32.
 fn rerank(view: view_mod.View, query: []const f32, candidates: []Candidate) void {
     for (candidates) |*c| c.distance = view.exactDistance(query, c.slot);
     std.mem.sort(Candidate, candidates, {}, struct {

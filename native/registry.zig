@@ -45,14 +45,14 @@ pub fn register(index: *Index) Error!u32 {
     return error.TooManyHandles;
 }
 
-fn entryOf(handle: u32) Error!*Entry {
-    const slot = handle & (max_indexes - 1);
-    return &entries[slot];
+/// The entry a handle's slot bits name; whether the handle is current is the caller's check.
+fn entryOf(handle: u32) *Entry {
+    return &entries[handle & (max_indexes - 1)];
 }
 
 /// Adds a user; fails for closed or unknown handles. Pair with `leave`.
 pub fn enter(handle: u32) Error!*Index {
-    const entry = try entryOf(handle);
+    const entry = entryOf(handle);
     var word = entry.word.load(.acquire);
     while (true) {
         if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
@@ -66,7 +66,7 @@ pub fn enter(handle: u32) Error!*Index {
 /// Drops a user; the last user out destroys the index and frees the slot. Every wrapper holds
 /// one user for its lifetime, so this only happens once no wrapper can reach the index.
 pub fn leave(handle: u32) void {
-    const entry = entryOf(handle) catch unreachable;
+    const entry = entryOf(handle);
     const before = entry.word.fetchSub(1, .acq_rel);
     std.debug.assert(before & users_mask > 0);
     if (before & users_mask == 1) destroy(entry, before - 1);
@@ -74,7 +74,7 @@ pub fn leave(handle: u32) void {
 
 /// Marks the index closed: new calls fail with `Closed`; running calls finish.
 pub fn close(handle: u32) Error!void {
-    const entry = try entryOf(handle);
+    const entry = entryOf(handle);
     var word = entry.word.load(.acquire);
     while (true) {
         if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
@@ -85,7 +85,7 @@ pub fn close(handle: u32) Error!void {
 
 /// Drops a user that may already be closed (a wrapper's reference). Unknown handles are ignored.
 pub fn release(handle: u32) Error!void {
-    const entry = try entryOf(handle);
+    const entry = entryOf(handle);
     const word = entry.word.load(.acquire);
     if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
     leave(handle);

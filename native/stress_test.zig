@@ -381,7 +381,7 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
         try std.Thread.spawn(.{}, Ctx.guardHolder, .{ &ctx, 1 }),
         try std.Thread.spawn(.{}, Ctx.searcher, .{ &ctx, 2 }),
     };
-    while (ctx.readers_running.load(.acquire) < 2) std.Thread.yield() catch {};
+    while (ctx.readers_running.load(.acquire) < 2) std.atomic.spinLoopHint();
     const writer = try std.Thread.spawn(.{}, Ctx.writer, .{ &ctx, 0 });
     writer.join();
     for (readers) |thread| thread.join();

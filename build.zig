@@ -46,6 +46,21 @@ pub fn build(b: *std.Build) void {
     canary_run.addCheck(.{ .expect_stderr_match = "WARNING: ThreadSanitizer: data race" });
     canary_run.addCheck(.{ .expect_term = .{ .Exited = 66 } });
     b.step("tsan-canary", "Check that ThreadSanitizer catches a deliberate race").dependOn(&canary_run.step);
+
+    // The lock-order canary: a Debug build must panic and name both locks.
+    const order = b.addExecutable(.{
+        .name = "quiver-lock-order-canary",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("native/lock_order_canary.zig"),
+            .target = target,
+            .optimize = .Debug,
+            .link_libc = true,
+        }),
+    });
+    const order_run = b.addRunArtifact(order);
+    order_run.addCheck(.{ .expect_stderr_match = "lock order violation: acquiring key_stripe (rank 3) while holding commit (rank 6)" });
+    order_run.addCheck(.{ .expect_term = .{ .Signal = 6 } });
+    b.step("lock-order-canary", "Check that a Debug build panics on a lock-order violation").dependOn(&order_run.step);
 }
 
 /// x86-64-v2 is the floor every released binary runs on; wider kernels are picked at run time.

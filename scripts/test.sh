@@ -16,9 +16,9 @@ step() { printf '\n== %s\n' "$*"; }
 step "native tests (Debug, leak-checked)"
 "$ZIG" build test --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail" || true; }
 
-step "native tests under ThreadSanitizer (and its canary: a deliberate race it must report)"
+step "native tests under ThreadSanitizer (and its canaries: a race TSan must report, a lock-order inversion Debug must stop)"
 "$ZIG" build test-tsan --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail|WARNING" || true; }
-"$ZIG" build tsan-canary --summary failures
+"$ZIG" build tsan-canary lock-order-canary --summary failures
 
 step "TypeScript specs under Bun"
 "$BUN" test 2>&1 | tee -a "$log"

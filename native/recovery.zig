@@ -101,7 +101,13 @@ const ScanState = struct {
 fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState) Error!void {
     const meta = regions.meta(slot);
     if (meta.state > @intFromEnum(layout.SlotState.ready)) return error.Corrupt;
-    if (meta.state == @intFromEnum(layout.SlotState.empty)) return;
+    if (meta.state == @intFromEnum(layout.SlotState.empty)) {
+        // Never written, or killed while its metadata was being written (before publication):
+        // either way not yet visible. A published sequence number here is corruption, and
+        // would make a key visible to scans that the key map does not know.
+        if (meta.created_seq != 0 and meta.created_seq != layout.unpublished) return error.Corrupt;
+        return;
+    }
     if (meta.level > layout.max_level) return error.Corrupt;
     const upper_end = @as(u64, meta.upper_offset) + meta.level;
     if (upper_end > regions.upper_capacity) return error.Corrupt;

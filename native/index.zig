@@ -263,7 +263,7 @@ pub const Index = struct {
             .invariant_violations = self.counters.invariant_violations.load(.monotonic),
             .corruption_detected = self.counters.corruption_detected.load(.monotonic),
             .lock_order_violations = locks.violations.load(.monotonic),
-            .wal_bytes = if (self.wal) |w| w.end else 0,
+            .wal_bytes = if (self.wal) |*w| w.bytes(&self.counters.lock_contention) else 0,
             .seq = self.seq.load(.acquire),
         };
     }

@@ -45,8 +45,8 @@ pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
 /// Runs a due checkpoint. Checkpoints need the writers lock exclusively, so the FFI layer calls
 /// this after a mutation has released its locks.
 pub fn checkpointIfDue(self: *Index) Error!void {
-    const wal = self.wal orelse return;
-    if (wal.end < index_mod.wal_checkpoint_bytes) return;
+    const wal = if (self.wal) |*w| w else return;
+    if (wal.bytes(&self.counters.lock_contention) < index_mod.wal_checkpoint_bytes) return;
     try self.checkpoint();
 }
 

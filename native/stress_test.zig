@@ -406,3 +406,66 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
     try std.testing.expectEqual(@as(u64, 1), index.storage.epochs.liveCount());
     try expectHealthy(index, lock_violations_before);
 }
+
+test "family 1, persistent: writers log and apply while another thread checkpoints and reads stats; all survive a reopen" {
+    const recovery = @import("recovery.zig");
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/index", .{dir});
+    const per_writer = scale(300);
+    var opts = t.options(dims, .l2sq);
+    opts.capacity = 64;
+    const index = try Index.create(gpa, opts, path);
+    const Ctx = struct {
+        index: *Index,
+        per_writer: usize,
+        done: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+        failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+
+        fn writer(ctx: *@This(), id: usize) void {
+            var v: [dims]f32 = undefined;
+            for (0..ctx.per_writer) |i| {
+                const key = id * ctx.per_writer + i;
+                pattern(key, @intCast(id), &v);
+                write.add(ctx.index, key, &v) catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+            }
+            _ = ctx.done.fetchAdd(1, .release);
+        }
+
+        fn checkpointer(ctx: *@This()) void {
+            while (ctx.done.load(.acquire) < 2) {
+                _ = ctx.index.stats();
+                ctx.index.checkpoint() catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+                write.checkpointIfDue(ctx.index) catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+            }
+        }
+    };
+    var ctx = Ctx{ .index = index, .per_writer = per_writer };
+    const threads = [_]std.Thread{
+        try std.Thread.spawn(.{}, Ctx.writer, .{ &ctx, 0 }),
+        try std.Thread.spawn(.{}, Ctx.writer, .{ &ctx, 1 }),
+        try std.Thread.spawn(.{}, Ctx.checkpointer, .{&ctx}),
+    };
+    for (threads) |thread| thread.join();
+    try std.testing.expectEqual(@as(u32, 0), ctx.failures.load(.monotonic));
+    index.destroy();
+
+    const reopened = try recovery.open(gpa, path, std.mem.zeroes(abi.Options), .full);
+    defer reopened.destroy();
+    try std.testing.expectEqual(@as(u64, 2 * per_writer), reopened.size());
+    var v: [dims]f32 = undefined;
+    for (0..2 * per_writer) |key| {
+        try std.testing.expect(read.get(reopened, key, view_mod.live_seq, &v));
+        try std.testing.expect(patternValid(&v));
+    }
+    try t.expectVerified(reopened);
+}

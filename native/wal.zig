@@ -86,6 +86,13 @@ pub const Wal = struct {
         self.end += total;
     }
 
+    /// The log's length; writers may be appending, so it is read under the log's lock.
+    pub fn bytes(self: *Wal, contention: *std.atomic.Value(u64)) u64 {
+        self.mutex.lock(contention);
+        defer self.mutex.unlock();
+        return self.end;
+    }
+
     pub fn sync(self: *Wal) !void {
         posix.fsync(self.fd) catch return error.Io;
     }

@@ -78,10 +78,10 @@ pub const Storage = struct {
         errdefer closeAll(&fds);
         for (0..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
         try lockFile(fds[0], !writable);
-        const newest = try readHeader(fds[0]);
-        const layout = try validateHeader(&newest.header, &fds);
-        const regions = try mapAll(&fds, layout, newest.header.capacity, newest.header.upper_capacity, writable);
-        return finish(gpa, layout, fds, regions, writable, newest.slot);
+        const latest = try readHeader(fds[0]);
+        const layout = try validateHeader(&latest.header, &fds);
+        const regions = try mapAll(&fds, layout, latest.header.capacity, latest.header.upper_capacity, writable);
+        return finish(gpa, layout, fds, regions, writable, latest.slot);
     }
 
     fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [file_count]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
@@ -166,6 +166,11 @@ pub const Storage = struct {
             closeAll(&owned);
             return error.OutOfMemory;
         };
+        // The adopted files carry their own header copies: which one is newest is theirs to say.
+        self.header_active = (newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* }) catch |err| {
+            std.debug.assert(err == error.Corrupt); // compaction just wrote a valid header
+            return error.Corrupt;
+        }).slot;
         var old = self.fds;
         self.fds = owned;
         closeAll(&old);
@@ -350,7 +355,6 @@ fn mapAll(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upp
 
 const Newest = struct { header: Header, slot: u1 };
 
-/// Reads both header copies and returns the valid one with the highest sequence number.
 fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64 {
     return .{
         layout.dataBytes(capacity),
@@ -360,26 +364,36 @@ fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64
     };
 }
 
+/// Reads both header copies and returns the valid one with the highest sequence number.
 fn readHeader(fd: posix.fd_t) Error!Newest {
-    var best: ?Newest = null;
-    var version_seen: ?u32 = null;
+    var copies: [2]?Header = .{ null, null };
     for ([_]u1{ 0, 1 }) |slot| {
         var header: Header = undefined;
         const bytes = std.mem.asBytes(&header);
         const got = posix.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes) catch return error.Io;
-        if (got != bytes.len) continue;
+        if (got == bytes.len) copies[slot] = header;
+    }
+    return newest(copies);
+}
+
+/// The header copy to trust: intact (magic, checksum, a sequence number that can still advance),
+/// of this format version, and the newer of the two.
+fn newest(copies: [2]?Header) Error!Newest {
+    var best: ?Newest = null;
+    var version_seen = false;
+    for (copies, [_]u1{ 0, 1 }) |copy, slot| {
+        const header = copy orelse continue;
         if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) continue;
         if (header.checksum != header.computeChecksum()) continue;
-        // The next update adds one: a copy that could not be updated is no valid header.
         if (header.header_seq >= 1 << 63) continue;
         if (header.version != layout_mod.format_version) {
-            version_seen = header.version;
+            version_seen = true;
             continue;
         }
         if (best == null or header.header_seq > best.?.header.header_seq) best = .{ .header = header, .slot = slot };
     }
     if (best) |b| return b;
-    if (version_seen != null) return error.UnsupportedVersion;
+    if (version_seen) return error.UnsupportedVersion;
     return error.Corrupt;
 }
 

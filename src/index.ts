@@ -5,7 +5,7 @@
  */
 import { native } from "./native.ts";
 import { layouts, optionFlags, Status } from "./ffi.gen.ts";
-import { check, ClosedError, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
+import { check, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
 import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./reader.ts";
@@ -355,4 +355,3 @@ export class Index extends Reader {
   }
 }
 
-export { ClosedError };

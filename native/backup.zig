@@ -3,7 +3,6 @@
 //! at that moment become tombstones; links to slots beyond the snapshot are dropped; the copy is
 //! checkpointed (clean, empty WAL), so opening it gives exactly the snapshot's contents.
 const std = @import("std");
-const abi = @import("abi.zig");
 const layout = @import("layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;

@@ -7,7 +7,6 @@
 //! renames leaves the old index intact, and the three renames are the only non-atomic window.
 const std = @import("std");
 const posix = std.posix;
-const abi = @import("abi.zig");
 const layout = @import("layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;

@@ -8,7 +8,6 @@
 //! must not run the AVX-512 kernel.
 const std = @import("std");
 const builtin = @import("builtin");
-const assert = std.debug.assert;
 
 /// The psABI levels the running x86-64 CPU (and OS) can execute.
 pub const X86Levels = struct {

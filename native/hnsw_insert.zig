@@ -3,7 +3,6 @@
 //! lock is held at a time; the new node's vector and metadata are written before any list can
 //! name it, so readers that find it through a link always see its vector.
 const std = @import("std");
-const assert = std.debug.assert;
 const scratch_mod = @import("scratch.zig");
 const Scratch = scratch_mod.Scratch;
 const Candidate = scratch_mod.Candidate;

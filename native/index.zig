@@ -2,7 +2,6 @@
 //! The write path is in index_write.zig, the read path in index_read.zig, the HNSW algorithms
 //! in hnsw_insert.zig and hnsw_search.zig, the remap path in storage.zig and epoch.zig.
 const std = @import("std");
-const assert = std.debug.assert;
 const abi = @import("abi.zig");
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
@@ -17,7 +16,6 @@ const hnsw_insert = @import("hnsw_insert.zig");
 const Wal = @import("wal.zig").Wal;
 const tables = @import("tables.zig");
 const View = @import("view.zig").View;
-const entry_mod = @import("entry.zig");
 
 pub const Error = error{
     InvalidArgument,

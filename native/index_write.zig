@@ -2,8 +2,6 @@
 //! A mutation holds the writers lock shared and its key's stripe for its whole length; it is
 //! logged before it is applied and published under the commit lock with a sequence number.
 const std = @import("std");
-const assert = std.debug.assert;
-const abi = @import("abi.zig");
 const layout = @import("layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;

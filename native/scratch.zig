@@ -2,7 +2,6 @@
 //! thread takes one from the pool for the length of an operation, so the hot path allocates
 //! nothing and threads never share scratch memory.
 const std = @import("std");
-const assert = std.debug.assert;
 const locks = @import("locks.zig");
 const graph = @import("graph.zig");
 

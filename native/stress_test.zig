@@ -79,6 +79,22 @@ const Progress = struct {
     }
 };
 
+/// Writer `id` adds its disjoint range of keys with self-checking vectors, reporting each add to
+/// the watchdog when there is one; returns the failures.
+fn addRange(index: *Index, id: usize, per_writer: usize, progress: ?*Progress) u32 {
+    var v: [dims]f32 = undefined;
+    var failed: u32 = 0;
+    for (0..per_writer) |i| {
+        const key = id * per_writer + i;
+        pattern(key, @intCast(id), &v);
+        if (progress) |p| p.step(id, 1);
+        write.add(index, key, &v) catch {
+            failed += 1;
+        };
+    }
+    return failed;
+}
+
 fn checkResults(index: *Index, keys: []const u64, distances: []const f32, max_key: u64) !void {
     _ = index;
     for (keys) |key| try std.testing.expect(key < max_key);
@@ -113,13 +129,8 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
         failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
 
         fn writer(ctx: *@This(), id: usize) void {
-            var v: [dims]f32 = undefined;
-            for (0..ctx.per_writer) |i| {
-                const key = id * ctx.per_writer + i;
-                pattern(key, @intCast(id), &v);
-                ctx.progress.step(id, 1);
-                write.add(ctx.index, key, &v) catch |err| ctx.fail("add", err);
-            }
+            const failed = addRange(ctx.index, id, ctx.per_writer, ctx.progress);
+            if (failed > 0) ctx.fail("add", error.AddFailed);
             _ = ctx.writers_done.fetchAdd(1, .release);
             ctx.progress.step(id, 6);
         }
@@ -426,14 +437,7 @@ test "family 1, persistent: writers log and apply while another thread checkpoin
         failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
 
         fn writer(ctx: *@This(), id: usize) void {
-            var v: [dims]f32 = undefined;
-            for (0..ctx.per_writer) |i| {
-                const key = id * ctx.per_writer + i;
-                pattern(key, @intCast(id), &v);
-                write.add(ctx.index, key, &v) catch {
-                    _ = ctx.failures.fetchAdd(1, .monotonic);
-                };
-            }
+            _ = ctx.failures.fetchAdd(addRange(ctx.index, id, ctx.per_writer, null), .monotonic);
             _ = ctx.done.fetchAdd(1, .release);
         }
 

@@ -3,8 +3,9 @@
 //! caller holds the structure lock exclusively, so no other call on the index is in flight.
 //! Views and snapshots pin slot numbers that compaction changes, so it refuses while any is alive.
 //!
-//! A persistent index builds `path.compact*` and renames it over `path*`; a crash before the
-//! renames leaves the old index intact, and the three renames are the only non-atomic window.
+//! A persistent index builds `path~compact*` beside itself and swaps it in through swap.zig, whose
+//! commit record makes the four renames crash-atomic: a kill at any point leaves either the old
+//! index or (rolled forward by the next open) the compacted one.
 const std = @import("std");
 const posix = std.posix;
 const layout = @import("layout.zig");
@@ -15,6 +16,7 @@ const write = @import("index_write.zig");
 const view_mod = @import("view.zig");
 const storage_mod = @import("storage.zig");
 const recovery = @import("recovery.zig");
+const swap = @import("swap.zig");
 
 pub fn compact(self: *Index, threads: u32) Error!void {
     if (!self.writable) return error.ReadOnly;
@@ -26,14 +28,12 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     defer self.gpa.free(live.vectors);
 
     var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const tmp_path: ?[]const u8 = if (self.path) |p|
-        std.fmt.bufPrint(&tmp_buffer, "{s}.compact", .{p}) catch return error.InvalidArgument
-    else
-        null;
-    if (tmp_path) |p| try removeFiles(p);
-    errdefer if (tmp_path) |p| removeFiles(p) catch |err| {
-        // The index itself is unchanged; the next compaction removes the leftovers.
-        std.log.warn("quiver: could not remove {s}.compact files: {s}", .{ p, @errorName(err) });
+    const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(&tmp_buffer, p) catch return error.InvalidArgument else null;
+    if (self.path) |p| swap.removeLeftovers(p) catch return error.Io;
+    var committed = false;
+    errdefer if (self.path) |p| if (!committed) swap.removeLeftovers(p) catch |err| {
+        // The index itself is unchanged; the next writable open removes the leftovers.
+        std.log.warn("quiver: could not remove {s}~compact files: {s}", .{ p, @errorName(err) });
     };
 
     const options = self.derivedOptions(live.keys.len);
@@ -66,7 +66,14 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     }
     fresh_alive = false;
     fresh.destroy();
-    if (tmp_path) |p| try renameOver(p, self.path.?);
+    if (self.path) |p| {
+        swap.commit(p) catch return error.Io;
+        committed = true;
+        // Past the commit point the new files are the index, whatever their names: they are
+        // adopted even if a rename fails, and the next writable open finishes the renames.
+        swap.rollForward(p) catch |err|
+            std.log.warn("quiver: compaction of {s} committed; its renames finish at the next open ({s})", .{ p, @errorName(err) });
+    }
     duped = 0;
     self.storage.adopt(fds, capacity, upper_capacity, &self.counters.lock_contention) catch |err|
         return index_mod.mapStorageError(err);
@@ -111,33 +118,3 @@ fn resetState(self: *Index) Error!void {
     self.dirty.store(false, .release);
 }
 
-fn renameOver(from: []const u8, to: []const u8) Error!void {
-    // The graph, upper and vector files first, the data file (with the header) last.
-    const order = [_]usize{ 1, 2, 3, 0 };
-    for (order) |i| {
-        var a: [std.fs.max_path_bytes]u8 = undefined;
-        var b: [std.fs.max_path_bytes]u8 = undefined;
-        const src = std.fmt.bufPrintZ(&a, "{s}{s}", .{ from, storage_mod.suffixes[i] }) catch return error.Io;
-        const dst = std.fmt.bufPrintZ(&b, "{s}{s}", .{ to, storage_mod.suffixes[i] }) catch return error.Io;
-        posix.renameZ(src, dst) catch return error.Io;
-    }
-    var w: [std.fs.max_path_bytes]u8 = undefined;
-    const wal = std.fmt.bufPrintZ(&w, "{s}.wal", .{from}) catch return error.Io;
-    try unlinkIfPresent(wal);
-}
-
-/// Removes leftovers of an interrupted compaction.
-fn removeFiles(path: []const u8) Error!void {
-    for (storage_mod.suffixes ++ [_][]const u8{".wal"}) |suffix| {
-        var buffer: [std.fs.max_path_bytes]u8 = undefined;
-        const full = std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix }) catch return error.Io;
-        try unlinkIfPresent(full);
-    }
-}
-
-fn unlinkIfPresent(path: [:0]const u8) Error!void {
-    posix.unlinkZ(path) catch |err| switch (err) {
-        error.FileNotFound => {},
-        else => return error.Io,
-    };
-}

@@ -1,6 +1,7 @@
-//! Mapped storage and the remap path. Three files back an index (an anonymous memfd each when it
+//! Mapped storage and the remap path. Four files back an index (an anonymous memfd each when it
 //! has no path): the data file (header + metadata column), the graph file (level-0 records with
-//! vectors) and the upper-level arena. All are mapped MAP_SHARED, so a new, larger mapping of the
+//! the vectors the graph is walked on), the upper-level arena and the exact f32 vectors (used
+//! under f16 storage for the rerank). All are mapped MAP_SHARED, so a new, larger mapping of the
 //! same file sees every byte written through the old one: growth is ftruncate + mmap + publish,
 //! never a copy, and readers keep using the old generation until they unpin it.
 const std = @import("std");
@@ -14,6 +15,7 @@ const Header = layout_mod.Header;
 const locks = @import("locks.zig");
 const sync = @import("sync.zig");
 const epoch_mod = @import("epoch.zig");
+const swap = @import("swap.zig");
 
 pub const Epochs = epoch_mod.Epochs(sync.Production, Regions, .correct);
 pub const Generation = Epochs.Generation;
@@ -29,7 +31,7 @@ pub const Error = error{
 };
 
 pub const Kind = enum { data, graph, upper, exact };
-pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
+pub const suffixes = swap.suffixes;
 pub const file_count = suffixes.len;
 
 pub const Storage = struct {
@@ -76,8 +78,28 @@ pub const Storage = struct {
     pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
         var fds: [file_count]posix.fd_t = @splat(-1);
         errdefer closeAll(&fds);
-        for (0..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), writable);
-        try lockFile(fds[0], !writable);
+        if (writable) {
+            // The writer lock first: only its holder may finish or discard a compaction swap.
+            fds[0] = try openFile(gpa, path, .data, true);
+            try lockFile(fds[0], false);
+            if (try swap.pending(path)) {
+                try swap.rollForward(path);
+                posix.close(fds[0]);
+                fds[0] = -1;
+                fds[0] = try openFile(gpa, path, .data, true);
+                try lockFile(fds[0], false);
+            } else {
+                try swap.removeLeftovers(path);
+            }
+            for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), true);
+        } else {
+            const resolve = try swap.pending(path);
+            for (0..file_count) |i| fds[i] = if (resolve)
+                swap.openResolved(path, suffixes[i]) catch |err| return openError(err, @enumFromInt(i))
+            else
+                try openFile(gpa, path, @enumFromInt(i), false);
+            try lockFile(fds[0], true);
+        }
         const latest = try readHeader(fds[0]);
         const layout = try validateHeader(&latest.header, &fds);
         const regions = try mapAll(&fds, layout, latest.header.capacity, latest.header.upper_capacity, writable);
@@ -305,7 +327,12 @@ fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool
     _ = gpa;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const full = try filePath(&buffer, path, kind);
-    return posix.openZ(full, .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true }, 0) catch |err| switch (err) {
+    return posix.openZ(full, .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true }, 0) catch |err|
+        openError(err, kind);
+}
+
+fn openError(err: posix.OpenError, kind: Kind) Error {
+    return switch (err) {
         error.FileNotFound => if (kind == .data) error.NotFound else error.Corrupt,
         else => error.Io,
     };

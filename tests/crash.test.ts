@@ -26,12 +26,15 @@ import { Index } from "../mod.ts";
 import { assert, envFlag, killChildren, runtime, seedFromEnv, spawnRuntime, test } from "./harness.ts";
 import {
   copyFile,
+  activeHeaderSlot,
   exists,
+  headerValue,
   loadFormat,
   makeTempDir,
   readBytes,
   readField,
   removeDir,
+  removeFile,
   rng,
   sameVector,
   seededVector,
@@ -459,6 +462,89 @@ test("crash: recovery handles every state a kill can leave an add or upsert in",
     removeDir(dir);
   }
   assert(failures.length === 0, `recovery failed for ${failures.length} crash state(s):\n  ${failures.join("\n  ")}`);
+});
+
+/**
+ * Compaction swaps four files, which no single rename can do; native/swap.zig makes it atomic
+ * with a commit record. This builds, exactly, every state a kill can leave the swap in (the old
+ * set and the compacted set are both real files, copied into each combination) and checks that
+ * a read-only open and then a writable open see one whole index, the compacted one once the
+ * commit record exists, the old one before, and that the writable open leaves no leftovers.
+ */
+test("crash: every state a kill can leave a compaction swap in opens as one whole index", () => {
+  const dimensions = 8;
+  const seed = 23;
+  const files = indexFiles().slice(0, -1); // the WAL is empty across a compaction
+  const renameOrder = [1, 2, 3, 0]; // native/swap.zig: side files first, the data file last
+  const dir = makeTempDir("quiver-swap-states-");
+  const failures: string[] = [];
+  try {
+    const path = `${dir}/index`;
+    const live = new Map<bigint, Float32Array>();
+    {
+      using index = Index.open(path, { dimensions, m: 8, efConstruction: 32 });
+      for (let i = 0; i < 300; i++) {
+        const vector = seededVector(seed, i, dimensions);
+        index.add(BigInt(i), vector);
+        live.set(BigInt(i), vector);
+      }
+      for (let i = 0; i < 300; i += 3) {
+        index.remove(BigInt(i));
+        live.delete(BigInt(i));
+      }
+    }
+    const old = files.map((suffix) => readBytes(path + suffix));
+    {
+      using index = Index.open(path);
+      index.compact();
+    }
+    const compacted = files.map((suffix) => readBytes(path + suffix));
+    const slotsOf = (data: Uint8Array) => Number(headerValue(data, "slots_used", activeHeaderSlot(data) ?? 0));
+    assert(slotsOf(old[0]) === 300 && slotsOf(compacted[0]) === live.size, "the fixtures are not what this spec expects");
+
+    const states: { name: string; committed: boolean; renamed: number }[] = [
+      { name: "build complete, not committed", committed: false, renamed: 0 },
+      ...[0, 1, 2, 3, 4].map((renamed) => ({ name: `committed, ${renamed} of 4 renamed`, committed: true, renamed })),
+    ];
+    for (const state of states) {
+      for (const suffix of [...files, ".wal", ".commit"]) removeFile(`${path}~compact${suffix}`);
+      const renamed = new Set(renameOrder.slice(0, state.renamed));
+      files.forEach((suffix, i) => {
+        writeBytes(path + suffix, renamed.has(i) ? compacted[i] : old[i]);
+        if (!renamed.has(i)) writeBytes(`${path}~compact${suffix}`, compacted[i]);
+      });
+      writeBytes(`${path}.wal`, new Uint8Array(0));
+      if (state.committed) writeBytes(`${path}~compact.commit`, new Uint8Array(0));
+      const expectSlots = state.committed ? live.size : 300;
+      for (const readOnly of [true, false]) {
+        const what = `${state.name}, ${readOnly ? "read-only" : "writable"} open`;
+        try {
+          using index = Index.open(path, { readOnly });
+          const problems: string[] = [];
+          const stats = index.stats();
+          if (index.size !== live.size) problems.push(`size ${index.size}, expected ${live.size}`);
+          if (Number(stats.slots_used) !== expectSlots) problems.push(`${stats.slots_used} slots, expected ${expectSlots} (the ${state.committed ? "old" : "compacted"} index)`);
+          for (const [key, vector] of live) {
+            if (!sameVector(index.get(key), vector)) {
+              problems.push(`key ${key} holds ${index.get(key)}`);
+              break;
+            }
+          }
+          const probe = live.get(1n)!;
+          if (index.search(probe, 1).keys[0] !== 1n) problems.push("a search for key 1's vector does not find it");
+          if (!index.verify().ok) problems.push("verify failed");
+          if (problems.length > 0) failures.push(`${what}: ${problems.join(", ")}`);
+        } catch (error) {
+          failures.push(`${what}: the open failed: ${(error as Error).name}: ${(error as Error).message}`);
+        }
+      }
+      const left = [...files, ".wal", ".creating", ".commit"].filter((suffix) => exists(`${path}~compact${suffix}`));
+      if (left.length > 0) failures.push(`${state.name}: the writable open left ${left.map((s) => `~compact${s}`).join(", ")}`);
+    }
+  } finally {
+    removeDir(dir);
+  }
+  assert(failures.length === 0, `${failures.length} compaction swap state(s) went wrong:\n  ${failures.join("\n  ")}`);
 });
 
 /** The checker's canary: a lost, altered or invented write must each be caught. */

@@ -1,0 +1,113 @@
+//! Crash-atomic replacement of an index's files by a complete set built beside them (compaction
+//! builds `path~compact*`). Four renames cannot be one atomic step, so the swap has a commit
+//! record, the way a database commits a transaction:
+//!
+//!   1. build and sync `path~compact`, `.graph`, `.upper`, `.vectors`   crash: the old index
+//!   2. create `path~compact.commit`, sync it and the directory         the commit point
+//!   3. rename the side files, then the data file, over `path*`        crash: rolled forward
+//!   4. sync the directory, remove the commit record
+//!
+//! A writable open holds the writer lock and then finishes a committed swap (`rollForward`) or
+//! removes an abandoned build (`removeLeftovers`). A read-only open may not rename; it resolves
+//! each file to `path~compact<suffix>` while that exists, else `path<suffix>`, which is exactly the
+//! set the roll-forward leaves (renames only ever move a file from the first name to the second).
+const std = @import("std");
+const posix = std.posix;
+
+pub const Error = error{Io};
+
+/// The suffixes of an index's files, data file first (storage.zig indexes them by `Kind`).
+pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
+/// The data file carries the header, so it is renamed last: until it moves, `path` still names
+/// the old header, and a reader of the old header never opens a new side file (see above).
+const rename_order = [_]usize{ 1, 2, 3, 0 };
+const temp_suffix = "~compact";
+const commit_suffix = temp_suffix ++ ".commit";
+
+/// The path the replacement set is built at: `path~compact`.
+pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
+    return std.fmt.bufPrint(buffer, "{s}" ++ temp_suffix, .{path}) catch error.Io;
+}
+
+/// Step 2: the set at `tempPath` is complete and synced; from here on it is the index.
+pub fn commit(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const record = std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io;
+    const fd = posix.openZ(record, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    defer posix.close(fd);
+    posix.fsync(fd) catch return error.Io;
+    try syncDirectory(path);
+}
+
+/// Whether a committed swap is unfinished (the commit record exists).
+pub fn pending(path: []const u8) Error!bool {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const record = std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io;
+    posix.accessZ(record, posix.F_OK) catch |err| return switch (err) {
+        error.FileNotFound => false,
+        else => error.Io,
+    };
+    return true;
+}
+
+/// Steps 3-4, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
+/// finished by the next one. The caller holds the writer lock (or is the compacting writer).
+pub fn rollForward(path: []const u8) Error!void {
+    for (rename_order) |i| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const from = std.fmt.bufPrintZ(&a, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffixes[i] }) catch return error.Io;
+        const to = std.fmt.bufPrintZ(&b, "{s}{s}", .{ path, suffixes[i] }) catch return error.Io;
+        posix.renameZ(from, to) catch |err| switch (err) {
+            error.FileNotFound => {},
+            else => return error.Io,
+        };
+    }
+    try syncDirectory(path);
+    try removeLeftovers(path);
+}
+
+/// Removes the files of an abandoned (uncommitted) build, and the commit record last.
+pub fn removeLeftovers(path: []const u8) Error!void {
+    for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        const full = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.Io;
+        try unlinkIfPresent(full);
+    }
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io);
+}
+
+/// Opens file `suffix` of the index at `path` read-only, resolving an unfinished swap (see the
+/// file comment): the replacement's name first, then the index's own.
+pub fn openResolved(path: []const u8, suffix: []const u8) posix.OpenError!posix.fd_t {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const temp = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.NameTooLong;
+    if (posix.openZ(temp, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0)) |fd| return fd else |err| switch (err) {
+        error.FileNotFound => {},
+        else => return err,
+    }
+    const own = std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix }) catch return error.NameTooLong;
+    return posix.openZ(own, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+}
+
+fn syncDirectory(path: []const u8) Error!void {
+    const dir = std.fs.path.dirname(path) orelse ".";
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const z = std.fmt.bufPrintZ(&buffer, "{s}", .{dir}) catch return error.Io;
+    const fd = posix.openZ(z, .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true }, 0) catch return error.Io;
+    defer posix.close(fd);
+    // The raw call: some file systems answer EINVAL for a directory, which std's wrapper treats
+    // as unreachable. The renames are atomic either way; only their durability order is lost.
+    switch (posix.errno(std.os.linux.fsync(fd))) {
+        .SUCCESS, .INVAL, .ROFS => {},
+        else => return error.Io,
+    }
+}
+
+fn unlinkIfPresent(path: [:0]const u8) Error!void {
+    posix.unlinkZ(path) catch |err| switch (err) {
+        error.FileNotFound => {},
+        else => return error.Io,
+    };
+}

@@ -7,18 +7,19 @@
  *   index.search(new Float32Array([1, 0, 0]), 1); // { keys: [1n], distances: [0] }
  */
 import { loadNative, native } from "./src/native.ts";
+import { KernelLevel } from "./src/ffi.gen.ts";
 
 await loadNative();
 
 export { Index } from "./src/index.ts";
-export type { AddOptions, IndexOptions, Metric, OpenOptions, Stats, VerifyReport } from "./src/index.ts";
+export type { AddOptions, IndexOptions, Metric, OpenOptions, Stats, Storage, VerifyReport } from "./src/index.ts";
 export { Snapshot } from "./src/snapshot.ts";
 export { VectorView } from "./src/view.ts";
 export type { BatchOptions, BatchResult, SearchOptions, SearchResult, VectorLike } from "./src/reader.ts";
 export type { Key } from "./src/keys.ts";
 export * from "./src/errors.ts";
 
-const levels = ["baseline", "avx2", "avx512", "neon", "portable"];
+const levels = Object.fromEntries(Object.entries(KernelLevel).map(([name, code]) => [code, name]));
 
 /** The SIMD distance kernels, exposed for benchmarks. */
 export const kernels = {

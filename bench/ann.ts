@@ -4,7 +4,7 @@
 //
 //   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|clustered:N:D[:Q[:SEED]]]
 //                    [--metric l2|ip|cosine] [--m 16] [--ef-construction 200] [--ef 10,16,...]
-//                    [--libraries quiver,quiver-f16,hnswlib-node,usearch] [--base N] [--queries N]
+//                    [--libraries quiver,quiver-f16,quiver-i8,hnswlib-node,usearch] [--base N] [--queries N]
 //                    [--build-threads 2] [--batch-threads 2] [--runs 1] [--clock wall|cpu] [--k 10]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";

@@ -64,7 +64,13 @@ pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
 /// How the graph walk reads vectors. `f32` walks the stored vectors; `f16` walks half-precision
 /// copies (half the bytes per visited node) and reranks the candidates against the f32 vectors,
 /// which are kept in their own file.
-pub const StorageKind = enum(u32) { f32 = 0, f16 = 1 };
+/// `i8` walks 8-bit scalar-quantized codes (a quarter of the bytes; integer SIMD kernels) and
+/// reranks the same way.
+pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2 };
+
+/// The distance kernels in use (`qv_kernel_level`), chosen once from the running CPU. The values
+/// are stable: benchmarks and bindings report them.
+pub const KernelLevel = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4, avx512_vnni = 5 };
 
 pub const max_dimensions: u32 = 65536;
 pub const max_m: u32 = 128;
@@ -112,6 +118,10 @@ pub const Stats = extern struct {
     lock_order_violations: u64,
     wal_bytes: u64,
     seq: u64,
+    /// `StorageKind`.
+    storage: u32,
+    /// i8 storage: 1 once the centre is final (given or trained); else 0.
+    centre_set: u32,
 };
 
 /// The result of the integrity walk `verify()`.
@@ -133,6 +143,6 @@ pub const VerifyReport = extern struct {
 comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
-    std.debug.assert(@sizeOf(Stats) == 152);
+    std.debug.assert(@sizeOf(Stats) == 160);
     std.debug.assert(@sizeOf(VerifyReport) == 88);
 }

@@ -10,6 +10,7 @@ const Error = index_mod.Error;
 const view_mod = @import("view.zig");
 const tables = @import("tables.zig");
 const entry_mod = @import("entry.zig");
+const centre = @import("centre.zig");
 
 pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
     const snap: tables.Snapshot = if (snapshot_handle == 0) blk: {
@@ -25,6 +26,8 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
 
     const source = self.storage.pin();
     defer self.storage.unpin(source);
+    // i8 codes are only meaningful around the centre they were taken from.
+    if (self.layout.storage == .i8 and centre.ready(self)) try centre.set(copy, source.payload.centre());
     const upper_used = self.upper_used.load(.acquire);
     copy.storage.ensureCapacity(options.capacity, @max(upper_used, 1), &copy.counters.lock_contention) catch |err|
         return index_mod.mapStorageError(err);
@@ -91,7 +94,15 @@ fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, u
         dst.deleted_seq = 1;
     }
     @memcpy(to.vector(slot), from.vector(slot));
-    if (from.layout.storage == .f16) @memcpy(to.walkF16(slot), @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions]);
+    switch (from.layout.storage) {
+        .f32 => {},
+        .f16 => @memcpy(to.walkF16(slot), @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions]),
+        .i8 => {
+            // The codes and the terms in front of them (record bytes from the terms onwards).
+            const bytes = from.layout.record_bytes - from.layout.vector_offset + layout.i8_terms_bytes;
+            @memcpy((to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes], (from.walk(slot) - layout.i8_terms_bytes)[0..bytes]);
+        },
+    }
     var level: u32 = 0;
     while (level <= src.level) : (level += 1) copyList(self, from, to, slot, level, used, links);
     return visible;

@@ -14,6 +14,8 @@ pub const X86Levels = struct {
     v2: bool,
     v3: bool,
     v4: bool,
+    /// v4 plus AVX512_VNNI (the i8 kernels' `vpdpbusd`), which v4 does not include.
+    v4_vnni: bool = false,
 };
 
 /// The raw CPUID and XCR0 words that decide the levels, kept apart from the instructions that
@@ -23,6 +25,8 @@ pub const X86Words = struct {
     leaf1_ecx: u32,
     /// CPUID leaf 7 subleaf 0, EBX; zero when the CPU has no leaf 7.
     leaf7_ebx: u32,
+    /// CPUID leaf 7 subleaf 0, ECX; zero when the CPU has no leaf 7.
+    leaf7_ecx: u32 = 0,
     /// CPUID leaf 0x80000001, ECX; zero when the CPU has no such leaf.
     ext1_ecx: u32,
     /// XCR0; zero when the OS has not set CR4.OSXSAVE, since XGETBV would then fault.
@@ -51,6 +55,7 @@ const bit = struct {
     const leaf7_avx512cd = 28;
     const leaf7_avx512bw = 30;
     const leaf7_avx512vl = 31;
+    const leaf7_ecx_avx512vnni = 11;
     const ext1_lahf = 0;
     const ext1_lzcnt = 5;
 };
@@ -90,7 +95,8 @@ pub fn decodeX86(words: X86Words) X86Levels {
             bit.leaf7_avx512bw, bit.leaf7_avx512vl,
         }) and
         words.xcr0 & xcr0_avx512 == xcr0_avx512;
-    return .{ .v2 = v2, .v3 = v3, .v4 = v4 };
+    const v4_vnni = v4 and hasAll(words.leaf7_ecx, &.{bit.leaf7_ecx_avx512vnni});
+    return .{ .v2 = v2, .v3 = v3, .v4 = v4, .v4_vnni = v4_vnni };
 }
 
 fn hasAll(word: u32, comptime bits: []const u5) bool {
@@ -105,9 +111,11 @@ fn readX86() X86Words {
     const max_ext_leaf = cpuid(0x8000_0000, 0).eax;
     const leaf1_ecx = cpuid(1, 0).ecx;
     const osxsave = leaf1_ecx & (@as(u32, 1) << bit.leaf1_osxsave) != 0;
+    const leaf7 = if (max_leaf >= 7) cpuid(7, 0) else CpuidLeaf{ .eax = 0, .ebx = 0, .ecx = 0, .edx = 0 };
     return .{
         .leaf1_ecx = leaf1_ecx,
-        .leaf7_ebx = if (max_leaf >= 7) cpuid(7, 0).ebx else 0,
+        .leaf7_ebx = leaf7.ebx,
+        .leaf7_ecx = leaf7.ecx,
         .ext1_ecx = if (max_ext_leaf >= 0x8000_0001) cpuid(0x8000_0001, 0).ecx else 0,
         .xcr0 = if (osxsave) xgetbv(0) else 0,
     };
@@ -169,6 +177,20 @@ fn expectLevels(words: X86Words, v2: bool, v3: bool, v4: bool) !void {
     try std.testing.expectEqual(v2, levels.v2);
     try std.testing.expectEqual(v3, levels.v3);
     try std.testing.expectEqual(v4, levels.v4);
+    try std.testing.expect(!levels.v4_vnni or levels.v4);
+}
+
+test "cpu: VNNI counts only on top of a usable v4" {
+    var words = full_v4;
+    try std.testing.expect(!decodeX86(words).v4_vnni);
+    words.leaf7_ecx = mask(&.{bit.leaf7_ecx_avx512vnni});
+    try std.testing.expect(decodeX86(words).v4_vnni);
+    words.xcr0 = xcr0_avx | 1; // the OS does not save ZMM state
+    try std.testing.expect(!decodeX86(words).v4_vnni);
+    words = full_v4;
+    words.leaf7_ecx = mask(&.{bit.leaf7_ecx_avx512vnni});
+    words.leaf7_ebx &= ~(@as(u32, 1) << bit.leaf7_avx512bw);
+    try std.testing.expect(!decodeX86(words).v4_vnni);
 }
 
 test "cpu: a CPU with every v4 feature and OS support decodes as v4" {

@@ -1,7 +1,8 @@
 //! Vector distances and the run-time choice of kernel.
 //!
 //! The kernels live in native/kernels.zig, which build.zig compiles once per CPU level into
-//! separate objects (x86-64: AVX-512, AVX2+FMA, the x86-64-v2 baseline; aarch64: NEON). This
+//! separate objects (x86-64: AVX-512, AVX2+FMA, the x86-64-v2 baseline; aarch64: NEON; the
+//! AVX-512 object also carries i8 kernels for CPUs with VNNI, level `avx512_vnni`). This
 //! file declares their symbols, asks native/cpu.zig what the running CPU can execute, and picks
 //! the widest level once. Targets without kernel objects use the portable kernels below.
 //!
@@ -11,12 +12,13 @@ const std = @import("std");
 const builtin = @import("builtin");
 const build_options = @import("build_options");
 const cpu = @import("cpu.zig");
+const i8k = @import("kernels_i8.zig");
 const assert = std.debug.assert;
 
 pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
 
 /// A kernel level. The values are stable: benchmarks and bindings may report them.
-pub const Level = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4 };
+pub const Level = @import("abi.zig").KernelLevel;
 
 /// A raw kernel: `(a, b, n)` reads `a[0..n]` and `b[0..n]`, which may be unaligned.
 pub const KernelFn = *const fn ([*]const f32, [*]const f32, usize) callconv(.c) f32;
@@ -24,13 +26,23 @@ pub const KernelFn = *const fn ([*]const f32, [*]const f32, usize) callconv(.c) 
 /// A raw kernel over half-precision vectors (f16 storage), accumulating in f32.
 pub const KernelF16Fn = *const fn ([*]const f16, [*]const f16, usize) callconv(.c) f32;
 
+/// A raw kernel over two coded vectors (i8 storage; see kernels_i8.zig for the format).
+pub const KernelI8Fn = *const fn ([*]const u8, [*]const u8, usize) callconv(.c) f32;
+
 /// The kernels of one level. `dot` serves both `ip` and `cosine`.
-pub const Kernels = struct { l2sq: KernelFn, dot: KernelFn, l2sq_f16: KernelF16Fn, dot_f16: KernelF16Fn };
+pub const Kernels = struct {
+    l2sq: KernelFn,
+    dot: KernelFn,
+    l2sq_f16: KernelF16Fn,
+    dot_f16: KernelF16Fn,
+    l2sq_i8: KernelI8Fn,
+    dot_i8: KernelI8Fn,
+};
 
 const level_count = @typeInfo(Level).@"enum".fields.len;
 
 /// Levels from widest to narrowest: detection takes the first one the CPU supports.
-const preference = [_]Level{ .avx512, .avx2, .neon, .baseline, .portable };
+const preference = [_]Level{ .avx512_vnni, .avx512, .avx2, .neon, .baseline, .portable };
 
 comptime {
     assert(preference.len == level_count);
@@ -43,14 +55,22 @@ const x86_kernels = struct {
     extern fn qv_kernel_avx512_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_l2sq_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_dot_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_baseline_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_baseline_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
 };
 
 const aarch64_kernels = struct {
@@ -58,24 +78,45 @@ const aarch64_kernels = struct {
     extern fn qv_kernel_neon_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_neon_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_neon_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_neon_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_neon_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
 };
 
 /// Indexed by `@intFromEnum(Level)`; null where this build has no such kernels.
 const kernel_table: [level_count]?Kernels = table: {
     var table: [level_count]?Kernels = @splat(null);
-    table[@intFromEnum(Level.portable)] = .{ .l2sq = &portableL2sq, .dot = &portableDot, .l2sq_f16 = &portableL2sqF16, .dot_f16 = &portableDotF16 };
+    table[@intFromEnum(Level.portable)] = .{
+        .l2sq = &portableL2sq,
+        .dot = &portableDot,
+        .l2sq_f16 = &portableL2sqF16,
+        .dot_f16 = &portableDotF16,
+        .l2sq_i8 = &portableL2sqI8,
+        .dot_i8 = &portableDotI8,
+    };
     if (build_options.kernels_x86_64) {
-        const k = x86_kernels;
-        table[@intFromEnum(Level.avx512)] = .{ .l2sq = &k.qv_kernel_avx512_l2sq, .dot = &k.qv_kernel_avx512_dot, .l2sq_f16 = &k.qv_kernel_avx512_l2sq_f16, .dot_f16 = &k.qv_kernel_avx512_dot_f16 };
-        table[@intFromEnum(Level.avx2)] = .{ .l2sq = &k.qv_kernel_avx2_l2sq, .dot = &k.qv_kernel_avx2_dot, .l2sq_f16 = &k.qv_kernel_avx2_l2sq_f16, .dot_f16 = &k.qv_kernel_avx2_dot_f16 };
-        table[@intFromEnum(Level.baseline)] = .{ .l2sq = &k.qv_kernel_baseline_l2sq, .dot = &k.qv_kernel_baseline_dot, .l2sq_f16 = &k.qv_kernel_baseline_l2sq_f16, .dot_f16 = &k.qv_kernel_baseline_dot_f16 };
+        table[@intFromEnum(Level.avx512)] = objectKernels(x86_kernels, "avx512", "");
+        table[@intFromEnum(Level.avx512_vnni)] = objectKernels(x86_kernels, "avx512", "_vnni");
+        table[@intFromEnum(Level.avx2)] = objectKernels(x86_kernels, "avx2", "");
+        table[@intFromEnum(Level.baseline)] = objectKernels(x86_kernels, "baseline", "");
     }
     if (build_options.kernels_aarch64) {
-        const k = aarch64_kernels;
-        table[@intFromEnum(Level.neon)] = .{ .l2sq = &k.qv_kernel_neon_l2sq, .dot = &k.qv_kernel_neon_dot, .l2sq_f16 = &k.qv_kernel_neon_l2sq_f16, .dot_f16 = &k.qv_kernel_neon_dot_f16 };
+        table[@intFromEnum(Level.neon)] = objectKernels(aarch64_kernels, "neon", "");
     }
     break :table table;
 };
+
+/// The kernels of one object: `qv_kernel_<object>_<kernel>`, the i8 ones with `i8_suffix`.
+fn objectKernels(comptime k: type, comptime object: []const u8, comptime i8_suffix: []const u8) Kernels {
+    const prefix = "qv_kernel_" ++ object;
+    return .{
+        .l2sq = &@field(k, prefix ++ "_l2sq"),
+        .dot = &@field(k, prefix ++ "_dot"),
+        .l2sq_f16 = &@field(k, prefix ++ "_l2sq_f16"),
+        .dot_f16 = &@field(k, prefix ++ "_dot_f16"),
+        .l2sq_i8 = &@field(k, prefix ++ "_l2sq_i8" ++ i8_suffix),
+        .dot_i8 = &@field(k, prefix ++ "_dot_i8" ++ i8_suffix),
+    };
+}
 
 /// The chosen level, or `level_unset` before the first call. Racing first calls all compute
 /// the same answer and a compare-and-swap keeps one, so no lock is needed. Monotonic order is
@@ -124,6 +165,7 @@ pub fn supported(l: Level) bool {
             .baseline => x86.v2,
             .avx2 => x86.v3,
             .avx512 => x86.v4,
+            .avx512_vnni => x86.v4_vnni,
             .neon, .portable => unreachable,
         };
     } else {
@@ -163,6 +205,15 @@ pub fn kernelF16(metric: Metric) KernelF16Fn {
     return switch (metric) {
         .l2sq => kernels.l2sq_f16,
         .ip, .cosine => kernels.dot_f16,
+    };
+}
+
+/// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels_i8.zig).
+pub fn kernelI8(metric: Metric) KernelI8Fn {
+    const kernels = kernel_table[@intFromEnum(level())].?;
+    return switch (metric) {
+        .l2sq => kernels.l2sq_i8,
+        .ip, .cosine => kernels.dot_i8,
     };
 }
 
@@ -220,6 +271,14 @@ fn portableL2sqF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 
 
 fn portableDotF16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32 {
     return portableSum(f16, .dot, a, b, n);
+}
+
+fn portableL2sqI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.l2sq, a, b, i8k.dotWidened(16, a, b, n));
+}
+
+fn portableDotI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.dot, a, b, i8k.dotWidened(16, a, b, n));
 }
 
 /// The fallback for targets without kernel objects: one vector accumulator of the target's
@@ -480,7 +539,9 @@ fn tailDroppingL2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32
 test "distance: canary: the survey catches a kernel that drops its tail" {
     const seed = testSeed();
     const real = kernelsOf(level());
-    const broken = Kernels{ .l2sq = &tailDroppingL2sq, .dot = &tailDroppingDot, .l2sq_f16 = real.l2sq_f16, .dot_f16 = real.dot_f16 };
+    var broken = real;
+    broken.l2sq = &tailDroppingL2sq;
+    broken.dot = &tailDroppingDot;
     const outcome = survey(broken, seed, false);
     testing.expect(outcome.mismatches > 0) catch |err| {
         std.debug.print("the checker missed a broken kernel; replay with QUIVER_SEED={d}\n", .{seed});
@@ -580,7 +641,7 @@ fn levelFromCpuinfo(text: []const u8) Level {
     } else return .baseline;
     const v3 = hasFlags(flags, &.{ "avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm" });
     const v4 = hasFlags(flags, &.{ "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl" });
-    if (v3 and v4) return .avx512;
+    if (v3 and v4) return if (hasFlags(flags, &.{"avx512_vnni"})) .avx512_vnni else .avx512;
     if (v3) return .avx2;
     return .baseline;
 }

@@ -18,6 +18,7 @@ const verify_mod = @import("verify.zig");
 const distance = @import("distance.zig");
 const backup = @import("backup.zig");
 const compact = @import("compact.zig");
+const centre = @import("centre.zig");
 const parallel = @import("parallel.zig");
 
 pub const abi_version: u32 = 1;
@@ -180,6 +181,30 @@ pub const exports = struct {
         const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
         write.addBatch(index, k, v, threads) catch |err| return statusOf(err);
         write.checkpointIfDue(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// i8 storage: sets the centre its codes are taken around (`dimensions` floats). Allowed
+    /// until the first add trains one; afterwards only the same centre is accepted (`busy`).
+    pub fn qv_index_set_centre(handle: u32, centre_ptr: ?[*]const f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        centre.set(op.index, c) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// i8 storage: copies the centre (`dimensions` floats; zeros until it is set or trained).
+    pub fn qv_index_get_centre(handle: u32, out: ?[*]f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        if (index.layout.storage != .i8) return .invalid_argument;
+        const o = sliceMut(f32, out, len) orelse return .invalid_argument;
+        if (o.len != index.layout.dimensions) return .dimension_mismatch;
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        @memcpy(o, generation.payload.centre());
         return .ok;
     }
 

@@ -1,5 +1,6 @@
 //! Generates src/ffi.gen.ts from the FFI table (ffi.zig) and the boundary types (abi.zig):
-//! the symbol signatures, the status codes with their messages, and the extern struct layouts.
+//! the symbol signatures, the status codes with their messages, the extern struct layouts and
+//! the enums that cross the boundary (metric, storage kind, kernel level).
 //! `zig build gen` rewrites the file; tests/ffi_table.test.ts fails when it drifts.
 const std = @import("std");
 const ffi = @import("ffi.zig");
@@ -32,6 +33,9 @@ fn generate(out: anytype) !void {
     try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d}, metricGiven: {d} }} as const;\n", .{
         abi.Options.flag_read_only, abi.Options.flag_create, abi.Options.flag_metric_given,
     });
+    try writeEnum(out, "Metric", abi.Metric);
+    try writeEnum(out, "StorageKind", abi.StorageKind);
+    try writeEnum(out, "KernelLevel", abi.KernelLevel);
     try out.print("export const limits = {{ maxDimensions: {d}, maxM: {d} }} as const;\n", .{ abi.max_dimensions, abi.max_m });
 }
 
@@ -59,6 +63,14 @@ fn writeStatus(out: anytype) !void {
         try out.print("  {d}: \"{s}\",\n", .{ field.value, abi.statusMessage(@enumFromInt(field.value)) });
     }
     try out.writeAll("};\n\n");
+}
+
+fn writeEnum(out: anytype, comptime name: []const u8, comptime T: type) !void {
+    try out.print("export const {s} = {{", .{name});
+    inline for (@typeInfo(T).@"enum".fields, 0..) |field, i| {
+        try out.print("{s} {s}: {d}", .{ if (i == 0) "" else ",", field.name, field.value });
+    }
+    try out.writeAll(" } as const;\n");
 }
 
 fn writeLayout(out: anytype, comptime name: []const u8, comptime T: type) !void {

@@ -78,6 +78,8 @@ inline fn prefetch(view: View, slot: u32, filter: Filter) void {
     const bytes = view.regions.walk(slot);
     @prefetch(bytes, .{});
     @prefetch(bytes + 64, .{});
+    // i8 codes keep their terms in the 16 bytes before them, on the previous line.
+    if (view.regions.layout.storage == .i8) @prefetch(bytes - 16, .{});
     if (filter != .none) @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});
 }
 

@@ -63,6 +63,8 @@ pub const Index = struct {
     seq: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header says `clean = 0`: set before the first mutation after a checkpoint.
     dirty: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+    /// i8 storage: the centre is final (centre.zig).
+    centre_ready: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
 
     /// Shared by every call through the FFI, exclusive while `compact` swaps the storage.
     structure: locks.RwLock = .{ .rank = .structure },
@@ -81,7 +83,7 @@ pub const Index = struct {
         if (options.ef_construction < 1 or options.ef_construction > 65536) return error.InvalidArgument;
         if (options.ef_search < 1 or options.ef_search > 65536) return error.InvalidEf;
         if (options.capacity > graph.max_slots) return error.CapacityExceeded;
-        if (options.storage > 1) return error.InvalidArgument;
+        if (options.storage > @intFromEnum(abi.StorageKind.i8)) return error.InvalidArgument;
     }
 
     /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
@@ -129,6 +131,7 @@ pub const Index = struct {
             .writable = writable,
             .persistent = persistent,
             .pool = .{ .gpa = gpa, .m0 = storage.layout.m0, .dimensions = storage.layout.dimensions },
+            .centre_ready = std.atomic.Value(bool).init(header.flags & layout_mod.flag_centre_set != 0),
         };
         const capacity = storage.epochs.current.load(.acquire).payload.capacity;
         self.node_locks.ensure(gpa, capacity) catch |err| {
@@ -263,6 +266,8 @@ pub const Index = struct {
             .lock_order_violations = locks.violations.load(.monotonic),
             .wal_bytes = if (self.wal) |*w| w.bytes(&self.counters.lock_contention) else 0,
             .seq = self.seq.load(.acquire),
+            .storage = @intFromEnum(self.layout.storage),
+            .centre_set = @intFromBool(self.layout.storage == .i8 and @import("centre.zig").ready(self)),
         };
     }
 };
@@ -272,7 +277,7 @@ pub fn regionHashes(regions: layout_mod.Regions, slots_used: u64, upper_used: u6
     const data_end = layout_mod.header_bytes + slots_used * @sizeOf(layout_mod.Meta);
     const graph_end = slots_used * regions.layout.record_bytes;
     const upper_end = upper_used * regions.layout.upper_record_bytes;
-    const exact_end = slots_used * regions.layout.exact_bytes;
+    const exact_end = regions.layout.exact_prefix + slots_used * regions.layout.exact_bytes;
     return .{
         hashMeta(regions.data[layout_mod.header_bytes..data_end]),
         std.hash.XxHash3.hash(1, regions.graph[0..graph_end]),

@@ -13,6 +13,8 @@ const distance = @import("distance.zig");
 const parallel = @import("parallel.zig");
 const tables = @import("tables.zig");
 const Candidate = @import("scratch.zig").Candidate;
+const quantize = @import("quantize.zig");
+const storage_mod = @import("storage.zig");
 
 /// The sequence number a read sees: the live view, or a snapshot's.
 pub fn readSeq(self: *Index, snapshot: u64) Error!u64 {
@@ -42,7 +44,7 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     const q = scratch.query;
     @memcpy(q, query);
     if (self.metric == .cosine) _ = distance.normalize(q);
-    const walk = walkQuery(self, scratch);
+    const walk = walkQuery(self, generation, scratch);
     if (entry.slot >= view.bound) {
         _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
         return error.Corrupt;
@@ -54,23 +56,40 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
     var candidates = scratch.selection.items;
     if (self.layout.storage != .f32) {
-        // f16 walk distances are within a rounding of the exact ones, so the exact top k lies in
-        // the walk's first few more than k: rerank only those, sparing random reads of the
-        // f32 vectors of the whole beam.
-        candidates = candidates[0..@min(candidates.len, @max(2 * k, k + 16))];
+        // Walk distances are within a rounding (f16) or a quantization step (i8) of the exact
+        // ones, so the exact top k lies among the walk's first few more than k: rerank only
+        // those, sparing random reads of the f32 vectors of the whole beam.
+        candidates = candidates[0..@min(candidates.len, rerankCount(self.layout.storage, k))];
         rerank(view, q, candidates);
     }
     return emit(view, candidates, k, out);
 }
 
-/// The query as the walk reads it: the f32 query itself, or its f16 copy under f16 storage.
-fn walkQuery(self: *Index, scratch: *@import("scratch.zig").Scratch) view_mod.Query {
+/// The query as the walk reads it: the f32 query itself, its f16 copy under f16 storage, or its
+/// codes under i8 storage.
+fn walkQuery(self: *Index, generation: *storage_mod.Generation, scratch: *@import("scratch.zig").Scratch) view_mod.Query {
     return switch (self.layout.storage) {
         .f32 => @ptrCast(scratch.query.ptr),
         .f16 => blk: {
             for (scratch.query_f16, scratch.query) |*h, x| h.* = @floatCast(x);
             break :blk @ptrCast(scratch.query_f16.ptr);
         },
+        .i8 => blk: {
+            const codes = scratch.query_i8.ptr + 64;
+            // Before the first add the centre is still zero; nothing is coded yet either.
+            const centre = generation.payload.centre();
+            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, scratch.query, centre, codes);
+            break :blk codes;
+        },
+    };
+}
+
+/// How many of the walk's best candidates are reranked on exact vectors.
+pub fn rerankCount(storage: @import("abi.zig").StorageKind, k: u32) usize {
+    return switch (storage) {
+        .f32 => k,
+        .f16 => @max(2 * k, k + 16),
+        .i8 => @max(3 * k, k + 32),
     };
 }
 

@@ -169,6 +169,89 @@ test "index: f16 storage walks half-precision copies and reranks exactly: recall
     }
 }
 
+test "index: i8 storage walks codes around a trained centre and reranks exactly, for every metric" {
+    const n = 3000;
+    const dims = 40;
+    const data = try clustered(gpa, n, dims, 8);
+    defer gpa.free(data);
+    // An offset every vector shares: codes taken around zero would spend their bits on it.
+    for (data) |*x| x.* += 250;
+    const live = try gpa.alloc(bool, n);
+    defer gpa.free(live);
+    @memset(live, true);
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    for (keys, 0..) |*k, i| k.* = i;
+    inline for (.{ abi.Metric.l2sq, abi.Metric.ip, abi.Metric.cosine }) |metric| {
+        var opts = options(dims, metric);
+        opts.storage = @intFromEnum(abi.StorageKind.i8);
+        const index = try Index.create(gpa, opts, null);
+        defer index.destroy();
+        try write.addBatch(index, keys, data, 2);
+        try expectVerified(index);
+        const recall = try recallAt10(index, metric, data, live, dims, 200);
+        if (recall < 0.95) std.debug.print("i8 {s}: recall {d:.3}\n", .{ @tagName(metric), recall });
+        try std.testing.expect(recall >= 0.95);
+        // The trained centre is the mean of the first batch (of the unit vectors under cosine).
+        var want: [dims]f32 = undefined;
+        @import("quantize.zig").mean(data, n, &want, metric == .cosine);
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        try std.testing.expectEqualSlices(f32, &want, generation.payload.centre());
+        try std.testing.expect(want[0] > 100 or metric == .cosine);
+        // Reported distances are the exact ones.
+        var got_keys: [1]u64 = undefined;
+        var got: [1]f32 = undefined;
+        const q = data[17 * dims ..][0..dims];
+        _ = try read.searchOne(index, q, 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+        if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
+        if (metric == .l2sq) try std.testing.expectEqual(@as(f32, 0), got[0]);
+        // The centre is final now: only the same one is accepted.
+        const centre = @import("centre.zig");
+        try centre.set(index, generation.payload.centre());
+        want[0] += 1;
+        try std.testing.expectError(error.Busy, centre.set(index, &want));
+    }
+}
+
+test "index: an i8 centre given before the first add is kept, persisted and checked on reopen" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/i8", .{dir});
+    const dims = 16;
+    const data = try clustered(gpa, 500, dims, 3);
+    defer gpa.free(data);
+    const centre = @import("centre.zig");
+    var given: [dims]f32 = undefined;
+    for (&given, 0..) |*c, i| c.* = @floatFromInt(i);
+    var opts = options(dims, .l2sq);
+    opts.storage = @intFromEnum(abi.StorageKind.i8);
+    {
+        const index = try Index.create(gpa, opts, path);
+        defer index.destroy();
+        try std.testing.expectError(error.DimensionMismatch, centre.set(index, given[0..3]));
+        try centre.set(index, &given);
+        for (0..500) |i| try write.add(index, i, data[i * dims ..][0..dims]);
+    }
+    const recovery = @import("recovery.zig");
+    const index = try recovery.open(gpa, path, opts, .full);
+    defer index.destroy();
+    const generation = index.storage.pin();
+    defer index.storage.unpin(generation);
+    try std.testing.expectEqualSlices(f32, &given, generation.payload.centre());
+    try std.testing.expect(centre.ready(index));
+    try expectVerified(index);
+    var got_keys: [1]u64 = undefined;
+    var got: [1]f32 = undefined;
+    _ = try read.searchOne(index, data[9 * dims ..][0..dims], 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+    try std.testing.expectEqual(@as(u64, 9), got_keys[0]);
+    given[0] = -1;
+    try std.testing.expectError(error.Busy, centre.set(index, &given));
+}
+
 test "index: upsert replaces the vector, remove hides the key, get copies it" {
     const index = try Index.create(gpa, options(4, .l2sq), null);
     defer index.destroy();

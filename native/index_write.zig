@@ -10,6 +10,8 @@ const hnsw_insert = @import("hnsw_insert.zig");
 const distance = @import("distance.zig");
 const view_mod = @import("view.zig");
 const parallel = @import("parallel.zig");
+const centre = @import("centre.zig");
+const quantize = @import("quantize.zig");
 
 /// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
 pub const max_norm_squared: f64 = 1e37;
@@ -35,6 +37,7 @@ pub fn validateVector(self: *Index, vector: []const f32) Error!void {
 pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
     if (!self.writable) return error.ReadOnly;
     try validateVector(self, vector);
+    try centre.ensure(self, vector, 1);
     self.writers.lockShared(&self.counters.lock_contention);
     defer self.writers.unlockShared();
     try addLocked(self, key, vector, true);
@@ -79,8 +82,15 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     const stored = regions.vector(slot.id);
     @memcpy(stored, vector);
     if (self.metric == .cosine) _ = distance.normalize(stored);
-    if (self.layout.storage == .f16) {
-        for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
+    switch (self.layout.storage) {
+        .f32 => {},
+        .f16 => {
+            for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
+        },
+        .i8 => {
+            std.debug.assert(centre.ready(self));
+            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, stored, regions.centre(), regions.walkI8(slot.id));
+        },
     }
 
     const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
@@ -205,6 +215,8 @@ pub fn addBatch(self: *Index, keys: []const u64, vectors: []const f32, threads: 
     if (vectors.len != keys.len * dims) return error.DimensionMismatch;
     for (0..keys.len) |i| try validateVector(self, vectors[i * dims ..][0..dims]);
     if (keys.len == 0) return;
+    // The first batch trains i8 storage's centre on all of its vectors.
+    try centre.ensure(self, vectors, keys.len);
     try reserve(self, self.slots_used.load(.acquire) + keys.len);
     const Job = struct {
         index: *Index,

@@ -1,13 +1,16 @@
-//! The f32 distance kernels for one CPU level. build.zig compiles this file once per level
-//! (x86-64-v4 "avx512", x86-64-v3 "avx2", x86-64-v2 "baseline", aarch64 "neon"), each into its
-//! own object, and the suffix in `kernel_options` keeps the symbols of those objects apart.
-//! native/distance.zig declares the symbols and picks one level at run time.
+//! The distance kernels for one CPU level: f32 and f16 here, i8 in kernels_i8.zig. build.zig
+//! compiles this file once per level (x86-64-v4 "avx512", x86-64-v3 "avx2", x86-64-v2
+//! "baseline", aarch64 "neon"), each into its own object, and the suffix in `kernel_options`
+//! keeps the symbols of those objects apart. native/distance.zig declares the symbols and picks
+//! one level at run time.
 //!
-//! This is a leaf: it imports nothing from other native files, because each copy is compiled
-//! for a different CPU and must not drag in code that the running CPU might not support.
+//! This is a leaf (with kernels_i8.zig): it imports nothing else from native/, because each copy
+//! is compiled for a different CPU and must not drag in code that the running CPU might not
+//! support.
 const std = @import("std");
 const builtin = @import("builtin");
 const kernel_options = @import("kernel_options");
+const i8k = @import("kernels_i8.zig");
 
 /// Lanes per vector. `std.simd.suggestVectorLength` answers 8 for x86-64-v4, because that
 /// model carries `prefer_256_bit` (a hint for the auto-vectorizer, which would otherwise widen
@@ -54,6 +57,31 @@ comptime {
     @export(&dot, .{ .name = prefix ++ "_dot", .visibility = .hidden });
     @export(&l2sqF16, .{ .name = prefix ++ "_l2sq_f16", .visibility = .hidden });
     @export(&dotF16, .{ .name = prefix ++ "_dot_f16", .visibility = .hidden });
+    @export(&l2sqI8, .{ .name = prefix ++ "_l2sq_i8", .visibility = .hidden });
+    @export(&dotI8, .{ .name = prefix ++ "_dot_i8", .visibility = .hidden });
+    // VNNI is not part of x86-64-v4: these run only where distance.zig saw AVX512_VNNI.
+    if (std.mem.eql(u8, kernel_options.suffix, "avx512")) {
+        @export(&l2sqI8Vnni, .{ .name = prefix ++ "_l2sq_i8_vnni", .visibility = .hidden });
+        @export(&dotI8Vnni, .{ .name = prefix ++ "_dot_i8_vnni", .visibility = .hidden });
+    }
+}
+
+/// The i8 kernels (i8 storage): arguments point at the codes of two coded vectors, see
+/// kernels_i8.zig. The widened kernels take 4 lanes' worth of bytes per step.
+fn l2sqI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.l2sq, a, b, i8k.dotWidened(4 * lanes, a, b, n));
+}
+
+fn dotI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.dot, a, b, i8k.dotWidened(4 * lanes, a, b, n));
+}
+
+fn l2sqI8Vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.l2sq, a, b, i8k.dotVnni(a, b, n));
+}
+
+fn dotI8Vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
+    return i8k.combine(.dot, a, b, i8k.dotVnni(a, b, n));
 }
 
 /// Squared euclidean distance of `a[0..n]` and `b[0..n]`. Either may be unaligned.

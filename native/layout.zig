@@ -44,7 +44,8 @@ pub const Header = extern struct {
     live: u64,
     /// `abi.StorageKind`.
     storage: u32,
-    reserved: u32,
+    /// `flag_centre_set`: i8 storage's centre is final (given, or trained by the first add).
+    flags: u32,
     /// Checksums of the data (after the header), graph and upper regions' used bytes at the last
     /// clean checkpoint; only meaningful while `clean` is 1.
     data_hash: u64,
@@ -82,6 +83,11 @@ pub const Meta = extern struct {
 
 pub const unpublished: u64 = std.math.maxInt(u64);
 
+pub const flag_centre_set: u32 = 1 << 0;
+
+/// The 16 bytes of per-vector terms in front of i8 codes (kernels_i8.zig has the format).
+pub const i8_terms_bytes: u32 = 16;
+
 pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
 
 comptime {
@@ -98,11 +104,15 @@ pub const Layout = struct {
     m0: u32,
     storage: abi.StorageKind,
     /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the walked vector
-    /// (f32, or f16 under f16 storage).
+    /// (f32; f16 under f16 storage; under i8 storage 16 bytes of terms, then the codes padded
+    /// to 64 bytes).
     record_bytes: u32,
     vector_offset: u32,
     /// Bytes per slot of the exact-vector file: 0 under f32 storage (the record holds them).
     exact_bytes: u32,
+    /// Bytes in front of the exact vectors: i8 storage keeps its centre there (one page-aligned
+    /// f32 vector); 0 otherwise.
+    exact_prefix: u32,
     /// Bytes of one upper-level list: count then m neighbour ids.
     upper_record_bytes: u32,
 
@@ -110,12 +120,18 @@ pub const Layout = struct {
         assert(dimensions >= 1 and dimensions <= abi.max_dimensions);
         assert(m >= 2 and m <= abi.max_m);
         const m0 = 2 * m;
-        const element_bytes: u64 = if (storage == .f16) 2 else 4;
+        const d: u64 = dimensions;
+        const walk_bytes: u64 = switch (storage) {
+            .f32 => 4 * d,
+            .f16 => 2 * d,
+            .i8 => std.mem.alignForward(u64, d, 64),
+        };
+        const terms: u64 = if (storage == .i8) i8_terms_bytes else 0;
         // Vectors start on a cache line: a 64-byte vector load that straddles two lines costs
         // about 1.8x (measured on the dev machine's AVX-512 kernels), so records and the vector
         // inside them are line-aligned, at up to 60 bytes of padding each.
-        const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0), line_bytes));
-        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + element_bytes * dimensions, line_bytes));
+        const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0) + terms, line_bytes));
+        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes));
         return .{
             .dimensions = dimensions,
             .m = m,
@@ -123,7 +139,8 @@ pub const Layout = struct {
             .storage = storage,
             .record_bytes = record_bytes,
             .vector_offset = vector_offset,
-            .exact_bytes = if (storage == .f16) @intCast(std.mem.alignForward(u64, 4 * @as(u64, dimensions), line_bytes)) else 0,
+            .exact_bytes = if (storage == .f32) 0 else @intCast(std.mem.alignForward(u64, 4 * d, line_bytes)),
+            .exact_prefix = if (storage == .i8) @intCast(std.mem.alignForward(u64, 4 * d, page_bytes)) else 0,
             .upper_record_bytes = 4 + 4 * m,
         };
     }
@@ -143,7 +160,7 @@ pub const Layout = struct {
 
     /// One page (unused) under f32 storage.
     pub fn exactBytes(self: Layout, capacity: u64) u64 {
-        return std.mem.alignForward(u64, @max(1, capacity * self.exact_bytes), page_bytes);
+        return std.mem.alignForward(u64, @max(1, self.exact_prefix + capacity * self.exact_bytes), page_bytes);
     }
 
     pub fn maxDegree(self: Layout, level: u32) u32 {
@@ -185,8 +202,22 @@ pub const Regions = struct {
             return base[0..self.layout.dimensions];
         }
         assert(slot < self.capacity);
-        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + @as(usize, slot) * self.layout.exact_bytes));
+        const at = self.layout.exact_prefix + @as(usize, slot) * self.layout.exact_bytes;
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + at));
         return base[0..self.layout.dimensions];
+    }
+
+    /// The centre i8 codes are taken around (i8 storage only).
+    pub fn centre(self: Regions) []f32 {
+        assert(self.layout.storage == .i8);
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The codes of `slot` (i8 storage only), terms in the 16 bytes before; for writing.
+    pub fn walkI8(self: Regions, slot: u32) [*]u8 {
+        assert(self.layout.storage == .i8);
+        return self.record(slot) + self.layout.vector_offset;
     }
 
     /// The vector the graph walk reads (f32 or f16 elements, per the storage kind).
@@ -227,4 +258,13 @@ test "layout: records and their vectors are cache-line aligned, the vector after
     const half = Layout.init(784, 16, .f16);
     try std.testing.expectEqual(@as(u32, 1792), half.record_bytes); // 192 + 784 * 2, rounded up to a line
     try std.testing.expectEqual(@as(u32, 784 * 4), half.exact_bytes);
+    // i8: the 16 bytes of terms fit in front of the codes; codes are padded to 64 bytes.
+    const byte = Layout.init(784, 16, .i8);
+    try std.testing.expectEqual(@as(u32, 192), byte.vector_offset);
+    try std.testing.expectEqual(@as(u32, 192 + 832), byte.record_bytes);
+    try std.testing.expectEqual(@as(u32, 784 * 4), byte.exact_bytes);
+    try std.testing.expect(byte.exact_prefix >= 784 * 4 and byte.exact_prefix % page_bytes == 0);
+    const tight = Layout.init(5, 15, .i8); // 4 + 4 * 30 = 124: only 4 bytes to the line
+    try std.testing.expect(tight.vector_offset >= 4 + 4 * tight.m0 + i8_terms_bytes);
+    try std.testing.expectEqual(@as(u32, 0), tight.vector_offset % 64);
 }

@@ -10,6 +10,7 @@ const index_mod = @import("index.zig");
 const Index = index_mod.Index;
 const Error = index_mod.Error;
 const index_write = @import("index_write.zig");
+const centre = @import("centre.zig");
 const view_mod = @import("view.zig");
 const entry_mod = @import("entry.zig");
 const Wal = @import("wal.zig").Wal;
@@ -171,6 +172,7 @@ fn replay(self: *Index) Error!void {
                 .add => {
                     index_write.validateVector(index, record.vector) catch return;
                     if (alreadyApplied(index, record.key, record.vector)) return;
+                    try centre.ensure(index, record.vector, 1);
                     try index_write.addLocked(index, record.key, record.vector, false);
                 },
                 .remove => _ = try index_write.removeLocked(index, record.key, false),

@@ -71,6 +71,8 @@ pub const Scratch = struct {
     query: []align(64) f32,
     /// Its half-precision copy, walked under f16 storage.
     query_f16: []align(64) f16,
+    /// Its coded form under i8 storage (quantize.Coded's layout: codes at +64, terms before).
+    query_i8: []align(64) u8,
     next: ?*Scratch = null,
 
     fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32) !*Scratch {
@@ -81,12 +83,15 @@ pub const Scratch = struct {
         const query = try gpa.alignedAlloc(f32, 64, dimensions);
         errdefer gpa.free(query);
         const query_f16 = try gpa.alignedAlloc(f16, 64, dimensions);
+        errdefer gpa.free(query_f16);
+        const query_i8 = try gpa.alignedAlloc(u8, 64, 64 + std.mem.alignForward(usize, dimensions, 64));
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),
             .links = links,
             .query = query,
             .query_f16 = query_f16,
+            .query_i8 = query_i8,
         };
         return self;
     }
@@ -98,6 +103,7 @@ pub const Scratch = struct {
         gpa.free(self.links);
         gpa.free(self.query);
         gpa.free(self.query_f16);
+        gpa.free(self.query_i8);
         self.selection.deinit(gpa);
         self.chosen.deinit(gpa);
         gpa.destroy(self);

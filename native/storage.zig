@@ -430,7 +430,7 @@ fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Err
     if (header.dimensions < 1 or header.dimensions > @import("abi.zig").max_dimensions) return error.Corrupt;
     if (header.m < 2 or header.m > @import("abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
     if (header.metric > 2) return error.Corrupt;
-    if (header.storage > 1) return error.Corrupt;
+    if (header.storage > @intFromEnum(@import("abi.zig").StorageKind.i8)) return error.Corrupt;
     if (header.ef_construction < 1 or header.ef_construction > 65536) return error.Corrupt;
     const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;

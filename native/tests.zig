@@ -14,6 +14,7 @@ pub const files = .{
     @import("layout.zig"),
     @import("locks.zig"),
     @import("parallel.zig"),
+    @import("quantize.zig"),
     @import("scratch.zig"),
     @import("storage.zig"),
     @import("tables.zig"),
@@ -27,7 +28,7 @@ pub const files = .{
 const file_names = [_][]const u8{
     "abi.zig",         "cpu.zig",    "distance.zig", "epoch.zig",    "entry.zig",
     "graph.zig",       "hnsw_insert.zig", "keymap.zig", "layout.zig", "locks.zig",
-    "parallel.zig",    "scratch.zig", "storage.zig", "tables.zig",   "wal.zig",
+    "parallel.zig",    "quantize.zig", "scratch.zig", "storage.zig", "tables.zig", "wal.zig",
     "index_test.zig",  "stress_test.zig", "sim_tests.zig",
 };
 

@@ -7,7 +7,8 @@ const graph = @import("graph.zig");
 const distance = @import("distance.zig");
 const abi = @import("abi.zig");
 
-/// A query as the graph walk reads it: f32 elements, or f16 under f16 storage.
+/// A query as the graph walk reads it: f32 elements, f16 under f16 storage, or codes under i8
+/// storage (kernels_i8.zig).
 pub const Query = [*]const u8;
 
 /// The walk kernel over raw element bytes; the element type is fixed per index.
@@ -18,7 +19,7 @@ pub const View = struct {
     node_locks: *graph.NodeLocks,
     counters: *graph.Counters,
     kernel: WalkFn,
-    /// The exact f32 kernel, for reranking under f16 storage.
+    /// The exact f32 kernel, for reranking under f16 and i8 storage.
     exact_kernel: distance.KernelFn,
     /// Inner product and cosine rank by 1 - dot.
     dot: bool,
@@ -42,6 +43,7 @@ pub const View = struct {
             .kernel = switch (regions.layout.storage) {
                 .f32 => @ptrCast(exact),
                 .f16 => @ptrCast(distance.kernelF16(m)),
+                .i8 => distance.kernelI8(m),
             },
             .exact_kernel = exact,
             .dot = metric != .l2sq,
@@ -49,7 +51,7 @@ pub const View = struct {
         };
     }
 
-    /// The walk distance (on f16 copies under f16 storage).
+    /// The walk distance (on f16 copies or i8 codes under those storages).
     pub inline fn distanceTo(self: View, query: Query, slot: u32) f32 {
         const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.dimensions);
         return if (self.dot) 1.0 - raw else raw;

@@ -17,6 +17,8 @@ export const symbols = {
   qv_index_release: { args: ["u32"], returns: "i32" },
   qv_index_add: { args: ["u32", "u64", "ptr", "u32"], returns: "i32" },
   qv_index_add_batch: { args: ["u32", "ptr", "u32", "ptr", "u64", "u32"], returns: "i32" },
+  qv_index_set_centre: { args: ["u32", "ptr", "u32"], returns: "i32" },
+  qv_index_get_centre: { args: ["u32", "ptr", "u32"], returns: "i32" },
   qv_index_remove: { args: ["u32", "u64", "ptr"], returns: "i32" },
   qv_index_has: { args: ["u32", "u64", "u64", "ptr"], returns: "i32" },
   qv_index_get: { args: ["u32", "u64", "u64", "ptr", "u32"], returns: "i32" },
@@ -109,7 +111,7 @@ export const layouts = {
     },
   },
   Stats: {
-    size: 152,
+    size: 160,
     fields: {
       size: { offset: 0, type: "u64" },
       slots_used: { offset: 8, type: "u64" },
@@ -132,6 +134,8 @@ export const layouts = {
       lock_order_violations: { offset: 128, type: "u64" },
       wal_bytes: { offset: 136, type: "u64" },
       seq: { offset: 144, type: "u64" },
+      storage: { offset: 152, type: "u32" },
+      centre_set: { offset: 156, type: "u32" },
     },
   },
   VerifyReport: {
@@ -154,4 +158,7 @@ export const layouts = {
 } as const;
 
 export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4 } as const;
+export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
+export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;
+export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5 } as const;
 export const limits = { maxDimensions: 65536, maxM: 128 } as const;

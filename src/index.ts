@@ -4,7 +4,7 @@
  * the zero-copy views and snapshots made from it (closing the index revokes them).
  */
 import { native } from "./native.ts";
-import { layouts, optionFlags, Status } from "./ffi.gen.ts";
+import { layouts, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
 import { check, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
@@ -13,8 +13,10 @@ import { VectorView } from "./view.ts";
 import { Snapshot } from "./snapshot.ts";
 
 export type Metric = "l2" | "ip" | "cosine";
-const metrics: Record<Metric, number> = { l2: 0, ip: 1, cosine: 2 };
-const storages: Record<string, number> = { f32: 0, f16: 1 };
+/** The public metric names; the codes come from native/abi.zig (through ffi.gen.ts). */
+const metrics: Record<Metric, number> = { l2: MetricCode.l2sq, ip: MetricCode.ip, cosine: MetricCode.cosine };
+export type Storage = keyof typeof StorageKind;
+const storages: Record<string, number> = StorageKind;
 
 export interface IndexOptions {
   /** Vector length, 1 to 65536. */
@@ -35,9 +37,17 @@ export interface IndexOptions {
    * "f32" (default) walks the graph on the stored vectors. "f16" walks half-precision copies
    * (half the bytes per visited node) and reranks the candidates against the f32 vectors, which
    * it keeps in a file of their own: faster search, 2 bytes more per dimension; components must
-   * stay within ±65504.
+   * stay within ±65504. "i8" walks 8-bit codes (a quarter of f32's bytes, integer SIMD) and
+   * reranks the same way; see `centre`.
    */
-  storage?: "f32" | "f16";
+  storage?: Storage;
+  /**
+   * storage "i8": the per-dimension centre the codes are taken around (each vector is coded as
+   * its difference from the centre, at its own scale, so nothing is ever clipped). Default:
+   * the mean of the vectors of the first `add` call, which should then be a representative
+   * batch. Fixed once the first vector is coded; reopening with the same centre is allowed.
+   */
+  centre?: VectorLike;
 }
 
 export interface OpenOptions extends Partial<IndexOptions> {
@@ -87,7 +97,7 @@ function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Arra
   if (typeof metric !== "string" || !Object.hasOwn(metrics, metric)) throw new UnknownMetricError(`"${String(metric)}" (use "l2", "ip" or "cosine")`);
   const storage = options.storage ?? "f32";
   if (typeof storage !== "string" || !Object.hasOwn(storages, storage)) {
-    throw new InvalidArgumentError(`storage "${String(storage)}" (use "f32" or "f16")`);
+    throw new InvalidArgumentError(`storage "${String(storage)}" (use ${Object.keys(storages).map((k) => `"${k}"`).join(", ")})`);
   }
   return encode(layouts.Options, {
     storage: storages[storage],
@@ -128,6 +138,15 @@ export class Index extends Reader {
     registry.register(this, handle, this);
     const stats = this.stats();
     this.#dimensions = stats.dimensions;
+    if (options.centre !== undefined) {
+      try {
+        const centre = toVector(options.centre);
+        check(native().fn.qv_index_set_centre(handle, centre, centre.length));
+      } catch (error) {
+        this.close();
+        throw error;
+      }
+    }
     const address = new BigUint64Array(1);
     check(native().fn.qv_index_epoch_address(handle, address));
     this.#epoch = new BigUint64Array(native().view(address[0], 8));
@@ -148,7 +167,7 @@ export class Index extends Reader {
     const out = new Uint32Array(1);
     const validation = options.validate === "full" ? 1 : 0;
     check(native().fn.qv_index_open(bytes, bytes.length, encodeOptions(options, flags), validation, out), path);
-    return new Index({ dimensions: 0 }, out[0], true);
+    return new Index({ dimensions: 0, centre: options.centre }, out[0], true);
   }
 
   /**
@@ -288,6 +307,17 @@ export class Index extends Reader {
 
   forgetSnapshot(snapshot: Snapshot): void {
     this.#snapshots.delete(snapshot);
+  }
+
+  /**
+   * storage "i8": a copy of the centre the codes are taken around (zeros until the first add
+   * trains it or one is given; `stats().centre_set` tells which). InvalidArgumentError for
+   * other storages.
+   */
+  centre(): Float32Array {
+    const out = new Float32Array(this.#dimensions);
+    check(native().fn.qv_index_get_centre(this.handleOrThrow(), out, out.length));
+    return out;
   }
 
   /** Counters and sizes, including the safety counters. O(1). */

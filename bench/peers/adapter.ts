@@ -9,8 +9,8 @@ export interface BuildParams {
   /** Threads to build with, where the library can build in parallel. */
   threads: number;
   seed: number;
-  /** Quiver's vector storage ("f32" or "f16"); the peers store f32. */
-  storage?: "f32" | "f16";
+  /** Quiver's vector storage ("f32", "f16" or "i8"); the peers store f32. */
+  storage?: "f32" | "f16" | "i8";
 }
 
 export interface BatchResult {

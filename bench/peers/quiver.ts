@@ -27,7 +27,7 @@ export async function create(params: BuildParams): Promise<Adapter> {
   });
   let ef = 64;
   return {
-    library: params.storage === "f16" ? "quiver-f16" : "quiver",
+    library: params.storage && params.storage !== "f32" ? `quiver-${params.storage}` : "quiver",
     storage: params.storage ?? "f32",
     buildThreads: params.threads,
     build(base: Float32Array, count: number) {

@@ -6,7 +6,7 @@ import { readGroundTruth, recallAtK } from "../groundtruth.ts";
 import { Scorer } from "../score.ts";
 import type { Adapter, BuildParams } from "./adapter.ts";
 
-export const LIBRARIES = ["quiver", "quiver-f16", "hnswlib-node", "usearch"] as const;
+export const LIBRARIES = ["quiver", "quiver-f16", "quiver-i8", "hnswlib-node", "usearch"] as const;
 export type Library = (typeof LIBRARIES)[number];
 
 export interface RunConfig {
@@ -47,6 +47,7 @@ export interface ResultLine {
 async function adapterFor(library: Library, params: BuildParams): Promise<Adapter> {
   if (library === "quiver") return (await import("./quiver.ts")).create(params);
   if (library === "quiver-f16") return (await import("./quiver.ts")).create({ ...params, storage: "f16" });
+  if (library === "quiver-i8") return (await import("./quiver.ts")).create({ ...params, storage: "i8" });
   if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);
   return (await import("./usearch.ts")).create(params);
 }

@@ -72,6 +72,10 @@ pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2 };
 /// are stable: benchmarks and bindings report them.
 pub const KernelLevel = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4, avx512_vnni = 5 };
 
+/// Search flag: under f16/i8 storage, rank by the walk's quantized distances instead of
+/// reranking on the exact f32 vectors (no read of the `.vectors` file; approximate distances).
+pub const search_flag_walk_ranking: u32 = 1 << 0;
+
 pub const max_dimensions: u32 = 65536;
 pub const max_m: u32 = 128;
 

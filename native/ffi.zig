@@ -21,12 +21,17 @@ const compact = @import("compact.zig");
 const centre = @import("centre.zig");
 const parallel = @import("parallel.zig");
 
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 fn slice(comptime T: type, ptr: ?[*]const T, len: u64) ?[]const T {
     if (len == 0) return &.{};
     const p = ptr orelse return null;
     return p[0..@intCast(len)];
+}
+
+fn rankingOf(flags: u32) ?read.Ranking {
+    if (flags & ~abi.search_flag_walk_ranking != 0) return null;
+    return if (flags & abi.search_flag_walk_ranking != 0) .walk else .exact;
 }
 
 fn sliceMut(comptime T: type, ptr: ?[*]T, len: u64) ?[]T {
@@ -241,7 +246,8 @@ pub const exports = struct {
     }
 
     /// k nearest neighbours of one query, closest first; `ef` 0 means the index default.
-    pub fn qv_index_search(handle: u32, snapshot: u64, query: ?[*]const f32, len: u32, k: u32, ef: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_count: ?*u32) callconv(.C) Status {
+    /// `flags`: `abi.search_flag_walk_ranking` or 0.
+    pub fn qv_index_search(handle: u32, snapshot: u64, query: ?[*]const f32, len: u32, k: u32, ef: u32, flags: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_count: ?*u32) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -252,12 +258,13 @@ pub const exports = struct {
         const distances = sliceMut(f32, out_distances, k) orelse return .invalid_argument;
         const count = out_count orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
-        count.* = read.searchOne(index, q, k, beam, seq, .{ .keys = keys, .distances = distances }) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        count.* = read.searchOneWith(index, q, k, beam, seq, ranking, .{ .keys = keys, .distances = distances }) catch |err| return statusOf(err);
         return .ok;
     }
 
     /// `count` queries from one flat array; results at [i*k, i*k + counts[i]).
-    pub fn qv_index_search_batch(handle: u32, snapshot: u64, queries: ?[*]const f32, queries_len: u64, count: u32, k: u32, ef: u32, threads: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_counts: ?[*]u32) callconv(.C) Status {
+    pub fn qv_index_search_batch(handle: u32, snapshot: u64, queries: ?[*]const f32, queries_len: u64, count: u32, k: u32, ef: u32, flags: u32, threads: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_counts: ?[*]u32) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -271,7 +278,8 @@ pub const exports = struct {
         const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
         const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
-        read.searchBatch(index, q, k, beam, seq, threads, keys, distances, counts) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        read.searchBatch(index, q, k, beam, seq, ranking, threads, keys, distances, counts) catch |err| return statusOf(err);
         return .ok;
     }
 

@@ -33,6 +33,7 @@ fn generate(out: anytype) !void {
     try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d}, metricGiven: {d} }} as const;\n", .{
         abi.Options.flag_read_only, abi.Options.flag_create, abi.Options.flag_metric_given,
     });
+    try out.print("export const searchFlags = {{ walkRanking: {d} }} as const;\n", .{abi.search_flag_walk_ranking});
     try writeEnum(out, "Metric", abi.Metric);
     try writeEnum(out, "StorageKind", abi.StorageKind);
     try writeEnum(out, "KernelLevel", abi.KernelLevel);

@@ -31,6 +31,15 @@ pub const Results = struct {
 /// Searches for the `k` nearest visible neighbours of `query` with beam width `ef` (>= k).
 /// Writes them closest first and returns how many it found.
 pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, out: Results) Error!u32 {
+    return searchOneWith(self, query, k, ef, seq, .exact, out);
+}
+
+/// Under f16 and i8 storage, whether the best candidates are reranked on the exact f32 vectors
+/// (`exact`: exact distances, and reads of the `.vectors` file) or ranked by the walk's own
+/// distances (`walk`: no f32 vector is read; distances are the quantized approximations).
+pub const Ranking = enum { exact, walk };
+
+pub fn searchOneWith(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, out: Results) Error!u32 {
     assert(out.keys.len >= k and out.distances.len >= k);
     // The entry point first: it was promoted after its node's storage existed, so the mapping
     // pinned next is at least as new and covers it.
@@ -55,7 +64,7 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
     search.searchLayer(view, walk, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
     var candidates = scratch.selection.items;
-    if (self.layout.storage != .f32) {
+    if (self.layout.storage != .f32 and ranking == .exact) {
         // Walk distances are within a rounding (f16) or a quantization step (i8) of the exact
         // ones, so the exact top k lies among the walk's first few more than k: rerank only
         // those, sparing random reads of the f32 vectors of the whole beam.
@@ -121,7 +130,7 @@ fn emit(view: view_mod.View, sorted: []const Candidate, k: u32, out: Results) u3
 
 /// Searches `counts.len` queries on up to `threads` threads; query i's results go to
 /// `keys[i*k..]`/`distances[i*k..]` and its count to `counts[i]`.
-pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64, threads: u32, out_keys: []u64, distances: []f32, counts: []u32) Error!void {
+pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, threads: u32, out_keys: []u64, distances: []f32, counts: []u32) Error!void {
     const d = self.layout.dimensions;
     assert(queries.len == counts.len * d);
     const Job = struct {
@@ -130,16 +139,17 @@ pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64
         k: u32,
         ef: u32,
         seq: u64,
+        ranking: Ranking,
         keys: []u64,
         distances: []f32,
         counts: []u32,
         fn run(job: *const @This(), i: usize) Error!void {
             const dims = job.index.layout.dimensions;
             const out = Results{ .keys = job.keys[i * job.k ..][0..job.k], .distances = job.distances[i * job.k ..][0..job.k] };
-            job.counts[i] = try searchOne(job.index, job.queries[i * dims ..][0..dims], job.k, job.ef, job.seq, out);
+            job.counts[i] = try searchOneWith(job.index, job.queries[i * dims ..][0..dims], job.k, job.ef, job.seq, job.ranking, out);
         }
     };
-    const job = Job{ .index = self, .queries = queries, .k = k, .ef = ef, .seq = seq, .keys = out_keys, .distances = distances, .counts = counts };
+    const job = Job{ .index = self, .queries = queries, .k = k, .ef = ef, .seq = seq, .ranking = ranking, .keys = out_keys, .distances = distances, .counts = counts };
     try parallel.forEach(Error, threads, counts.len, &job, Job.run);
 }
 

@@ -206,6 +206,19 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
         _ = try read.searchOne(index, q, 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
         if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
         if (metric == .l2sq) try std.testing.expectEqual(@as(f32, 0), got[0]);
+        // Ranked by the walk alone: the codes' distances, close to the exact ones, not equal.
+        _ = try read.searchOneWith(index, q, 1, 64, view_mod.live_seq, .walk, .{ .keys = &got_keys, .distances = &got });
+        if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
+        if (metric == .l2sq) {
+            var exact_neighbour: [2]u64 = undefined;
+            var exact_d: [2]f32 = undefined;
+            var walk_neighbour: [2]u64 = undefined;
+            var walk_d: [2]f32 = undefined;
+            _ = try read.searchOneWith(index, q, 2, 64, view_mod.live_seq, .exact, .{ .keys = &exact_neighbour, .distances = &exact_d });
+            _ = try read.searchOneWith(index, q, 2, 64, view_mod.live_seq, .walk, .{ .keys = &walk_neighbour, .distances = &walk_d });
+            try std.testing.expect(walk_d[1] != exact_d[1]);
+            try std.testing.expectApproxEqRel(exact_d[1], walk_d[1], 0.05);
+        }
         // The centre is final now: only the same one is accepted.
         const centre = @import("centre.zig");
         try centre.set(index, generation.payload.centre());

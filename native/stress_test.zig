@@ -513,7 +513,7 @@ test "compaction on the exclusive path: searches through the FFI run beside it a
             while (!ctx.stop.load(.acquire)) : (round += 1) {
                 const key = (round * 2 + 1) % total; // odd keys stay live
                 pattern(key, 0, &q);
-                const status = ffi.qv_index_search(ctx.handle, 0, &q, dims, 5, 32, &found_keys, &found, &count);
+                const status = ffi.qv_index_search(ctx.handle, 0, &q, dims, 5, 32, 0, &found_keys, &found, &count);
                 // Every search succeeds with a full result list before, during and after the
                 // swap; a removed (even) key is never returned; a live key finds itself (the
                 // search is approximate, so that is counted and bounded below, not required).

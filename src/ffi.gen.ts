@@ -3,7 +3,7 @@
 
 export type FfiType = "u32" | "i32" | "u64" | "f32" | "usize" | "ptr" | "void";
 
-export const abiVersion = 1;
+export const abiVersion = 2;
 
 export const symbols = {
   qv_abi_version: { args: [], returns: "u32" },
@@ -22,8 +22,8 @@ export const symbols = {
   qv_index_remove: { args: ["u32", "u64", "ptr"], returns: "i32" },
   qv_index_has: { args: ["u32", "u64", "u64", "ptr"], returns: "i32" },
   qv_index_get: { args: ["u32", "u64", "u64", "ptr", "u32"], returns: "i32" },
-  qv_index_search: { args: ["u32", "u64", "ptr", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
-  qv_index_search_batch: { args: ["u32", "u64", "ptr", "u64", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+  qv_index_search: { args: ["u32", "u64", "ptr", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+  qv_index_search_batch: { args: ["u32", "u64", "ptr", "u64", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_index_size: { args: ["u32", "u64", "ptr"], returns: "i32" },
   qv_index_keys: { args: ["u32", "u64", "ptr", "u64", "ptr"], returns: "i32" },
   qv_index_reserve: { args: ["u32", "u64"], returns: "i32" },
@@ -158,6 +158,7 @@ export const layouts = {
 } as const;
 
 export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4 } as const;
+export const searchFlags = { walkRanking: 1 } as const;
 export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
 export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;
 export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5 } as const;

@@ -3,7 +3,7 @@
  * search, searchBatch, get, has, keys, size. Each call is one FFI crossing.
  */
 import { native } from "./native.ts";
-import { Status } from "./ffi.gen.ts";
+import { searchFlags as flagBits, Status } from "./ffi.gen.ts";
 import { check, ClosedError, DimensionMismatchError, InvalidKError, InvalidEfError, InvalidArgumentError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";
 
@@ -22,6 +22,19 @@ export interface BatchResult extends SearchResult {
 export interface SearchOptions {
   /** Beam width (>= k); defaults to the index's `ef`. Larger is slower and more accurate. */
   ef?: number;
+  /**
+   * f16 and i8 storage: rerank the best candidates on the exact f32 vectors (default true).
+   * With false, results are ranked, and distances reported, by the walk's quantized distances:
+   * faster, no read of the `.vectors` file (which then need not stay in memory), at a lower
+   * recall ceiling. No effect under f32 storage, whose walk distances are exact.
+   */
+  rerank?: boolean;
+}
+
+function searchFlags(options: SearchOptions): number {
+  if (options.rerank === undefined || options.rerank === true) return 0;
+  if (options.rerank === false) return flagBits.walkRanking;
+  throw new InvalidArgumentError(`rerank = ${String(options.rerank)} (expected a boolean)`);
 }
 
 export interface BatchOptions extends SearchOptions {
@@ -83,7 +96,7 @@ export abstract class Reader {
     const ef = checkEf(options.ef, k);
     const keys = new BigUint64Array(k);
     const distances = new Float32Array(k);
-    check(native().fn.qv_index_search(h, this.snapshotHandle(), q, q.length, k, ef, keys, distances, this.u32Out));
+    check(native().fn.qv_index_search(h, this.snapshotHandle(), q, q.length, k, ef, searchFlags(options), keys, distances, this.u32Out));
     const n = this.u32Out[0];
     return n === k ? { keys, distances } : { keys: keys.subarray(0, n), distances: distances.subarray(0, n) };
   }
@@ -97,6 +110,7 @@ export abstract class Reader {
     checkK(k);
     const ef = checkEf(options.ef, k);
     const threads = checkThreads(options.threads);
+    const flags = searchFlags(options);
     if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
     const d = this.dimensions;
     if (queries.length % d !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${d}`);
@@ -104,7 +118,7 @@ export abstract class Reader {
     const keys = new BigUint64Array(count * k);
     const distances = new Float32Array(count * k);
     const counts = new Uint32Array(count);
-    check(native().fn.qv_index_search_batch(h, this.snapshotHandle(), queries, queries.length, count, k, ef, threads, keys, distances, counts));
+    check(native().fn.qv_index_search_batch(h, this.snapshotHandle(), queries, queries.length, count, k, ef, flags, threads, keys, distances, counts));
     return { keys, distances, counts, k };
   }
 

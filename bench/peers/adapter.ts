@@ -11,6 +11,8 @@ export interface BuildParams {
   seed: number;
   /** Quiver's vector storage ("f32", "f16" or "i8"); the peers store f32. */
   storage?: "f32" | "f16" | "i8";
+  /** Quiver f16/i8: rerank on the exact vectors (default true). */
+  rerank?: boolean;
 }
 
 export interface BatchResult {

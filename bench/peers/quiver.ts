@@ -4,8 +4,8 @@ import type { Adapter, BatchResult, BuildParams } from "./adapter.ts";
 
 interface QuiverIndex {
   add(keys: BigUint64Array, vectors: Float32Array, options?: { threads?: number }): void;
-  search(query: Float32Array, k: number, options?: { ef?: number }): { keys: BigUint64Array; distances: Float32Array };
-  searchBatch(queries: Float32Array, k: number, options?: { ef?: number; threads?: number }): {
+  search(query: Float32Array, k: number, options?: { ef?: number; rerank?: boolean }): { keys: BigUint64Array; distances: Float32Array };
+  searchBatch(queries: Float32Array, k: number, options?: { ef?: number; threads?: number; rerank?: boolean }): {
     keys: BigUint64Array;
     distances: Float32Array;
     counts: Uint32Array;
@@ -26,8 +26,9 @@ export async function create(params: BuildParams): Promise<Adapter> {
     storage: params.storage ?? "f32",
   });
   let ef = 64;
+  const rerank = params.rerank ?? true;
   return {
-    library: params.storage && params.storage !== "f32" ? `quiver-${params.storage}` : "quiver",
+    library: (params.storage && params.storage !== "f32" ? `quiver-${params.storage}` : "quiver") + (rerank ? "" : "-walk"),
     storage: params.storage ?? "f32",
     buildThreads: params.threads,
     build(base: Float32Array, count: number) {
@@ -43,12 +44,12 @@ export async function create(params: BuildParams): Promise<Adapter> {
       return Array.from({ length: count }, (_, i) => queries.subarray(i * dimensions, (i + 1) * dimensions));
     },
     search(query: unknown, k: number, out: Float64Array, at: number) {
-      const { keys } = index.search(query as Float32Array, k, { ef });
+      const { keys } = index.search(query as Float32Array, k, { ef, rerank });
       for (let i = 0; i < keys.length; i++) out[at + i] = Number(keys[i]);
       return keys.length;
     },
     searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult {
-      const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef, threads });
+      const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef, threads, rerank });
       const ids = new Float64Array(r.keys.length);
       for (let i = 0; i < ids.length; i++) ids[i] = Number(r.keys[i]);
       return { ids, counts: r.counts };

@@ -6,7 +6,7 @@ import { readGroundTruth, recallAtK } from "../groundtruth.ts";
 import { Scorer } from "../score.ts";
 import type { Adapter, BuildParams } from "./adapter.ts";
 
-export const LIBRARIES = ["quiver", "quiver-f16", "quiver-i8", "hnswlib-node", "usearch"] as const;
+export const LIBRARIES = ["quiver", "quiver-f16", "quiver-i8", "quiver-i8-walk", "hnswlib-node", "usearch"] as const;
 export type Library = (typeof LIBRARIES)[number];
 
 export interface RunConfig {
@@ -48,6 +48,8 @@ async function adapterFor(library: Library, params: BuildParams): Promise<Adapte
   if (library === "quiver") return (await import("./quiver.ts")).create(params);
   if (library === "quiver-f16") return (await import("./quiver.ts")).create({ ...params, storage: "f16" });
   if (library === "quiver-i8") return (await import("./quiver.ts")).create({ ...params, storage: "i8" });
+  // i8 ranked by its codes alone: no rerank, so the f32 vectors are never read by a search.
+  if (library === "quiver-i8-walk") return (await import("./quiver.ts")).create({ ...params, storage: "i8", rerank: false });
   if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);
   return (await import("./usearch.ts")).create(params);
 }

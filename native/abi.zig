@@ -51,7 +51,7 @@ pub fn statusMessage(status: Status) [:0]const u8 {
         .locked => "another writer holds this index open",
         .stale_guard => "the view was made before the storage was remapped; take a new one",
         .too_many_handles => "too many open handles (indexes, views or snapshots)",
-        .busy => "the operation conflicts with live snapshots or views; release them first",
+        .busy => "the operation conflicts with the index's state: live snapshots or views (release them first), or an i8 centre that is already fixed",
         .read_only => "the index was opened read-only",
         .unknown_metric => "unknown metric",
         .invalid_dimensions => "dimensions must be between 1 and 65536",
@@ -97,6 +97,8 @@ pub const Options = extern struct {
     pub const flag_create: u32 = 1 << 1;
     /// `metric` was given by the caller and must match the file's on open.
     pub const flag_metric_given: u32 = 1 << 2;
+    /// `storage` was given by the caller and must match the file's on open.
+    pub const flag_storage_given: u32 = 1 << 3;
 };
 
 /// Counters and sizes for `stats()`. Every safety counter is incremented on a real code path.

@@ -8,6 +8,7 @@ const index_mod = @import("index.zig");
 const Index = index_mod.Index;
 const Error = index_mod.Error;
 const quantize = @import("quantize.zig");
+const index_write = @import("index_write.zig");
 
 /// Whether codes may be written: always outside i8 storage. A slot in use implies a final
 /// centre too (the centre is set before the first slot is written), which keeps an index
@@ -28,36 +29,55 @@ pub fn ensure(self: *Index, vectors: []const f32, count: usize) Error!void {
     defer self.storage.unpin(generation);
     const centre = generation.payload.centre();
     quantize.mean(vectors[0 .. count * centre.len], count, centre, self.metric == .cosine);
-    finish(self);
+    try finish(self);
 }
 
 /// Sets the centre the caller chose. Allowed until the first add; after it, only the same
 /// centre is accepted (so reopening with the option that created the index works).
 pub fn set(self: *Index, given: []const f32) Error!void {
     if (self.layout.storage != .i8) return error.InvalidArgument;
-    if (!self.writable) return error.ReadOnly;
     if (given.len != self.layout.dimensions) return error.DimensionMismatch;
-    for (given) |x| if (!std.math.isFinite(x)) return error.InvalidVector;
+    // The bounds of a stored vector (but zero is a fine centre, under cosine too): the terms
+    // computed from the centre must not overflow either.
+    var norm: f64 = 0;
+    for (given) |x| {
+        if (!std.math.isFinite(x)) return error.InvalidVector;
+        norm += @as(f64, x) * x;
+    }
+    if (norm > index_write.max_norm_squared) return error.InvalidVector;
+    if (!self.writable) {
+        // A read-only open may name the centre it expects; it cannot set one.
+        if (ready(self) and sameAs(self, given)) return;
+        return error.ReadOnly;
+    }
     self.writers.lock(&self.counters.lock_contention);
     defer self.writers.unlock();
-    const generation = self.storage.pin();
-    defer self.storage.unpin(generation);
-    const centre = generation.payload.centre();
     if (ready(self)) {
-        if (!std.mem.eql(f32, centre, given)) return error.Busy;
+        if (!sameAs(self, given)) return error.Busy;
         return;
     }
-    @memcpy(centre, given);
-    finish(self);
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    @memcpy(generation.payload.centre(), given);
+    try finish(self);
+}
+
+fn sameAs(self: *Index, given: []const f32) bool {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    return std.mem.eql(u8, std.mem.sliceAsBytes(generation.payload.centre()), std.mem.sliceAsBytes(given));
 }
 
 /// Publishes a written centre: the header flag (so an open knows), then the in-memory flag.
+/// A persistent index syncs both before any code is taken around the centre: the centre is not
+/// in the WAL, so a power loss must not lose it while codes built on it survive. Once per index.
 /// The caller holds the writers lock exclusively.
-fn finish(self: *Index) void {
+fn finish(self: *Index) Error!void {
     const contention = &self.counters.lock_contention;
     if (self.persistent) self.storage.markDirty(&self.dirty, contention);
     var header = self.storage.currentHeader(contention);
     header.flags |= layout.flag_centre_set;
     self.storage.writeHeader(header, contention);
+    if (self.persistent) self.storage.sync() catch return error.Io;
     self.centre_ready.store(true, .release);
 }

@@ -17,6 +17,7 @@ const view_mod = @import("view.zig");
 const storage_mod = @import("storage.zig");
 const recovery = @import("recovery.zig");
 const swap = @import("swap.zig");
+const centre = @import("centre.zig");
 
 pub fn compact(self: *Index, threads: u32) Error!void {
     if (!self.writable) return error.ReadOnly;
@@ -40,6 +41,13 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     const fresh = try Index.create(self.gpa, options, tmp_path);
     var fresh_alive = true;
     defer if (fresh_alive) fresh.destroy();
+    // i8 keeps its centre (given or trained): compaction must not re-centre the codes behind
+    // the caller's back, nor refuse the options the index was created with afterwards.
+    if (self.layout.storage == .i8 and centre.ready(self)) {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        try centre.set(fresh, generation.payload.centre());
+    }
     try write.addBatch(fresh, live.keys, live.vectors, threads);
     if (fresh.persistent) {
         try fresh.checkpoint();

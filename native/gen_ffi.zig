@@ -30,8 +30,8 @@ fn generate(out: anytype) !void {
     try writeLayout(out, "Stats", abi.Stats);
     try writeLayout(out, "VerifyReport", abi.VerifyReport);
     try out.writeAll("} as const;\n");
-    try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d}, metricGiven: {d} }} as const;\n", .{
-        abi.Options.flag_read_only, abi.Options.flag_create, abi.Options.flag_metric_given,
+    try out.print("\nexport const optionFlags = {{ readOnly: {d}, create: {d}, metricGiven: {d}, storageGiven: {d} }} as const;\n", .{
+        abi.Options.flag_read_only, abi.Options.flag_create, abi.Options.flag_metric_given, abi.Options.flag_storage_given,
     });
     try out.print("export const searchFlags = {{ walkRanking: {d} }} as const;\n", .{abi.search_flag_walk_ranking});
     try writeEnum(out, "Metric", abi.Metric);

@@ -36,7 +36,8 @@ pub inline fn combine(comptime metric: Metric, a: [*]const u8, b: [*]const u8, c
     const tb = termsOf(b);
     const cross = ta.scale * tb.scale * @as(f32, @floatFromInt(c));
     return switch (metric) {
-        .l2sq => ta.term + tb.term - 2 * cross,
+        // Exact norms with a quantized cross term can dip below zero for near-equal vectors.
+        .l2sq => @max(0, ta.term + tb.term - 2 * cross),
         .dot => ta.term + tb.term + cross,
     };
 }

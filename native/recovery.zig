@@ -26,6 +26,7 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     const header = storage.currentHeader(&contention);
     if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
     if (options.flags & abi.Options.flag_metric_given != 0 and options.metric != header.metric) return error.InvalidArgument;
+    if (options.flags & abi.Options.flag_storage_given != 0 and options.storage != header.storage) return error.InvalidArgument;
     const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
     const self = try Index.init(gpa, storage, header, ef_search, true, writable);
     errdefer self.destroyState();

@@ -1,13 +1,15 @@
 //! The integrity walk. It holds the writers lock exclusively (reads go on) so the graph it walks
 //! is quiescent, and checks every rule the rest of the code relies on: ids in range, no
-//! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, and
-//! that every live node is reachable from the entry point.
+//! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, walk
+//! copies (f16, i8 codes) that match their exact vector, and that every live node is reachable
+//! from the entry point.
 const std = @import("std");
 const abi = @import("abi.zig");
 const layout = @import("layout.zig");
 const Index = @import("index.zig").Index;
 const view_mod = @import("view.zig");
 const graph = @import("graph.zig");
+const quantize = @import("quantize.zig");
 
 pub fn verify(self: *Index) !abi.VerifyReport {
     self.writers.lock(&self.counters.lock_contention);
@@ -21,6 +23,8 @@ pub fn verify(self: *Index) !abi.VerifyReport {
 
     const seen = try self.gpa.alloc(u32, self.layout.m0);
     defer self.gpa.free(seen);
+    const coded = try quantize.Coded.init(self.gpa, self.layout.dimensions);
+    defer coded.deinit(self.gpa);
     for (0..used) |i| {
         const slot: u32 = @intCast(i);
         const meta = regions.meta(slot);
@@ -38,6 +42,10 @@ pub fn verify(self: *Index) !abi.VerifyReport {
                 break;
             }
         }
+        // A slot still `inserting` (an add a crash interrupted; never visible) may hold its
+        // exact vector without its walk copy yet.
+        const ready = meta.state == @intFromEnum(layout.SlotState.ready);
+        if (ready and !walkCopyMatches(self, regions, slot, coded)) report.vector_mismatches += 1;
         var level: u32 = 0;
         while (level <= meta.level) : (level += 1) checkList(self, regions, slot, level, used, seen, &report);
     }
@@ -50,6 +58,30 @@ pub fn verify(self: *Index) !abi.VerifyReport {
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
     return report;
+}
+
+/// Whether the copy the walk reads is what writing the exact vector would have produced: the
+/// f16 rounding, or the i8 codes and terms (encoding is deterministic, so bit for bit).
+fn walkCopyMatches(self: *Index, regions: layout.Regions, slot: u32, coded: quantize.Coded) bool {
+    const exact = regions.vector(slot);
+    switch (self.layout.storage) {
+        .f32 => return true,
+        .f16 => {
+            for (regions.walkF16(slot), exact) |h, x| {
+                const want: f16 = @floatCast(x);
+                if (@as(u16, @bitCast(h)) != @as(u16, @bitCast(want))) return false;
+            }
+            return true;
+        },
+        .i8 => {
+            const metric: quantize.Metric = if (self.metric == .l2sq) .l2sq else .dot;
+            quantize.encode(metric, exact, regions.centre(), coded.codes());
+            const bytes = layout.i8_terms_bytes + std.mem.alignForward(u32, self.layout.dimensions, 64);
+            const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
+            const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
+            return std.mem.eql(u8, want, got);
+        },
+    }
 }
 
 fn checkList(self: *Index, regions: layout.Regions, slot: u32, level: u32, used: u32, seen: []u32, report: *abi.VerifyReport) void {

@@ -87,7 +87,7 @@ export const statusMessages: Record<number, string> = {
   15: "another writer holds this index open",
   16: "the view was made before the storage was remapped; take a new one",
   17: "too many open handles (indexes, views or snapshots)",
-  18: "the operation conflicts with live snapshots or views; release them first",
+  18: "the operation conflicts with the index's state: live snapshots or views (release them first), or an i8 centre that is already fixed",
   19: "the index was opened read-only",
   20: "unknown metric",
   21: "dimensions must be between 1 and 65536",
@@ -157,7 +157,7 @@ export const layouts = {
   },
 } as const;
 
-export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4 } as const;
+export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4, storageGiven: 8 } as const;
 export const searchFlags = { walkRanking: 1 } as const;
 export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
 export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;

@@ -163,6 +163,7 @@ export class Index extends Reader {
     if (options.readOnly) flags |= optionFlags.readOnly;
     if (options.create !== false && !options.readOnly) flags |= optionFlags.create;
     if (options.metric !== undefined) flags |= optionFlags.metricGiven;
+    if (options.storage !== undefined) flags |= optionFlags.storageGiven;
     const bytes = new TextEncoder().encode(path);
     const out = new Uint32Array(1);
     const validation = options.validate === "full" ? 1 : 0;

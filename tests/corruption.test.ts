@@ -1,6 +1,7 @@
 /**
- * Corruption: thousands of damaged copies of three small indexes (closed cleanly with f32 and
- * with f16 storage, and one killed with writes in its WAL) are opened with `validate: "full"` (and some with "fast"). Every case
+ * Corruption: thousands of damaged copies of four small indexes (closed cleanly with f32, f16
+ * and i8 storage, and one killed with writes in its WAL) are opened with `validate: "full"` (and
+ * some with "fast"). Every case
  * must end in a typed QuiverError or in an index that opens and works; a case also states what
  * its damage must produce (fixtures/corruption_cases.ts): e.g. a flipped bit anywhere the
  * checkpoint hashed must be CorruptIndexError, a truncated data/graph/upper file too, a version
@@ -55,9 +56,13 @@ test(`corruption: ${cases} damaged indexes open with a typed error or work (plus
     (await import("node:fs")).mkdirSync(work);
     await buildFixtures(fixtures);
     const load = (name: BaseName) => describeBase(name, indexFiles().map((s) => readBytes(`${fixtures}/${name}${s}`)));
-    const bases: Bases = { clean: load("clean"), dirty: load("dirty"), half: load("half") };
+    const bases: Bases = { clean: load("clean"), dirty: load("dirty"), half: load("half"), quant: load("quant") };
     const wal = indexFiles().length - 1;
     assert(bases.clean.info.slotsUsed > 300 && bases.dirty.files[wal].length > 0, "the fixtures are not what this spec expects");
+    assert(
+      bases.half.info.storage === 1 && bases.quant.info.storage === 2 && bases.quant.info.exactPrefix > 0,
+      `the f16/i8 fixtures have storage ${bases.half.info.storage}/${bases.quant.info.storage}: tests/fixtures/corruption_cases.ts disagrees with native/layout.zig`,
+    );
     const built = performance.now();
 
     const tally: Tally = {};
@@ -104,11 +109,13 @@ test(`corruption: ${cases} damaged indexes open with a typed error or work (plus
 }, soak ? 6 * 3600_000 : 170_000);
 
 /**
- * The bases: "clean" (f32) and "half" (f16 storage, with its exact-vector file) closed cleanly by
- * this process; "dirty" killed by a child with writes in its WAL.
+ * The bases: "clean" (f32), "half" (f16 storage, with its exact-vector file) and "quant" (i8
+ * storage: codes in the records, exact vectors and the centre in the exact-vector file; the
+ * centre trained by the first add, a single vector) closed cleanly by this process; "dirty"
+ * killed by a child with writes in its WAL.
  */
 async function buildFixtures(dir: string) {
-  for (const [name, storage] of [["clean", "f32"], ["half", "f16"]] as const) {
+  for (const [name, storage] of [["clean", "f32"], ["half", "f16"], ["quant", "i8"]] as const) {
     const index = Index.open(`${dir}/${name}`, { dimensions, m: 4, efConstruction: 32, capacity: 64, storage });
     for (let i = 0; i < 320; i++) index.add(i + 1, seededVector(fixtureSeed, i, dimensions));
     for (let i = 0; i < 30; i++) index.add(i * 9 + 1, seededVector(fixtureSeed, 2000 + i, dimensions));
@@ -120,7 +127,7 @@ async function buildFixtures(dir: string) {
   const status = await proc.exited;
   assert(status.signal === "SIGKILL", `make_dirty.ts should have killed itself: ${JSON.stringify(status)}\n${await proc.stderr}`);
   assert(fileSize(`${dir}/dirty.wal`) > 0, "the dirty fixture has an empty WAL");
-  assert(exists(`${dir}/half.vectors`) || !indexFiles().includes(".vectors"), "no exact-vector file");
+  assert((exists(`${dir}/half.vectors`) && exists(`${dir}/quant.vectors`)) || !indexFiles().includes(".vectors"), "no exact-vector file");
 }
 
 interface RunInput {

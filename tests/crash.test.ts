@@ -22,7 +22,7 @@
  * Registered under both runtimes: the child runs under the runtime of the test, and Deno's FFI
  * adapter and process handling are different code from Bun's.
  */
-import { Index } from "../mod.ts";
+import { Index, type Storage } from "../mod.ts";
 import { assert, envFlag, killChildren, runtime, seedFromEnv, spawnRuntime, test } from "./harness.ts";
 import {
   copyFile,
@@ -95,7 +95,8 @@ const mixed: Scenario = {
   dimensions: 8,
   mode: "mixed",
   kills,
-  roundsPerIndex: 150,
+  // 100: the default 300 kills then run one index of each storage kind (see `storages`).
+  roundsPerIndex: 100,
   checkRate: 0.65,
   preload: 0,
   // Kill after a number of acks, after a delay once open, right around the open (recovery), or
@@ -158,8 +159,8 @@ async function runScenario(scenario: Scenario): Promise<void> {
       if (round % scenario.roundsPerIndex === 0) {
         path = `${dir}/index-${round}`;
         model = { allowed: new Map(), inFlight: new Map() };
-        // Every other index stores f16 walk copies beside an exact-vector file.
-        const storage = scenario.mode === "mixed" && (round / scenario.roundsPerIndex) % 2 === 1 ? "f16" : "f32";
+        // The indexes of the mixed scenario rotate through the storage kinds.
+        const storage = scenario.mode === "mixed" ? storages[(round / scenario.roundsPerIndex) % storages.length] : "f32";
         nextOp = preload(path, seed, scenario, model, storage);
         logPending = false;
       }
@@ -198,8 +199,14 @@ async function runScenario(scenario: Scenario): Promise<void> {
   assert(totals.selfHits >= 0.95 * totals.selfProbes, `self-search found ${totals.selfHits}/${totals.selfProbes}; misses: ${totals.misses.join("; ")}`);
 }
 
+/**
+ * f32; f16 (walk copies beside an exact-vector file); i8 (codes around a centre trained by the
+ * child's first add; exact vectors and the centre in that file).
+ */
+const storages: readonly Storage[] = ["f32", "f16", "i8"];
+
 /** Creates the index with the scenario's preloaded keys; returns the next op index. */
-function preload(path: string, seed: number, scenario: Scenario, model: Model, storage: "f32" | "f16"): number {
+function preload(path: string, seed: number, scenario: Scenario, model: Model, storage: Storage): number {
   const { dimensions } = scenario;
   const index = Index.open(path, { dimensions, m: 8, efConstruction: 64, storage });
   try {
@@ -351,6 +358,12 @@ function checkIndex(
   const report = index.verify();
   const json = JSON.stringify(report, (_k, v) => typeof v === "bigint" ? Number(v) : v);
   assert(report.ok, `${context}: verify failed after recovery: ${json}`);
+  const stats = index.stats();
+  if (stats.storage === 2 && Number(stats.slots_used) > 0) {
+    // Codes exist, so their centre must have survived the kill as final and finite.
+    assert(stats.centre_set === 1, `${context}: an i8 index with ${stats.slots_used} slots in use reopened with no centre`);
+    assert(index.centre().every(Number.isFinite), `${context}: the i8 centre is not finite: ${index.centre()}`);
+  }
   const keys = index.keys();
   const present = new Set(keys);
   assert(present.size === keys.length, `${context}: keys() lists ${keys.length - present.size} key(s) twice`);

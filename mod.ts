@@ -7,7 +7,9 @@
  *   index.search(new Float32Array([1, 0, 0]), 1); // { keys: [1n], distances: [0] }
  */
 import { loadNative, native } from "./src/native.ts";
-import { KernelLevel } from "./src/ffi.gen.ts";
+import { KernelLevel, Metric as MetricCode } from "./src/ffi.gen.ts";
+import { check } from "./src/errors.ts";
+import type { Metric } from "./src/index.ts";
 
 await loadNative();
 
@@ -25,6 +27,16 @@ const levels = Object.fromEntries(Object.entries(KernelLevel).map(([name, code])
 export const kernels = {
   l2sq: (a: Float32Array, b: Float32Array): number => native().fn.qv_kernel_l2sq(a, b, Math.min(a.length, b.length)),
   dot: (a: Float32Array, b: Float32Array): number => native().fn.qv_kernel_dot(a, b, Math.min(a.length, b.length)),
+  /** i8 storage's coded form of `vector` around `centre` (default zero): 64 + d (rounded up to 64) bytes. */
+  encodeI8: (vector: Float32Array, centre = new Float32Array(vector.length), metric: Metric = "l2"): Uint8Array => {
+    const out = new Uint8Array(64 + Math.ceil(vector.length / 64) * 64);
+    const code = metric === "l2" ? MetricCode.l2sq : metric === "ip" ? MetricCode.ip : MetricCode.cosine;
+    check(native().fn.qv_kernel_encode_i8(vector, centre, Math.min(vector.length, centre.length), code, out, out.length));
+    return out;
+  },
+  /** The i8 kernels on two `encodeI8` buffers of `d` dimensions (NaN on bad lengths). */
+  l2sqI8: (a: Uint8Array, b: Uint8Array, d: number): number => native().fn.qv_kernel_l2sq_i8(a, a.length, b, b.length, d),
+  dotI8: (a: Uint8Array, b: Uint8Array, d: number): number => native().fn.qv_kernel_dot_i8(a, a.length, b, b.length, d),
   info: (): { level: string; library: string; runtime: string } => ({
     level: levels[native().fn.qv_kernel_level()] ?? "unknown",
     library: native().path,

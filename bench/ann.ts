@@ -143,7 +143,7 @@ function printTable(): void {
   const byLib = Map.groupBy(results, (r) => r.library);
   for (const [library, rows] of byLib) {
     const first = rows[0];
-    console.log(`\n${library}: build ${first.build_s.toFixed(2)} s on ${buildThreads.get(library) ?? "?"} thread(s), index RSS ${first.rss_mb.toFixed(0)} MiB`);
+    console.log(`\n${library}: build ${first.build_s.toFixed(2)} s on ${buildThreads.get(library) ?? "?"} thread(s), index memory ${first.rss_mb.toFixed(0)} MiB (RSS, memfds counted whole)`);
     console.log(`  ${"ef".padStart(5)} ${"recall".padStart(8)} ${"QPS x1".padStart(10)} ${"cpu/wall".padStart(9)} ${"recall".padStart(8)} ${`QPS batch`.padStart(10)}`);
     for (const ef of efs) {
       const one = rows.find((r) => r.ef === ef && r.threads === 1);

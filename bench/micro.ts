@@ -89,6 +89,12 @@ if (haveKernels) {
       group(`distance kernels, d=${d} (both vectors in L1)`, () => {
         gbBench(`quiver l2sq d=${d}`, 8 * d, () => kernels.l2sq(a, b));
         gbBench(`quiver dot d=${d}`, 8 * d, () => kernels.dot(a, b));
+        if (typeof kernels.l2sqI8 === "function") {
+          // i8 storage's kernel on coded vectors: d bytes of codes each, plus 16 bytes of terms.
+          const ca = kernels.encodeI8(a);
+          const cb = kernels.encodeI8(b);
+          gbBench(`quiver l2sq i8 d=${d}`, 2 * (d + 16), () => kernels.l2sqI8(ca, cb, d));
+        }
         gbBench(`JS loop l2sq d=${d}`, 8 * d, () => {
           let s = 0;
           for (let i = 0; i < d; i++) {

@@ -19,6 +19,7 @@ const distance = @import("distance.zig");
 const backup = @import("backup.zig");
 const compact = @import("compact.zig");
 const centre = @import("centre.zig");
+const quantize = @import("quantize.zig");
 const parallel = @import("parallel.zig");
 
 pub const abi_version: u32 = 2;
@@ -27,6 +28,13 @@ fn slice(comptime T: type, ptr: ?[*]const T, len: u64) ?[]const T {
     if (len == 0) return &.{};
     const p = ptr orelse return null;
     return p[0..@intCast(len)];
+}
+
+/// The codes inside a `quantize.Coded` buffer of `bytes` bytes for `n` dimensions.
+fn coded(ptr: ?[*]const u8, bytes: u64, n: u32) ?[*]const u8 {
+    const p = ptr orelse return null;
+    if (n == 0 or bytes < quantize.Coded.bytes(n)) return null;
+    return p + 64;
 }
 
 fn rankingOf(flags: u32) ?read.Ranking {
@@ -127,6 +135,41 @@ pub const exports = struct {
         const x = slice(f32, a, len) orelse return std.math.nan(f32);
         const y = slice(f32, b, len) orelse return std.math.nan(f32);
         return distance.dot(x, y);
+    }
+
+    /// Codes `vector` around `centre` (i8 storage's format, for benchmarks and tools) into
+    /// `out`, which must hold `quantize.Coded` bytes: 64 + `len` rounded up to 64, the codes at
+    /// offset 64 and their terms in the 16 bytes before. `metric` is an `abi.Metric`.
+    pub fn qv_kernel_encode_i8(vector: ?[*]const f32, centre_ptr: ?[*]const f32, len: u32, metric: u32, out: ?[*]u8, out_len: u64) callconv(.C) Status {
+        const x = slice(f32, vector, len) orelse return .invalid_argument;
+        const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        if (metric > @intFromEnum(abi.Metric.cosine)) return .unknown_metric;
+        const o = sliceMut(u8, out, out_len) orelse return .invalid_argument;
+        if (o.len < quantize.Coded.bytes(len)) return .invalid_argument;
+        // The index's bounds on stored vectors keep the codes' arithmetic finite.
+        for ([_][]const f32{ x, c }) |v| {
+            var norm: f64 = 0;
+            for (v) |e| {
+                if (!std.math.isFinite(e)) return .invalid_vector;
+                norm += @as(f64, e) * e;
+            }
+            if (norm > write.max_norm_squared) return .invalid_vector;
+        }
+        quantize.encode(if (metric == @intFromEnum(abi.Metric.l2sq)) .l2sq else .dot, x, c, o.ptr + 64);
+        return .ok;
+    }
+
+    /// The i8 kernels on two buffers written by `qv_kernel_encode_i8` (NaN on bad lengths).
+    pub fn qv_kernel_l2sq_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+        const x = coded(a, a_len, len) orelse return std.math.nan(f32);
+        const y = coded(b, b_len, len) orelse return std.math.nan(f32);
+        return distance.kernelI8(.l2sq)(x, y, len);
+    }
+
+    pub fn qv_kernel_dot_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+        const x = coded(a, a_len, len) orelse return std.math.nan(f32);
+        const y = coded(b, b_len, len) orelse return std.math.nan(f32);
+        return distance.kernelI8(.ip)(x, y, len);
     }
 
     /// Creates an in-memory index.

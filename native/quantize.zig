@@ -72,8 +72,13 @@ pub fn mean(vectors: []const f32, count: usize, centre: []f32, unit: bool) void 
 pub const Coded = struct {
     buffer: []align(64) u8,
 
+    /// The buffer's size for `dimensions`: a line for the terms (at its end), then the codes.
+    pub fn bytes(dimensions: usize) usize {
+        return 64 + i8k.padded(dimensions);
+    }
+
     pub fn init(gpa: std.mem.Allocator, dimensions: usize) !Coded {
-        const buffer = try gpa.alignedAlloc(u8, 64, 64 + i8k.padded(dimensions));
+        const buffer = try gpa.alignedAlloc(u8, 64, bytes(dimensions));
         return .{ .buffer = buffer };
     }
 

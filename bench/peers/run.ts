@@ -1,6 +1,7 @@
 // One library's whole ANN run in its own process, so its RSS is its own. Started by bench/ann.ts
 // with one JSON argument (a RunConfig); prints one JSON result per line on stdout and progress
 // on stderr. Reads the data set and ground truth from .cache/ (ann.ts makes sure they exist).
+import { readFileSync } from "node:fs";
 import { loadDataset, parseDatasetSpec, type Metric } from "../data.ts";
 import { readGroundTruth, recallAtK } from "../groundtruth.ts";
 import { Scorer } from "../score.ts";
@@ -54,12 +55,22 @@ async function adapterFor(library: Library, params: BuildParams): Promise<Adapte
   return (await import("./usearch.ts")).create(params);
 }
 
-/** Resident set size in MiB after a full collection and a short pause for the allocator to
- * return freed pages to the system. */
+/**
+ * Memory held, in MiB, after a full collection and a short pause for the allocator to return
+ * freed pages: the process's anonymous and file-backed resident pages, plus the machine's shared
+ * memory (/proc/meminfo Shmem) in place of the process's resident share of it. An in-memory
+ * Quiver index lives in memfds (shared memory): a remap maps them afresh, so pages written
+ * before it and not read since (f16/i8's exact vectors) are held but not in the process's RSS.
+ * Counting Shmem counts them; the peers use no shared memory, so for them this is their RSS.
+ * (Shmem is machine-wide: run on an otherwise idle machine.)
+ */
 async function rssMb(): Promise<number> {
   Bun.gc(true);
   await Bun.sleep(200);
-  return process.memoryUsage().rss / 2 ** 20;
+  const field = (text: string, name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
+  const status = readFileSync("/proc/self/status", "utf8");
+  const meminfo = readFileSync("/proc/meminfo", "utf8");
+  return (field(status, "RssAnon") + field(status, "RssFile") + field(meminfo, "Shmem")) / 1024;
 }
 
 function log(message: string): void {

@@ -51,7 +51,7 @@ pub fn statusMessage(status: Status) [:0]const u8 {
         .locked => "another writer holds this index open",
         .stale_guard => "the view was made before the storage was remapped; take a new one",
         .too_many_handles => "too many open handles (indexes, views or snapshots)",
-        .busy => "the operation conflicts with the index's state: live snapshots or views (release them first), or an i8 centre that is already fixed",
+        .busy => "the operation conflicts with the index's state: live snapshots or views (release them first), an i8 centre that is already fixed, or a file in the way (compact() needs path~compact free)",
         .read_only => "the index was opened read-only",
         .unknown_metric => "unknown metric",
         .invalid_dimensions => "dimensions must be between 1 and 65536",

@@ -47,8 +47,9 @@ pub fn set(self: *Index, given: []const f32) Error!void {
     if (norm > index_write.max_norm_squared) return error.InvalidVector;
     if (!self.writable) {
         // A read-only open may name the centre it expects; it cannot set one.
-        if (ready(self) and sameAs(self, given)) return;
-        return error.ReadOnly;
+        if (!ready(self)) return error.ReadOnly;
+        if (!sameAs(self, given)) return error.Busy;
+        return;
     }
     self.writers.lock(&self.counters.lock_contention);
     defer self.writers.unlock();

@@ -30,7 +30,17 @@ pub fn compact(self: *Index, threads: u32) Error!void {
 
     var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(&tmp_buffer, p) catch return error.InvalidArgument else null;
-    if (self.path) |p| swap.removeLeftovers(p) catch return error.Io;
+    if (self.path) |p| {
+        // A swap this process committed but could not finish (a rename failed) comes first:
+        // its files are the live index under their temporary names.
+        if (swap.pending(p) catch return error.Io) swap.rollForward(p) catch return error.Io;
+        swap.removeLeftovers(p) catch return error.Io;
+        swap.begin(p) catch |err| return switch (err) {
+            // `path~compact` is somebody's index, not a build of ours: leave it alone.
+            error.Exists => error.Busy,
+            error.Io => error.Io,
+        };
+    }
     var committed = false;
     errdefer if (self.path) |p| if (!committed) swap.removeLeftovers(p) catch |err| {
         // The index itself is unchanged; the next writable open removes the leftovers.

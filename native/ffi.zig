@@ -250,6 +250,9 @@ pub const exports = struct {
         if (index.layout.storage != .i8) return .invalid_argument;
         const o = sliceMut(f32, out, len) orelse return .invalid_argument;
         if (o.len != index.layout.dimensions) return .dimension_mismatch;
+        // Not while the first add trains it (which holds the writers lock exclusively).
+        index.writers.lockShared(&index.counters.lock_contention);
+        defer index.writers.unlockShared();
         const generation = index.storage.pin();
         defer index.storage.unpin(generation);
         @memcpy(o, generation.payload.centre());

@@ -84,6 +84,8 @@ inline fn vpdpbusd(acc: @Vector(16, i32), unsigned: @Vector(64, u8), signed: @Ve
 /// sum_d a_d b_d on any CPU: `width` bytes at a time widened to i16, multiplied and added in
 /// adjacent pairs (one `pmaddwd`), accumulated in i32 lanes.
 pub fn dotWidened(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, n: usize) i64 {
+    // Steps must tile the 64-byte padding exactly.
+    comptime std.debug.assert(width >= 2 and block % width == 0);
     const half = width / 2;
     var acc: @Vector(half, i32) = @splat(0);
     const end = padded(n);

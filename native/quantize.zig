@@ -21,8 +21,9 @@ pub fn encode(metric: Metric, x: []const f32, centre: []const f32, codes: [*]u8)
     assert(x.len == centre.len);
     var max: f32 = 0;
     for (x, centre) |v, c| max = @max(max, @abs(v - c));
-    // A vector equal to the centre has all-zero codes; any scale then serves.
-    const scale: f32 = if (max > 0) max / 127.0 else 1.0;
+    // A vector equal to the centre has all-zero codes; any scale then serves. So does one within
+    // a subnormal step of it, whose inverse scale would overflow (0 * inf is NaN).
+    const scale: f32 = if (max / 127.0 >= std.math.floatMin(f32)) max / 127.0 else 1.0;
     const inverse = 1.0 / scale;
     var sum: i32 = 0;
     var norm: f64 = 0; // |x - centre|^2
@@ -198,6 +199,10 @@ test "quantize: the centre is the mean, and encoding around it round-trips withi
     try std.testing.expectEqual(@as(i8, -127), c1);
     try std.testing.expect(@abs(3 + terms.scale * @as(f32, @floatFromInt(c0)) - 4) <= terms.scale / 2);
     try std.testing.expectEqual(@as(i32, c0) + c1, terms.sum);
+    // Within a subnormal step of the centre: zero codes, not the NaN of 0 * inf clamped to 127.
+    const subnormal = [_]f32{ 1e-45, -1e-45 };
+    encode(.l2sq, &subnormal, &.{ 0, 0 }, coded.codes());
+    try std.testing.expectEqualSlices(u8, &.{ 0, 0 }, coded.codes()[0..2]);
     try std.testing.expectApproxEqAbs(@as(f32, 1 + 7.5 * 7.5), terms.term, 1e-4);
     for (coded.codes()[2..64]) |byte| try std.testing.expectEqual(@as(u8, 0), byte);
 }

@@ -54,8 +54,15 @@ pub const Storage = struct {
         // The data file is locked before any file is truncated: a second creator of the same
         // path stops at the lock instead of truncating files the first one has mapped.
         fds[0] = try createFile(gpa, path, .data);
-        if (path != null) {
+        if (path) |p| {
             try lockFile(fds[0], false);
+            // An index already at `path` (a backup aimed at one, say) must not lose its side
+            // files to the truncations below; the link at the end would refuse it anyway.
+            var buffer: [std.fs.max_path_bytes]u8 = undefined;
+            if (posix.accessZ(try filePath(&buffer, p, .data), posix.F_OK)) |_| return error.Locked else |err| switch (err) {
+                error.FileNotFound => {},
+                else => return error.Io,
+            }
             posix.ftruncate(fds[0], 0) catch return error.Io;
         }
         for (1..file_count) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
@@ -80,25 +87,24 @@ pub const Storage = struct {
         errdefer closeAll(&fds);
         if (writable) {
             // The writer lock first: only its holder may finish or discard a compaction swap.
-            fds[0] = try openFile(gpa, path, .data, true);
-            try lockFile(fds[0], false);
+            fds[0] = try openLocked(gpa, path, true);
             if (try swap.pending(path)) {
                 try swap.rollForward(path);
                 posix.close(fds[0]);
                 fds[0] = -1;
-                fds[0] = try openFile(gpa, path, .data, true);
-                try lockFile(fds[0], false);
+                fds[0] = try openLocked(gpa, path, true);
             } else {
                 try swap.removeLeftovers(path);
             }
             for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), true);
-        } else {
-            const resolve = try swap.pending(path);
-            for (0..file_count) |i| fds[i] = if (resolve)
-                swap.openResolved(path, suffixes[i]) catch |err| return openError(err, @enumFromInt(i))
-            else
-                try openFile(gpa, path, @enumFromInt(i), false);
+        } else if (try swap.pending(path)) {
+            for (0..file_count) |i| {
+                fds[i] = swap.openResolved(path, suffixes[i]) catch |err| return openError(err, @enumFromInt(i));
+            }
             try lockFile(fds[0], true);
+        } else {
+            fds[0] = try openLocked(gpa, path, false);
+            for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), false);
         }
         const latest = try readHeader(fds[0]);
         const layout = try validateHeader(&latest.header, &fds);
@@ -336,6 +342,34 @@ fn openError(err: posix.OpenError, kind: Kind) Error {
         error.FileNotFound => if (kind == .data) error.NotFound else error.Corrupt,
         else => error.Io,
     };
+}
+
+/// Opens and locks the data file at `path`, making sure the file locked is still the one at
+/// `path`: a compaction swap (or its roll-forward) can rename a new data file over it between
+/// the open and the lock, and the lock on a replaced file guards nothing. The side files are
+/// opened after this, so they belong to the locked data file.
+fn openLocked(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!posix.fd_t {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try filePath(&buffer, path, .data);
+    var attempts: u32 = 0;
+    while (attempts < 8) : (attempts += 1) {
+        const fd = try openFile(gpa, path, .data, writable);
+        lockFile(fd, !writable) catch |err| {
+            posix.close(fd);
+            return err;
+        };
+        const held = posix.fstat(fd) catch {
+            posix.close(fd);
+            return error.Io;
+        };
+        const named = posix.fstatat(posix.AT.FDCWD, full, 0) catch |err| {
+            posix.close(fd);
+            return if (err == error.FileNotFound) error.NotFound else error.Io;
+        };
+        if (held.dev == named.dev and held.ino == named.ino) return fd;
+        posix.close(fd); // replaced meanwhile: lock the new one
+    }
+    return error.Locked;
 }
 
 fn lockFile(fd: posix.fd_t, shared: bool) Error!void {

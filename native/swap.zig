@@ -2,13 +2,15 @@
 //! builds `path~compact*`). Four renames cannot be one atomic step, so the swap has a commit
 //! record, the way a database commits a transaction:
 //!
-//!   1. build and sync `path~compact`, `.graph`, `.upper`, `.vectors`   crash: the old index
-//!   2. create `path~compact.commit`, sync it and the directory         the commit point
-//!   3. rename the side files, then the data file, over `path*`        crash: rolled forward
-//!   4. sync the directory, remove the commit record
+//!   1. create `path~compact.building`                                 marks the files below ours
+//!   2. build and sync `path~compact`, `.graph`, `.upper`, `.vectors`   crash: the old index
+//!   3. create `path~compact.commit`, sync it and the directory         the commit point
+//!   4. rename the side files, then the data file, over `path*`        crash: rolled forward
+//!   5. remove what is left, the commit record, then the build marker; sync the directory
 //!
 //! A writable open holds the writer lock and then finishes a committed swap (`rollForward`) or
-//! removes an abandoned build (`removeLeftovers`). A read-only open may not rename; it resolves
+//! removes an abandoned build (`removeLeftovers`). Only files under a build marker are removed:
+//! `path~compact` may also be somebody's own index. A read-only open may not rename; it resolves
 //! each file to `path~compact<suffix>` while that exists, else `path<suffix>`, which is exactly the
 //! set the roll-forward leaves (renames only ever move a file from the first name to the second).
 const std = @import("std");
@@ -23,13 +25,29 @@ pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
 const rename_order = [_]usize{ 1, 2, 3, 0 };
 const temp_suffix = "~compact";
 const commit_suffix = temp_suffix ++ ".commit";
+const building_suffix = temp_suffix ++ ".building";
+
+pub const BeginError = error{ Io, Exists };
+
+/// Step 1: marks `path~compact*` as a build of ours. `Exists` when a file of that name is there
+/// without a marker (an index of the caller's, which must not be overwritten or removed).
+pub fn begin(path: []const u8) BeginError!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    if (!(marked(path) catch return error.Io)) {
+        const data = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix, .{path}) catch return error.Io;
+        if (exists(data) catch return error.Io) return error.Exists;
+    }
+    const marker = std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io;
+    const fd = posix.openZ(marker, .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    posix.close(fd);
+}
 
 /// The path the replacement set is built at: `path~compact`.
 pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
     return std.fmt.bufPrint(buffer, "{s}" ++ temp_suffix, .{path}) catch error.Io;
 }
 
-/// Step 2: the set at `tempPath` is complete and synced; from here on it is the index.
+/// Step 3: the set at `tempPath` is complete and synced; from here on it is the index.
 pub fn commit(path: []const u8) Error!void {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const record = std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io;
@@ -42,15 +60,24 @@ pub fn commit(path: []const u8) Error!void {
 /// Whether a committed swap is unfinished (the commit record exists).
 pub fn pending(path: []const u8) Error!bool {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const record = std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io;
-    posix.accessZ(record, posix.F_OK) catch |err| return switch (err) {
+    return exists(std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io);
+}
+
+/// Whether `path~compact*` belongs to a build of ours (the marker exists).
+fn marked(path: []const u8) Error!bool {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    return exists(std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io);
+}
+
+fn exists(path: [:0]const u8) Error!bool {
+    posix.accessZ(path, posix.F_OK) catch |err| return switch (err) {
         error.FileNotFound => false,
         else => error.Io,
     };
     return true;
 }
 
-/// Steps 3-4, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
+/// Steps 4-5, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
 /// finished by the next one. The caller holds the writer lock (or is the compacting writer).
 pub fn rollForward(path: []const u8) Error!void {
     for (rename_order) |i| {
@@ -67,15 +94,18 @@ pub fn rollForward(path: []const u8) Error!void {
     try removeLeftovers(path);
 }
 
-/// Removes the files of an abandoned (uncommitted) build, and the commit record last.
+/// Removes the files of our build (abandoned, or what a roll-forward left: its log), then the
+/// commit record, then the marker, and syncs the directory so that no commit record can come
+/// back after a power loss beside the next build. Without a marker there is nothing of ours.
 pub fn removeLeftovers(path: []const u8) Error!void {
-    for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
-        var buffer: [std.fs.max_path_bytes]u8 = undefined;
-        const full = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.Io;
-        try unlinkIfPresent(full);
-    }
+    if (!try marked(path)) return;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
+        try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.Io);
+    }
     try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io);
+    try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io);
+    try syncDirectory(path);
 }
 
 /// Opens file `suffix` of the index at `path` read-only, resolving an unfinished swap (see the

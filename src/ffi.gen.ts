@@ -90,7 +90,7 @@ export const statusMessages: Record<number, string> = {
   15: "another writer holds this index open",
   16: "the view was made before the storage was remapped; take a new one",
   17: "too many open handles (indexes, views or snapshots)",
-  18: "the operation conflicts with the index's state: live snapshots or views (release them first), or an i8 centre that is already fixed",
+  18: "the operation conflicts with the index's state: live snapshots or views (release them first), an i8 centre that is already fixed, or a file in the way (compact() needs path~compact free)",
   19: "the index was opened read-only",
   20: "unknown metric",
   21: "dimensions must be between 1 and 65536",

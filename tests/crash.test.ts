@@ -520,7 +520,9 @@ test("crash: every state a kill can leave a compaction swap in opens as one whol
       ...[0, 1, 2, 3, 4].map((renamed) => ({ name: `committed, ${renamed} of 4 renamed`, committed: true, renamed })),
     ];
     for (const state of states) {
-      for (const suffix of [...files, ".wal", ".commit"]) removeFile(`${path}~compact${suffix}`);
+      for (const suffix of [...files, ".wal", ".commit", ".building"]) removeFile(`${path}~compact${suffix}`);
+      // Every build starts by marking its files as ours (native/swap.zig step 1).
+      writeBytes(`${path}~compact.building`, new Uint8Array(0));
       const renamed = new Set(renameOrder.slice(0, state.renamed));
       files.forEach((suffix, i) => {
         writeBytes(path + suffix, renamed.has(i) ? compacted[i] : old[i]);
@@ -551,14 +553,42 @@ test("crash: every state a kill can leave a compaction swap in opens as one whol
           failures.push(`${what}: the open failed: ${(error as Error).name}: ${(error as Error).message}`);
         }
       }
-      const left = [...files, ".wal", ".creating", ".commit"].filter((suffix) => exists(`${path}~compact${suffix}`));
+      const left = [...files, ".wal", ".creating", ".commit", ".building"].filter((suffix) => exists(`${path}~compact${suffix}`));
       if (left.length > 0) failures.push(`${state.name}: the writable open left ${left.map((s) => `~compact${s}`).join(", ")}`);
+    }
+    // An index of the caller's that happens to be named `path~compact` is not a build of ours
+    // (no marker): opening `path` leaves it alone, and compact() refuses rather than overwrite it.
+    const sibling = `${path}~compact`;
+    {
+      using other = Index.open(sibling, { dimensions, m: 8, efConstruction: 32 });
+      other.add(1n, live.get(1n)!);
+    }
+    {
+      using index = Index.open(path);
+      index.remove(2n);
+      live.delete(2n);
+      assertThrowsName(() => index.compact(), "BusyError", "compact() with a foreign path~compact in the way");
+      if (index.size !== live.size) failures.push(`the refused compaction changed the size: ${index.size}`);
+    }
+    {
+      using other = Index.open(sibling);
+      if (other.size !== 1 || !sameVector(other.get(1n), live.get(1n))) failures.push("the foreign path~compact index was damaged");
     }
   } finally {
     removeDir(dir);
   }
   assert(failures.length === 0, `${failures.length} compaction swap state(s) went wrong:\n  ${failures.join("\n  ")}`);
 });
+
+function assertThrowsName(fn: () => unknown, name: string, what: string): void {
+  try {
+    fn();
+  } catch (error) {
+    assert((error as Error).name === name, `${what}: threw ${(error as Error).name}, expected ${name}`);
+    return;
+  }
+  throw new Error(`${what}: did not throw ${name}`);
+}
 
 /** The checker's canary: a lost, altered or invented write must each be caught. */
 test("crash: the checker catches a lost, an altered and an invented write (canary)", async () => {

@@ -7,7 +7,7 @@
  */
 import { DimensionMismatchError, Index, InvalidArgumentError, InvalidDimensionsError, LockedError, NotFoundError, CorruptIndexError, QuiverError, ReadOnlyError } from "../mod.ts";
 import { assert, assertEquals, assertThrows, clustered, killChildren, rng, runtime, seedFromEnv, spawnRuntime, tempDir, test } from "./harness.ts";
-import { exists, removeDir, removeFile, sameVector, seededVector, indexFiles } from "./fixtures/util.ts";
+import { exists, fileSize, removeDir, removeFile, sameVector, seededVector, indexFiles } from "./fixtures/util.ts";
 
 const lockChild = new URL("./fixtures/lock_child.ts", import.meta.url).pathname;
 
@@ -304,6 +304,30 @@ test("persist: a read-only open of a crashed index refuses to serve it without i
     assertEquals(reader.size, 270, "read-only open after recovery");
   } finally {
     killChildren();
+    removeDir(dir);
+  }
+});
+
+test("persist: a backup aimed at an existing index throws LockedError and leaves that index whole", () => {
+  const dir = tempDir();
+  try {
+    const d = 8;
+    const data = clustered(300, d, 4);
+    const target = `${dir}/target`;
+    {
+      using existing = Index.open(target, { dimensions: d });
+      for (let i = 0; i < 300; i++) existing.add(i, data.subarray(i * d, (i + 1) * d));
+    }
+    const sizes = indexFiles().map((s) => (exists(target + s) ? fileSize(target + s) : -1));
+    using source = new Index({ dimensions: d });
+    source.add(1, data.subarray(0, d));
+    assertThrows(() => source.backup(target), LockedError);
+    assertEquals(indexFiles().map((s) => (exists(target + s) ? fileSize(target + s) : -1)), sizes, "file sizes after the refused backup");
+    using reopened = Index.open(target, { validate: "full" });
+    assertEquals(reopened.size, 300);
+    assert(reopened.verify().ok, "verify after the refused backup");
+    for (let i = 0; i < 300; i += 37) assert(sameVector(reopened.get(i), data.subarray(i * d, (i + 1) * d)), `key ${i}`);
+  } finally {
     removeDir(dir);
   }
 });

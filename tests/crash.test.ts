@@ -28,7 +28,10 @@ import {
   copyFile,
   activeHeaderSlot,
   exists,
+  fileSize,
+  headerValid,
   headerValue,
+  listDir,
   loadFormat,
   makeTempDir,
   readBytes,
@@ -155,6 +158,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
     let path = "";
     let nextOp = 0;
     let logPending = false;
+    const history: string[] = [];
     for (let round = 0; round < scenario.kills; round++) {
       if (round % scenario.roundsPerIndex === 0) {
         path = `${dir}/index-${round}`;
@@ -167,6 +171,7 @@ async function runScenario(scenario: Scenario): Promise<void> {
       // The files as this round's child finds them, kept for diagnosis.
       if (keep) for (const s of indexFiles()) if (exists(path + s)) copyFile(path + s, `${dir}/before${s}`);
       const result = await runRound({ path, seed, nextOp, model, plan, round, scenario });
+      history.push(result.summary);
       nextOp = result.nextOp;
       totals.kills++;
       totals.acked += result.acked;
@@ -177,7 +182,13 @@ async function runScenario(scenario: Scenario): Promise<void> {
       }
       const last = round === scenario.kills - 1 || (round + 1) % scenario.roundsPerIndex === 0;
       if (last || plan() < scenario.checkRate) {
-        checkIndex(path, seed, scenario.dimensions, model, rng(seed + round), totals, `seed ${seed}, round ${round}`);
+        try {
+          checkIndex(path, seed, scenario.dimensions, model, rng(seed + round), totals, `seed ${seed}, round ${round}`);
+        } catch (error) {
+          (error as Error).message += `\n${describeFiles(path)}\nrounds since the index's last check:\n  ${history.join("\n  ")}`;
+          throw error;
+        }
+        history.length = 0;
         logPending = false;
       } else {
         logPending = true;
@@ -240,6 +251,8 @@ interface RoundResult {
   acked: number;
   opened: boolean;
   killedInRewrite: boolean;
+  /** What the round did, for the diagnosis of a later failure. */
+  summary: string;
 }
 
 /** One child: spawn, kill per a seeded plan, fold its acknowledgements into the model. */
@@ -319,7 +332,27 @@ async function runRound(input: RoundInput): Promise<RoundResult> {
   assert(status.signal === "SIGKILL" || (done && status.code === 0), `${context}: the child failed\n${stderr}`);
   assert(killed || done, `${context}: the child died without being killed\n${stderr}`);
   if (pending !== undefined) apply(model, pending, false);
-  return { nextOp, acked, opened, killedInRewrite };
+  const inFlight = pending ? `${pending.kind} #${pending.op}` : "none";
+  const summary = `round ${round}: ${policy}, ${acked} acks, opened ${opened}, killed during ${inFlight}, last acked rewrite ${lastAckedRewrite}`;
+  return { nextOp, acked, opened, killedInRewrite, summary };
+}
+
+/** The index's files (and any others beside them) with sizes and both header copies' counters. */
+function describeFiles(path: string): string {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  const lines: string[] = [];
+  for (const name of listDir(dir).filter((n) => n.startsWith(base)).sort()) lines.push(`  ${name}: ${fileSize(`${dir}/${name}`)} bytes`);
+  if (exists(path)) {
+    const data = readBytes(path);
+    for (const slot of loadFormat().headerSlots) {
+      const fields = ["header_seq", "clean", "capacity", "slots_used", "live", "seq", "storage", "flags"]
+        .map((f) => `${f}=${loadFormat().header.fields[f] ? headerValue(data, f, slot) : "?"}`)
+        .join(" ");
+      lines.push(`  header at ${slot}: ${headerValid(data, slot) ? "valid" : "INVALID"} ${fields}`);
+    }
+  }
+  return `files:\n${lines.join("\n")}`;
 }
 
 /** An acknowledged op fixes its key's state; the op in flight adds its outcome as a possibility. */

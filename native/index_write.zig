@@ -69,16 +69,17 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     defer self.storage.unpin(generation);
     const regions = generation.payload;
     const meta = regions.meta(slot.id);
-    meta.* = .{
-        .key = key,
-        .created_seq = layout.unpublished,
-        .deleted_seq = 0,
-        .prev_slot = previous orelse layout.no_slot,
-        .upper_offset = slot.upper_offset,
-        .level = @intCast(level),
-        .state = @intFromEnum(layout.SlotState.inserting),
-        .reserved = [_]u8{0} ** 6,
-    };
+    // The state last, by a release store: a kill can stop this at any store, and recovery reads
+    // a slot marked `inserting` as one whose other fields (`created_seq = unpublished` above all)
+    // are written. A plain struct assignment leaves the order of its stores to the compiler.
+    meta.key = key;
+    meta.created_seq = layout.unpublished;
+    meta.deleted_seq = 0;
+    meta.prev_slot = previous orelse layout.no_slot;
+    meta.upper_offset = slot.upper_offset;
+    meta.level = @intCast(level);
+    meta.reserved = [_]u8{0} ** 6;
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.inserting), .release);
     const stored = regions.vector(slot.id);
     @memcpy(stored, vector);
     if (self.metric == .cosine) _ = distance.normalize(stored);

@@ -40,6 +40,9 @@ pub fn begin(path: []const u8) BeginError!void {
     const marker = std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io;
     const fd = posix.openZ(marker, .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true }, 0o644) catch return error.Io;
     posix.close(fd);
+    // Durable before the build's files are: after a power loss, files without their marker
+    // would look like somebody's index, and every later compaction would refuse.
+    syncDirectory(path) catch return error.Io;
 }
 
 /// The path the replacement set is built at: `path~compact`.

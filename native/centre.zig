@@ -39,12 +39,7 @@ pub fn set(self: *Index, given: []const f32) Error!void {
     if (given.len != self.layout.dimensions) return error.DimensionMismatch;
     // The bounds of a stored vector (but zero is a fine centre, under cosine too): the terms
     // computed from the centre must not overflow either.
-    var norm: f64 = 0;
-    for (given) |x| {
-        if (!std.math.isFinite(x)) return error.InvalidVector;
-        norm += @as(f64, x) * x;
-    }
-    if (norm > index_write.max_norm_squared) return error.InvalidVector;
+    _ = try index_write.boundedNorm(given);
     if (!self.writable) {
         // A read-only open may name the centre it expects; it cannot set one.
         if (!ready(self)) return error.ReadOnly;

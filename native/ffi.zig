@@ -147,14 +147,7 @@ pub const exports = struct {
         const o = sliceMut(u8, out, out_len) orelse return .invalid_argument;
         if (o.len < quantize.Coded.bytes(len)) return .invalid_argument;
         // The index's bounds on stored vectors keep the codes' arithmetic finite.
-        for ([_][]const f32{ x, c }) |v| {
-            var norm: f64 = 0;
-            for (v) |e| {
-                if (!std.math.isFinite(e)) return .invalid_vector;
-                norm += @as(f64, e) * e;
-            }
-            if (norm > write.max_norm_squared) return .invalid_vector;
-        }
+        for ([_][]const f32{ x, c }) |v| _ = write.boundedNorm(v) catch |err| return statusOf(err);
         quantize.encode(if (metric == @intFromEnum(abi.Metric.l2sq)) .l2sq else .dot, x, c, o.ptr + 64);
         return .ok;
     }

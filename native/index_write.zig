@@ -20,17 +20,24 @@ pub const max_norm_squared: f64 = 1e37;
 /// the zero vector (it has no direction).
 pub fn validateVector(self: *Index, vector: []const f32) Error!void {
     if (vector.len != self.layout.dimensions) return error.DimensionMismatch;
+    const norm = try boundedNorm(vector);
+    if (self.layout.storage == .f16) {
+        // Beyond f16's range the walk copy would be infinite.
+        for (vector) |x| if (@abs(x) > std.math.floatMax(f16)) return error.InvalidVector;
+    }
+    if (self.metric == .cosine and norm == 0) return error.InvalidVector;
+}
+
+/// The squared norm of a vector whose components are finite and whose distances cannot
+/// overflow f32 (squared norm at most `max_norm_squared`); `InvalidVector` otherwise.
+pub fn boundedNorm(vector: []const f32) Error!f64 {
     var norm: f64 = 0;
     for (vector) |x| {
         if (!std.math.isFinite(x)) return error.InvalidVector;
         norm += @as(f64, x) * x;
     }
     if (norm > max_norm_squared) return error.InvalidVector;
-    if (self.layout.storage == .f16) {
-        // Beyond f16's range the walk copy would be infinite.
-        for (vector) |x| if (@abs(x) > std.math.floatMax(f16)) return error.InvalidVector;
-    }
-    if (self.metric == .cosine and norm == 0) return error.InvalidVector;
+    return norm;
 }
 
 /// Inserts `key`, or replaces its vector if it exists (upsert). Safe from any thread.

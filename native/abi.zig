@@ -70,7 +70,7 @@ pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2 };
 
 /// The distance kernels in use (`qv_kernel_level`), chosen once from the running CPU. The values
 /// are stable: benchmarks and bindings report them.
-pub const KernelLevel = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4, avx512_vnni = 5 };
+pub const KernelLevel = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4, avx512_vnni = 5, avx2_vnni = 6 };
 
 /// Search flag: under f16/i8 storage, rank by the walk's quantized distances instead of
 /// reranking on the exact f32 vectors (no read of the `.vectors` file; approximate distances).

@@ -16,6 +16,8 @@ pub const X86Levels = struct {
     v4: bool,
     /// v4 plus AVX512_VNNI (the i8 kernels' `vpdpbusd`), which v4 does not include.
     v4_vnni: bool = false,
+    /// v3 plus AVX-VNNI (`vpdpbusd` on ymm, VEX-encoded), which v3 does not include.
+    v3_vnni: bool = false,
 };
 
 /// The raw CPUID and XCR0 words that decide the levels, kept apart from the instructions that
@@ -27,6 +29,8 @@ pub const X86Words = struct {
     leaf7_ebx: u32,
     /// CPUID leaf 7 subleaf 0, ECX; zero when the CPU has no leaf 7.
     leaf7_ecx: u32 = 0,
+    /// CPUID leaf 7 subleaf 1, EAX; zero when the CPU has no such subleaf.
+    leaf7_1_eax: u32 = 0,
     /// CPUID leaf 0x80000001, ECX; zero when the CPU has no such leaf.
     ext1_ecx: u32,
     /// XCR0; zero when the OS has not set CR4.OSXSAVE, since XGETBV would then fault.
@@ -56,6 +60,7 @@ const bit = struct {
     const leaf7_avx512bw = 30;
     const leaf7_avx512vl = 31;
     const leaf7_ecx_avx512vnni = 11;
+    const leaf7_1_eax_avxvnni = 4;
     const ext1_lahf = 0;
     const ext1_lzcnt = 5;
 };
@@ -96,7 +101,8 @@ pub fn decodeX86(words: X86Words) X86Levels {
         }) and
         words.xcr0 & xcr0_avx512 == xcr0_avx512;
     const v4_vnni = v4 and hasAll(words.leaf7_ecx, &.{bit.leaf7_ecx_avx512vnni});
-    return .{ .v2 = v2, .v3 = v3, .v4 = v4, .v4_vnni = v4_vnni };
+    const v3_vnni = v3 and hasAll(words.leaf7_1_eax, &.{bit.leaf7_1_eax_avxvnni});
+    return .{ .v2 = v2, .v3 = v3, .v4 = v4, .v4_vnni = v4_vnni, .v3_vnni = v3_vnni };
 }
 
 fn hasAll(word: u32, comptime bits: []const u5) bool {
@@ -116,6 +122,8 @@ fn readX86() X86Words {
         .leaf1_ecx = leaf1_ecx,
         .leaf7_ebx = leaf7.ebx,
         .leaf7_ecx = leaf7.ecx,
+        // Subleaf 1 exists when subleaf 0's EAX (the highest subleaf) is at least 1.
+        .leaf7_1_eax = if (max_leaf >= 7 and leaf7.eax >= 1) cpuid(7, 1).eax else 0,
         .ext1_ecx = if (max_ext_leaf >= 0x8000_0001) cpuid(0x8000_0001, 0).ecx else 0,
         .xcr0 = if (osxsave) xgetbv(0) else 0,
     };
@@ -178,6 +186,16 @@ fn expectLevels(words: X86Words, v2: bool, v3: bool, v4: bool) !void {
     try std.testing.expectEqual(v3, levels.v3);
     try std.testing.expectEqual(v4, levels.v4);
     try std.testing.expect(!levels.v4_vnni or levels.v4);
+    try std.testing.expect(!levels.v3_vnni or levels.v3);
+}
+
+test "cpu: AVX-VNNI counts only on top of a usable v3" {
+    var words = full_v4;
+    try std.testing.expect(!decodeX86(words).v3_vnni);
+    words.leaf7_1_eax = mask(&.{bit.leaf7_1_eax_avxvnni});
+    try std.testing.expect(decodeX86(words).v3_vnni);
+    words.leaf7_ebx &= ~(@as(u32, 1) << bit.leaf7_avx2);
+    try std.testing.expect(!decodeX86(words).v3_vnni);
 }
 
 test "cpu: VNNI counts only on top of a usable v4" {

@@ -2,7 +2,8 @@
 //!
 //! The kernels live in native/kernels.zig, which build.zig compiles once per CPU level into
 //! separate objects (x86-64: AVX-512, AVX2+FMA, the x86-64-v2 baseline; aarch64: NEON; the
-//! AVX-512 object also carries i8 kernels for CPUs with VNNI, level `avx512_vnni`). This
+//! AVX-512 and AVX2 objects also carry i8 kernels for CPUs with VNNI, levels `avx512_vnni` and
+//! `avx2_vnni`). This
 //! file declares their symbols, asks native/cpu.zig what the running CPU can execute, and picks
 //! the widest level once. Targets without kernel objects use the portable kernels below.
 //!
@@ -42,7 +43,7 @@ pub const Kernels = struct {
 const level_count = @typeInfo(Level).@"enum".fields.len;
 
 /// Levels from widest to narrowest: detection takes the first one the CPU supports.
-const preference = [_]Level{ .avx512_vnni, .avx512, .avx2, .neon, .baseline, .portable };
+const preference = [_]Level{ .avx512_vnni, .avx512, .avx2_vnni, .avx2, .neon, .baseline, .portable };
 
 comptime {
     assert(preference.len == level_count);
@@ -65,6 +66,8 @@ const x86_kernels = struct {
     extern fn qv_kernel_avx2_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_l2sq_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_dot_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
@@ -97,6 +100,7 @@ const kernel_table: [level_count]?Kernels = table: {
         table[@intFromEnum(Level.avx512)] = objectKernels(x86_kernels, "avx512", "");
         table[@intFromEnum(Level.avx512_vnni)] = objectKernels(x86_kernels, "avx512", "_vnni");
         table[@intFromEnum(Level.avx2)] = objectKernels(x86_kernels, "avx2", "");
+        table[@intFromEnum(Level.avx2_vnni)] = objectKernels(x86_kernels, "avx2", "_vnni");
         table[@intFromEnum(Level.baseline)] = objectKernels(x86_kernels, "baseline", "");
     }
     if (build_options.kernels_aarch64) {
@@ -166,6 +170,7 @@ pub fn supported(l: Level) bool {
             .avx2 => x86.v3,
             .avx512 => x86.v4,
             .avx512_vnni => x86.v4_vnni,
+            .avx2_vnni => x86.v3_vnni,
             .neon, .portable => unreachable,
         };
     } else {
@@ -630,6 +635,19 @@ test "distance: the dispatcher picks the widest level the CPU reports in /proc/c
     };
     defer testing.allocator.free(text);
     try testing.expectEqual(levelFromCpuinfo(text), detect());
+    // Each VNNI level below the top one too: CPUID's answer is Linux's.
+    const flags = firstFlagsLine(text);
+    const v3 = supported(.avx2);
+    try testing.expectEqual(v3 and hasFlags(flags, &.{"avx_vnni"}), supported(.avx2_vnni));
+    try testing.expectEqual(supported(.avx512) and hasFlags(flags, &.{"avx512_vnni"}), supported(.avx512_vnni));
+}
+
+fn firstFlagsLine(text: []const u8) []const u8 {
+    var lines = std.mem.tokenizeScalar(u8, text, '\n');
+    while (lines.next()) |line| {
+        if (std.mem.startsWith(u8, line, "flags")) return line;
+    }
+    return "";
 }
 
 /// The x86-64 level that the first "flags" line of /proc/cpuinfo implies. Linux calls LZCNT
@@ -642,6 +660,7 @@ fn levelFromCpuinfo(text: []const u8) Level {
     const v3 = hasFlags(flags, &.{ "avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm" });
     const v4 = hasFlags(flags, &.{ "avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl" });
     if (v3 and v4) return if (hasFlags(flags, &.{"avx512_vnni"})) .avx512_vnni else .avx512;
+    if (v3 and hasFlags(flags, &.{"avx_vnni"})) return .avx2_vnni;
     if (v3) return .avx2;
     return .baseline;
 }

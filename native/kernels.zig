@@ -59,12 +59,18 @@ comptime {
     @export(&dotF16, .{ .name = prefix ++ "_dot_f16", .visibility = .hidden });
     @export(&l2sqI8, .{ .name = prefix ++ "_l2sq_i8", .visibility = .hidden });
     @export(&dotI8, .{ .name = prefix ++ "_dot_i8", .visibility = .hidden });
-    // VNNI is not part of x86-64-v4: these run only where distance.zig saw AVX512_VNNI.
-    if (std.mem.eql(u8, kernel_options.suffix, "avx512")) {
+    // VNNI is in neither x86-64-v4 nor v3: these run only where distance.zig saw AVX512_VNNI
+    // (the avx512 object) or AVX-VNNI (the avx2 object).
+    if (vnni_width > 0) {
         @export(&l2sqI8Vnni, .{ .name = prefix ++ "_l2sq_i8_vnni", .visibility = .hidden });
         @export(&dotI8Vnni, .{ .name = prefix ++ "_dot_i8_vnni", .visibility = .hidden });
     }
 }
+
+/// Bytes per `vpdpbusd` in this object: 0 where it has no VNNI kernels.
+const vnni_width: comptime_int = if (std.mem.eql(u8, kernel_options.suffix, "avx512"))
+    64
+else if (std.mem.eql(u8, kernel_options.suffix, "avx2")) 32 else 0;
 
 /// The i8 kernels (i8 storage): arguments point at the codes of two coded vectors, see
 /// kernels_i8.zig. The widened kernels take 4 lanes' worth of bytes per step.
@@ -77,11 +83,11 @@ fn dotI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
 }
 
 fn l2sqI8Vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
-    return i8k.combine(.l2sq, a, b, i8k.dotVnni(a, b, n));
+    return i8k.combine(.l2sq, a, b, i8k.dotVnni(vnni_width, a, b, n));
 }
 
 fn dotI8Vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
-    return i8k.combine(.dot, a, b, i8k.dotVnni(a, b, n));
+    return i8k.combine(.dot, a, b, i8k.dotVnni(vnni_width, a, b, n));
 }
 
 /// Squared euclidean distance of `a[0..n]` and `b[0..n]`. Either may be unaligned.

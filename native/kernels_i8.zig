@@ -16,8 +16,10 @@
 //! The integer dot product is where the time goes. With AVX-512 VNNI, `vpdpbusd` does 64
 //! byte multiply-adds per instruction, but multiplies unsigned by signed bytes: the kernel
 //! flips the sign bit of one side (a XOR 0x80 = a + 128 as an unsigned byte) and subtracts
-//! 128 * sum(b) afterwards. Without VNNI, bytes are widened to i16 and `vpmaddwd` multiplies and
-//! adds pairs (LLVM selects it from the pairwise pattern in `dotWidened`).
+//! 128 * sum(b) afterwards; AVX-VNNI has the same instruction on 256-bit registers. Without
+//! VNNI, bytes are widened and multiplied (`dotWidened`). LLVM compiles it to sign extensions,
+//! multiplies and shuffles rather than `pmaddwd`; an explicit `pmaddwd` version was measured
+//! within 10% of it on the dev machine (the byte widening is the bottleneck), so it was not kept.
 const std = @import("std");
 
 pub const terms_bytes = 16;
@@ -53,30 +55,48 @@ pub inline fn termsOf(codes: [*]const u8) Terms {
     };
 }
 
-/// sum_d a_d b_d with VNNI: `vpdpbusd` on 512-bit registers. Only for CPUs with AVX512_VNNI.
-pub fn dotVnni(a: [*]const u8, b: [*]const u8, n: usize) i64 {
-    const V = @Vector(64, u8);
+/// sum_d a_d b_d with VNNI `vpdpbusd`: `width` 64 on 512-bit registers (AVX512_VNNI), 32 on
+/// 256-bit ones (AVX-VNNI, VEX-encoded: Alder Lake and later without AVX-512). Only for CPUs
+/// that have it.
+pub fn dotVnni(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, n: usize) i64 {
+    comptime std.debug.assert(width == 32 or width == 64);
+    const V = @Vector(width, u8);
+    const A = @Vector(width / 4, i32);
     const bias: V = @splat(0x80);
     // Two accumulators: vpdpbusd has a latency of about 4-5 cycles.
-    var acc0: @Vector(16, i32) = @splat(0);
-    var acc1: @Vector(16, i32) = @splat(0);
+    var acc0: A = @splat(0);
+    var acc1: A = @splat(0);
     const end = padded(n);
     var i: usize = 0;
-    while (end - i >= 2 * block) : (i += 2 * block) {
-        acc0 = vpdpbusd(acc0, @as(V, a[i..][0..block].*) ^ bias, b[i..][0..block].*);
-        acc1 = vpdpbusd(acc1, @as(V, a[i + block ..][0..block].*) ^ bias, b[i + block ..][0..block].*);
+    while (end - i >= 2 * width) : (i += 2 * width) {
+        acc0 = vpdpbusd(width, acc0, @as(V, a[i..][0..width].*) ^ bias, b[i..][0..width].*);
+        acc1 = vpdpbusd(width, acc1, @as(V, a[i + width ..][0..width].*) ^ bias, b[i + width ..][0..width].*);
     }
-    if (i < end) acc0 = vpdpbusd(acc0, @as(V, a[i..][0..block].*) ^ bias, b[i..][0..block].*);
-    // Lanes hold at most 16 products of 255 * 127 per block pass; summed in i64 at the end.
-    const biased = @reduce(.Add, @as(@Vector(16, i64), acc0)) + @reduce(.Add, @as(@Vector(16, i64), acc1));
+    if (i < end) acc0 = vpdpbusd(width, acc0, @as(V, a[i..][0..width].*) ^ bias, b[i..][0..width].*);
+    // A lane gains at most 4 * 255 * 127 per step; summed in i64 at the end.
+    const W = @Vector(width / 4, i64);
+    const biased = @reduce(.Add, @as(W, acc0)) + @reduce(.Add, @as(W, acc1));
     return biased - 128 * @as(i64, termsOf(b).sum);
 }
 
-inline fn vpdpbusd(acc: @Vector(16, i32), unsigned: @Vector(64, u8), signed: @Vector(64, u8)) @Vector(16, i32) {
-    return asm ("vpdpbusd %[signed], %[unsigned], %[acc]"
+inline fn vpdpbusd(
+    comptime width: comptime_int,
+    acc: @Vector(width / 4, i32),
+    unsigned: @Vector(width, u8),
+    signed: @Vector(width, u8),
+) @Vector(width / 4, i32) {
+    if (width == 64) return asm ("vpdpbusd %[signed], %[unsigned], %[acc]"
         : [acc] "=v" (-> @Vector(16, i32)),
         : [unsigned] "v" (unsigned),
           [signed] "v" (signed),
+          [_] "0" (acc),
+    );
+    // {vex}: the AVX-VNNI encoding, which a CPU without AVX-512 decodes; "x" keeps the operands
+    // in ymm0-15, the registers VEX can name.
+    return asm ("{vex} vpdpbusd %[signed], %[unsigned], %[acc]"
+        : [acc] "=x" (-> @Vector(8, i32)),
+        : [unsigned] "x" (unsigned),
+          [signed] "x" (signed),
           [_] "0" (acc),
     );
 }

@@ -164,5 +164,5 @@ export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4, storageGive
 export const searchFlags = { walkRanking: 1 } as const;
 export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
 export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;
-export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5 } as const;
+export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5, avx2_vnni: 6 } as const;
 export const limits = { maxDimensions: 65536, maxM: 128 } as const;

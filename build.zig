@@ -24,6 +24,11 @@ pub fn build(b: *std.Build) void {
     gen_update.addCopyFileToSource(gen_out, "src/ffi.gen.ts");
     b.step("gen", "Regenerate src/ffi.gen.ts from native/ffi.zig").dependOn(&gen_update.step);
 
+    // Every distance kernel of every level this CPU supports, timed natively (BENCHMARKS.md).
+    const bench_mod = nativeModule(b, "native/bench_kernels.zig", target, .ReleaseFast, false);
+    const bench_exe = b.addExecutable(.{ .name = "quiver-bench-kernels", .root_module = bench_mod });
+    b.step("bench-kernels", "Time every distance kernel at every supported CPU level").dependOn(&b.addRunArtifact(bench_exe).step);
+
     const test_step = b.step("test", "Run the native unit and stress tests");
     test_step.dependOn(&b.addRunArtifact(addTests(b, target, .Debug, false, test_filters)).step);
     const test_fast = b.step("test-release", "Run the native tests in ReleaseSafe");

@@ -75,11 +75,18 @@ else if (std.mem.eql(u8, kernel_options.suffix, "avx2")) 32 else 0;
 /// The i8 kernels (i8 storage): arguments point at the codes of two coded vectors, see
 /// kernels_i8.zig. The widened kernels take 4 lanes' worth of bytes per step.
 fn l2sqI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
-    return i8k.combine(.l2sq, a, b, i8k.dotWidened(4 * lanes, a, b, n));
+    return i8k.combine(.l2sq, a, b, dotCodes(a, b, n));
 }
 
 fn dotI8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {
-    return i8k.combine(.dot, a, b, i8k.dotWidened(4 * lanes, a, b, n));
+    return i8k.combine(.dot, a, b, dotCodes(a, b, n));
+}
+
+/// The integer dot product of this object's non-VNNI i8 kernels: `pmaddubsw` on one register
+/// (4 bytes per f32 lane) on x86, the portable widening elsewhere.
+inline fn dotCodes(a: [*]const u8, b: [*]const u8, n: usize) i64 {
+    if (builtin.cpu.arch == .x86_64) return i8k.dotSigned(4 * lanes, a, b, n);
+    return i8k.dotWidened(4 * lanes, a, b, n);
 }
 
 fn l2sqI8Vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32 {

@@ -17,9 +17,10 @@
 //! byte multiply-adds per instruction, but multiplies unsigned by signed bytes: the kernel
 //! flips the sign bit of one side (a XOR 0x80 = a + 128 as an unsigned byte) and subtracts
 //! 128 * sum(b) afterwards; AVX-VNNI has the same instruction on 256-bit registers. Without
-//! VNNI, bytes are widened and multiplied (`dotWidened`). LLVM compiles it to sign extensions,
-//! multiplies and shuffles rather than `pmaddwd`; an explicit `pmaddwd` version was measured
-//! within 10% of it on the dev machine (the byte widening is the bottleneck), so it was not kept.
+//! VNNI, x86 multiplies bytes with `pmaddubsw` (unsigned by signed bytes, pairs added into i16):
+//! |a| times b with a's sign moved onto b is the same product, and |a| <= 127 keeps every pair
+//! sum (at most 2 * 127 * 127) clear of i16 saturation; `pmaddwd` by ones then widens to i32
+//! (`dotSigned`). Other targets widen bytes to i16 and multiply (`dotWidened`).
 const std = @import("std");
 
 pub const terms_bytes = 16;
@@ -101,8 +102,77 @@ inline fn vpdpbusd(
     );
 }
 
+/// sum_d a_d b_d on x86 without VNNI, `reg` bytes per instruction: 16 (SSSE3, legacy
+/// encoding), 32 (AVX2) or 64 (AVX-512BW).
+pub fn dotSigned(comptime reg: comptime_int, a: [*]const u8, b: [*]const u8, n: usize) i64 {
+    comptime std.debug.assert(reg == 16 or reg == 32 or reg == 64);
+    const I = @Vector(reg, i8);
+    const A = @Vector(reg / 4, i32);
+    const zero: I = @splat(0);
+    var acc0: A = @splat(0);
+    var acc1: A = @splat(0);
+    const end = padded(n);
+    var i: usize = 0;
+    // A lane gains at most 4 * 127 * 127 per step: i32 holds far more steps than 65,536 bytes make.
+    while (i < end) : (i += 2 * reg) {
+        inline for (.{ &acc0, &acc1 }, 0..) |acc, half| {
+            const x: I = @bitCast(a[i + half * reg ..][0..reg].*);
+            const y: I = @bitCast(b[i + half * reg ..][0..reg].*);
+            const signed: I = @select(i8, x < zero, zero -% y, y);
+            acc.* += widenPairs(reg, maddubs(reg, @abs(x), @bitCast(signed)));
+        }
+    }
+    const W = @Vector(reg / 4, i64);
+    return @reduce(.Add, @as(W, acc0)) + @reduce(.Add, @as(W, acc1));
+}
+
+/// `pmaddubsw`: u[2j] * s[2j] + u[2j+1] * s[2j+1] for each j, into i16 (saturating).
+inline fn maddubs(comptime reg: comptime_int, u: @Vector(reg, u8), s: @Vector(reg, u8)) @Vector(reg / 2, i16) {
+    const Out = @Vector(reg / 2, i16);
+    return switch (reg) {
+        16 => asm ("pmaddubsw %[s], %[out]"
+            : [out] "=x" (-> Out),
+            : [_] "0" (u),
+              [s] "x" (s),
+        ),
+        32 => asm ("vpmaddubsw %[s], %[u], %[out]"
+            : [out] "=x" (-> Out),
+            : [u] "x" (u),
+              [s] "x" (s),
+        ),
+        else => asm ("vpmaddubsw %[s], %[u], %[out]"
+            : [out] "=v" (-> Out),
+            : [u] "v" (u),
+              [s] "v" (s),
+        ),
+    };
+}
+
+/// `pmaddwd` by ones: adjacent i16 pairs added into i32.
+inline fn widenPairs(comptime reg: comptime_int, x: @Vector(reg / 2, i16)) @Vector(reg / 4, i32) {
+    const Out = @Vector(reg / 4, i32);
+    const ones: @Vector(reg / 2, i16) = @splat(1);
+    return switch (reg) {
+        16 => asm ("pmaddwd %[ones], %[out]"
+            : [out] "=x" (-> Out),
+            : [_] "0" (x),
+              [ones] "x" (ones),
+        ),
+        32 => asm ("vpmaddwd %[ones], %[x], %[out]"
+            : [out] "=x" (-> Out),
+            : [x] "x" (x),
+              [ones] "x" (ones),
+        ),
+        else => asm ("vpmaddwd %[ones], %[x], %[out]"
+            : [out] "=v" (-> Out),
+            : [x] "v" (x),
+              [ones] "v" (ones),
+        ),
+    };
+}
+
 /// sum_d a_d b_d on any CPU: `width` bytes at a time widened to i16, multiplied and added in
-/// adjacent pairs (one `pmaddwd`), accumulated in i32 lanes.
+/// adjacent pairs, accumulated in i32 lanes (the portable and NEON kernels).
 pub fn dotWidened(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, n: usize) i64 {
     // Steps must tile the 64-byte padding exactly.
     comptime std.debug.assert(width >= 2 and block % width == 0);

@@ -29,15 +29,20 @@ const building_suffix = temp_suffix ++ ".building";
 
 pub const BeginError = error{ Io, Exists };
 
+/// `path` followed by `a` and `b` (suffixes), as a C string in `buffer`.
+fn joined(buffer: []u8, path: []const u8, a: []const u8, b: []const u8) Error![:0]const u8 {
+    return std.fmt.bufPrintZ(buffer, "{s}{s}{s}", .{ path, a, b }) catch error.Io;
+}
+
 /// Step 1: marks `path~compact*` as a build of ours. `Exists` when a file of that name is there
 /// without a marker (an index of the caller's, which must not be overwritten or removed).
 pub fn begin(path: []const u8) BeginError!void {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     if (!(marked(path) catch return error.Io)) {
-        const data = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix, .{path}) catch return error.Io;
+        const data = joined(&buffer, path, temp_suffix, "") catch return error.Io;
         if (exists(data) catch return error.Io) return error.Exists;
     }
-    const marker = std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io;
+    const marker = try joined(&buffer, path, building_suffix, "");
     const fd = posix.openZ(marker, .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true }, 0o644) catch return error.Io;
     posix.close(fd);
     // Durable before the build's files are: after a power loss, files without their marker
@@ -53,7 +58,7 @@ pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
 /// Step 3: the set at `tempPath` is complete and synced; from here on it is the index.
 pub fn commit(path: []const u8) Error!void {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const record = std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io;
+    const record = try joined(&buffer, path, commit_suffix, "");
     const fd = posix.openZ(record, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
     defer posix.close(fd);
     posix.fsync(fd) catch return error.Io;
@@ -63,13 +68,13 @@ pub fn commit(path: []const u8) Error!void {
 /// Whether a committed swap is unfinished (the commit record exists).
 pub fn pending(path: []const u8) Error!bool {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    return exists(std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io);
+    return exists(try joined(&buffer, path, commit_suffix, ""));
 }
 
 /// Whether `path~compact*` belongs to a build of ours (the marker exists).
 fn marked(path: []const u8) Error!bool {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    return exists(std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io);
+    return exists(try joined(&buffer, path, building_suffix, ""));
 }
 
 fn exists(path: [:0]const u8) Error!bool {
@@ -86,8 +91,8 @@ pub fn rollForward(path: []const u8) Error!void {
     for (rename_order) |i| {
         var a: [std.fs.max_path_bytes]u8 = undefined;
         var b: [std.fs.max_path_bytes]u8 = undefined;
-        const from = std.fmt.bufPrintZ(&a, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffixes[i] }) catch return error.Io;
-        const to = std.fmt.bufPrintZ(&b, "{s}{s}", .{ path, suffixes[i] }) catch return error.Io;
+        const from = try joined(&a, path, temp_suffix, suffixes[i]);
+        const to = try joined(&b, path, suffixes[i], "");
         posix.renameZ(from, to) catch |err| switch (err) {
             error.FileNotFound => {},
             else => return error.Io,
@@ -104,10 +109,10 @@ pub fn removeLeftovers(path: []const u8) Error!void {
     if (!try marked(path)) return;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
-        try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.Io);
+        try unlinkIfPresent(try joined(&buffer, path, temp_suffix, suffix));
     }
-    try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ commit_suffix, .{path}) catch return error.Io);
-    try unlinkIfPresent(std.fmt.bufPrintZ(&buffer, "{s}" ++ building_suffix, .{path}) catch return error.Io);
+    try unlinkIfPresent(try joined(&buffer, path, commit_suffix, ""));
+    try unlinkIfPresent(try joined(&buffer, path, building_suffix, ""));
     try syncDirectory(path);
 }
 
@@ -115,12 +120,12 @@ pub fn removeLeftovers(path: []const u8) Error!void {
 /// file comment): the replacement's name first, then the index's own.
 pub fn openResolved(path: []const u8, suffix: []const u8) posix.OpenError!posix.fd_t {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const temp = std.fmt.bufPrintZ(&buffer, "{s}" ++ temp_suffix ++ "{s}", .{ path, suffix }) catch return error.NameTooLong;
+    const temp = joined(&buffer, path, temp_suffix, suffix) catch return error.NameTooLong;
     if (posix.openZ(temp, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0)) |fd| return fd else |err| switch (err) {
         error.FileNotFound => {},
         else => return err,
     }
-    const own = std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix }) catch return error.NameTooLong;
+    const own = joined(&buffer, path, suffix, "") catch return error.NameTooLong;
     return posix.openZ(own, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
 }
 

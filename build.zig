@@ -1,6 +1,6 @@
 //! Quiver's build. `zig build` makes the release library (and a debug variant) for the host;
 //! `zig build test` runs the native tests; `zig build test-tsan` runs them under ThreadSanitizer;
-//! `zig build gen` rewrites src/ffi.gen.ts from the export table in native/ffi.zig.
+//! `zig build gen` rewrites src/ffi.gen.ts from the export table in native/ffi/exports.zig.
 const std = @import("std");
 
 pub fn build(b: *std.Build) void {
@@ -14,7 +14,7 @@ pub fn build(b: *std.Build) void {
     const lib_debug = addLibrary(b, "quiver-debug", target, .Debug, false);
     b.installArtifact(lib_debug);
 
-    // The FFI table generator: one source of truth (native/ffi.zig) for the TS bindings.
+    // The FFI table generator: one source of truth (native/ffi/exports.zig) for the TS bindings.
     const gen_mod = nativeModule(b, "native/gen_ffi.zig", b.graph.host, .Debug, false);
     const gen_exe = b.addExecutable(.{ .name = "quiver-gen-ffi", .root_module = gen_mod });
     b.installArtifact(gen_exe);
@@ -22,7 +22,7 @@ pub fn build(b: *std.Build) void {
     const gen_out = gen_run.captureStdOut();
     const gen_update = b.addUpdateSourceFiles();
     gen_update.addCopyFileToSource(gen_out, "src/ffi.gen.ts");
-    b.step("gen", "Regenerate src/ffi.gen.ts from native/ffi.zig").dependOn(&gen_update.step);
+    b.step("gen", "Regenerate src/ffi.gen.ts from native/ffi/exports.zig").dependOn(&gen_update.step);
 
     // Every distance kernel of every level this CPU supports, timed natively (BENCHMARKS.md).
     const bench_mod = nativeModule(b, "native/bench_kernels.zig", target, .ReleaseFast, false);
@@ -36,11 +36,11 @@ pub fn build(b: *std.Build) void {
     const tsan_step = b.step("test-tsan", "Run the native tests under ThreadSanitizer");
     tsan_step.dependOn(&b.addRunArtifact(addTests(b, target, .ReleaseSafe, true, test_filters)).step);
 
-    // The canary: TSan must report the deliberate race in native/tsan_canary.zig.
+    // The canary: TSan must report the deliberate race in native/sync/tsan_canary.zig.
     const canary = b.addExecutable(.{
         .name = "quiver-tsan-canary",
         .root_module = b.createModule(.{
-            .root_source_file = b.path("native/tsan_canary.zig"),
+            .root_source_file = b.path("native/sync/tsan_canary.zig"),
             .target = target,
             .optimize = .ReleaseSafe,
             .link_libc = true,
@@ -56,7 +56,7 @@ pub fn build(b: *std.Build) void {
     const order = b.addExecutable(.{
         .name = "quiver-lock-order-canary",
         .root_module = b.createModule(.{
-            .root_source_file = b.path("native/lock_order_canary.zig"),
+            .root_source_file = b.path("native/sync/lock_order_canary.zig"),
             .target = target,
             .optimize = .Debug,
             .link_libc = true,
@@ -166,7 +166,7 @@ fn addKernelObject(
     const options = b.addOptions();
     options.addOption([]const u8, "suffix", suffix);
     const mod = b.createModule(.{
-        .root_source_file = b.path("native/kernels.zig"),
+        .root_source_file = b.path("native/kernels/simd.zig"),
         .target = b.resolveTargetQuery(query),
         // Kernels are always optimized: a Debug kernel would make debug test runs crawl.
         .optimize = if (optimize == .Debug) .ReleaseSafe else optimize,

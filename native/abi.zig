@@ -1,5 +1,5 @@
 //! Every type that crosses the FFI boundary: the status codes and the extern structs.
-//! The TypeScript bindings (src/ffi.gen.ts) are generated from this file and ffi.zig by
+//! The TypeScript bindings (src/ffi.gen.ts) are generated from this file and ffi/exports.zig by
 //! native/gen_ffi.zig, so there is exactly one table of codes, names and layouts.
 const std = @import("std");
 

@@ -2,8 +2,8 @@
 //! in nanoseconds per call on vectors in L1, called directly (no FFI). A benchmark, not a test:
 //! it prints, and BENCHMARKS.md records what it printed.
 const std = @import("std");
-const distance = @import("distance.zig");
-const quantize = @import("quantize.zig");
+const distance = @import("kernels/distance.zig");
+const quantize = @import("kernels/quantize.zig");
 
 pub fn main() !void {
     const gpa = std.heap.page_allocator;

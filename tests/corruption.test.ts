@@ -16,7 +16,7 @@
  *
  * QUIVER_SEED replays; QUIVER_CASES sets the number of cases (default 10000; QUIVER_SOAK=1:
  * 200000); QUIVER_CASE=<n> runs case n alone (add QUIVER_DEBUG=1 for the Debug library) and
- * QUIVER_KEEP=1 keeps its files. The file format is read from native/layout.zig and native/wal.zig (tests/fixtures/
+ * QUIVER_KEEP=1 keeps its files. The file format is read from native/storage/layout.zig and native/storage/wal.zig (tests/fixtures/
  * util.ts), and the fixtures' own checksums are a canary that the model matches the library.
  */
 import { Index } from "../mod.ts";
@@ -61,7 +61,7 @@ test(`corruption: ${cases} damaged indexes open with a typed error or work (plus
     assert(bases.clean.info.slotsUsed > 300 && bases.dirty.files[wal].length > 0, "the fixtures are not what this spec expects");
     assert(
       bases.half.info.storage === 1 && bases.quant.info.storage === 2 && bases.quant.info.exactPrefix > 0,
-      `the f16/i8 fixtures have storage ${bases.half.info.storage}/${bases.quant.info.storage}: tests/fixtures/corruption_cases.ts disagrees with native/layout.zig`,
+      `the f16/i8 fixtures have storage ${bases.half.info.storage}/${bases.quant.info.storage}: tests/fixtures/corruption_cases.ts disagrees with native/storage/layout.zig`,
     );
     const built = performance.now();
 
@@ -199,7 +199,7 @@ function groupBy<T>(items: T[], key: (item: T) => string): Map<string, T[]> {
   return groups;
 }
 
-/** The panic message and the first frame in native/, e.g. "integer overflow @ index_write.zig:96". */
+/** The panic message and the first frame in native/, e.g. "integer overflow @ index/write.zig:96". */
 function crashSite(stderr: string): string {
   const panic = /panic: ([^\n]*)/.exec(stderr)?.[1] ?? /(Segmentation fault|SIGSEGV|SIGBUS|SIGILL)/.exec(stderr)?.[1] ?? "no panic message";
   const frame = /native\/([\w.]+:\d+)/.exec(stderr)?.[1] ?? "?";

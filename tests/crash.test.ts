@@ -439,7 +439,7 @@ function checkIndex(
 }
 
 /**
- * The states a kill can leave `publish` (native/index_write.zig) in, built exactly: a child
+ * The states a kill can leave `publish` (native/index/write.zig) in, built exactly: a child
  * upserts key 7 and adds key 99 after a checkpoint and dies, then the metadata is set back to
  * what it was between publish's stores. Whatever instant the kill hit, the open must recover
  * every logged write: key 7 once with its new vector, key 99 present, 51 keys.
@@ -511,7 +511,7 @@ test("crash: recovery handles every state a kill can leave an add or upsert in",
 });
 
 /**
- * Compaction swaps four files, which no single rename can do; native/swap.zig makes it atomic
+ * Compaction swaps four files, which no single rename can do; native/storage/swap.zig makes it atomic
  * with a commit record. This builds, exactly, every state a kill can leave the swap in (the old
  * set and the compacted set are both real files, copied into each combination) and checks that
  * a read-only open and then a writable open see one whole index, the compacted one once the
@@ -521,7 +521,7 @@ test("crash: every state a kill can leave a compaction swap in opens as one whol
   const dimensions = 8;
   const seed = 23;
   const files = indexFiles().slice(0, -1); // the WAL is empty across a compaction
-  const renameOrder = [1, 2, 3, 0]; // native/swap.zig: side files first, the data file last
+  const renameOrder = [1, 2, 3, 0]; // native/storage/swap.zig: side files first, the data file last
   const dir = makeTempDir("quiver-swap-states-");
   const failures: string[] = [];
   try {
@@ -554,7 +554,7 @@ test("crash: every state a kill can leave a compaction swap in opens as one whol
     ];
     for (const state of states) {
       for (const suffix of [...files, ".wal", ".commit", ".building"]) removeFile(`${path}~compact${suffix}`);
-      // Every build starts by marking its files as ours (native/swap.zig step 1).
+      // Every build starts by marking its files as ours (native/storage/swap.zig step 1).
       writeBytes(`${path}~compact.building`, new Uint8Array(0));
       const renamed = new Set(renameOrder.slice(0, state.renamed));
       files.forEach((suffix, i) => {

@@ -1,5 +1,5 @@
 /**
- * The FFI table is the single source of truth (native/ffi.zig + native/abi.zig). This spec fails
+ * The FFI table is the single source of truth (native/ffi/exports.zig + native/abi.zig). This spec fails
  * when anything derived from it drifts: the generated src/ffi.gen.ts (compared byte for byte with
  * the generator's output, and field by field with the Zig sources), the symbols the library
  * really exports, the adapter's function table, and the struct layouts asserted in abi.zig.
@@ -47,13 +47,13 @@ test("ffi table: the generator's output equals src/ffi.gen.ts byte for byte", ()
 });
 
 test("ffi table: src/ffi.gen.ts agrees with the Zig sources (exports, status codes, messages, struct fields)", () => {
-  const ffiZig = readFileSync(repoPath("native/ffi.zig"), "utf8");
+  const ffiZig = readFileSync(repoPath("native/ffi/exports.zig"), "utf8");
   const abiZig = readFileSync(repoPath("native/abi.zig"), "utf8");
   const exportsBody = ffiZig.slice(ffiZig.indexOf("pub const exports = struct {"));
-  assert(exportsBody.length > 0, "native/ffi.zig has no `exports` struct");
+  assert(exportsBody.length > 0, "native/ffi/exports.zig has no `exports` struct");
   const exported = [...exportsBody.matchAll(/pub fn (\w+)\(/g)].map((m) => m[1]);
   assert(exported.length >= 20, `only ${exported.length} exports parsed`);
-  assertEquals(Object.keys(symbols), exported, "symbols (and their order) differ from native/ffi.zig");
+  assertEquals(Object.keys(symbols), exported, "symbols (and their order) differ from native/ffi/exports.zig");
   for (const [name, sig] of Object.entries(symbols)) {
     const params = exportsBody.match(new RegExp(`pub fn ${name}\\(([^)]*)\\)`))![1];
     const count = params.trim() === "" ? 0 : params.split(",").filter((p) => p.trim() !== "").length;

@@ -1,5 +1,5 @@
 /**
- * i8 storage (native/quantize.zig, native/centre.zig): vectors are walked as 8-bit codes around a
+ * i8 storage (native/kernels/quantize.zig, native/index/centre.zig): vectors are walked as 8-bit codes around a
  * per-dimension centre (given, or the mean of the first add call), and the best candidates are
  * reranked on the exact f32 vectors of the `.vectors` file.
  *

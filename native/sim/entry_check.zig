@@ -1,4 +1,4 @@
-//! Interleaving checks of the real entry-point promotion (native/entry.zig).
+//! Interleaving checks of the real entry-point promotion (native/hnsw/entry.zig).
 //!
 //! Threads promote candidates of different levels concurrently. Invariants:
 //!   - the entry level never decreases, at every step;
@@ -10,7 +10,7 @@ const std = @import("std");
 const sched = @import("sched.zig");
 const explore = @import("explore.zig");
 const Sim = @import("atomic.zig").Sim;
-const entry = @import("../entry.zig");
+const entry = @import("../hnsw/entry.zig");
 
 const EntryPoint = entry.EntryPoint(Sim);
 const Entry = entry.Entry;

@@ -1,4 +1,4 @@
-//! Interleaving checks of the real mapping-generation code (native/epoch.zig).
+//! Interleaving checks of the real mapping-generation code (native/storage/epoch.zig).
 //!
 //! Each generation's payload points at a fake mapping whose release clears `mapped` and
 //! poisons its bytes but keeps the memory, so a broken variant's read is detected instead of
@@ -14,7 +14,7 @@ const std = @import("std");
 const sched = @import("sched.zig");
 const explore = @import("explore.zig");
 const Sim = @import("atomic.zig").Sim;
-const epoch = @import("../epoch.zig");
+const epoch = @import("../storage/epoch.zig");
 
 const poison: u8 = 0xdd;
 

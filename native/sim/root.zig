@@ -1,5 +1,4 @@
-//! The root of the interleaving checker's tests; native/tests.zig reaches it through
-//! native/sim_tests.zig. The last test fails if a file in native/sim/ with tests is not listed.
+//! The root of the interleaving checker's tests; native/tests.zig imports it. The last test fails if a file in native/sim/ with tests is not listed.
 const std = @import("std");
 
 pub const files = .{

@@ -4,7 +4,7 @@
 //! operation of the simulated sync layer (atomic.zig) first calls `point`, which hands the
 //! baton to the thread the schedule picks next. A schedule is the list of choices made at those
 //! points, so replaying the list replays the run exactly, while the code under test
-//! (native/epoch.zig, native/entry.zig) runs unmodified. Only one thread runs at a time, so
+//! (native/storage/epoch.zig, native/hnsw/entry.zig) runs unmodified. Only one thread runs at a time, so
 //! every atomic operation is sequentially consistent here: the checker finds interleaving bugs,
 //! not weak-memory reorderings (ThreadSanitizer and the stress tests cover those).
 //!

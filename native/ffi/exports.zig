@@ -1,0 +1,487 @@
+//! THE FFI TABLE: every symbol the library exports, in one struct. lib.zig exports each public
+//! function of `exports`; native/gen_ffi.zig reads the same struct (and abi.zig) to generate
+//! src/ffi.gen.ts, from which the Bun and Deno symbol tables are derived. Nothing is listed twice.
+//!
+//! Conventions: every fallible call returns `Status`; results go through out-pointers; handles
+//! are u32 (indexes) or u64 (guards, snapshots; 0 names the live view); buffers are
+//! pointer + length pairs, and a null pointer is accepted only with a zero length.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const Status = abi.Status;
+const registry = @import("registry.zig");
+const index_mod = @import("../index/index.zig");
+const Index = index_mod.Index;
+const write = @import("../index/write.zig");
+const read = @import("../index/read.zig");
+const recovery = @import("../index/recovery.zig");
+const verify_mod = @import("../index/verify.zig");
+const distance = @import("../kernels/distance.zig");
+const backup = @import("../index/backup.zig");
+const compact = @import("../index/compact.zig");
+const centre = @import("../index/centre.zig");
+const quantize = @import("../kernels/quantize.zig");
+const parallel = @import("../sync/pool.zig");
+
+pub const abi_version: u32 = 2;
+
+fn slice(comptime T: type, ptr: ?[*]const T, len: u64) ?[]const T {
+    if (len == 0) return &.{};
+    const p = ptr orelse return null;
+    return p[0..@intCast(len)];
+}
+
+/// The codes inside a `quantize.Coded` buffer of `bytes` bytes for `n` dimensions.
+fn coded(ptr: ?[*]const u8, bytes: u64, n: u32) ?[*]const u8 {
+    const p = ptr orelse return null;
+    if (n == 0 or bytes < quantize.Coded.bytes(n)) return null;
+    return p + 64;
+}
+
+fn rankingOf(flags: u32) ?read.Ranking {
+    if (flags & ~abi.search_flag_walk_ranking != 0) return null;
+    return if (flags & abi.search_flag_walk_ranking != 0) .walk else .exact;
+}
+
+fn sliceMut(comptime T: type, ptr: ?[*]T, len: u64) ?[]T {
+    if (len == 0) return &.{};
+    const p = ptr orelse return null;
+    return p[0..@intCast(len)];
+}
+
+pub fn statusOf(err: anyerror) Status {
+    return switch (err) {
+        error.InvalidArgument => .invalid_argument,
+        error.DimensionMismatch => .dimension_mismatch,
+        error.InvalidVector => .invalid_vector,
+        error.NotFound => .not_found,
+        error.OutOfMemory => .out_of_memory,
+        error.CapacityExceeded => .capacity_exceeded,
+        error.Io => .io,
+        error.Corrupt => .corrupt_index,
+        error.UnsupportedVersion => .unsupported_version,
+        error.Locked => .locked,
+        error.StaleGuard => .stale_guard,
+        error.TooManyHandles => .too_many_handles,
+        error.Busy => .busy,
+        error.ReadOnly => .read_only,
+        error.UnknownMetric => .unknown_metric,
+        error.InvalidDimensions => .invalid_dimensions,
+        error.InvalidEf => .invalid_ef,
+        error.InvalidHandle => .invalid_handle,
+        error.Closed => .closed,
+        error.InvalidK => .invalid_k,
+        else => .internal,
+    };
+}
+
+/// One call on an index: a registry user (so close cannot free it underneath) holding the
+/// structure lock shared (so compaction cannot swap the storage underneath).
+const Op = struct {
+    handle: u32,
+    index: *Index,
+
+    fn end(op: Op) void {
+        op.index.structure.unlockShared();
+        registry.leave(op.handle);
+    }
+};
+
+fn begin(handle: u32) !Op {
+    const index = try registry.enter(handle);
+    index.structure.lockShared(&index.counters.lock_contention);
+    return .{ .handle = handle, .index = index };
+}
+
+fn checkSearch(index: *Index, k: u32, ef: u32) !u32 {
+    if (k == 0) return error.InvalidK;
+    const beam = if (ef == 0) @max(index.ef_search, k) else ef;
+    if (beam < k or beam > 1 << 20) return error.InvalidEf;
+    return beam;
+}
+
+fn statusOfSearch(err: anyerror) Status {
+    return if (err == error.InvalidK) .invalid_k else statusOf(err);
+}
+
+fn register(index: *Index, out_handle: ?*u32) Status {
+    const out = out_handle orelse {
+        index.destroy();
+        return .invalid_argument;
+    };
+    out.* = registry.register(index) catch |err| {
+        index.destroy();
+        return statusOf(err);
+    };
+    return .ok;
+}
+
+pub const exports = struct {
+    pub fn qv_abi_version() callconv(.C) u32 {
+        return abi_version;
+    }
+
+    /// The SIMD level the distance kernels run at (distance.Level).
+    pub fn qv_kernel_level() callconv(.C) u32 {
+        return @intFromEnum(distance.level());
+    }
+
+    pub fn qv_kernel_l2sq(a: ?[*]const f32, b: ?[*]const f32, len: u32) callconv(.C) f32 {
+        const x = slice(f32, a, len) orelse return std.math.nan(f32);
+        const y = slice(f32, b, len) orelse return std.math.nan(f32);
+        return distance.l2sq(x, y);
+    }
+
+    pub fn qv_kernel_dot(a: ?[*]const f32, b: ?[*]const f32, len: u32) callconv(.C) f32 {
+        const x = slice(f32, a, len) orelse return std.math.nan(f32);
+        const y = slice(f32, b, len) orelse return std.math.nan(f32);
+        return distance.dot(x, y);
+    }
+
+    /// Codes `vector` around `centre` (i8 storage's format, for benchmarks and tools) into
+    /// `out`, which must hold `quantize.Coded` bytes: 64 + `len` rounded up to 64, the codes at
+    /// offset 64 and their terms in the 16 bytes before. `metric` is an `abi.Metric`.
+    pub fn qv_kernel_encode_i8(vector: ?[*]const f32, centre_ptr: ?[*]const f32, len: u32, metric: u32, out: ?[*]u8, out_len: u64) callconv(.C) Status {
+        const x = slice(f32, vector, len) orelse return .invalid_argument;
+        const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        if (metric > @intFromEnum(abi.Metric.cosine)) return .unknown_metric;
+        const o = sliceMut(u8, out, out_len) orelse return .invalid_argument;
+        if (o.len < quantize.Coded.bytes(len)) return .invalid_argument;
+        // The index's bounds on stored vectors keep the codes' arithmetic finite.
+        for ([_][]const f32{ x, c }) |v| _ = write.boundedNorm(v) catch |err| return statusOf(err);
+        quantize.encode(if (metric == @intFromEnum(abi.Metric.l2sq)) .l2sq else .dot, x, c, o.ptr + 64);
+        return .ok;
+    }
+
+    /// The i8 kernels on two buffers written by `qv_kernel_encode_i8` (NaN on bad lengths).
+    pub fn qv_kernel_l2sq_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+        const x = coded(a, a_len, len) orelse return std.math.nan(f32);
+        const y = coded(b, b_len, len) orelse return std.math.nan(f32);
+        return distance.kernelI8(.l2sq)(x, y, len);
+    }
+
+    pub fn qv_kernel_dot_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+        const x = coded(a, a_len, len) orelse return std.math.nan(f32);
+        const y = coded(b, b_len, len) orelse return std.math.nan(f32);
+        return distance.kernelI8(.ip)(x, y, len);
+    }
+
+    /// Creates an in-memory index.
+    pub fn qv_index_create(options: ?*const abi.Options, out_handle: ?*u32) callconv(.C) Status {
+        const opts = options orelse return .invalid_argument;
+        const index = Index.create(std.heap.c_allocator, opts.*, null) catch |err| return statusOf(err);
+        return register(index, out_handle);
+    }
+
+    /// Opens (or, with flag_create, creates) a persistent index at `path`. `validation` 1 checks
+    /// the checksums of every region (reads the whole index); 0 checks headers and metadata.
+    pub fn qv_index_open(path: ?[*]const u8, path_len: u32, options: ?*const abi.Options, validation: u32, out_handle: ?*u32) callconv(.C) Status {
+        const opts = options orelse return .invalid_argument;
+        const p = slice(u8, path, path_len) orelse return .invalid_argument;
+        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        const mode: recovery.Validation = if (validation == 1) .full else .fast;
+        const index = recovery.open(std.heap.c_allocator, p, opts.*, mode) catch |err| blk: {
+            if (err != error.NotFound or opts.flags & abi.Options.flag_create == 0) return statusOf(err);
+            break :blk Index.create(std.heap.c_allocator, opts.*, p) catch |e| return statusOf(e);
+        };
+        return register(index, out_handle);
+    }
+
+    /// Closes the index for every user; running calls finish first, later ones get `closed`.
+    pub fn qv_index_close(handle: u32) callconv(.C) Status {
+        registry.close(handle) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Adds a reference for another wrapper (e.g. in a Worker). Pair with qv_index_release.
+    pub fn qv_index_retain(handle: u32) callconv(.C) Status {
+        registry.retain(handle) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Drops a reference; the last one of a closed index frees it.
+    pub fn qv_index_release(handle: u32) callconv(.C) Status {
+        registry.release(handle) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_index_add(handle: u32, key: u64, vector: ?[*]const f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const v = slice(f32, vector, len) orelse return .invalid_argument;
+        write.add(index, key, v) catch |err| return statusOf(err);
+        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_index_add_batch(handle: u32, keys: ?[*]const u64, count: u32, vectors: ?[*]const f32, vectors_len: u64, threads: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const k = slice(u64, keys, count) orelse return .invalid_argument;
+        const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        write.addBatch(index, k, v, threads) catch |err| return statusOf(err);
+        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// i8 storage: sets the centre its codes are taken around (`dimensions` floats). Allowed
+    /// until the first add trains one; afterwards only the same centre is accepted (`busy`).
+    pub fn qv_index_set_centre(handle: u32, centre_ptr: ?[*]const f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        centre.set(op.index, c) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// i8 storage: copies the centre (`dimensions` floats; zeros until it is set or trained).
+    pub fn qv_index_get_centre(handle: u32, out: ?[*]f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        if (index.layout.storage != .i8) return .invalid_argument;
+        const o = sliceMut(f32, out, len) orelse return .invalid_argument;
+        if (o.len != index.layout.dimensions) return .dimension_mismatch;
+        // Not while the first add trains it (which holds the writers lock exclusively).
+        index.writers.lockShared(&index.counters.lock_contention);
+        defer index.writers.unlockShared();
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        @memcpy(o, generation.payload.centre());
+        return .ok;
+    }
+
+    pub fn qv_index_remove(handle: u32, key: u64, out_removed: ?*u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_removed orelse return .invalid_argument;
+        out.* = @intFromBool(write.remove(index, key) catch |err| return statusOf(err));
+        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_index_has(handle: u32, snapshot: u64, key: u64, out_has: ?*u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_has orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        out.* = @intFromBool(read.has(index, key, seq));
+        return .ok;
+    }
+
+    /// Copies the vector of `key` into `out` (dimensions floats); `not_found` if absent.
+    pub fn qv_index_get(handle: u32, snapshot: u64, key: u64, out: ?[*]f32, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        if (len != index.layout.dimensions) return .dimension_mismatch;
+        const o = sliceMut(f32, out, len) orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        if (!read.get(index, key, seq, o)) return .not_found;
+        return .ok;
+    }
+
+    /// k nearest neighbours of one query, closest first; `ef` 0 means the index default.
+    /// `flags`: `abi.search_flag_walk_ranking` or 0.
+    pub fn qv_index_search(handle: u32, snapshot: u64, query: ?[*]const f32, len: u32, k: u32, ef: u32, flags: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_count: ?*u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const q = slice(f32, query, len) orelse return .invalid_argument;
+        write.validateVector(index, q) catch |err| return statusOf(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOfSearch(err);
+        const keys = sliceMut(u64, out_keys, k) orelse return .invalid_argument;
+        const distances = sliceMut(f32, out_distances, k) orelse return .invalid_argument;
+        const count = out_count orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        count.* = read.searchOneWith(index, q, k, beam, seq, ranking, .{ .keys = keys, .distances = distances }) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// `count` queries from one flat array; results at [i*k, i*k + counts[i]).
+    pub fn qv_index_search_batch(handle: u32, snapshot: u64, queries: ?[*]const f32, queries_len: u64, count: u32, k: u32, ef: u32, flags: u32, threads: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_counts: ?[*]u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const d = index.layout.dimensions;
+        if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
+        const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
+        for (0..count) |i| write.validateVector(index, q[i * d ..][0..d]) catch |err| return statusOf(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOfSearch(err);
+        const total = @as(u64, count) * k;
+        const keys = sliceMut(u64, out_keys, total) orelse return .invalid_argument;
+        const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
+        const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        read.searchBatch(index, q, k, beam, seq, ranking, threads, keys, distances, counts) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_index_size(handle: u32, snapshot: u64, out_size: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_size orelse return .invalid_argument;
+        out.* = read.snapshotSize(index, snapshot) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Writes up to `capacity` visible keys; `out_total` receives how many are visible in all.
+    pub fn qv_index_keys(handle: u32, snapshot: u64, out_keys: ?[*]u64, capacity: u64, out_total: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const keys = sliceMut(u64, out_keys, capacity) orelse return .invalid_argument;
+        const total = out_total orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        total.* = read.keys(index, seq, keys);
+        return .ok;
+    }
+
+    pub fn qv_index_reserve(handle: u32, slots: u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        write.reserve(index, slots) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Maps the storage again at its current size: a real remap (new addresses, epoch + 1)
+    /// without growth. For tests of the remap path and for forcing stale guards.
+    pub fn qv_index_remap(handle: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        write.remap(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_index_stats(handle: u32, out_stats: ?*abi.Stats) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_stats orelse return .invalid_argument;
+        out.* = index.stats();
+        return .ok;
+    }
+
+    pub fn qv_index_verify(handle: u32, out_report: ?*abi.VerifyReport) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_report orelse return .invalid_argument;
+        out.* = verify_mod.verify(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Makes every acknowledged write durable against power loss (fsync of the WAL).
+    pub fn qv_index_sync(handle: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        write.sync(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Writes a consistent image into the mapped files and empties the WAL.
+    pub fn qv_index_checkpoint(handle: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        index.checkpoint() catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// The address of the index's epoch counter (u64), valid while the caller holds a reference.
+    pub fn qv_index_epoch_address(handle: u32, out_address: ?*usize) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_address orelse return .invalid_argument;
+        out.* = @intFromPtr(&index.storage.epochs.epoch.raw);
+        return .ok;
+    }
+
+    /// Reclaims tombstones: rebuilds the graph from the live vectors into fresh storage and swaps
+    /// it in. Takes the exclusive path (every other call on the index waits); `busy` while views
+    /// or snapshots are alive.
+    pub fn qv_index_compact(handle: u32, threads: u32) callconv(.C) Status {
+        const index = registry.enter(handle) catch |err| return statusOf(err);
+        defer registry.leave(handle);
+        index.structure.lock(&index.counters.lock_contention);
+        defer index.structure.unlock();
+        compact.compact(index, threads) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_snapshot_create(handle: u32, out_snapshot: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const out = out_snapshot orelse return .invalid_argument;
+        out.* = read.snapshotCreate(index) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Writes the snapshot (0: the live view) as a new persistent index at `path`, while
+    /// writers go on. Opening it gives exactly the snapshot's contents.
+    pub fn qv_snapshot_save(handle: u32, snapshot: u64, path: ?[*]const u8, path_len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const p = slice(u8, path, path_len) orelse return .invalid_argument;
+        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        backup.save(index, snapshot, p) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_snapshot_release(handle: u32, snapshot: u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        read.snapshotRelease(index, snapshot) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Pins the current mapping and returns a zero-copy pointer to `key`'s vector.
+    pub fn qv_guard_acquire(handle: u32, key: u64, out_guard: ?*u64, out_address: ?*usize, out_epoch: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const guard_out = out_guard orelse return .invalid_argument;
+        const address_out = out_address orelse return .invalid_argument;
+        const epoch_out = out_epoch orelse return .invalid_argument;
+        const info = read.guardAcquire(index, key) catch |err| return statusOf(err);
+        guard_out.* = info.handle;
+        address_out.* = @intFromPtr(info.ptr);
+        epoch_out.* = info.epoch;
+        return .ok;
+    }
+
+    /// `ok` while the guard's mapping is current, `stale_guard` after a remap.
+    pub fn qv_guard_check(handle: u32, guard: u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        read.guardCheck(index, guard) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    pub fn qv_guard_release(handle: u32, guard: u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        read.guardRelease(index, guard) catch |err| return statusOf(err);
+        return .ok;
+    }
+};
+
+comptime {
+    // Batches run on at most this many native threads.
+    std.debug.assert(parallel.max_threads >= 2);
+}

@@ -1,0 +1,104 @@
+//! The global table of open indexes. The TS side holds a u32 handle (`generation << 12 | slot`),
+//! never a pointer, so a stale or forged handle is an `InvalidHandle` error, not a wild pointer.
+//! Each entry packs its state in one atomic word; entering an operation is one CAS, and the last
+//! user out of a closed index destroys it, so `close()` never frees memory under a running call.
+const std = @import("std");
+const Index = @import("../index/index.zig").Index;
+
+pub const slot_bits = 12;
+pub const max_indexes: u32 = 1 << slot_bits;
+const generation_bits = 20;
+
+/// word: | generation:20 | open:1 | closed:1 | users:42 |
+const users_mask: u64 = (1 << 42) - 1;
+const closed_bit: u64 = 1 << 42;
+const open_bit: u64 = 1 << 43;
+const generation_shift = 44;
+
+const Entry = struct {
+    word: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    index: std.atomic.Value(?*Index) = std.atomic.Value(?*Index).init(null),
+};
+
+var entries: [max_indexes]Entry = [_]Entry{.{}} ** max_indexes;
+
+pub const Error = error{ InvalidHandle, Closed, TooManyHandles };
+
+fn generationOf(word: u64) u32 {
+    return @intCast(word >> generation_shift);
+}
+
+/// Registers a new index with one user (its creator). Returns the handle.
+pub fn register(index: *Index) Error!u32 {
+    for (&entries, 0..) |*entry, slot| {
+        const word = entry.word.load(.acquire);
+        if (word & open_bit != 0) continue;
+        const generation = (generationOf(word) + 1) & ((1 << generation_bits) - 1);
+        const next = (@as(u64, generation) << generation_shift) | open_bit | 1;
+        // Claim the slot closed first, so nobody enters before the pointer is stored.
+        if (entry.word.cmpxchgStrong(word, next | closed_bit, .acq_rel, .acquire) == null) {
+            entry.index.store(index, .release);
+            entry.word.store(next, .release);
+            return (generation << slot_bits) | @as(u32, @intCast(slot));
+        }
+    }
+    return error.TooManyHandles;
+}
+
+/// The entry a handle's slot bits name; whether the handle is current is the caller's check.
+fn entryOf(handle: u32) *Entry {
+    return &entries[handle & (max_indexes - 1)];
+}
+
+/// Adds a user; fails for closed or unknown handles. Pair with `leave`.
+pub fn enter(handle: u32) Error!*Index {
+    const entry = entryOf(handle);
+    var word = entry.word.load(.acquire);
+    while (true) {
+        if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+        if (word & closed_bit != 0) return error.Closed;
+        if (word & users_mask == users_mask) return error.TooManyHandles;
+        word = entry.word.cmpxchgWeak(word, word + 1, .acq_rel, .acquire) orelse break;
+    }
+    return entry.index.load(.acquire).?;
+}
+
+/// Drops a user; the last user out destroys the index and frees the slot. Every wrapper holds
+/// one user for its lifetime, so this only happens once no wrapper can reach the index.
+pub fn leave(handle: u32) void {
+    const entry = entryOf(handle);
+    const before = entry.word.fetchSub(1, .acq_rel);
+    std.debug.assert(before & users_mask > 0);
+    if (before & users_mask == 1) destroy(entry, before - 1);
+}
+
+/// Marks the index closed: new calls fail with `Closed`; running calls finish.
+pub fn close(handle: u32) Error!void {
+    const entry = entryOf(handle);
+    var word = entry.word.load(.acquire);
+    while (true) {
+        if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+        if (word & closed_bit != 0) return;
+        word = entry.word.cmpxchgWeak(word, word | closed_bit, .acq_rel, .acquire) orelse return;
+    }
+}
+
+/// Drops a user that may already be closed (a wrapper's reference). Unknown handles are ignored.
+pub fn release(handle: u32) Error!void {
+    const entry = entryOf(handle);
+    const word = entry.word.load(.acquire);
+    if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+    leave(handle);
+}
+
+/// Adds a reference for another wrapper (a Worker); closed indexes refuse.
+pub fn retain(handle: u32) Error!void {
+    _ = try enter(handle);
+}
+
+fn destroy(entry: *Entry, word: u64) void {
+    const index = entry.index.swap(null, .acq_rel).?;
+    index.destroy();
+    // Free the slot, keeping the generation so the next registration bumps it.
+    entry.word.store(word & ~(open_bit | closed_bit | users_mask), .release);
+}

@@ -1,0 +1,112 @@
+//! A `View` is what one operation sees: a pinned generation of mappings, the distance kernel and
+//! the bound on valid slot ids. Every id read from a list is checked against the bound before
+//! use, so a corrupt file can cost recall but never an out-of-bounds read.
+const std = @import("std");
+const layout = @import("../storage/layout.zig");
+const graph = @import("graph.zig");
+const distance = @import("../kernels/distance.zig");
+const abi = @import("../abi.zig");
+
+/// A query as the graph walk reads it: f32 elements, f16 under f16 storage, or codes under i8
+/// storage (kernels/i8.zig).
+pub const Query = [*]const u8;
+
+/// The walk kernel over raw element bytes; the element type is fixed per index.
+const WalkFn = *const fn ([*]const u8, [*]const u8, usize) callconv(.c) f32;
+
+pub const View = struct {
+    regions: layout.Regions,
+    node_locks: *graph.NodeLocks,
+    counters: *graph.Counters,
+    kernel: WalkFn,
+    /// The exact f32 kernel, for reranking under f16 and i8 storage.
+    exact_kernel: distance.KernelFn,
+    /// Inner product and cosine rank by 1 - dot.
+    dot: bool,
+    /// Ids at or above this are not (yet) valid in this generation.
+    bound: u32,
+
+    pub fn init(
+        regions: layout.Regions,
+        node_locks: *graph.NodeLocks,
+        counters: *graph.Counters,
+        metric: abi.Metric,
+        slots_used: u64,
+    ) View {
+        const m: distance.Metric = @enumFromInt(@intFromEnum(metric));
+        const exact = distance.kernel(m);
+        return .{
+            .regions = regions,
+            .node_locks = node_locks,
+            .counters = counters,
+            // The C ABI passes both element pointers alike, so one pointer type serves both.
+            .kernel = switch (regions.layout.storage) {
+                .f32 => @ptrCast(exact),
+                .f16 => @ptrCast(distance.kernelF16(m)),
+                .i8 => distance.kernelI8(m),
+            },
+            .exact_kernel = exact,
+            .dot = metric != .l2sq,
+            .bound = @intCast(@min(slots_used, regions.capacity)),
+        };
+    }
+
+    /// The walk distance (on f16 copies or i8 codes under those storages).
+    pub inline fn distanceTo(self: View, query: Query, slot: u32) f32 {
+        const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.dimensions);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    pub inline fn distanceBetween(self: View, a: u32, b: u32) f32 {
+        const raw = self.kernel(self.regions.walk(a), self.regions.walk(b), self.regions.layout.dimensions);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    /// The exact distance against the f32 vector (what search results report).
+    pub inline fn exactDistance(self: View, query: []const f32, slot: u32) f32 {
+        const raw = self.exact_kernel(query.ptr, self.regions.vector(slot).ptr, query.len);
+        return if (self.dot) 1.0 - raw else raw;
+    }
+
+    /// The list of `slot` at `level`, or null (counted as corruption) when the node's metadata
+    /// says it has no such level or its upper records lie outside the arena.
+    pub fn list(self: View, slot: u32, level: u32) ?[*]u32 {
+        if (level == 0) return self.regions.list(slot, 0, 0);
+        const meta = self.regions.meta(slot);
+        const upper_end = @as(u64, meta.upper_offset) + meta.level;
+        if (meta.level < level or upper_end > self.regions.upper_capacity) {
+            _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+            return null;
+        }
+        return self.regions.list(slot, level, meta.upper_offset);
+    }
+
+    /// A consistent copy of a list, with out-of-bound ids dropped.
+    pub fn neighbours(self: View, slot: u32, level: u32, out: []u32) []u32 {
+        const words = self.list(slot, level) orelse return out[0..0];
+        const max_degree = self.regions.layout.maxDegree(level);
+        const got = self.node_locks.read(slot, words, max_degree, out, self.counters);
+        var kept: usize = 0;
+        for (got) |id| {
+            // Ids at or beyond the bound are either newer than this generation or corrupt; a
+            // newer node is simply not seen by this operation.
+            if (id < self.bound and id != slot) {
+                out[kept] = id;
+                kept += 1;
+            }
+        }
+        return out[0..kept];
+    }
+};
+
+/// Whether a slot is visible to a reader at sequence number `seq` (the live view reads at
+/// `live_seq`). Creation and deletion sequence numbers are set under the commit lock.
+pub fn visible(meta: *const layout.Meta, seq: u64) bool {
+    const created = @atomicLoad(u64, &meta.created_seq, .acquire);
+    // 0 is a slot never written (files start zeroed); `unpublished` is above every reader's seq.
+    if (created == 0 or created > seq) return false;
+    const deleted = @atomicLoad(u64, &meta.deleted_seq, .acquire);
+    return deleted == 0 or deleted > seq;
+}
+
+pub const live_seq: u64 = std.math.maxInt(u64) - 1;

@@ -1,0 +1,126 @@
+//! Saving a snapshot: a consistent on-disk copy of the index as it was at the snapshot's
+//! sequence number, written while writers go on. Slots that did not exist or were not visible
+//! at that moment become tombstones; links to slots beyond the snapshot are dropped; the copy is
+//! checkpointed (clean, empty WAL), so opening it gives exactly the snapshot's contents.
+const std = @import("std");
+const layout = @import("../storage/layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const view_mod = @import("../hnsw/view.zig");
+const tables = @import("tables.zig");
+const entry_mod = @import("../hnsw/entry.zig");
+const centre = @import("centre.zig");
+
+pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
+    const snap: tables.Snapshot = if (snapshot_handle == 0) blk: {
+        // Saving the live view: take a snapshot for the length of the copy.
+        const handle = try @import("read.zig").snapshotCreate(self);
+        defer _ = self.snapshots.table.remove(handle);
+        break :blk self.snapshots.table.get(handle).?;
+    } else self.snapshots.table.get(snapshot_handle) orelse return error.InvalidArgument;
+
+    const options = self.derivedOptions(snap.slots_used);
+    const copy = try Index.create(self.gpa, options, path);
+    defer copy.destroy();
+
+    const source = self.storage.pin();
+    defer self.storage.unpin(source);
+    // i8 codes are only meaningful around the centre they were taken from.
+    if (self.layout.storage == .i8 and centre.ready(self)) try centre.set(copy, source.payload.centre());
+    const upper_used = self.upper_used.load(.acquire);
+    copy.storage.ensureCapacity(options.capacity, @max(upper_used, 1), &copy.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+    const target = copy.storage.pin();
+    defer copy.storage.unpin(target);
+
+    const used: u32 = @intCast(@min(snap.slots_used, source.payload.capacity));
+    var entry: ?entry_mod.Entry = null;
+    var live: u64 = 0;
+    const links = self.gpa.alloc(u32, self.layout.m0) catch return error.OutOfMemory;
+    defer self.gpa.free(links);
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        if (copySlot(self, source.payload, target.payload, slot, used, snap.seq, links)) {
+            live += 1;
+        }
+        const meta = target.payload.meta(slot);
+        if (meta.state == @intFromEnum(layout.SlotState.ready) and (entry == null or meta.level > entry.?.level)) {
+            entry = .{ .slot = slot, .level = meta.level };
+        }
+    }
+    if (live != snap.live) {
+        // The snapshot's count and its copy disagree: a bug, reported rather than saved.
+        _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+        return error.Internal;
+    }
+    copy.slots_used.store(used, .release);
+    copy.upper_used.store(upper_used, .release);
+    copy.live.store(live, .release);
+    copy.seq.store(snap.seq, .release);
+    copy.entry.reset(entry);
+    try copy.checkpoint();
+}
+
+/// Copies one slot as it was at `seq`; returns whether it is live in the copy.
+fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, used: u32, seq: u64, links: []u32) bool {
+    const src = from.meta(slot);
+    const dst = to.meta(slot);
+    const state = @atomicLoad(u8, &src.state, .acquire);
+    if (state != @intFromEnum(layout.SlotState.ready)) {
+        // Still being inserted (its metadata may be mid-write): a key-less tombstone in the copy,
+        // so links that already reach it stay harmless.
+        dst.* = std.mem.zeroes(layout.Meta);
+        dst.prev_slot = layout.no_slot;
+        dst.state = @intFromEnum(layout.SlotState.ready);
+        dst.created_seq = 1;
+        dst.deleted_seq = 1;
+        return false;
+    }
+    const created = @atomicLoad(u64, &src.created_seq, .acquire);
+    const deleted = @atomicLoad(u64, &src.deleted_seq, .acquire);
+    const visible = view_mod.visible(src, seq);
+    dst.* = src.*;
+    dst.state = @intFromEnum(layout.SlotState.ready);
+    if (visible) {
+        dst.created_seq = created;
+        dst.deleted_seq = 0;
+    } else if (created <= seq) {
+        dst.created_seq = created;
+        dst.deleted_seq = deleted; // removed at or before the snapshot
+    } else {
+        // Not yet visible at the snapshot: a routing tombstone in the copy.
+        dst.created_seq = 1;
+        dst.deleted_seq = 1;
+    }
+    @memcpy(to.vector(slot), from.vector(slot));
+    switch (from.layout.storage) {
+        .f32 => {},
+        .f16 => @memcpy(to.walkF16(slot), @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions]),
+        .i8 => {
+            // The codes and the terms in front of them (record bytes from the terms onwards).
+            const bytes = from.layout.record_bytes - from.layout.vector_offset + layout.i8_terms_bytes;
+            @memcpy((to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes], (from.walk(slot) - layout.i8_terms_bytes)[0..bytes]);
+        },
+    }
+    var level: u32 = 0;
+    while (level <= src.level) : (level += 1) copyList(self, from, to, slot, level, used, links);
+    return visible;
+}
+
+fn copyList(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, level: u32, used: u32, links: []u32) void {
+    const meta = from.meta(slot);
+    if (@as(u64, meta.upper_offset) + meta.level > from.upper_capacity) return;
+    const words = from.list(slot, level, meta.upper_offset);
+    const got = self.node_locks.read(slot, words, self.layout.maxDegree(level), links, &self.counters);
+    var kept: usize = 0;
+    for (got) |id| {
+        if (id < used and id != slot) {
+            links[kept] = id;
+            kept += 1;
+        }
+    }
+    const out = to.list(slot, level, meta.upper_offset);
+    out[0] = @intCast(kept);
+    @memcpy(out[1 .. 1 + kept], links[0..kept]);
+}

@@ -1,0 +1,138 @@
+//! Compaction: reclaims tombstones by rebuilding the graph from the live vectors into fresh
+//! storage, then swapping it in as a new mapping generation. It runs on the exclusive path: the
+//! caller holds the structure lock exclusively, so no other call on the index is in flight.
+//! Views and snapshots pin slot numbers that compaction changes, so it refuses while any is alive.
+//!
+//! A persistent index builds `path~compact*` beside itself and swaps it in through storage/swap.zig, whose
+//! commit record makes the four renames crash-atomic: a kill at any point leaves either the old
+//! index or (rolled forward by the next open) the compacted one.
+const std = @import("std");
+const posix = std.posix;
+const layout = @import("../storage/layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const write = @import("write.zig");
+const view_mod = @import("../hnsw/view.zig");
+const storage_mod = @import("../storage/storage.zig");
+const recovery = @import("recovery.zig");
+const swap = @import("../storage/swap.zig");
+const centre = @import("centre.zig");
+
+pub fn compact(self: *Index, threads: u32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    if (self.guards.live() > 0 or self.snapshots.live() > 0) return error.Busy;
+    try self.checkpoint();
+
+    const live = try collectLive(self);
+    defer self.gpa.free(live.keys);
+    defer self.gpa.free(live.vectors);
+
+    var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(&tmp_buffer, p) catch return error.InvalidArgument else null;
+    if (self.path) |p| {
+        // A swap this process committed but could not finish (a rename failed) comes first:
+        // its files are the live index under their temporary names.
+        if (swap.pending(p) catch return error.Io) swap.rollForward(p) catch return error.Io;
+        swap.removeLeftovers(p) catch return error.Io;
+        swap.begin(p) catch |err| return switch (err) {
+            // `path~compact` is somebody's index, not a build of ours: leave it alone.
+            error.Exists => error.Busy,
+            error.Io => error.Io,
+        };
+    }
+    var committed = false;
+    errdefer if (self.path) |p| if (!committed) swap.removeLeftovers(p) catch |err| {
+        // The index itself is unchanged; the next writable open removes the leftovers.
+        std.log.warn("quiver: could not remove {s}~compact files: {s}", .{ p, @errorName(err) });
+    };
+
+    const options = self.derivedOptions(live.keys.len);
+    const fresh = try Index.create(self.gpa, options, tmp_path);
+    var fresh_alive = true;
+    defer if (fresh_alive) fresh.destroy();
+    // i8 keeps its centre (given or trained): compaction must not re-centre the codes behind
+    // the caller's back, nor refuse the options the index was created with afterwards.
+    if (self.layout.storage == .i8 and centre.ready(self)) {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        try centre.set(fresh, generation.payload.centre());
+    }
+    try write.addBatch(fresh, live.keys, live.vectors, threads);
+    if (fresh.persistent) {
+        try fresh.checkpoint();
+    } else {
+        // An in-memory index never checkpoints; its header must still describe the new state.
+        const contention = &fresh.counters.lock_contention;
+        var header = fresh.storage.currentHeader(contention);
+        fresh.fillCounters(&header, fresh.storage.epochs.current.load(.acquire).payload);
+        header.clean = 1;
+        fresh.storage.writeHeader(header, contention);
+    }
+
+    const current = fresh.storage.epochs.current.load(.acquire).payload;
+    const capacity = current.capacity;
+    const upper_capacity = current.upper_capacity;
+    var fds: [storage_mod.file_count]posix.fd_t = undefined;
+    var duped: usize = 0;
+    errdefer for (fds[0..duped]) |fd| posix.close(fd);
+    // Duplicates keep the files (and the writer's flock on the new data file) alive after the
+    // temporary index closes its own descriptors.
+    for (fresh.storage.fds, 0..) |fd, i| {
+        fds[i] = posix.dup(fd) catch return error.Io;
+        duped += 1;
+    }
+    fresh_alive = false;
+    fresh.destroy();
+    if (self.path) |p| {
+        swap.commit(p) catch return error.Io;
+        committed = true;
+        // Past the commit point the new files are the index, whatever their names: they are
+        // adopted even if a rename fails, and the next writable open finishes the renames.
+        swap.rollForward(p) catch |err|
+            std.log.warn("quiver: compaction of {s} committed; its renames finish at the next open ({s})", .{ p, @errorName(err) });
+    }
+    duped = 0;
+    self.storage.adopt(fds, capacity, upper_capacity, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+    try resetState(self);
+}
+
+const Live = struct { keys: []u64, vectors: []f32 };
+
+fn collectLive(self: *Index) Error!Live {
+    const count = self.size();
+    const dims = self.layout.dimensions;
+    const keys = self.gpa.alloc(u64, count) catch return error.OutOfMemory;
+    errdefer self.gpa.free(keys);
+    const vectors = self.gpa.alloc(f32, count * dims) catch return error.OutOfMemory;
+    errdefer self.gpa.free(vectors);
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used = @min(self.slots_used.load(.acquire), regions.capacity);
+    var n: usize = 0;
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        if (!view_mod.visible(regions.meta(slot), view_mod.live_seq)) continue;
+        if (n == count) return error.Internal;
+        keys[n] = regions.meta(slot).key;
+        @memcpy(vectors[n * dims ..][0..dims], regions.vector(slot));
+        n += 1;
+    }
+    if (n != count) {
+        _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+        return error.Internal;
+    }
+    return .{ .keys = keys, .vectors = vectors };
+}
+
+/// Rebuilds the in-memory state (key map, counters, entry point) from the adopted storage.
+fn resetState(self: *Index) Error!void {
+    self.keys.deinit(self.gpa);
+    self.keys = .{};
+    self.entry.reset(null);
+    try recovery.scan(self, self.storage.currentHeader(&self.counters.lock_contention), .fast);
+    self.dirty.store(false, .release);
+}
+

@@ -1,0 +1,304 @@
+//! The index: its state, its lifecycle (create, open, checkpoint, destroy) and its counters.
+//! The write path is in index/write.zig, the read path in index/read.zig, the HNSW algorithms
+//! in hnsw/insert.zig and hnsw/search.zig, the remap path in storage/storage.zig and storage/epoch.zig.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const layout_mod = @import("../storage/layout.zig");
+const Layout = layout_mod.Layout;
+const Header = layout_mod.Header;
+const storage_mod = @import("../storage/storage.zig");
+const Storage = storage_mod.Storage;
+const graph = @import("../hnsw/graph.zig");
+const locks = @import("../sync/locks.zig");
+const KeyMap = @import("keymap.zig").KeyMap;
+const scratch = @import("../hnsw/scratch.zig");
+const hnsw_insert = @import("../hnsw/insert.zig");
+const Wal = @import("../storage/wal.zig").Wal;
+const tables = @import("tables.zig");
+const View = @import("../hnsw/view.zig").View;
+
+pub const Error = error{
+    InvalidArgument,
+    DimensionMismatch,
+    InvalidVector,
+    NotFound,
+    OutOfMemory,
+    CapacityExceeded,
+    Io,
+    Corrupt,
+    UnsupportedVersion,
+    Locked,
+    StaleGuard,
+    TooManyHandles,
+    Busy,
+    ReadOnly,
+    UnknownMetric,
+    InvalidDimensions,
+    InvalidEf,
+    Internal,
+};
+
+/// A WAL larger than this triggers a checkpoint at the end of the mutation that grew it.
+pub const wal_checkpoint_bytes: u64 = 64 << 20;
+
+pub const Index = struct {
+    gpa: std.mem.Allocator,
+    storage: *Storage,
+    layout: Layout,
+    metric: abi.Metric,
+    params: hnsw_insert.Params,
+    ef_search: u32,
+    seed: u64,
+    writable: bool,
+    persistent: bool,
+    /// The files' path (owned) for a persistent index.
+    path: ?[]u8 = null,
+
+    node_locks: graph.NodeLocks = .{},
+    keys: KeyMap = .{},
+    entry: hnsw_insert.EntryPoint = .{},
+    slots_used: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    upper_used: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    live: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    seq: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// The header says `clean = 0`: set before the first mutation after a checkpoint.
+    dirty: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+    /// i8 storage: the centre is final (index/centre.zig).
+    centre_ready: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+
+    /// Shared by every call through the FFI, exclusive while `compact` swaps the storage.
+    structure: locks.RwLock = .{ .rank = .structure },
+    writers: locks.RwLock = .{ .rank = .writers },
+    commit: locks.Mutex = .{ .rank = .commit },
+    pool: scratch.Pool,
+    counters: graph.Counters = .{},
+    wal: ?Wal = null,
+    guards: tables.Guards = .{},
+    snapshots: tables.Snapshots = .{},
+
+    pub fn validateOptions(options: abi.Options) Error!void {
+        if (options.dimensions < 1 or options.dimensions > abi.max_dimensions) return error.InvalidDimensions;
+        if (options.metric > 2) return error.UnknownMetric;
+        if (options.m < 2 or options.m > abi.max_m) return error.InvalidArgument;
+        if (options.ef_construction < 1 or options.ef_construction > 65536) return error.InvalidArgument;
+        if (options.ef_search < 1 or options.ef_search > 65536) return error.InvalidEf;
+        if (options.capacity > graph.max_slots) return error.CapacityExceeded;
+        if (options.storage > @intFromEnum(abi.StorageKind.i8)) return error.InvalidArgument;
+    }
+
+    /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
+    pub fn create(gpa: std.mem.Allocator, options: abi.Options, path: ?[]const u8) Error!*Index {
+        try validateOptions(options);
+        const layout = Layout.init(options.dimensions, options.m, @enumFromInt(options.storage));
+        var header = std.mem.zeroes(Header);
+        header.magic = layout_mod.magic;
+        header.version = layout_mod.format_version;
+        header.header_bytes = layout_mod.header_bytes;
+        header.dimensions = options.dimensions;
+        header.metric = options.metric;
+        header.m = options.m;
+        header.m0 = layout.m0;
+        header.ef_construction = options.ef_construction;
+        header.record_bytes = layout.record_bytes;
+        header.vector_offset = layout.vector_offset;
+        header.upper_record_bytes = layout.upper_record_bytes;
+        header.storage = options.storage;
+        header.seed = options.seed;
+        header.clean = 1;
+        const capacity = @max(options.capacity, 64);
+        const storage = Storage.create(gpa, path, header, capacity) catch |err| return mapStorageError(err);
+        errdefer storage.destroy();
+        const self = try init(gpa, storage, header, options.ef_search, path != null, true);
+        errdefer self.destroyState();
+        if (path) |p| {
+            self.path = gpa.dupe(u8, p) catch return error.OutOfMemory;
+            self.wal = Wal.open(p, options.dimensions, true) catch return error.Io;
+            try self.checkpoint();
+        }
+        return self;
+    }
+
+    pub fn init(gpa: std.mem.Allocator, storage: *Storage, header: Header, ef_search: u32, persistent: bool, writable: bool) Error!*Index {
+        const self = gpa.create(Index) catch return error.OutOfMemory;
+        self.* = .{
+            .gpa = gpa,
+            .storage = storage,
+            .layout = storage.layout,
+            .metric = @enumFromInt(header.metric),
+            .params = .{ .m = header.m, .ef_construction = header.ef_construction },
+            .ef_search = ef_search,
+            .seed = header.seed,
+            .writable = writable,
+            .persistent = persistent,
+            .pool = .{ .gpa = gpa, .m0 = storage.layout.m0, .dimensions = storage.layout.dimensions },
+            .centre_ready = std.atomic.Value(bool).init(header.flags & layout_mod.flag_centre_set != 0),
+        };
+        const capacity = storage.epochs.current.load(.acquire).payload.capacity;
+        self.node_locks.ensure(gpa, capacity) catch |err| {
+            self.node_locks.deinit(gpa);
+            gpa.destroy(self);
+            return err;
+        };
+        return self;
+    }
+
+    /// Frees everything. Every user has left: no op is running and no pin is held but guards.
+    pub fn destroy(self: *Index) void {
+        if (self.writable and self.persistent) self.checkpoint() catch |err| {
+            // Nothing is lost: the WAL still holds every write and the next open replays it.
+            std.log.warn("quiver: checkpoint at close failed ({s}); the next open recovers from the log", .{@errorName(err)});
+        };
+        const storage = self.storage;
+        self.destroyState();
+        storage.destroy();
+    }
+
+    /// Frees the in-memory state (not the storage). Also used when an open fails half-way.
+    pub fn destroyState(self: *Index) void {
+        self.guards.releaseAll(self.storage);
+        self.snapshots.table.deinit(self.gpa);
+        if (self.wal) |*wal| wal.close();
+        if (self.path) |p| self.gpa.free(p);
+        self.pool.deinit();
+        self.keys.deinit(self.gpa);
+        self.node_locks.deinit(self.gpa);
+        self.gpa.destroy(self);
+    }
+
+    /// Makes the mapped files a consistent, durable image and empties the WAL. Takes the
+    /// writers lock exclusively: mutations wait, reads go on.
+    pub fn checkpoint(self: *Index) Error!void {
+        if (!self.persistent or !self.writable) return;
+        self.writers.lock(&self.counters.lock_contention);
+        defer self.writers.unlock();
+        try self.checkpointLocked();
+    }
+
+    pub fn checkpointLocked(self: *Index) Error!void {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        const contention = &self.counters.lock_contention;
+        // Dirty while the counters and hashes are rewritten, so a crash in between is seen.
+        var header = self.storage.currentHeader(contention);
+        header.clean = 0;
+        self.fillCounters(&header, generation.payload);
+        self.storage.writeHeader(header, contention);
+        self.storage.sync() catch return error.Io;
+        // The WAL is emptied before the header says clean: a crash in between leaves a dirty
+        // header and an empty log, which recovers by scanning the (complete) mapped state.
+        if (self.wal) |*wal| wal.reset(contention) catch return error.Io;
+        header.clean = 1;
+        self.storage.writeHeader(header, contention);
+        self.storage.sync() catch return error.Io;
+        self.dirty.store(false, .release);
+    }
+
+    /// Puts the in-memory counters and the region hashes into `header`. Writers must be
+    /// excluded, so that the hashes describe a quiescent image.
+    pub fn fillCounters(self: *Index, header: *Header, regions: layout_mod.Regions) void {
+        header.capacity = regions.capacity;
+        header.upper_capacity = regions.upper_capacity;
+        header.slots_used = self.slots_used.load(.acquire);
+        header.upper_used = self.upper_used.load(.acquire);
+        header.entry = self.entry.word.load(.acquire);
+        header.seq = self.seq.load(.acquire);
+        header.live = self.live.load(.acquire);
+        const hashes = regionHashes(regions, header.slots_used, header.upper_used);
+        header.data_hash = hashes[0];
+        header.graph_hash = hashes[1];
+        header.upper_hash = hashes[2];
+        header.exact_hash = hashes[3];
+    }
+
+    /// The options this index was created with (for indexes derived from it).
+    pub fn derivedOptions(self: *const Index, capacity: u64) abi.Options {
+        return .{
+            .dimensions = self.layout.dimensions,
+            .metric = @intFromEnum(self.metric),
+            .m = self.params.m,
+            .ef_construction = self.params.ef_construction,
+            .ef_search = self.ef_search,
+            .flags = 0,
+            .seed = self.seed,
+            .capacity = @max(capacity, 64),
+            .storage = @intFromEnum(self.layout.storage),
+            .reserved = 0,
+        };
+    }
+
+    /// Pins the current generation and describes it for one operation.
+    pub fn view(self: *Index, generation: *storage_mod.Generation) View {
+        return View.init(generation.payload, &self.node_locks, &self.counters, self.metric, self.slots_used.load(.acquire));
+    }
+
+    pub fn size(self: *Index) u64 {
+        return self.live.load(.acquire);
+    }
+
+    pub fn maxLevel(self: *Index) u32 {
+        return if (self.entry.load()) |e| e.level else 0;
+    }
+
+    pub fn stats(self: *Index) abi.Stats {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        const slots = self.slots_used.load(.acquire);
+        const live = self.live.load(.acquire);
+        return .{
+            .size = live,
+            .slots_used = slots,
+            .capacity = generation.payload.capacity,
+            .tombstones = slots - @min(slots, live),
+            .dimensions = self.layout.dimensions,
+            .metric = @intFromEnum(self.metric),
+            .m = self.params.m,
+            .max_level = self.maxLevel(),
+            .epoch = self.storage.epochs.epoch.load(.acquire),
+            .remaps = self.storage.remaps.load(.monotonic),
+            .mapped_bytes = self.storage.mappedBytes(),
+            .mappings_live = self.storage.epochs.liveCount(),
+            .guards_live = self.guards.live(),
+            .snapshots_live = self.snapshots.live(),
+            .lock_contention = self.counters.lock_contention.load(.monotonic),
+            .read_retries = self.counters.read_retries.load(.monotonic) + self.storage.epochs.retries.load(.monotonic),
+            .invariant_violations = self.counters.invariant_violations.load(.monotonic),
+            .corruption_detected = self.counters.corruption_detected.load(.monotonic),
+            .lock_order_violations = locks.violations.load(.monotonic),
+            .wal_bytes = if (self.wal) |*w| w.bytes(&self.counters.lock_contention) else 0,
+            .seq = self.seq.load(.acquire),
+            .storage = @intFromEnum(self.layout.storage),
+            .centre_set = @intFromBool(self.layout.storage == .i8 and @import("centre.zig").ready(self)),
+        };
+    }
+};
+
+/// Hashes of the bytes in use, written at checkpoint and checked by a full-validation open.
+pub fn regionHashes(regions: layout_mod.Regions, slots_used: u64, upper_used: u64) [4]u64 {
+    const data_end = layout_mod.header_bytes + slots_used * @sizeOf(layout_mod.Meta);
+    const graph_end = slots_used * regions.layout.record_bytes;
+    const upper_end = upper_used * regions.layout.upper_record_bytes;
+    const exact_end = regions.layout.exact_prefix + slots_used * regions.layout.exact_bytes;
+    return .{
+        hashMeta(regions.data[layout_mod.header_bytes..data_end]),
+        std.hash.XxHash3.hash(1, regions.graph[0..graph_end]),
+        std.hash.XxHash3.hash(2, regions.upper[0..upper_end]),
+        std.hash.XxHash3.hash(3, regions.exact[0..exact_end]),
+    };
+}
+
+/// The metadata hash skips nothing: checkpoints run with writers excluded, so it is stable.
+fn hashMeta(bytes: []const u8) u64 {
+    return std.hash.XxHash3.hash(0, bytes);
+}
+
+pub fn mapStorageError(err: storage_mod.Error) Error {
+    return switch (err) {
+        error.Io => error.Io,
+        error.OutOfMemory => error.OutOfMemory,
+        error.Corrupt => error.Corrupt,
+        error.UnsupportedVersion => error.UnsupportedVersion,
+        error.Locked => error.Locked,
+        error.NotFound => error.NotFound,
+        error.CapacityExceeded => error.CapacityExceeded,
+    };
+}

@@ -1,0 +1,264 @@
+//! The read path: k-nearest-neighbour search (one query or a batch on native threads), get, has,
+//! snapshots and zero-copy guards. Reads take no lock on the graph: they pin a generation of the
+//! mappings and read neighbour lists through the per-node seqlocks.
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("../storage/layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const search = @import("../hnsw/search.zig");
+const view_mod = @import("../hnsw/view.zig");
+const distance = @import("../kernels/distance.zig");
+const parallel = @import("../sync/pool.zig");
+const tables = @import("tables.zig");
+const Candidate = @import("../hnsw/scratch.zig").Candidate;
+const quantize = @import("../kernels/quantize.zig");
+const storage_mod = @import("../storage/storage.zig");
+
+/// The sequence number a read sees: the live view, or a snapshot's.
+pub fn readSeq(self: *Index, snapshot: u64) Error!u64 {
+    if (snapshot == 0) return view_mod.live_seq;
+    const snap = self.snapshots.table.get(snapshot) orelse return error.InvalidArgument;
+    return snap.seq;
+}
+
+pub const Results = struct {
+    keys: []u64,
+    distances: []f32,
+};
+
+/// Searches for the `k` nearest visible neighbours of `query` with beam width `ef` (>= k).
+/// Writes them closest first and returns how many it found.
+pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, out: Results) Error!u32 {
+    return searchOneWith(self, query, k, ef, seq, .exact, out);
+}
+
+/// Under f16 and i8 storage, whether the best candidates are reranked on the exact f32 vectors
+/// (`exact`: exact distances, and reads of the `.vectors` file) or ranked by the walk's own
+/// distances (`walk`: no f32 vector is read; distances are the quantized approximations).
+pub const Ranking = enum { exact, walk };
+
+pub fn searchOneWith(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, out: Results) Error!u32 {
+    assert(out.keys.len >= k and out.distances.len >= k);
+    // The entry point first: it was promoted after its node's storage existed, so the mapping
+    // pinned next is at least as new and covers it.
+    const entry = self.entry.load() orelse return 0;
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const view = self.view(generation);
+    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
+    defer self.pool.give(scratch, &self.counters);
+
+    const q = scratch.query;
+    @memcpy(q, query);
+    if (self.metric == .cosine) _ = distance.normalize(q);
+    const walk = walkQuery(self, generation, scratch);
+    if (entry.slot >= view.bound) {
+        _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+        return error.Corrupt;
+    }
+    var current = Candidate{ .distance = view.distanceTo(walk, entry.slot), .slot = entry.slot };
+    var level = entry.level;
+    while (level > 0) : (level -= 1) current = search.greedy(view, walk, current, level, scratch);
+    search.searchLayer(view, walk, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
+    search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
+    var candidates = scratch.selection.items;
+    if (self.layout.storage != .f32 and ranking == .exact) {
+        // Walk distances are within a rounding (f16) or a quantization step (i8) of the exact
+        // ones, so the exact top k lies among the walk's first few more than k: rerank only
+        // those, sparing random reads of the f32 vectors of the whole beam.
+        candidates = candidates[0..@min(candidates.len, rerankCount(self.layout.storage, k))];
+        rerank(view, q, candidates);
+    }
+    return emit(view, candidates, k, out);
+}
+
+/// The query as the walk reads it: the f32 query itself, its f16 copy under f16 storage, or its
+/// codes under i8 storage.
+fn walkQuery(self: *Index, generation: *storage_mod.Generation, scratch: *@import("../hnsw/scratch.zig").Scratch) view_mod.Query {
+    return switch (self.layout.storage) {
+        .f32 => @ptrCast(scratch.query.ptr),
+        .f16 => blk: {
+            for (scratch.query_f16, scratch.query) |*h, x| h.* = @floatCast(x);
+            break :blk @ptrCast(scratch.query_f16.ptr);
+        },
+        .i8 => blk: {
+            const codes = scratch.query_i8.ptr + 64;
+            // Before the first add the centre is still zero; nothing is coded yet either.
+            const centre = generation.payload.centre();
+            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, scratch.query, centre, codes);
+            break :blk codes;
+        },
+    };
+}
+
+/// How many of the walk's best candidates are reranked on exact vectors.
+pub fn rerankCount(storage: @import("../abi.zig").StorageKind, k: u32) usize {
+    return switch (storage) {
+        .f32 => k,
+        .f16 => @max(2 * k, k + 16),
+        .i8 => @max(3 * k, k + 32),
+    };
+}
+
+/// Replaces the walk distances of the candidates by exact f32 distances and sorts again, so
+/// quantized storage ranks and reports results as exactly as f32.
+fn rerank(view: view_mod.View, query: []const f32, candidates: []Candidate) void {
+    for (candidates) |*c| c.distance = view.exactDistance(query, c.slot);
+    std.mem.sort(Candidate, candidates, {}, struct {
+        fn less(_: void, a: Candidate, b: Candidate) bool {
+            return a.distance < b.distance;
+        }
+    }.less);
+}
+
+/// Copies the best `k` into `out`, dropping a key seen twice (an upsert racing the search can
+/// briefly leave its old and new slot both visible to a live read).
+fn emit(view: view_mod.View, sorted: []const Candidate, k: u32, out: Results) u32 {
+    var n: u32 = 0;
+    for (sorted) |c| {
+        if (n == k) break;
+        const key = view.regions.meta(c.slot).key;
+        if (std.mem.indexOfScalar(u64, out.keys[0..n], key) != null) continue;
+        out.keys[n] = key;
+        out.distances[n] = c.distance;
+        n += 1;
+    }
+    return n;
+}
+
+/// Searches `counts.len` queries on up to `threads` threads; query i's results go to
+/// `keys[i*k..]`/`distances[i*k..]` and its count to `counts[i]`.
+pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, threads: u32, out_keys: []u64, distances: []f32, counts: []u32) Error!void {
+    const d = self.layout.dimensions;
+    assert(queries.len == counts.len * d);
+    const Job = struct {
+        index: *Index,
+        queries: []const f32,
+        k: u32,
+        ef: u32,
+        seq: u64,
+        ranking: Ranking,
+        keys: []u64,
+        distances: []f32,
+        counts: []u32,
+        fn run(job: *const @This(), i: usize) Error!void {
+            const dims = job.index.layout.dimensions;
+            const out = Results{ .keys = job.keys[i * job.k ..][0..job.k], .distances = job.distances[i * job.k ..][0..job.k] };
+            job.counts[i] = try searchOneWith(job.index, job.queries[i * dims ..][0..dims], job.k, job.ef, job.seq, job.ranking, out);
+        }
+    };
+    const job = Job{ .index = self, .queries = queries, .k = k, .ef = ef, .seq = seq, .ranking = ranking, .keys = out_keys, .distances = distances, .counts = counts };
+    try parallel.forEach(Error, threads, counts.len, &job, Job.run);
+}
+
+/// The slot holding `key` as seen at `seq`, following the upsert chain back for snapshots.
+/// The key's stripe is held throughout: a writer holds it for its whole operation, so the map
+/// entry and the slots' visibility are read in one consistent state. (Reading the map, then
+/// the slot, would let an upsert retire the slot in between: a live key would read as absent.)
+pub fn slotAt(self: *Index, regions: layout.Regions, key: u64, seq: u64) ?u32 {
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    var slot = stripe.map.get(key) orelse return null;
+    var steps: u64 = 0;
+    const bound = @min(self.slots_used.load(.acquire), regions.capacity);
+    while (slot != layout.no_slot and slot < bound and steps < bound) : (steps += 1) {
+        const meta = regions.meta(slot);
+        if (meta.key != key) break;
+        if (view_mod.visible(meta, seq)) return slot;
+        slot = meta.prev_slot;
+    }
+    return null;
+}
+
+/// Copies the stored vector of `key` (normalized under cosine). Returns false if absent.
+pub fn get(self: *Index, key: u64, seq: u64, out: []f32) bool {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const slot = slotAt(self, generation.payload, key, seq) orelse return false;
+    @memcpy(out, generation.payload.vector(slot));
+    return true;
+}
+
+pub fn has(self: *Index, key: u64, seq: u64) bool {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    return slotAt(self, generation.payload, key, seq) != null;
+}
+
+/// Writes up to `out.len` visible keys (slot order) and returns how many were visible in all.
+pub fn keys(self: *Index, seq_wanted: u64, out: []u64) u64 {
+    // The live view reads at the current sequence number, so an upsert publishing during the
+    // scan shows its key once (old slot or new), never twice.
+    const seq = if (seq_wanted == view_mod.live_seq) self.seq.load(.acquire) else seq_wanted;
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const bound = @min(self.slots_used.load(.acquire), regions.capacity);
+    var n: u64 = 0;
+    for (0..bound) |slot| {
+        const meta = regions.meta(@intCast(slot));
+        if (!view_mod.visible(meta, seq)) continue;
+        if (n < out.len) out[n] = meta.key;
+        n += 1;
+    }
+    return n;
+}
+
+/// A point-in-time view: later writes, upserts and remaps do not change what it sees.
+pub fn snapshotCreate(self: *Index) Error!u64 {
+    self.commit.lock(&self.counters.lock_contention);
+    const snap = tables.Snapshot{
+        .seq = self.seq.load(.acquire),
+        .live = self.live.load(.acquire),
+        .slots_used = self.slots_used.load(.acquire),
+    };
+    self.commit.unlock();
+    return self.snapshots.table.add(self.gpa, snap) catch |err| switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.TooManyHandles => error.TooManyHandles,
+    };
+}
+
+pub fn snapshotSize(self: *Index, snapshot: u64) Error!u64 {
+    if (snapshot == 0) return self.size();
+    const snap = self.snapshots.table.get(snapshot) orelse return error.InvalidArgument;
+    return snap.live;
+}
+
+pub fn snapshotRelease(self: *Index, snapshot: u64) Error!void {
+    _ = self.snapshots.table.remove(snapshot) orelse return error.InvalidArgument;
+}
+
+pub const GuardInfo = struct { handle: u64, ptr: [*]f32, epoch: u64 };
+
+/// Pins the current generation and returns a zero-copy pointer to `key`'s vector. The memory
+/// stays mapped until `guardRelease`; after a remap the guard reads as stale.
+pub fn guardAcquire(self: *Index, key: u64) Error!GuardInfo {
+    const generation = self.storage.pin();
+    const slot = slotAt(self, generation.payload, key, view_mod.live_seq) orelse {
+        self.storage.unpin(generation);
+        return error.NotFound;
+    };
+    const handle = self.guards.table.add(self.gpa, .{ .generation = generation, .slot = slot }) catch |err| {
+        self.storage.unpin(generation);
+        return switch (err) {
+            error.OutOfMemory => error.OutOfMemory,
+            error.TooManyHandles => error.TooManyHandles,
+        };
+    };
+    return .{ .handle = handle, .ptr = generation.payload.vector(slot).ptr, .epoch = generation.epoch };
+}
+
+/// Ok while the guard's generation is current; `StaleGuard` after a remap.
+pub fn guardCheck(self: *Index, handle: u64) Error!void {
+    const guard = self.guards.table.get(handle) orelse return error.InvalidArgument;
+    if (!self.storage.epochs.isCurrent(guard.generation)) return error.StaleGuard;
+}
+
+pub fn guardRelease(self: *Index, handle: u64) Error!void {
+    const guard = self.guards.table.remove(handle) orelse return error.InvalidArgument;
+    self.storage.unpin(guard.generation);
+}

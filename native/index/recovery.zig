@@ -1,0 +1,205 @@
+//! Opening a persisted index. A clean file (closed or checkpointed, empty WAL) opens by mapping
+//! and one pass over the 40-byte metadata column to rebuild the key map; no vector is read. A
+//! dirty file (the process died with writes in flight) is recovered from the WAL: every logged
+//! operation is replayed idempotently on top of the mapped state, then a checkpoint is taken.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const layout = @import("../storage/layout.zig");
+const storage_mod = @import("../storage/storage.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const index_write = @import("write.zig");
+const centre = @import("centre.zig");
+const view_mod = @import("../hnsw/view.zig");
+const entry_mod = @import("../hnsw/entry.zig");
+const Wal = @import("../storage/wal.zig").Wal;
+const wal_mod = @import("../storage/wal.zig");
+
+pub const Validation = enum { fast, full };
+
+pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, validation: Validation) Error!*Index {
+    const writable = options.flags & abi.Options.flag_read_only == 0;
+    const storage = storage_mod.Storage.open(gpa, path, writable) catch |err| return index_mod.mapStorageError(err);
+    errdefer storage.destroy();
+    var contention = std.atomic.Value(u64).init(0);
+    const header = storage.currentHeader(&contention);
+    if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
+    if (options.flags & abi.Options.flag_metric_given != 0 and options.metric != header.metric) return error.InvalidArgument;
+    if (options.flags & abi.Options.flag_storage_given != 0 and options.storage != header.storage) return error.InvalidArgument;
+    const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
+    const self = try Index.init(gpa, storage, header, ef_search, true, writable);
+    errdefer self.destroyState();
+    self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
+    try scan(self, header, validation);
+    self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
+        error.Corrupt => null,
+        else => return error.Io,
+    };
+    if (self.wal == null and header.clean == 0) return error.Corrupt;
+    try replay(self);
+    return self;
+}
+
+
+/// Rebuilds the in-memory state from the metadata column, validating every field it will
+/// later trust: a bad field is `Corrupt`, never a wild read.
+pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!void {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const clean = header.clean == 1;
+    if (clean and validation == .full) {
+        const hashes = index_mod.regionHashes(regions, header.slots_used, header.upper_used);
+        if (hashes[0] != header.data_hash or hashes[1] != header.graph_hash or
+            hashes[2] != header.upper_hash or hashes[3] != header.exact_hash)
+        {
+            _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+            return error.Corrupt;
+        }
+    }
+    // A dirty file's counters are stale: scan every slot the files can hold.
+    if (!clean and !self.writable) {
+        // Only a writer can repair what the crash left half-published.
+        return error.ReadOnly;
+    }
+    if (header.seq >= view_mod.live_seq) return error.Corrupt;
+    const limit = if (clean) header.slots_used else regions.capacity;
+    var state = ScanState{ .clean = clean };
+    for (0..limit) |i| try scanSlot(self, regions, @intCast(i), &state);
+    if (clean) {
+        if (state.live != header.live or state.max_seq > header.seq) return error.Corrupt;
+        if (header.entry != entry_mod.empty) {
+            const e = entry_mod.unpack(header.entry) orelse return error.Corrupt;
+            if (e.slot >= header.slots_used or e.level != regions.meta(e.slot).level) return error.Corrupt;
+            // The entry point must sit on the top level, or searches would miss its levels.
+            if (state.entry == null or e.level != state.entry.?.level) return error.Corrupt;
+        }
+        self.entry.reset(entry_mod.unpack(header.entry));
+    } else {
+        self.entry.reset(state.entry);
+    }
+    if (state.live > 0 and self.entry.load() == null) return error.Corrupt;
+    self.slots_used.store(if (clean) header.slots_used else state.used, .release);
+    self.upper_used.store(if (clean) header.upper_used else state.upper_used, .release);
+    self.live.store(state.live, .release);
+    self.seq.store(@max(state.max_seq, header.seq), .release);
+    self.node_locks.ensure(self.gpa, regions.capacity) catch return error.OutOfMemory;
+}
+
+const ScanState = struct {
+    clean: bool,
+    used: u64 = 0,
+    upper_used: u64 = 0,
+    live: u64 = 0,
+    max_seq: u64 = 0,
+    entry: ?entry_mod.Entry = null,
+};
+
+/// Validates one slot's metadata and records it. A crash can leave an add or upsert half
+/// published (`publish` stores the state, then the sequence number, then retires the old slot):
+/// a ready slot without a sequence number is still being inserted, and two visible slots of one
+/// key mean the older was not retired yet; both are repaired here (dirty files only).
+fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState) Error!void {
+    const meta = regions.meta(slot);
+    if (meta.state > @intFromEnum(layout.SlotState.ready)) return error.Corrupt;
+    if (meta.state == @intFromEnum(layout.SlotState.empty)) {
+        // Never written, or killed while its metadata was being written (before publication):
+        // either way not yet visible. A published sequence number here is corruption, and
+        // would make a key visible to scans that the key map does not know.
+        if (meta.created_seq != 0 and meta.created_seq != layout.unpublished) return error.Corrupt;
+        return;
+    }
+    if (meta.level > layout.max_level) return error.Corrupt;
+    const upper_end = @as(u64, meta.upper_offset) + meta.level;
+    if (upper_end > regions.upper_capacity) return error.Corrupt;
+    if (meta.prev_slot != layout.no_slot and meta.prev_slot >= regions.capacity) return error.Corrupt;
+    state.used = slot + 1;
+    state.upper_used = @max(state.upper_used, upper_end);
+    const published = meta.created_seq != layout.unpublished;
+    if (meta.state == @intFromEnum(layout.SlotState.inserting)) {
+        // `publish` marks the slot ready before it gives it a sequence number.
+        if (published) return error.Corrupt;
+        return;
+    }
+    if (!published) {
+        if (state.clean) return error.Corrupt;
+        return; // Killed between the two stores of `publish`: the WAL replays the add.
+    }
+    if (meta.created_seq == 0 or meta.created_seq >= view_mod.live_seq) return error.Corrupt;
+    if (meta.deleted_seq >= view_mod.live_seq) return error.Corrupt;
+    if (meta.deleted_seq != 0 and meta.deleted_seq < meta.created_seq) return error.Corrupt;
+    state.max_seq = @max(state.max_seq, meta.created_seq, meta.deleted_seq);
+    const live = meta.deleted_seq == 0;
+    if (live) state.live += 1;
+    if (state.entry == null or meta.level > state.entry.?.level) state.entry = .{ .slot = slot, .level = meta.level };
+    try mapKey(self, regions, slot, live, state);
+}
+
+/// Points the key map at the key's visible slot (else its newest), retiring an older visible
+/// twin left by a crash in the middle of an upsert.
+fn mapKey(self: *Index, regions: layout.Regions, slot: u32, live: bool, state: *ScanState) Error!void {
+    const meta = regions.meta(slot);
+    const stripe = self.keys.stripeOf(meta.key);
+    const got = stripe.map.getOrPut(self.gpa, meta.key) catch return error.OutOfMemory;
+    if (!got.found_existing) {
+        got.value_ptr.* = slot;
+        return;
+    }
+    const other = regions.meta(got.value_ptr.*);
+    const other_live = other.deleted_seq == 0;
+    if (live and other_live) {
+        if (state.clean) return error.Corrupt;
+        const newer, const older = if (meta.created_seq > other.created_seq) .{ meta, other } else .{ other, meta };
+        older.deleted_seq = newer.created_seq;
+        state.live -= 1;
+        if (newer == meta) got.value_ptr.* = slot;
+        return;
+    }
+    const prefer = if (live != other_live) live else meta.created_seq > other.created_seq;
+    if (prefer) got.value_ptr.* = slot;
+}
+
+fn replay(self: *Index) Error!void {
+    var wal = &(self.wal orelse return);
+    if (wal.end == 0) return;
+    if (!self.writable) {
+        // A read-only open cannot repair; it must not serve a state missing logged writes either.
+        return error.ReadOnly;
+    }
+    const Apply = struct {
+        fn apply(index: *Index, record: wal_mod.Record) anyerror!void {
+            switch (record.op) {
+                .add => {
+                    index_write.validateVector(index, record.vector) catch return;
+                    if (alreadyApplied(index, record.key, record.vector)) return;
+                    try centre.ensure(index, record.vector, 1);
+                    try index_write.addLocked(index, record.key, record.vector, false);
+                },
+                .remove => _ = try index_write.removeLocked(index, record.key, false),
+            }
+        }
+    };
+    _ = wal.replay(self.gpa, self, Apply.apply) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.Corrupt => error.Corrupt,
+        else => error.Io,
+    };
+    try self.checkpoint();
+}
+
+/// True when the key is live with exactly this vector (the logged add finished before the crash).
+fn alreadyApplied(self: *Index, key: u64, vector: []const f32) bool {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const slot = @import("read.zig").slotAt(self, generation.payload, key, view_mod.live_seq) orelse return false;
+    const stored = generation.payload.vector(slot);
+    if (self.metric == .cosine) {
+        // Without memory for the comparison the add is simply applied again (an upsert).
+        const copy = self.gpa.dupe(f32, vector) catch return false;
+        defer self.gpa.free(copy);
+        _ = @import("../kernels/distance.zig").normalize(copy);
+        return std.mem.eql(f32, copy, stored);
+    }
+    return std.mem.eql(f32, vector, stored);
+}

@@ -1,0 +1,137 @@
+//! The integrity walk. It holds the writers lock exclusively (reads go on) so the graph it walks
+//! is quiescent, and checks every rule the rest of the code relies on: ids in range, no
+//! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, walk
+//! copies (f16, i8 codes) that match their exact vector, and that every live node is reachable
+//! from the entry point.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const layout = @import("../storage/layout.zig");
+const Index = @import("index.zig").Index;
+const view_mod = @import("../hnsw/view.zig");
+const graph = @import("../hnsw/graph.zig");
+const quantize = @import("../kernels/quantize.zig");
+
+pub fn verify(self: *Index) !abi.VerifyReport {
+    self.writers.lock(&self.counters.lock_contention);
+    defer self.writers.unlock();
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
+    var report = std.mem.zeroes(abi.VerifyReport);
+    report.max_level = self.maxLevel();
+
+    const seen = try self.gpa.alloc(u32, self.layout.m0);
+    defer self.gpa.free(seen);
+    const coded = try quantize.Coded.init(self.gpa, self.layout.dimensions);
+    defer coded.deinit(self.gpa);
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        const meta = regions.meta(slot);
+        if (meta.state == @intFromEnum(layout.SlotState.empty)) continue;
+        report.nodes += 1;
+        if (view_mod.visible(meta, view_mod.live_seq)) report.live += 1 else report.tombstones += 1;
+        if (meta.level > report.max_level) report.level_mismatches += 1;
+        if (@as(u64, meta.upper_offset) + meta.level > self.upper_used.load(.acquire)) {
+            report.level_mismatches += 1;
+            continue;
+        }
+        for (regions.vector(slot)) |x| {
+            if (!std.math.isFinite(x)) {
+                report.vector_mismatches += 1;
+                break;
+            }
+        }
+        // A slot still `inserting` (an add a crash interrupted; never visible) may hold its
+        // exact vector without its walk copy yet.
+        const ready = meta.state == @intFromEnum(layout.SlotState.ready);
+        if (ready and !walkCopyMatches(self, regions, slot, coded)) report.vector_mismatches += 1;
+        var level: u32 = 0;
+        while (level <= meta.level) : (level += 1) checkList(self, regions, slot, level, used, seen, &report);
+    }
+    report.unreachable_live = try countUnreachable(self, regions, used);
+    // Unreachable live nodes are reported, not failed: pruning can drop a node's last in-link
+    // (hnswlib and usearch share this); tests bound their number instead.
+    const bad = report.out_of_range_links + report.self_links +
+        report.duplicate_links + report.over_degree + report.level_mismatches + report.vector_mismatches;
+    if (report.live != self.size()) report.level_mismatches += 1;
+    report.ok = @intFromBool(bad == 0 and report.live == self.size());
+    if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+    return report;
+}
+
+/// Whether the copy the walk reads is what writing the exact vector would have produced: the
+/// f16 rounding, or the i8 codes and terms (encoding is deterministic, so bit for bit).
+fn walkCopyMatches(self: *Index, regions: layout.Regions, slot: u32, coded: quantize.Coded) bool {
+    const exact = regions.vector(slot);
+    switch (self.layout.storage) {
+        .f32 => return true,
+        .f16 => {
+            for (regions.walkF16(slot), exact) |h, x| {
+                const want: f16 = @floatCast(x);
+                if (@as(u16, @bitCast(h)) != @as(u16, @bitCast(want))) return false;
+            }
+            return true;
+        },
+        .i8 => {
+            const metric: quantize.Metric = if (self.metric == .l2sq) .l2sq else .dot;
+            quantize.encode(metric, exact, regions.centre(), coded.codes());
+            const bytes = layout.i8_terms_bytes + std.mem.alignForward(u32, self.layout.dimensions, 64);
+            const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
+            const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
+            return std.mem.eql(u8, want, got);
+        },
+    }
+}
+
+fn checkList(self: *Index, regions: layout.Regions, slot: u32, level: u32, used: u32, seen: []u32, report: *abi.VerifyReport) void {
+    const words = regions.list(slot, level, regions.meta(slot).upper_offset);
+    const max_degree = self.layout.maxDegree(level);
+    const count = graph.countOf(words);
+    if (count > max_degree) {
+        report.over_degree += 1;
+        return;
+    }
+    for (words[1 .. 1 + count], 0..) |id, i| {
+        seen[i] = id;
+        if (id >= used) {
+            report.out_of_range_links += 1;
+            continue;
+        }
+        if (id == slot) report.self_links += 1;
+        if (std.mem.indexOfScalar(u32, seen[0..i], id) != null) report.duplicate_links += 1;
+        if (regions.meta(id).level < level) report.level_mismatches += 1;
+    }
+}
+
+/// Live nodes not reachable from the entry point over the links of every level.
+fn countUnreachable(self: *Index, regions: layout.Regions, used: u32) !u64 {
+    const entry = self.entry.load() orelse return self.size();
+    if (entry.slot >= used) return self.size();
+    const reached = try self.gpa.alloc(bool, used);
+    defer self.gpa.free(reached);
+    @memset(reached, false);
+    var stack = std.ArrayListUnmanaged(u32){};
+    defer stack.deinit(self.gpa);
+    try stack.append(self.gpa, entry.slot);
+    reached[entry.slot] = true;
+    while (stack.pop()) |slot| {
+        const meta = regions.meta(slot);
+        if (@as(u64, meta.upper_offset) + meta.level > regions.upper_capacity) continue;
+        var level: u32 = 0;
+        while (level <= meta.level) : (level += 1) {
+            const words = regions.list(slot, level, meta.upper_offset);
+            const count = @min(graph.countOf(words), self.layout.maxDegree(level));
+            for (words[1 .. 1 + count]) |id| {
+                if (id >= used or reached[id]) continue;
+                reached[id] = true;
+                try stack.append(self.gpa, id);
+            }
+        }
+    }
+    var missing: u64 = 0;
+    for (0..used) |i| {
+        if (!reached[i] and view_mod.visible(regions.meta(@intCast(i)), view_mod.live_seq)) missing += 1;
+    }
+    return missing;
+}

@@ -1,0 +1,255 @@
+//! The write path: add (upsert), remove, batch add on native threads, reserve.
+//! A mutation holds the writers lock shared and its key's stripe for its whole length; it is
+//! logged before it is applied and published under the commit lock with a sequence number.
+const std = @import("std");
+const layout = @import("../storage/layout.zig");
+const index_mod = @import("index.zig");
+const Index = index_mod.Index;
+const Error = index_mod.Error;
+const hnsw_insert = @import("../hnsw/insert.zig");
+const distance = @import("../kernels/distance.zig");
+const view_mod = @import("../hnsw/view.zig");
+const parallel = @import("../sync/pool.zig");
+const centre = @import("centre.zig");
+const quantize = @import("../kernels/quantize.zig");
+
+/// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
+pub const max_norm_squared: f64 = 1e37;
+
+/// Rejects NaN, infinities and magnitudes whose distances would overflow f32; under cosine also
+/// the zero vector (it has no direction).
+pub fn validateVector(self: *Index, vector: []const f32) Error!void {
+    if (vector.len != self.layout.dimensions) return error.DimensionMismatch;
+    const norm = try boundedNorm(vector);
+    if (self.layout.storage == .f16) {
+        // Beyond f16's range the walk copy would be infinite.
+        for (vector) |x| if (@abs(x) > std.math.floatMax(f16)) return error.InvalidVector;
+    }
+    if (self.metric == .cosine and norm == 0) return error.InvalidVector;
+}
+
+/// The squared norm of a vector whose components are finite and whose distances cannot
+/// overflow f32 (squared norm at most `max_norm_squared`); `InvalidVector` otherwise.
+pub fn boundedNorm(vector: []const f32) Error!f64 {
+    var norm: f64 = 0;
+    for (vector) |x| {
+        if (!std.math.isFinite(x)) return error.InvalidVector;
+        norm += @as(f64, x) * x;
+    }
+    if (norm > max_norm_squared) return error.InvalidVector;
+    return norm;
+}
+
+/// Inserts `key`, or replaces its vector if it exists (upsert). Safe from any thread.
+pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    try validateVector(self, vector);
+    try centre.ensure(self, vector, 1);
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    try addLocked(self, key, vector, true);
+}
+
+/// Runs a due checkpoint. Checkpoints need the writers lock exclusively, so the FFI layer calls
+/// this after a mutation has released its locks.
+pub fn checkpointIfDue(self: *Index) Error!void {
+    const wal = if (self.wal) |*w| w else return;
+    if (wal.bytes(&self.counters.lock_contention) < index_mod.wal_checkpoint_bytes) return;
+    try self.checkpoint();
+}
+
+/// The body of `add`; the caller holds the writers lock shared. `log` is false during replay.
+pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    stripe.map.ensureUnusedCapacity(self.gpa, 1) catch return error.OutOfMemory;
+    if (log) {
+        if (self.wal) |*wal| wal.append(.add, key, vector, &self.counters.lock_contention) catch return error.Io;
+    }
+    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    const previous = stripe.map.get(key);
+    const level = hnsw_insert.levelFor(self.seed, key, self.params.m);
+    const slot = try allocate(self, level);
+
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const meta = regions.meta(slot.id);
+    // The state last, by a release store: a kill can stop this at any store, and recovery reads
+    // a slot marked `inserting` as one whose other fields (`created_seq = unpublished` above all)
+    // are written. A plain struct assignment leaves the order of its stores to the compiler.
+    meta.key = key;
+    meta.created_seq = layout.unpublished;
+    meta.deleted_seq = 0;
+    meta.prev_slot = previous orelse layout.no_slot;
+    meta.upper_offset = slot.upper_offset;
+    meta.level = @intCast(level);
+    meta.reserved = [_]u8{0} ** 6;
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.inserting), .release);
+    const stored = regions.vector(slot.id);
+    @memcpy(stored, vector);
+    if (self.metric == .cosine) _ = distance.normalize(stored);
+    switch (self.layout.storage) {
+        .f32 => {},
+        .f16 => {
+            for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
+        },
+        .i8 => {
+            std.debug.assert(centre.ready(self));
+            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, stored, regions.centre(), regions.walkI8(slot.id));
+        },
+    }
+
+    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
+    defer self.pool.give(scratch, &self.counters);
+    try linkWithFreshView(self, slot.id, level, scratch);
+    publish(self, meta, if (previous) |p| regions.meta(p) else null);
+    stripe.map.putAssumeCapacity(key, slot.id);
+}
+
+/// Links a written slot into the graph. A view can be older than the entry point (a remap and a
+/// promotion of a newer node between the pin and the load of the entry); then link reports
+/// `StaleView` before touching anything and runs again on a fresh pin. Remaps are rare, so
+/// a bounded number of retries is plenty; running out of them means the entry is corrupt.
+fn linkWithFreshView(self: *Index, slot: u32, level: u32, scratch: *@import("../hnsw/scratch.zig").Scratch) Error!void {
+    var attempts: u32 = 0;
+    while (attempts < 16) : (attempts += 1) {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        hnsw_insert.link(self.view(generation), &self.entry, self.params, slot, level, scratch) catch |err| switch (err) {
+            error.StaleView => {
+                _ = self.counters.read_retries.fetchAdd(1, .monotonic);
+                continue;
+            },
+            error.OutOfMemory => return error.OutOfMemory,
+        };
+        return;
+    }
+    _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+    return error.Corrupt;
+}
+
+/// Makes a new slot visible and its predecessor (if any) invisible at one sequence number.
+fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
+    self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
+    const seq = self.seq.load(.monotonic) + 1;
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
+    @atomicStore(u64, &meta.created_seq, seq, .release);
+    var replaced = false;
+    if (previous) |old| {
+        if (view_mod.visible(old, view_mod.live_seq)) {
+            @atomicStore(u64, &old.deleted_seq, seq, .release);
+            replaced = true;
+        }
+    }
+    if (!replaced) _ = self.live.fetchAdd(1, .release);
+    self.seq.store(seq, .release);
+}
+
+const Allocated = struct { id: u32, upper_offset: u32 };
+
+fn allocate(self: *Index, level: u32) Error!Allocated {
+    const id = self.slots_used.fetchAdd(1, .acq_rel);
+    const upper_offset = self.upper_used.fetchAdd(level, .acq_rel);
+    if (id >= layout.max_capacity or upper_offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
+    self.node_locks.ensure(self.gpa, id + 1) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.CapacityExceeded => error.CapacityExceeded,
+    };
+    self.storage.ensureCapacity(id + 1, upper_offset + level, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+    return .{ .id = @intCast(id), .upper_offset = @intCast(upper_offset) };
+}
+
+/// Soft-deletes `key`: it stays in the graph as a routing tombstone. Returns whether it was live.
+pub fn remove(self: *Index, key: u64) Error!bool {
+    if (!self.writable) return error.ReadOnly;
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    return removeLocked(self, key, true);
+}
+
+pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
+    const stripe = self.keys.stripeOf(key);
+    stripe.mutex.lock(&self.counters.lock_contention);
+    defer stripe.mutex.unlock();
+    const slot = stripe.map.get(key) orelse return false;
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const meta = generation.payload.meta(slot);
+    if (!view_mod.visible(meta, view_mod.live_seq)) return false;
+    if (log) {
+        if (self.wal) |*wal| wal.append(.remove, key, &.{}, &self.counters.lock_contention) catch return error.Io;
+    }
+    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
+    const seq = self.seq.load(.monotonic) + 1;
+    @atomicStore(u64, &meta.deleted_seq, seq, .release);
+    _ = self.live.fetchSub(1, .release);
+    self.seq.store(seq, .release);
+    return true;
+}
+
+/// Grows the storage so that `slots` slots fit without another remap.
+pub fn reserve(self: *Index, slots: u64) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    return reserveLocked(self, slots);
+}
+
+fn reserveLocked(self: *Index, slots: u64) Error!void {
+    if (slots > layout.max_capacity) return error.CapacityExceeded;
+    self.node_locks.ensure(self.gpa, slots) catch |err| return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.CapacityExceeded => error.CapacityExceeded,
+    };
+    // Upper levels for the slots still to come: a node has 1/(m - 1) upper levels on average;
+    // the slack absorbs the variance.
+    const coming = slots -| self.slots_used.load(.acquire);
+    const upper = self.upper_used.load(.acquire) + coming / (self.params.m - 1) + 64;
+    self.storage.ensureCapacity(slots, upper, &self.counters.lock_contention) catch |err|
+        return index_mod.mapStorageError(err);
+}
+
+/// Adds `keys.len` vectors from one flat array on up to `threads` native threads. Every vector
+/// is validated before any is applied, so a bad batch changes nothing.
+pub fn addBatch(self: *Index, keys: []const u64, vectors: []const f32, threads: u32) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    const dims = self.layout.dimensions;
+    if (vectors.len != keys.len * dims) return error.DimensionMismatch;
+    for (0..keys.len) |i| try validateVector(self, vectors[i * dims ..][0..dims]);
+    if (keys.len == 0) return;
+    // The first batch trains i8 storage's centre on all of its vectors.
+    try centre.ensure(self, vectors, keys.len);
+    try reserve(self, self.slots_used.load(.acquire) + keys.len);
+    const Job = struct {
+        index: *Index,
+        keys: []const u64,
+        vectors: []const f32,
+        fn run(job: *const @This(), i: usize) Error!void {
+            const d = job.index.layout.dimensions;
+            try add(job.index, job.keys[i], job.vectors[i * d ..][0..d]);
+        }
+    };
+    const job = Job{ .index = self, .keys = keys, .vectors = vectors };
+    try parallel.forEach(Error, threads, keys.len, &job, Job.run);
+}
+
+/// Maps the storage again at its current size: a real remap without growth.
+pub fn remap(self: *Index) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    const storage = self.storage;
+    storage.grow_lock.lock(&self.counters.lock_contention);
+    defer storage.grow_lock.unlock();
+    const current = storage.epochs.current.load(.acquire).payload;
+    storage.remapLocked(current.capacity, current.upper_capacity) catch |err| return index_mod.mapStorageError(err);
+}
+
+/// Makes every acknowledged write durable against power loss: fsync of the WAL.
+pub fn sync(self: *Index) Error!void {
+    if (self.wal) |*wal| wal.sync() catch return error.Io;
+}

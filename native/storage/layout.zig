@@ -1,0 +1,270 @@
+//! The on-disk (and in-memory) layout: the file header, the per-slot metadata column, the
+//! level-0 records (neighbour list + vector) and the upper-level arena. A `Regions` value is one
+//! generation of mappings; every accessor bounds-checks against that generation's capacity.
+const std = @import("std");
+const assert = std.debug.assert;
+const abi = @import("../abi.zig");
+
+pub const page_bytes: u64 = std.heap.page_size_min;
+pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
+pub const format_version: u32 = 2;
+pub const header_bytes: u64 = 4096;
+pub const header_slot_bytes: u64 = 2048;
+/// A cache line: records and vectors are aligned to it.
+pub const line_bytes: u64 = 64;
+pub const no_slot: u32 = std.math.maxInt(u32);
+pub const max_level: u32 = 31;
+/// Slots are u32 ids and `no_slot` is reserved.
+pub const max_capacity: u64 = std.math.maxInt(u32) - 1;
+
+/// The file header. The data file holds two copies (slots at offsets 0 and `header_slot_bytes`),
+/// written alternately, each with its own checksum and a sequence number: an update writes the
+/// older slot whole and only then becomes the newest, so a process killed mid-update leaves the
+/// previous header intact. Counters are exact at the last checkpoint; between checkpoints the
+/// authoritative counters live in memory and `clean` is 0.
+pub const Header = extern struct {
+    magic: [8]u8,
+    version: u32,
+    header_bytes: u32,
+    dimensions: u32,
+    metric: u32,
+    m: u32,
+    m0: u32,
+    ef_construction: u32,
+    record_bytes: u32,
+    vector_offset: u32,
+    upper_record_bytes: u32,
+    seed: u64,
+    capacity: u64,
+    slots_used: u64,
+    upper_capacity: u64,
+    upper_used: u64,
+    entry: u64,
+    seq: u64,
+    live: u64,
+    /// `abi.StorageKind`.
+    storage: u32,
+    /// `flag_centre_set`: i8 storage's centre is final (given, or trained by the first add).
+    flags: u32,
+    /// Checksums of the data (after the header), graph and upper regions' used bytes at the last
+    /// clean checkpoint; only meaningful while `clean` is 1.
+    data_hash: u64,
+    graph_hash: u64,
+    upper_hash: u64,
+    exact_hash: u64,
+    /// Which update this copy is; open uses the valid copy with the highest.
+    header_seq: u64,
+    clean: u32,
+    /// XxHash of every byte before this field, truncated.
+    checksum: u32,
+
+    pub fn computeChecksum(self: *const Header) u32 {
+        const bytes = std.mem.asBytes(self)[0..@offsetOf(Header, "checksum")];
+        return @truncate(std.hash.XxHash64.hash(0x51_56_52, bytes));
+    }
+};
+
+/// Per-slot metadata, a dense column so that open scans 40 bytes per slot, never the vectors.
+pub const Meta = extern struct {
+    key: u64,
+    /// Sequence number at which the slot became visible; `unpublished` until then (atomic).
+    created_seq: u64,
+    /// Sequence number at which it was removed or replaced; 0 while live (atomic).
+    deleted_seq: u64,
+    /// The slot that held this key before (an upsert chain for snapshots), or `no_slot`.
+    prev_slot: u32,
+    /// First record of this node's upper levels in the upper arena (levels 1..level).
+    upper_offset: u32,
+    level: u8,
+    /// `SlotState` (atomic).
+    state: u8,
+    reserved: [6]u8,
+};
+
+pub const unpublished: u64 = std.math.maxInt(u64);
+
+pub const flag_centre_set: u32 = 1 << 0;
+
+/// The 16 bytes of per-vector terms in front of i8 codes (kernels/i8.zig has the format).
+pub const i8_terms_bytes: u32 = 16;
+
+pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
+
+comptime {
+    assert(@sizeOf(Header) == 168);
+    assert(@sizeOf(Header) <= header_slot_bytes);
+    assert(2 * header_slot_bytes <= header_bytes);
+    assert(@sizeOf(Meta) == 40);
+}
+
+/// Sizes derived from the parameters; identical for every generation of one index.
+pub const Layout = struct {
+    dimensions: u32,
+    m: u32,
+    m0: u32,
+    storage: abi.StorageKind,
+    /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the walked vector
+    /// (f32; f16 under f16 storage; under i8 storage 16 bytes of terms, then the codes padded
+    /// to 64 bytes).
+    record_bytes: u32,
+    vector_offset: u32,
+    /// Bytes per slot of the exact-vector file: 0 under f32 storage (the record holds them).
+    exact_bytes: u32,
+    /// Bytes in front of the exact vectors: i8 storage keeps its centre there (one page-aligned
+    /// f32 vector); 0 otherwise.
+    exact_prefix: u32,
+    /// Bytes of one upper-level list: count then m neighbour ids.
+    upper_record_bytes: u32,
+
+    pub fn init(dimensions: u32, m: u32, storage: abi.StorageKind) Layout {
+        assert(dimensions >= 1 and dimensions <= abi.max_dimensions);
+        assert(m >= 2 and m <= abi.max_m);
+        const m0 = 2 * m;
+        const d: u64 = dimensions;
+        const walk_bytes: u64 = switch (storage) {
+            .f32 => 4 * d,
+            .f16 => 2 * d,
+            .i8 => std.mem.alignForward(u64, d, 64),
+        };
+        const terms: u64 = if (storage == .i8) i8_terms_bytes else 0;
+        // Vectors start on a cache line: a 64-byte vector load that straddles two lines costs
+        // about 1.8x (measured on the dev machine's AVX-512 kernels), so records and the vector
+        // inside them are line-aligned, at up to 60 bytes of padding each.
+        const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0) + terms, line_bytes));
+        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes));
+        return .{
+            .dimensions = dimensions,
+            .m = m,
+            .m0 = m0,
+            .storage = storage,
+            .record_bytes = record_bytes,
+            .vector_offset = vector_offset,
+            .exact_bytes = if (storage == .f32) 0 else @intCast(std.mem.alignForward(u64, 4 * d, line_bytes)),
+            .exact_prefix = if (storage == .i8) @intCast(std.mem.alignForward(u64, 4 * d, page_bytes)) else 0,
+            .upper_record_bytes = 4 + 4 * m,
+        };
+    }
+
+    pub fn dataBytes(self: Layout, capacity: u64) u64 {
+        _ = self;
+        return std.mem.alignForward(u64, header_bytes + capacity * @sizeOf(Meta), page_bytes);
+    }
+
+    pub fn graphBytes(self: Layout, capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, capacity * self.record_bytes), page_bytes);
+    }
+
+    pub fn upperBytes(self: Layout, upper_capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, upper_capacity * self.upper_record_bytes), page_bytes);
+    }
+
+    /// One page (unused) under f32 storage.
+    pub fn exactBytes(self: Layout, capacity: u64) u64 {
+        return std.mem.alignForward(u64, @max(1, self.exact_prefix + capacity * self.exact_bytes), page_bytes);
+    }
+
+    pub fn maxDegree(self: Layout, level: u32) u32 {
+        return if (level == 0) self.m0 else self.m;
+    }
+};
+
+/// One generation of mappings. Accessors assert bounds: callers validate ids read from the
+/// files first (a corrupt id is an operating error, not a bug).
+pub const Regions = struct {
+    layout: Layout,
+    data: []align(page_bytes) u8,
+    graph: []align(page_bytes) u8,
+    upper: []align(page_bytes) u8,
+    exact: []align(page_bytes) u8,
+    capacity: u64,
+    upper_capacity: u64,
+
+    /// One of the two header copies (see `Header`); storage/storage.zig decides which is current.
+    pub fn headerSlot(self: Regions, slot: u1) *Header {
+        return @ptrCast(@alignCast(self.data.ptr + @as(usize, slot) * header_slot_bytes));
+    }
+
+    pub fn meta(self: Regions, slot: u32) *Meta {
+        assert(slot < self.capacity);
+        const metas: [*]Meta = @ptrCast(@alignCast(self.data.ptr + header_bytes));
+        return &metas[slot];
+    }
+
+    fn record(self: Regions, slot: u32) [*]align(4) u8 {
+        assert(slot < self.capacity);
+        return @alignCast(self.graph.ptr + @as(usize, slot) * self.layout.record_bytes);
+    }
+
+    /// The exact (f32) vector of `slot`: in its record under f32 storage, else in the exact file.
+    pub fn vector(self: Regions, slot: u32) []f32 {
+        if (self.layout.storage == .f32) {
+            const base: [*]f32 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+            return base[0..self.layout.dimensions];
+        }
+        assert(slot < self.capacity);
+        const at = self.layout.exact_prefix + @as(usize, slot) * self.layout.exact_bytes;
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + at));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The centre i8 codes are taken around (i8 storage only).
+    pub fn centre(self: Regions) []f32 {
+        assert(self.layout.storage == .i8);
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The codes of `slot` (i8 storage only), terms in the 16 bytes before; for writing.
+    pub fn walkI8(self: Regions, slot: u32) [*]u8 {
+        assert(self.layout.storage == .i8);
+        return self.record(slot) + self.layout.vector_offset;
+    }
+
+    /// The vector the graph walk reads (f32 or f16 elements, per the storage kind).
+    pub fn walk(self: Regions, slot: u32) [*]const u8 {
+        return self.record(slot) + self.layout.vector_offset;
+    }
+
+    /// The f16 walk copy of `slot` (f16 storage only), for writing.
+    pub fn walkF16(self: Regions, slot: u32) []f16 {
+        assert(self.layout.storage == .f16);
+        const base: [*]f16 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+        return base[0..self.layout.dimensions];
+    }
+
+    /// The neighbour list of `slot` at `level`: word 0 is the count, then the ids.
+    pub fn list(self: Regions, slot: u32, level: u32, upper_offset: u32) [*]u32 {
+        if (level == 0) return @ptrCast(self.record(slot));
+        const index = @as(u64, upper_offset) + level - 1;
+        assert(index < self.upper_capacity);
+        return @ptrCast(@alignCast(self.upper.ptr + index * self.layout.upper_record_bytes));
+    }
+
+    pub fn mappedBytes(self: Regions) u64 {
+        return self.data.len + self.graph.len + self.upper.len + self.exact.len;
+    }
+};
+
+test "layout: records and their vectors are cache-line aligned, the vector after the links" {
+    const layout = Layout.init(784, 16, .f32);
+    try std.testing.expectEqual(@as(u32, 32), layout.m0);
+    try std.testing.expectEqual(@as(u32, 192), layout.vector_offset);
+    try std.testing.expectEqual(@as(u32, 192 + 784 * 4), layout.record_bytes);
+    try std.testing.expectEqual(@as(u32, 68), layout.upper_record_bytes);
+    const odd = Layout.init(3, 2, .f32);
+    try std.testing.expectEqual(@as(u32, 0), odd.record_bytes % 64);
+    try std.testing.expectEqual(@as(u32, 0), odd.vector_offset % 64);
+    try std.testing.expect(odd.vector_offset >= 4 + 4 * odd.m0);
+    const half = Layout.init(784, 16, .f16);
+    try std.testing.expectEqual(@as(u32, 1792), half.record_bytes); // 192 + 784 * 2, rounded up to a line
+    try std.testing.expectEqual(@as(u32, 784 * 4), half.exact_bytes);
+    // i8: the 16 bytes of terms fit in front of the codes; codes are padded to 64 bytes.
+    const byte = Layout.init(784, 16, .i8);
+    try std.testing.expectEqual(@as(u32, 192), byte.vector_offset);
+    try std.testing.expectEqual(@as(u32, 192 + 832), byte.record_bytes);
+    try std.testing.expectEqual(@as(u32, 784 * 4), byte.exact_bytes);
+    try std.testing.expect(byte.exact_prefix >= 784 * 4 and byte.exact_prefix % page_bytes == 0);
+    const tight = Layout.init(5, 15, .i8); // 4 + 4 * 30 = 124: only 4 bytes to the line
+    try std.testing.expect(tight.vector_offset >= 4 + 4 * tight.m0 + i8_terms_bytes);
+    try std.testing.expectEqual(@as(u32, 0), tight.vector_offset % 64);
+}

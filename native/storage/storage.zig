@@ -1,0 +1,517 @@
+//! Mapped storage and the remap path. Four files back an index (an anonymous memfd each when it
+//! has no path): the data file (header + metadata column), the graph file (level-0 records with
+//! the vectors the graph is walked on), the upper-level arena and the exact f32 vectors (used
+//! under f16 storage for the rerank). All are mapped MAP_SHARED, so a new, larger mapping of the
+//! same file sees every byte written through the old one: growth is ftruncate + mmap + publish,
+//! never a copy, and readers keep using the old generation until they unpin it.
+const std = @import("std");
+const posix = std.posix;
+const linux = std.os.linux;
+const assert = std.debug.assert;
+const layout_mod = @import("layout.zig");
+const Layout = layout_mod.Layout;
+const Regions = layout_mod.Regions;
+const Header = layout_mod.Header;
+const locks = @import("../sync/locks.zig");
+const sync = @import("../sync/atomics.zig");
+const epoch_mod = @import("epoch.zig");
+const swap = @import("swap.zig");
+
+pub const Epochs = epoch_mod.Epochs(sync.Production, Regions, .correct);
+pub const Generation = Epochs.Generation;
+
+pub const Error = error{
+    Io,
+    OutOfMemory,
+    Corrupt,
+    UnsupportedVersion,
+    Locked,
+    NotFound,
+    CapacityExceeded,
+};
+
+pub const Kind = enum { data, graph, upper, exact };
+pub const suffixes = swap.suffixes;
+pub const file_count = suffixes.len;
+
+pub const Storage = struct {
+    gpa: std.mem.Allocator,
+    layout: Layout,
+    fds: [file_count]posix.fd_t,
+    writable: bool,
+    epochs: Epochs,
+    grow_lock: locks.Mutex = .{ .rank = .grow },
+    remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// The header slot holding the newest header; written only under the grow lock.
+    header_active: u1 = 0,
+
+    /// Creates storage for a new index: memfds when `path` is null, else new files (which must
+    /// not exist yet). The header is written with `clean = 1`.
+    pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, initial: Header, capacity: u64) Error!*Storage {
+        const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
+        var fds: [file_count]posix.fd_t = @splat(-1);
+        errdefer closeAll(&fds);
+        // The data file is locked before any file is truncated: a second creator of the same
+        // path stops at the lock instead of truncating files the first one has mapped.
+        fds[0] = try createFile(gpa, path, .data);
+        if (path) |p| {
+            try lockFile(fds[0], false);
+            // An index already at `path` (a backup aimed at one, say) must not lose its side
+            // files to the truncations below; the link at the end would refuse it anyway.
+            var buffer: [std.fs.max_path_bytes]u8 = undefined;
+            if (posix.accessZ(try filePath(&buffer, p, .data), posix.F_OK)) |_| return error.Locked else |err| switch (err) {
+                error.FileNotFound => {},
+                else => return error.Io,
+            }
+            posix.ftruncate(fds[0], 0) catch return error.Io;
+        }
+        for (1..file_count) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
+        const upper_capacity = @max(64, capacity / 8);
+        try resizeFiles(&fds, layout, capacity, upper_capacity);
+        const regions = try mapAll(&fds, layout, capacity, upper_capacity, true);
+        var first = initial;
+        first.capacity = capacity;
+        first.upper_capacity = upper_capacity;
+        first.header_seq = 1;
+        first.checksum = first.computeChecksum();
+        regions.headerSlot(0).* = first;
+        const self = try finish(gpa, layout, fds, regions, true, 0);
+        errdefer self.destroy();
+        if (path) |p| try publishCreated(p);
+        return self;
+    }
+
+    /// Opens existing files after validating the header against the file sizes.
+    pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
+        var fds: [file_count]posix.fd_t = @splat(-1);
+        errdefer closeAll(&fds);
+        if (writable) {
+            // The writer lock first: only its holder may finish or discard a compaction swap.
+            fds[0] = try openLocked(gpa, path, true);
+            if (try swap.pending(path)) {
+                try swap.rollForward(path);
+                posix.close(fds[0]);
+                fds[0] = -1;
+                fds[0] = try openLocked(gpa, path, true);
+            } else {
+                try swap.removeLeftovers(path);
+            }
+            for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), true);
+        } else if (try swap.pending(path)) {
+            for (0..file_count) |i| {
+                fds[i] = swap.openResolved(path, suffixes[i]) catch |err| return openError(err, @enumFromInt(i));
+            }
+            try lockFile(fds[0], true);
+        } else {
+            fds[0] = try openLocked(gpa, path, false);
+            for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), false);
+        }
+        const latest = try readHeader(fds[0]);
+        const layout = try validateHeader(&latest.header, &fds);
+        const regions = try mapAll(&fds, layout, latest.header.capacity, latest.header.upper_capacity, writable);
+        return finish(gpa, layout, fds, regions, writable, latest.slot);
+    }
+
+    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [file_count]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
+        errdefer releaseRegions(regions);
+        const self = gpa.create(Storage) catch return error.OutOfMemory;
+        errdefer gpa.destroy(self);
+        self.* = .{
+            .gpa = gpa,
+            .layout = layout,
+            .fds = fds,
+            .writable = writable,
+            .epochs = Epochs.init(gpa, regions, releaseRegions) catch return error.OutOfMemory,
+            .header_active = header_active,
+        };
+        return self;
+    }
+
+    /// The caller has drained every user: no pins remain.
+    pub fn destroy(self: *Storage) void {
+        self.epochs.deinit(self.gpa);
+        var fds = self.fds;
+        closeAll(&fds);
+        self.gpa.destroy(self);
+    }
+
+    pub fn pin(self: *Storage) *Generation {
+        return self.epochs.pin();
+    }
+
+    pub fn unpin(self: *Storage, generation: *Generation) void {
+        self.epochs.unpin(generation);
+    }
+
+    /// Grows so that `slots` slots and `upper` upper records fit, doubling to amortize remaps.
+    /// Readers are never blocked: they finish on the generation they pinned.
+    pub fn ensureCapacity(self: *Storage, slots: u64, upper: u64, contention: *std.atomic.Value(u64)) Error!void {
+        const current = self.epochs.current.load(.acquire);
+        if (slots <= current.payload.capacity and upper <= current.payload.upper_capacity) return;
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        const latest = self.epochs.current.load(.acquire).payload;
+        if (slots <= latest.capacity and upper <= latest.upper_capacity) return;
+        try self.remap(grownTo(latest.capacity, slots), grownTo(latest.upper_capacity, upper));
+    }
+
+    /// Maps the files at (at least) the given sizes as a new generation. Holding the grow lock.
+    /// Also used by tests to force a remap at the same size.
+    pub fn remapLocked(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
+        try self.remap(capacity, upper_capacity);
+    }
+
+    fn remap(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
+        if (capacity > layout_mod.max_capacity) return error.CapacityExceeded;
+        assert(self.writable);
+        try resizeFiles(&self.fds, self.layout, capacity, upper_capacity);
+        const regions = try mapAll(&self.fds, self.layout, capacity, upper_capacity, true);
+        _ = self.epochs.publish(self.gpa, regions) catch {
+            releaseRegions(regions);
+            return error.OutOfMemory;
+        };
+        // The header must describe the file sizes even if the process dies before a checkpoint,
+        // or recovery would map (and lose) only the old capacity.
+        var updated = self.headerLocked();
+        updated.capacity = capacity;
+        updated.upper_capacity = upper_capacity;
+        self.writeHeaderLocked(updated);
+        _ = self.remaps.fetchAdd(1, .monotonic);
+    }
+
+    /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
+    /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
+    pub fn adopt(self: *Storage, fds: [file_count]posix.fd_t, capacity: u64, upper_capacity: u64, contention: *std.atomic.Value(u64)) Error!void {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        var owned = fds;
+        const regions = mapAll(&owned, self.layout, capacity, upper_capacity, true) catch |err| {
+            closeAll(&owned);
+            return err;
+        };
+        _ = self.epochs.publish(self.gpa, regions) catch {
+            releaseRegions(regions);
+            closeAll(&owned);
+            return error.OutOfMemory;
+        };
+        // The adopted files carry their own header copies: which one is newest is theirs to say.
+        self.header_active = (newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* }) catch |err| {
+            std.debug.assert(err == error.Corrupt); // compaction just wrote a valid header
+            return error.Corrupt;
+        }).slot;
+        var old = self.fds;
+        self.fds = owned;
+        closeAll(&old);
+        _ = self.remaps.fetchAdd(1, .monotonic);
+    }
+
+    /// Marks the header dirty before the first mutation after a checkpoint, so that an open
+    /// after a crash knows its counters are stale and recovers from the WAL.
+    pub fn markDirty(self: *Storage, dirty: *std.atomic.Value(bool), contention: *std.atomic.Value(u64)) void {
+        if (dirty.load(.acquire)) return;
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        if (dirty.load(.acquire)) return;
+        var updated = self.headerLocked();
+        updated.clean = 0;
+        self.writeHeaderLocked(updated);
+        dirty.store(true, .release);
+    }
+
+    /// A copy of the newest header.
+    pub fn currentHeader(self: *Storage, contention: *std.atomic.Value(u64)) Header {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        return self.headerLocked();
+    }
+
+    /// Replaces the header (see `Header` for why this survives a crash at any point).
+    pub fn writeHeader(self: *Storage, new: Header, contention: *std.atomic.Value(u64)) void {
+        self.grow_lock.lock(contention);
+        defer self.grow_lock.unlock();
+        self.writeHeaderLocked(new);
+    }
+
+    fn headerLocked(self: *Storage) Header {
+        return self.epochs.current.load(.acquire).payload.headerSlot(self.header_active).*;
+    }
+
+    fn writeHeaderLocked(self: *Storage, new: Header) void {
+        const regions = self.epochs.current.load(.acquire).payload;
+        const current = regions.headerSlot(self.header_active);
+        var next = new;
+        next.header_seq = current.header_seq + 1;
+        next.checksum = next.computeChecksum();
+        const target: u1 = self.header_active ^ 1;
+        regions.headerSlot(target).* = next;
+        self.header_active = target;
+    }
+
+    pub fn sync(self: *Storage) Error!void {
+        const generation = self.pin();
+        defer self.unpin(generation);
+        const regions = generation.payload;
+        inline for (.{ regions.data, regions.graph, regions.upper, regions.exact }) |region| {
+            posix.msync(region, linux.MSF.SYNC) catch return error.Io;
+        }
+        for (self.fds) |fd| posix.fsync(fd) catch return error.Io;
+    }
+
+    pub fn mappedBytes(self: *Storage) u64 {
+        var total: u64 = 0;
+        var it: ?*Generation = self.epochs.newest;
+        while (it) |generation| : (it = generation.older) {
+            if (generation.state.load(.seq_cst) != @intFromEnum(epoch_mod.State.released)) {
+                total += generation.payload.mappedBytes();
+            }
+        }
+        return total;
+    }
+};
+
+fn grownTo(have: u64, need: u64) u64 {
+    var next = @max(have, 64);
+    while (next < need) next = next * 2;
+    return @min(next, @max(need, layout_mod.max_capacity));
+}
+
+fn releaseRegions(regions: Regions) void {
+    posix.munmap(regions.data);
+    posix.munmap(regions.graph);
+    posix.munmap(regions.upper);
+    posix.munmap(regions.exact);
+}
+
+fn closeAll(fds: *[file_count]posix.fd_t) void {
+    for (fds) |*fd| {
+        if (fd.* >= 0) posix.close(fd.*);
+        fd.* = -1;
+    }
+}
+
+fn filePath(buffer: []u8, path: []const u8, kind: Kind) Error![:0]const u8 {
+    return std.fmt.bufPrintZ(buffer, "{s}{s}", .{ path, suffixes[@intFromEnum(kind)] }) catch error.Io;
+}
+
+/// A new index's files. The data file is built as `path.creating` and linked to `path` only when
+/// complete (`publishCreated`), so a crash during creation never leaves a half-made index at
+/// `path`; leftovers of such a crash are truncated and reused by the next creation.
+fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix.fd_t {
+    _ = gpa;
+    const p = path orelse {
+        return posix.memfd_create(@tagName(kind), linux.MFD.CLOEXEC) catch error.Io;
+    };
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const data = kind == .data;
+    const full = if (data)
+        std.fmt.bufPrintZ(&buffer, "{s}.creating", .{p}) catch return error.Io
+    else
+        try filePath(&buffer, p, kind);
+    // The data file is truncated by the caller once it holds the lock.
+    return posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = !data, .CLOEXEC = true }, 0o644) catch error.Io;
+}
+
+/// Makes a fully written new index visible at `path`: empties any WAL left there, then links
+/// the data file into place (failing if an index appeared there meanwhile).
+fn publishCreated(path: []const u8) Error!void {
+    var wal_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const wal = std.fmt.bufPrintZ(&wal_buffer, "{s}.wal", .{path}) catch return error.Io;
+    const wal_fd = posix.openZ(wal, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    posix.close(wal_fd);
+    var from_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    var to_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const from = std.fmt.bufPrintZ(&from_buffer, "{s}.creating", .{path}) catch return error.Io;
+    const to = std.fmt.bufPrintZ(&to_buffer, "{s}", .{path}) catch return error.Io;
+    posix.linkZ(from, to) catch |err| return switch (err) {
+        error.PathAlreadyExists => error.Locked,
+        else => error.Io,
+    };
+    posix.unlinkZ(from) catch return error.Io;
+}
+
+fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool) Error!posix.fd_t {
+    _ = gpa;
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try filePath(&buffer, path, kind);
+    return posix.openZ(full, .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true }, 0) catch |err|
+        openError(err, kind);
+}
+
+fn openError(err: posix.OpenError, kind: Kind) Error {
+    return switch (err) {
+        error.FileNotFound => if (kind == .data) error.NotFound else error.Corrupt,
+        else => error.Io,
+    };
+}
+
+/// Opens and locks the data file at `path`, making sure the file locked is still the one at
+/// `path`: a compaction swap (or its roll-forward) can rename a new data file over it between
+/// the open and the lock, and the lock on a replaced file guards nothing. The side files are
+/// opened after this, so they belong to the locked data file.
+fn openLocked(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!posix.fd_t {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try filePath(&buffer, path, .data);
+    var attempts: u32 = 0;
+    while (attempts < 8) : (attempts += 1) {
+        const fd = try openFile(gpa, path, .data, writable);
+        lockFile(fd, !writable) catch |err| {
+            posix.close(fd);
+            return err;
+        };
+        const held = posix.fstat(fd) catch {
+            posix.close(fd);
+            return error.Io;
+        };
+        const named = posix.fstatat(posix.AT.FDCWD, full, 0) catch |err| {
+            posix.close(fd);
+            return if (err == error.FileNotFound) error.NotFound else error.Io;
+        };
+        if (held.dev == named.dev and held.ino == named.ino) return fd;
+        posix.close(fd); // replaced meanwhile: lock the new one
+    }
+    return error.Locked;
+}
+
+fn lockFile(fd: posix.fd_t, shared: bool) Error!void {
+    const mode: i32 = if (shared) posix.LOCK.SH else posix.LOCK.EX;
+    const operation: i32 = mode | posix.LOCK.NB;
+    posix.flock(fd, operation) catch |err| switch (err) {
+        error.WouldBlock => return error.Locked,
+        else => return error.Io,
+    };
+}
+
+fn resizeFiles(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64) Error!void {
+    const sizes = fileSizes(layout, capacity, upper_capacity);
+    for (fds, sizes) |fd, size| {
+        const stat = posix.fstat(fd) catch return error.Io;
+        if (@as(u64, @intCast(stat.size)) < size) posix.ftruncate(fd, size) catch return error.Io;
+    }
+}
+
+fn mapAll(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64, writable: bool) Error!Regions {
+    const prot: u32 = if (writable) posix.PROT.READ | posix.PROT.WRITE else posix.PROT.READ;
+    const sizes = fileSizes(layout, capacity, upper_capacity);
+    var maps: [file_count][]align(layout_mod.page_bytes) u8 = undefined;
+    var mapped: usize = 0;
+    errdefer for (maps[0..mapped]) |m| posix.munmap(m);
+    for (fds, sizes, 0..) |fd, size, i| {
+        assert(size > 0);
+        maps[i] = posix.mmap(null, size, prot, .{ .TYPE = .SHARED }, fd, 0) catch |err| switch (err) {
+            error.OutOfMemory => return error.OutOfMemory,
+            else => return error.Io,
+        };
+        mapped += 1;
+    }
+    return .{
+        .layout = layout,
+        .data = maps[0],
+        .graph = maps[1],
+        .upper = maps[2],
+        .exact = maps[3],
+        .capacity = capacity,
+        .upper_capacity = upper_capacity,
+    };
+}
+
+const Newest = struct { header: Header, slot: u1 };
+
+fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64 {
+    return .{
+        layout.dataBytes(capacity),
+        layout.graphBytes(capacity),
+        layout.upperBytes(upper_capacity),
+        layout.exactBytes(capacity),
+    };
+}
+
+/// Reads both header copies and returns the valid one with the highest sequence number.
+fn readHeader(fd: posix.fd_t) Error!Newest {
+    var copies: [2]?Header = .{ null, null };
+    for ([_]u1{ 0, 1 }) |slot| {
+        var header: Header = undefined;
+        const bytes = std.mem.asBytes(&header);
+        const got = posix.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes) catch return error.Io;
+        if (got == bytes.len) copies[slot] = header;
+    }
+    return newest(copies);
+}
+
+/// The header copy to trust: intact (magic, checksum, a sequence number that can still advance),
+/// of this format version, and the newer of the two.
+fn newest(copies: [2]?Header) Error!Newest {
+    var best: ?Newest = null;
+    var version_seen = false;
+    for (copies, [_]u1{ 0, 1 }) |copy, slot| {
+        const header = copy orelse continue;
+        if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) continue;
+        if (header.checksum != header.computeChecksum()) continue;
+        if (header.header_seq >= 1 << 63) continue;
+        if (header.version != layout_mod.format_version) {
+            version_seen = true;
+            continue;
+        }
+        if (best == null or header.header_seq > best.?.header.header_seq) best = .{ .header = header, .slot = slot };
+    }
+    if (best) |b| return b;
+    if (version_seen) return error.UnsupportedVersion;
+    return error.Corrupt;
+}
+
+/// Every length is checked against the file sizes before anything is mapped.
+fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Error!Layout {
+    if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
+    if (header.dimensions < 1 or header.dimensions > @import("../abi.zig").max_dimensions) return error.Corrupt;
+    if (header.m < 2 or header.m > @import("../abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
+    if (header.metric > 2) return error.Corrupt;
+    if (header.storage > @intFromEnum(@import("../abi.zig").StorageKind.i8)) return error.Corrupt;
+    if (header.ef_construction < 1 or header.ef_construction > 65536) return error.Corrupt;
+    const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
+    if (header.record_bytes != layout.record_bytes) return error.Corrupt;
+    if (header.vector_offset != layout.vector_offset) return error.Corrupt;
+    if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
+    if (header.capacity == 0 or header.capacity > layout_mod.max_capacity) return error.Corrupt;
+    if (header.upper_capacity == 0 or header.upper_capacity > std.math.maxInt(u32)) return error.Corrupt;
+    if (header.slots_used > header.capacity) return error.Corrupt;
+    if (header.upper_used > header.upper_capacity) return error.Corrupt;
+    if (header.live > header.slots_used) return error.Corrupt;
+    const sizes = fileSizes(layout, header.capacity, header.upper_capacity);
+    for (fds, sizes) |fd, size| {
+        const stat = posix.fstat(fd) catch return error.Io;
+        if (@as(u64, @intCast(stat.size)) < size) return error.Corrupt;
+    }
+    return layout;
+}
+
+test "storage: growth remaps, old generations stay readable while pinned, then are unmapped" {
+    var header = std.mem.zeroes(Header);
+    header.magic = layout_mod.magic;
+    header.version = layout_mod.format_version;
+    header.header_bytes = layout_mod.header_bytes;
+    header.dimensions = 4;
+    header.m = 4;
+    header.m0 = 8;
+    const layout = Layout.init(4, 4, .f32);
+    header.record_bytes = layout.record_bytes;
+    header.vector_offset = layout.vector_offset;
+    header.upper_record_bytes = layout.upper_record_bytes;
+    const storage = try Storage.create(std.testing.allocator, null, header, 64);
+    defer storage.destroy();
+    var contention = std.atomic.Value(u64).init(0);
+
+    const old = storage.pin();
+    old.payload.vector(63)[0] = 42.5;
+    try storage.ensureCapacity(1000, 0, &contention);
+    const fresh = storage.pin();
+    try std.testing.expect(fresh.payload.capacity >= 1000);
+    try std.testing.expect(fresh.payload.graph.ptr != old.payload.graph.ptr);
+    // The same file pages: writes through either mapping are visible through the other.
+    try std.testing.expectEqual(@as(f32, 42.5), fresh.payload.vector(63)[0]);
+    fresh.payload.vector(999)[3] = 7;
+    try std.testing.expect(!storage.epochs.isCurrent(old));
+    try std.testing.expectEqual(@as(u64, 2), storage.epochs.liveCount());
+    storage.unpin(old);
+    try std.testing.expectEqual(@as(u64, 1), storage.epochs.liveCount());
+    storage.unpin(fresh);
+    try std.testing.expectEqual(@as(u64, 1), storage.remaps.load(.monotonic));
+}

@@ -1,0 +1,151 @@
+//! Crash-atomic replacement of an index's files by a complete set built beside them (compaction
+//! builds `path~compact*`). Four renames cannot be one atomic step, so the swap has a commit
+//! record, the way a database commits a transaction:
+//!
+//!   1. create `path~compact.building`                                 marks the files below ours
+//!   2. build and sync `path~compact`, `.graph`, `.upper`, `.vectors`   crash: the old index
+//!   3. create `path~compact.commit`, sync it and the directory         the commit point
+//!   4. rename the side files, then the data file, over `path*`        crash: rolled forward
+//!   5. remove what is left, the commit record, then the build marker; sync the directory
+//!
+//! A writable open holds the writer lock and then finishes a committed swap (`rollForward`) or
+//! removes an abandoned build (`removeLeftovers`). Only files under a build marker are removed:
+//! `path~compact` may also be somebody's own index. A read-only open may not rename; it resolves
+//! each file to `path~compact<suffix>` while that exists, else `path<suffix>`, which is exactly the
+//! set the roll-forward leaves (renames only ever move a file from the first name to the second).
+const std = @import("std");
+const posix = std.posix;
+
+pub const Error = error{Io};
+
+/// The suffixes of an index's files, data file first (storage/storage.zig indexes them by `Kind`).
+pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
+/// The data file carries the header, so it is renamed last: until it moves, `path` still names
+/// the old header, and a reader of the old header never opens a new side file (see above).
+const rename_order = [_]usize{ 1, 2, 3, 0 };
+const temp_suffix = "~compact";
+const commit_suffix = temp_suffix ++ ".commit";
+const building_suffix = temp_suffix ++ ".building";
+
+pub const BeginError = error{ Io, Exists };
+
+/// `path` followed by `a` and `b` (suffixes), as a C string in `buffer`.
+fn joined(buffer: []u8, path: []const u8, a: []const u8, b: []const u8) Error![:0]const u8 {
+    return std.fmt.bufPrintZ(buffer, "{s}{s}{s}", .{ path, a, b }) catch error.Io;
+}
+
+/// Step 1: marks `path~compact*` as a build of ours. `Exists` when a file of that name is there
+/// without a marker (an index of the caller's, which must not be overwritten or removed).
+pub fn begin(path: []const u8) BeginError!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    if (!(marked(path) catch return error.Io)) {
+        const data = joined(&buffer, path, temp_suffix, "") catch return error.Io;
+        if (exists(data) catch return error.Io) return error.Exists;
+    }
+    const marker = try joined(&buffer, path, building_suffix, "");
+    const fd = posix.openZ(marker, .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    posix.close(fd);
+    // Durable before the build's files are: after a power loss, files without their marker
+    // would look like somebody's index, and every later compaction would refuse.
+    syncDirectory(path) catch return error.Io;
+}
+
+/// The path the replacement set is built at: `path~compact`.
+pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
+    return std.fmt.bufPrint(buffer, "{s}" ++ temp_suffix, .{path}) catch error.Io;
+}
+
+/// Step 3: the set at `tempPath` is complete and synced; from here on it is the index.
+pub fn commit(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const record = try joined(&buffer, path, commit_suffix, "");
+    const fd = posix.openZ(record, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    defer posix.close(fd);
+    posix.fsync(fd) catch return error.Io;
+    try syncDirectory(path);
+}
+
+/// Whether a committed swap is unfinished (the commit record exists).
+pub fn pending(path: []const u8) Error!bool {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    return exists(try joined(&buffer, path, commit_suffix, ""));
+}
+
+/// Whether `path~compact*` belongs to a build of ours (the marker exists).
+fn marked(path: []const u8) Error!bool {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    return exists(try joined(&buffer, path, building_suffix, ""));
+}
+
+fn exists(path: [:0]const u8) Error!bool {
+    posix.accessZ(path, posix.F_OK) catch |err| return switch (err) {
+        error.FileNotFound => false,
+        else => error.Io,
+    };
+    return true;
+}
+
+/// Steps 4-5, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
+/// finished by the next one. The caller holds the writer lock (or is the compacting writer).
+pub fn rollForward(path: []const u8) Error!void {
+    for (rename_order) |i| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const from = try joined(&a, path, temp_suffix, suffixes[i]);
+        const to = try joined(&b, path, suffixes[i], "");
+        posix.renameZ(from, to) catch |err| switch (err) {
+            error.FileNotFound => {},
+            else => return error.Io,
+        };
+    }
+    try syncDirectory(path);
+    try removeLeftovers(path);
+}
+
+/// Removes the files of our build (abandoned, or what a roll-forward left: its log), then the
+/// commit record, then the marker, and syncs the directory so that no commit record can come
+/// back after a power loss beside the next build. Without a marker there is nothing of ours.
+pub fn removeLeftovers(path: []const u8) Error!void {
+    if (!try marked(path)) return;
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
+        try unlinkIfPresent(try joined(&buffer, path, temp_suffix, suffix));
+    }
+    try unlinkIfPresent(try joined(&buffer, path, commit_suffix, ""));
+    try unlinkIfPresent(try joined(&buffer, path, building_suffix, ""));
+    try syncDirectory(path);
+}
+
+/// Opens file `suffix` of the index at `path` read-only, resolving an unfinished swap (see the
+/// file comment): the replacement's name first, then the index's own.
+pub fn openResolved(path: []const u8, suffix: []const u8) posix.OpenError!posix.fd_t {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const temp = joined(&buffer, path, temp_suffix, suffix) catch return error.NameTooLong;
+    if (posix.openZ(temp, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0)) |fd| return fd else |err| switch (err) {
+        error.FileNotFound => {},
+        else => return err,
+    }
+    const own = joined(&buffer, path, suffix, "") catch return error.NameTooLong;
+    return posix.openZ(own, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+}
+
+fn syncDirectory(path: []const u8) Error!void {
+    const dir = std.fs.path.dirname(path) orelse ".";
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const z = std.fmt.bufPrintZ(&buffer, "{s}", .{dir}) catch return error.Io;
+    const fd = posix.openZ(z, .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true }, 0) catch return error.Io;
+    defer posix.close(fd);
+    // The raw call: some file systems answer EINVAL for a directory, which std's wrapper treats
+    // as unreachable. The renames are atomic either way; only their durability order is lost.
+    switch (posix.errno(std.os.linux.fsync(fd))) {
+        .SUCCESS, .INVAL, .ROFS => {},
+        else => return error.Io,
+    }
+}
+
+fn unlinkIfPresent(path: [:0]const u8) Error!void {
+    posix.unlinkZ(path) catch |err| switch (err) {
+        error.FileNotFound => {},
+        else => return error.Io,
+    };
+}

@@ -2,12 +2,21 @@
 //! `zig build test` runs the native tests; `zig build test-tsan` runs them under ThreadSanitizer;
 //! `zig build gen` rewrites src/ffi.gen.ts from the export table in native/ffi/exports.zig.
 const std = @import("std");
+const builtin = @import("builtin");
 
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{ .default_target = baselineQuery() });
     // The library is a release build unless asked otherwise; the debug variant is built beside it.
-    const optimize = b.option(std.builtin.OptimizeMode, "optimize", "Optimization of libquiver (default ReleaseFast)") orelse .ReleaseFast;
-    const test_filters = b.option([]const []const u8, "test-filter", "Run only the native tests whose names contain this") orelse &.{};
+    const optimize = b.option(
+        std.builtin.OptimizeMode,
+        "optimize",
+        "Optimization of libquiver (default ReleaseFast)",
+    ) orelse .ReleaseFast;
+    const test_filters = b.option(
+        []const []const u8,
+        "test-filter",
+        "Run only the native tests whose names contain this",
+    ) orelse &.{};
 
     const lib = addLibrary(b, "quiver", target, optimize, false);
     b.installArtifact(lib);
@@ -22,19 +31,42 @@ pub fn build(b: *std.Build) void {
     const gen_out = gen_run.captureStdOut();
     const gen_update = b.addUpdateSourceFiles();
     gen_update.addCopyFileToSource(gen_out, "src/ffi.gen.ts");
-    b.step("gen", "Regenerate src/ffi.gen.ts from native/ffi/exports.zig").dependOn(&gen_update.step);
+    b.step("gen", "Regenerate src/ffi.gen.ts from native/ffi/exports.zig").dependOn(
+        &gen_update.step,
+    );
 
     // Every distance kernel of every level this CPU supports, timed natively (BENCHMARKS.md).
     const bench_mod = nativeModule(b, "native/bench_kernels.zig", target, .ReleaseFast, false);
-    const bench_exe = b.addExecutable(.{ .name = "quiver-bench-kernels", .root_module = bench_mod });
-    b.step("bench-kernels", "Time every distance kernel at every supported CPU level").dependOn(&b.addRunArtifact(bench_exe).step);
+    const bench_exe = b.addExecutable(
+        .{ .name = "quiver-bench-kernels", .root_module = bench_mod },
+    );
+    b.step(
+        "bench-kernels",
+        "Time every distance kernel at every supported CPU level",
+    ).dependOn(&b.addRunArtifact(bench_exe).step);
+
+    // Tidy: zig fmt, line length, import placement, direction and cycles (native/tidy.zig).
+    const tidy = b.addTest(.{
+        .name = "quiver-tidy",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("native/tidy.zig"),
+            .target = b.graph.host,
+            .optimize = .Debug,
+        }),
+    });
+    b.step("tidy", "Check formatting, line length and the import order of every Zig file")
+        .dependOn(&b.addRunArtifact(tidy).step);
 
     const test_step = b.step("test", "Run the native unit and stress tests");
     test_step.dependOn(&b.addRunArtifact(addTests(b, target, .Debug, false, test_filters)).step);
     const test_fast = b.step("test-release", "Run the native tests in ReleaseSafe");
-    test_fast.dependOn(&b.addRunArtifact(addTests(b, target, .ReleaseSafe, false, test_filters)).step);
+    test_fast.dependOn(
+        &b.addRunArtifact(addTests(b, target, .ReleaseSafe, false, test_filters)).step,
+    );
     const tsan_step = b.step("test-tsan", "Run the native tests under ThreadSanitizer");
-    tsan_step.dependOn(&b.addRunArtifact(addTests(b, target, .ReleaseSafe, true, test_filters)).step);
+    tsan_step.dependOn(
+        &b.addRunArtifact(addTests(b, target, .ReleaseSafe, true, test_filters)).step,
+    );
 
     // The canary: TSan must report the deliberate race in native/sync/tsan_canary.zig.
     const canary = b.addExecutable(.{
@@ -50,7 +82,10 @@ pub fn build(b: *std.Build) void {
     const canary_run = b.addRunArtifact(canary);
     canary_run.addCheck(.{ .expect_stderr_match = "WARNING: ThreadSanitizer: data race" });
     canary_run.addCheck(.{ .expect_term = .{ .Exited = 66 } });
-    b.step("tsan-canary", "Check that ThreadSanitizer catches a deliberate race").dependOn(&canary_run.step);
+    b.step(
+        "tsan-canary",
+        "Check that ThreadSanitizer catches a deliberate race",
+    ).dependOn(&canary_run.step);
 
     // The lock-order canary: a Debug build must panic and name both locks.
     const order = b.addExecutable(.{
@@ -63,14 +98,21 @@ pub fn build(b: *std.Build) void {
         }),
     });
     const order_run = b.addRunArtifact(order);
-    order_run.addCheck(.{ .expect_stderr_match = "lock order violation: acquiring key_stripe (rank 3) while holding commit (rank 6)" });
+    order_run.addCheck(
+        .{
+            .expect_stderr_match = "lock order violation: acquiring key_stripe (rank 3) " ++
+                "while holding commit (rank 6)",
+        },
+    );
     order_run.addCheck(.{ .expect_term = .{ .Signal = 6 } });
-    b.step("lock-order-canary", "Check that a Debug build panics on a lock-order violation").dependOn(&order_run.step);
+    b.step(
+        "lock-order-canary",
+        "Check that a Debug build panics on a lock-order violation",
+    ).dependOn(&order_run.step);
 }
 
 /// x86-64-v2 is the floor every released binary runs on; wider kernels are picked at run time.
 fn baselineQuery() std.Target.Query {
-    const builtin = @import("builtin");
     if (builtin.cpu.arch == .x86_64) {
         return .{ .cpu_model = .{ .explicit = &std.Target.x86.cpu.x86_64_v2 } };
     }
@@ -93,7 +135,9 @@ fn nativeModule(
         .sanitize_thread = tsan,
     });
     for (kernelVariants(target)) |variant| {
-        if (variant.cpu) |cpu| mod.addObject(addKernelObject(b, target, optimize, variant.suffix, cpu));
+        if (variant.cpu) |cpu| mod.addObject(
+            addKernelObject(b, target, optimize, variant.suffix, cpu),
+        );
     }
     mod.addOptions("build_options", kernelOptions(b, target));
     return mod;

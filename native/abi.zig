@@ -51,7 +51,9 @@ pub fn statusMessage(status: Status) [:0]const u8 {
         .locked => "another writer holds this index open",
         .stale_guard => "the view was made before the storage was remapped; take a new one",
         .too_many_handles => "too many open handles (indexes, views or snapshots)",
-        .busy => "the operation conflicts with the index's state: live snapshots or views (release them first), an i8 centre that is already fixed, or a file in the way (compact() needs path~compact free)",
+        .busy => "the operation conflicts with the index's state: live snapshots or views " ++
+            "(release them first), an i8 centre that is already fixed, or a file in the way " ++
+            "(compact() needs path~compact free)",
         .read_only => "the index was opened read-only",
         .unknown_metric => "unknown metric",
         .invalid_dimensions => "dimensions must be between 1 and 65536",
@@ -70,14 +72,35 @@ pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2 };
 
 /// The distance kernels in use (`qv_kernel_level`), chosen once from the running CPU. The values
 /// are stable: benchmarks and bindings report them.
-pub const KernelLevel = enum(u32) { baseline = 0, avx2 = 1, avx512 = 2, neon = 3, portable = 4, avx512_vnni = 5, avx2_vnni = 6 };
+pub const KernelLevel = enum(u32) {
+    baseline = 0,
+    avx2 = 1,
+    avx512 = 2,
+    neon = 3,
+    portable = 4,
+    avx512_vnni = 5,
+    avx2_vnni = 6,
+};
 
 /// Search flag: under f16/i8 storage, rank by the walk's quantized distances instead of
 /// reranking on the exact f32 vectors (no read of the `.vectors` file; approximate distances).
 pub const search_flag_walk_ranking: u32 = 1 << 0;
 
 pub const max_dimensions: u32 = 65536;
+
+comptime {
+    // The message names the limit: the two must not drift apart.
+    const limit = std.fmt.comptimePrint(" {d}", .{max_dimensions});
+    std.debug.assert(std.mem.endsWith(u8, statusMessage(.invalid_dimensions), limit));
+}
 pub const max_m: u32 = 128;
+/// The largest beam (`ef_construction`, the index's default `ef_search`).
+pub const max_ef: u32 = 65536;
+/// The largest beam one search may ask for.
+pub const max_ef_query: u32 = 1 << 20;
+pub const default_m: u32 = 16;
+pub const default_ef_construction: u32 = 128;
+pub const default_ef_search: u32 = 64;
 
 /// Creation parameters; `dimensions` and `metric` are checked against the file on open.
 pub const Options = extern struct {

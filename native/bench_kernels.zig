@@ -9,7 +9,10 @@ pub fn main() !void {
     const gpa = std.heap.page_allocator;
     const out = std.io.getStdOut().writer();
     try out.print("chosen level: {s}\n", .{@tagName(distance.level())});
-    try out.print("{s:<14} {s:>6} {s:>10} {s:>10} {s:>10}\n", .{ "level", "d", "f32 l2sq", "f16 l2sq", "i8 l2sq" });
+    try out.print(
+        "{s:<14} {s:>6} {s:>10} {s:>10} {s:>10}\n",
+        .{ "level", "d", "f32 l2sq", "f16 l2sq", "i8 l2sq" },
+    );
     for ([_]usize{ 128, 768, 1536 }) |d| {
         const a = try gpa.alignedAlloc(f32, 64, d);
         const b = try gpa.alignedAlloc(f32, 64, d);
@@ -33,7 +36,10 @@ pub fn main() !void {
             const f32_ns = time(k.l2sq, a.ptr, b.ptr, d);
             const f16_ns = time(k.l2sq_f16, ha.ptr, hb.ptr, d);
             const i8_ns = time(k.l2sq_i8, ca.codes(), cb.codes(), d);
-            try out.print("{s:<14} {d:>6} {d:>8.1}ns {d:>8.1}ns {d:>8.1}ns\n", .{ @tagName(level), d, f32_ns, f16_ns, i8_ns });
+            try out.print(
+                "{s:<14} {d:>6} {d:>8.1}ns {d:>8.1}ns {d:>8.1}ns\n",
+                .{ @tagName(level), d, f32_ns, f16_ns, i8_ns },
+            );
         }
     }
 }

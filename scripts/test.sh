@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: native (Debug, leak-checked), native under ThreadSanitizer (and its canary),
+# Runs every test: tidy (native/tidy.zig), native (Debug, leak-checked), native under ThreadSanitizer (and its canary),
 # and the TypeScript specs under Bun and under Deno. Installs the toolchain first if it is
 # missing. QUIVER_SOAK=1 makes the stress and crash suites run for minutes.
 set -euo pipefail
@@ -12,6 +12,9 @@ source scripts/env.sh
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 step() { printf '\n== %s\n' "$*"; }
+
+step "tidy: zig fmt, lines within 100 columns, import placement, direction and cycles"
+"$ZIG" build tidy --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|native/" || true; }
 
 step "native tests (Debug, leak-checked)"
 "$ZIG" build test --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail" || true; }

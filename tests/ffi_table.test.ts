@@ -65,9 +65,11 @@ test("ffi table: src/ffi.gen.ts agrees with the Zig sources (exports, status cod
   const statuses = Object.fromEntries([...statusBody.matchAll(/(\w+) = (\d+),/g)].map((m) => [m[1], Number(m[2])]));
   assertEquals(Status, statuses, "Status differs from native/abi.zig");
   for (const [name, code] of Object.entries(Status)) {
-    const message = abiZig.match(new RegExp(`\\.${name} => "([^"]*)"`));
+    // A message is one string literal or several joined with `++`.
+    const message = abiZig.match(new RegExp(`\\.${name} => ((?:"[^"]*"\\s*(?:\\+\\+\\s*)?)+)`));
     assert(message !== null, `no message for ${name} in native/abi.zig`);
-    assertEquals(statusMessages[code], message[1], `message of ${name}`);
+    const text = [...message[1].matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("");
+    assertEquals(statusMessages[code], text, `message of ${name}`);
   }
 
   for (const [name, layout] of Object.entries(layouts)) {

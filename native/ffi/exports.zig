@@ -48,7 +48,11 @@ fn sliceMut(comptime T: type, ptr: ?[*]T, len: u64) ?[]T {
     return p[0..@intCast(len)];
 }
 
-pub fn statusOf(err: anyerror) Status {
+/// Every error a call can return. `statusOf` switches over it exhaustively, so an error added
+/// anywhere below fails to compile here until it has a status of its own.
+pub const CallError = index_mod.Error || registry.Error || error{InvalidK};
+
+pub fn statusOf(err: CallError) Status {
     return switch (err) {
         error.InvalidArgument => .invalid_argument,
         error.DimensionMismatch => .dimension_mismatch,
@@ -70,7 +74,7 @@ pub fn statusOf(err: anyerror) Status {
         error.InvalidHandle => .invalid_handle,
         error.Closed => .closed,
         error.InvalidK => .invalid_k,
-        else => .internal,
+        error.Internal => .internal,
     };
 }
 
@@ -86,21 +90,17 @@ const Op = struct {
     }
 };
 
-fn begin(handle: u32) !Op {
+fn begin(handle: u32) registry.Error!Op {
     const index = try registry.enter(handle);
     index.structure.lockShared(&index.counters.lock_contention);
     return .{ .handle = handle, .index = index };
 }
 
-fn checkSearch(index: *Index, k: u32, ef: u32) !u32 {
+fn checkSearch(index: *Index, k: u32, ef: u32) error{ InvalidK, InvalidEf }!u32 {
     if (k == 0) return error.InvalidK;
     const beam = if (ef == 0) @max(index.ef_search, k) else ef;
-    if (beam < k or beam > 1 << 20) return error.InvalidEf;
+    if (beam < k or beam > abi.max_ef_query) return error.InvalidEf;
     return beam;
-}
-
-fn statusOfSearch(err: anyerror) Status {
-    return if (err == error.InvalidK) .invalid_k else statusOf(err);
 }
 
 fn register(index: *Index, out_handle: ?*u32) Status {
@@ -140,26 +140,52 @@ pub const exports = struct {
     /// Codes `vector` around `centre` (i8 storage's format, for benchmarks and tools) into
     /// `out`, which must hold `quantize.Coded` bytes: 64 + `len` rounded up to 64, the codes at
     /// offset 64 and their terms in the 16 bytes before. `metric` is an `abi.Metric`.
-    pub fn qv_kernel_encode_i8(vector: ?[*]const f32, centre_ptr: ?[*]const f32, len: u32, metric: u32, out: ?[*]u8, out_len: u64) callconv(.C) Status {
+    pub fn qv_kernel_encode_i8(
+        vector: ?[*]const f32,
+        centre_ptr: ?[*]const f32,
+        len: u32,
+        metric: u32,
+        out: ?[*]u8,
+        out_len: u64,
+    ) callconv(.C) Status {
         const x = slice(f32, vector, len) orelse return .invalid_argument;
         const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
         if (metric > @intFromEnum(abi.Metric.cosine)) return .unknown_metric;
         const o = sliceMut(u8, out, out_len) orelse return .invalid_argument;
         if (o.len < quantize.Coded.bytes(len)) return .invalid_argument;
         // The index's bounds on stored vectors keep the codes' arithmetic finite.
-        for ([_][]const f32{ x, c }) |v| _ = write.boundedNorm(v) catch |err| return statusOf(err);
-        quantize.encode(if (metric == @intFromEnum(abi.Metric.l2sq)) .l2sq else .dot, x, c, o.ptr + 64);
+        for ([_][]const f32{ x, c }) |v| {
+            _ = distance.boundedNorm(v) catch |err| return statusOf(err);
+        }
+        quantize.encode(
+            if (metric == @intFromEnum(abi.Metric.l2sq)) .l2sq else .dot,
+            x,
+            c,
+            o.ptr + 64,
+        );
         return .ok;
     }
 
     /// The i8 kernels on two buffers written by `qv_kernel_encode_i8` (NaN on bad lengths).
-    pub fn qv_kernel_l2sq_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+    pub fn qv_kernel_l2sq_i8(
+        a: ?[*]const u8,
+        a_len: u64,
+        b: ?[*]const u8,
+        b_len: u64,
+        len: u32,
+    ) callconv(.C) f32 {
         const x = coded(a, a_len, len) orelse return std.math.nan(f32);
         const y = coded(b, b_len, len) orelse return std.math.nan(f32);
         return distance.kernelI8(.l2sq)(x, y, len);
     }
 
-    pub fn qv_kernel_dot_i8(a: ?[*]const u8, a_len: u64, b: ?[*]const u8, b_len: u64, len: u32) callconv(.C) f32 {
+    pub fn qv_kernel_dot_i8(
+        a: ?[*]const u8,
+        a_len: u64,
+        b: ?[*]const u8,
+        b_len: u64,
+        len: u32,
+    ) callconv(.C) f32 {
         const x = coded(a, a_len, len) orelse return std.math.nan(f32);
         const y = coded(b, b_len, len) orelse return std.math.nan(f32);
         return distance.kernelI8(.ip)(x, y, len);
@@ -168,19 +194,31 @@ pub const exports = struct {
     /// Creates an in-memory index.
     pub fn qv_index_create(options: ?*const abi.Options, out_handle: ?*u32) callconv(.C) Status {
         const opts = options orelse return .invalid_argument;
-        const index = Index.create(std.heap.c_allocator, opts.*, null) catch |err| return statusOf(err);
+        const index = Index.create(
+            std.heap.c_allocator,
+            opts.*,
+            null,
+        ) catch |err| return statusOf(err);
         return register(index, out_handle);
     }
 
     /// Opens (or, with flag_create, creates) a persistent index at `path`. `validation` 1 checks
     /// the checksums of every region (reads the whole index); 0 checks headers and metadata.
-    pub fn qv_index_open(path: ?[*]const u8, path_len: u32, options: ?*const abi.Options, validation: u32, out_handle: ?*u32) callconv(.C) Status {
+    pub fn qv_index_open(
+        path: ?[*]const u8,
+        path_len: u32,
+        options: ?*const abi.Options,
+        validation: u32,
+        out_handle: ?*u32,
+    ) callconv(.C) Status {
         const opts = options orelse return .invalid_argument;
         const p = slice(u8, path, path_len) orelse return .invalid_argument;
-        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or
+            std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
         const mode: recovery.Validation = if (validation == 1) .full else .fast;
         const index = recovery.open(std.heap.c_allocator, p, opts.*, mode) catch |err| blk: {
-            if (err != error.NotFound or opts.flags & abi.Options.flag_create == 0) return statusOf(err);
+            if (err != error.NotFound or
+                opts.flags & abi.Options.flag_create == 0) return statusOf(err);
             break :blk Index.create(std.heap.c_allocator, opts.*, p) catch |e| return statusOf(e);
         };
         return register(index, out_handle);
@@ -204,7 +242,12 @@ pub const exports = struct {
         return .ok;
     }
 
-    pub fn qv_index_add(handle: u32, key: u64, vector: ?[*]const f32, len: u32) callconv(.C) Status {
+    pub fn qv_index_add(
+        handle: u32,
+        key: u64,
+        vector: ?[*]const f32,
+        len: u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -214,7 +257,14 @@ pub const exports = struct {
         return .ok;
     }
 
-    pub fn qv_index_add_batch(handle: u32, keys: ?[*]const u64, count: u32, vectors: ?[*]const f32, vectors_len: u64, threads: u32) callconv(.C) Status {
+    pub fn qv_index_add_batch(
+        handle: u32,
+        keys: ?[*]const u64,
+        count: u32,
+        vectors: ?[*]const f32,
+        vectors_len: u64,
+        threads: u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -227,7 +277,11 @@ pub const exports = struct {
 
     /// i8 storage: sets the centre its codes are taken around (`dimensions` floats). Allowed
     /// until the first add trains one; afterwards only the same centre is accepted (`busy`).
-    pub fn qv_index_set_centre(handle: u32, centre_ptr: ?[*]const f32, len: u32) callconv(.C) Status {
+    pub fn qv_index_set_centre(
+        handle: u32,
+        centre_ptr: ?[*]const f32,
+        len: u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
@@ -273,7 +327,13 @@ pub const exports = struct {
     }
 
     /// Copies the vector of `key` into `out` (dimensions floats); `not_found` if absent.
-    pub fn qv_index_get(handle: u32, snapshot: u64, key: u64, out: ?[*]f32, len: u32) callconv(.C) Status {
+    pub fn qv_index_get(
+        handle: u32,
+        snapshot: u64,
+        key: u64,
+        out: ?[*]f32,
+        len: u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -286,39 +346,85 @@ pub const exports = struct {
 
     /// k nearest neighbours of one query, closest first; `ef` 0 means the index default.
     /// `flags`: `abi.search_flag_walk_ranking` or 0.
-    pub fn qv_index_search(handle: u32, snapshot: u64, query: ?[*]const f32, len: u32, k: u32, ef: u32, flags: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_count: ?*u32) callconv(.C) Status {
+    pub fn qv_index_search(
+        handle: u32,
+        snapshot: u64,
+        query: ?[*]const f32,
+        len: u32,
+        k: u32,
+        ef: u32,
+        flags: u32,
+        out_keys: ?[*]u64,
+        out_distances: ?[*]f32,
+        out_count: ?*u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
         const q = slice(f32, query, len) orelse return .invalid_argument;
         write.validateVector(index, q) catch |err| return statusOf(err);
-        const beam = checkSearch(index, k, ef) catch |err| return statusOfSearch(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
         const keys = sliceMut(u64, out_keys, k) orelse return .invalid_argument;
         const distances = sliceMut(f32, out_distances, k) orelse return .invalid_argument;
         const count = out_count orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
         const ranking = rankingOf(flags) orelse return .invalid_argument;
-        count.* = read.searchOneWith(index, q, k, beam, seq, ranking, .{ .keys = keys, .distances = distances }) catch |err| return statusOf(err);
+        count.* = read.searchOneWith(
+            index,
+            q,
+            k,
+            beam,
+            seq,
+            ranking,
+            .{ .keys = keys, .distances = distances },
+        ) catch |err| return statusOf(err);
         return .ok;
     }
 
     /// `count` queries from one flat array; results at [i*k, i*k + counts[i]).
-    pub fn qv_index_search_batch(handle: u32, snapshot: u64, queries: ?[*]const f32, queries_len: u64, count: u32, k: u32, ef: u32, flags: u32, threads: u32, out_keys: ?[*]u64, out_distances: ?[*]f32, out_counts: ?[*]u32) callconv(.C) Status {
+    pub fn qv_index_search_batch(
+        handle: u32,
+        snapshot: u64,
+        queries: ?[*]const f32,
+        queries_len: u64,
+        count: u32,
+        k: u32,
+        ef: u32,
+        flags: u32,
+        threads: u32,
+        out_keys: ?[*]u64,
+        out_distances: ?[*]f32,
+        out_counts: ?[*]u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
         const d = index.layout.dimensions;
         if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
         const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
-        for (0..count) |i| write.validateVector(index, q[i * d ..][0..d]) catch |err| return statusOf(err);
-        const beam = checkSearch(index, k, ef) catch |err| return statusOfSearch(err);
+        for (0..count) |i| write.validateVector(
+            index,
+            q[i * d ..][0..d],
+        ) catch |err| return statusOf(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
         const total = @as(u64, count) * k;
         const keys = sliceMut(u64, out_keys, total) orelse return .invalid_argument;
         const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
         const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
         const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
         const ranking = rankingOf(flags) orelse return .invalid_argument;
-        read.searchBatch(index, q, k, beam, seq, ranking, threads, keys, distances, counts) catch |err| return statusOf(err);
+        read.searchBatch(
+            index,
+            q,
+            k,
+            beam,
+            seq,
+            ranking,
+            threads,
+            keys,
+            distances,
+            counts,
+        ) catch |err| return statusOf(err);
         return .ok;
     }
 
@@ -332,7 +438,13 @@ pub const exports = struct {
     }
 
     /// Writes up to `capacity` visible keys; `out_total` receives how many are visible in all.
-    pub fn qv_index_keys(handle: u32, snapshot: u64, out_keys: ?[*]u64, capacity: u64, out_total: ?*u64) callconv(.C) Status {
+    pub fn qv_index_keys(
+        handle: u32,
+        snapshot: u64,
+        out_keys: ?[*]u64,
+        capacity: u64,
+        out_total: ?*u64,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
@@ -430,12 +542,18 @@ pub const exports = struct {
 
     /// Writes the snapshot (0: the live view) as a new persistent index at `path`, while
     /// writers go on. Opening it gives exactly the snapshot's contents.
-    pub fn qv_snapshot_save(handle: u32, snapshot: u64, path: ?[*]const u8, path_len: u32) callconv(.C) Status {
+    pub fn qv_snapshot_save(
+        handle: u32,
+        snapshot: u64,
+        path: ?[*]const u8,
+        path_len: u32,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
         const p = slice(u8, path, path_len) orelse return .invalid_argument;
-        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or
+            std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
         backup.save(index, snapshot, p) catch |err| return statusOf(err);
         return .ok;
     }
@@ -449,7 +567,13 @@ pub const exports = struct {
     }
 
     /// Pins the current mapping and returns a zero-copy pointer to `key`'s vector.
-    pub fn qv_guard_acquire(handle: u32, key: u64, out_guard: ?*u64, out_address: ?*usize, out_epoch: ?*u64) callconv(.C) Status {
+    pub fn qv_guard_acquire(
+        handle: u32,
+        key: u64,
+        out_guard: ?*u64,
+        out_address: ?*usize,
+        out_epoch: ?*u64,
+    ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;

@@ -55,7 +55,8 @@ pub fn enter(handle: u32) Error!*Index {
     const entry = entryOf(handle);
     var word = entry.word.load(.acquire);
     while (true) {
-        if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+        if (word & open_bit == 0 or
+            generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
         if (word & closed_bit != 0) return error.Closed;
         if (word & users_mask == users_mask) return error.TooManyHandles;
         word = entry.word.cmpxchgWeak(word, word + 1, .acq_rel, .acquire) orelse break;
@@ -77,7 +78,8 @@ pub fn close(handle: u32) Error!void {
     const entry = entryOf(handle);
     var word = entry.word.load(.acquire);
     while (true) {
-        if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+        if (word & open_bit == 0 or
+            generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
         if (word & closed_bit != 0) return;
         word = entry.word.cmpxchgWeak(word, word | closed_bit, .acq_rel, .acquire) orelse return;
     }
@@ -87,7 +89,8 @@ pub fn close(handle: u32) Error!void {
 pub fn release(handle: u32) Error!void {
     const entry = entryOf(handle);
     const word = entry.word.load(.acquire);
-    if (word & open_bit == 0 or generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+    if (word & open_bit == 0 or
+        generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
     leave(handle);
 }
 

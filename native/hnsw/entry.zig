@@ -2,6 +2,7 @@
 //! single lock-free compare-and-swap. Generic over the sync layer so the interleaving checker
 //! explores this exact code.
 const std = @import("std");
+const sync = @import("../sync/atomics.zig");
 
 /// `slot` of the entry node in the low 32 bits, `level + 1` in the high 32 bits; 0 means empty.
 pub const Packed = u64;
@@ -42,7 +43,12 @@ pub fn EntryPoint(comptime Sync: type) type {
                 if (unpack(seen)) |current| {
                     if (current.level >= candidate.level) return false;
                 }
-                seen = self.word.cmpxchgWeak(seen, pack(candidate), .acq_rel, .acquire) orelse return true;
+                seen = self.word.cmpxchgWeak(
+                    seen,
+                    pack(candidate),
+                    .acq_rel,
+                    .acquire,
+                ) orelse return true;
             }
         }
 
@@ -54,7 +60,6 @@ pub fn EntryPoint(comptime Sync: type) type {
 }
 
 test "entry point: promotion only raises the level" {
-    const sync = @import("../sync/atomics.zig");
     var ep = EntryPoint(sync.Production){};
     try std.testing.expect(ep.load() == null);
     try std.testing.expect(ep.promote(.{ .slot = 3, .level = 0 }));

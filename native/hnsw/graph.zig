@@ -24,7 +24,9 @@ pub const Counters = struct {
 
 /// Versions for every slot, in chunks that never move (so no epoch is needed for them).
 pub const NodeLocks = struct {
-    chunks: [max_chunks]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(?*Chunk).init(null)} ** max_chunks,
+    chunks: [max_chunks]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(
+        ?*Chunk,
+    ).init(null)} ** max_chunks,
 
     pub fn deinit(self: *NodeLocks, gpa: std.mem.Allocator) void {
         for (&self.chunks) |*chunk| {
@@ -33,7 +35,10 @@ pub const NodeLocks = struct {
     }
 
     /// Makes sure versions exist for slots below `slots`. Safe to race: losers free their chunk.
-    pub fn ensure(self: *NodeLocks, gpa: std.mem.Allocator, slots: u64) error{ OutOfMemory, CapacityExceeded }!void {
+    pub fn ensure(self: *NodeLocks, gpa: std.mem.Allocator, slots: u64) error{
+        OutOfMemory,
+        CapacityExceeded,
+    }!void {
         if (slots > max_slots) return error.CapacityExceeded;
         const needed = std.math.divCeil(u64, slots, chunk_len) catch unreachable;
         for (self.chunks[0..needed]) |*chunk| {
@@ -75,7 +80,14 @@ pub const NodeLocks = struct {
 
     /// Copies a consistent neighbour list into `out`. A count above `max_degree` can only come
     /// from a corrupt file; it is clamped and counted, never trusted.
-    pub fn read(self: *NodeLocks, slot: u32, list: [*]u32, max_degree: u32, out: []u32, counters: *Counters) []u32 {
+    pub fn read(
+        self: *NodeLocks,
+        slot: u32,
+        list: [*]u32,
+        max_degree: u32,
+        out: []u32,
+        counters: *Counters,
+    ) []u32 {
         assert(out.len >= max_degree);
         const version = self.word(slot);
         var retried = false;
@@ -87,7 +99,11 @@ pub const NodeLocks = struct {
                     _ = counters.corruption_detected.fetchAdd(1, .monotonic);
                     count = max_degree;
                 }
-                for (out[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = @atomicLoad(u32, src, .acquire);
+                for (out[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = @atomicLoad(
+                    u32,
+                    src,
+                    .acquire,
+                );
                 if (version.load(.monotonic) == before) return out[0..count];
             }
             // One count per read that had to retry, however long it waited.

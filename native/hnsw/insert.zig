@@ -11,10 +11,12 @@ const search = @import("search.zig");
 const graph = @import("graph.zig");
 const entry_mod = @import("entry.zig");
 const sync = @import("../sync/atomics.zig");
+const abi = @import("../abi.zig");
+const layout = @import("../storage/layout.zig");
 
 pub const EntryPoint = entry_mod.EntryPoint(sync.Production);
 
-const max_degree_limit = 2 * @import("../abi.zig").max_m;
+const max_degree_limit = 2 * abi.max_m;
 
 pub const Params = struct {
     m: u32,
@@ -22,7 +24,14 @@ pub const Params = struct {
 };
 
 /// Links `slot` (whose metadata and vector are written) into every level up to `level`.
-pub fn link(view: View, entry_point: *EntryPoint, params: Params, slot: u32, level: u32, scratch: *Scratch) !void {
+pub fn link(
+    view: View,
+    entry_point: *EntryPoint,
+    params: Params,
+    slot: u32,
+    level: u32,
+    scratch: *Scratch,
+) !void {
     const query = view.regions.walk(slot);
     const entry = while (true) {
         if (entry_point.load()) |e| break e;
@@ -125,11 +134,15 @@ fn addBacklink(view: View, neighbour: u32, new: u32, level: u32, scratch: *Scrat
     // Full: choose the best `max_degree` of the old neighbours plus the new node, as seen from
     // `neighbour`. Distances between stored vectors need no lock: vectors never change.
     scratch.selection.clearRetainingCapacity();
-    scratch.selection.appendAssumeCapacity(.{ .distance = view.distanceBetween(neighbour, new), .slot = new });
+    scratch.selection.appendAssumeCapacity(
+        .{ .distance = view.distanceBetween(neighbour, new), .slot = new },
+    );
     for (words[1 .. 1 + count]) |*id| {
         const other = @atomicLoad(u32, id, .monotonic);
         if (other >= view.bound) continue;
-        scratch.selection.appendAssumeCapacity(.{ .distance = view.distanceBetween(neighbour, other), .slot = other });
+        scratch.selection.appendAssumeCapacity(
+            .{ .distance = view.distanceBetween(neighbour, other), .slot = other },
+        );
     }
     std.mem.sort(Candidate, scratch.selection.items, {}, candidateLess);
     try selectNeighbours(view, scratch, max_degree);
@@ -151,7 +164,9 @@ pub fn levelFor(seed: u64, key: u64, m: u32) u32 {
     const uniform = (@as(f64, @floatFromInt(bits >> 11)) + 1.0) / 9007199254740992.0;
     const mult = 1.0 / @log(@as(f64, @floatFromInt(m)));
     const level = @floor(-@log(uniform) * mult);
-    return @intFromFloat(@min(level, @as(f64, @floatFromInt(@import("../storage/layout.zig").max_level))));
+    return @intFromFloat(
+        @min(level, @as(f64, @floatFromInt(layout.max_level))),
+    );
 }
 
 test "levelFor: geometric with ratio about 1/m and reproducible" {

@@ -84,7 +84,11 @@ pub const Scratch = struct {
         errdefer gpa.free(query);
         const query_f16 = try gpa.alignedAlloc(f16, 64, dimensions);
         errdefer gpa.free(query_f16);
-        const query_i8 = try gpa.alignedAlloc(u8, 64, 64 + std.mem.alignForward(usize, dimensions, 64));
+        const query_i8 = try gpa.alignedAlloc(
+            u8,
+            64,
+            64 + std.mem.alignForward(usize, dimensions, 64),
+        );
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),

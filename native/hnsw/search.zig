@@ -39,7 +39,15 @@ pub const Filter = union(enum) {
 
 /// Best-first search of one level from `entry`; leaves at most `ef` results in
 /// `scratch.results` (a max-heap by distance).
-pub fn searchLayer(view: View, query: Query, entry: Candidate, ef: u32, level: u32, filter: Filter, scratch: *Scratch) !void {
+pub fn searchLayer(
+    view: View,
+    query: Query,
+    entry: Candidate,
+    ef: u32,
+    level: u32,
+    filter: Filter,
+    scratch: *Scratch,
+) !void {
     assert(ef > 0);
     try scratch.visited.reset(scratch.candidates.allocator, view.bound);
     scratch.candidates.items.len = 0;
@@ -91,7 +99,11 @@ inline fn accepts(view: View, filter: Filter, slot: u32) bool {
 }
 
 /// Drains the results heap into `out`, closest first.
-pub fn drainSorted(scratch: *Scratch, out: *std.ArrayListUnmanaged(Candidate), gpa: std.mem.Allocator) !void {
+pub fn drainSorted(
+    scratch: *Scratch,
+    out: *std.ArrayListUnmanaged(Candidate),
+    gpa: std.mem.Allocator,
+) !void {
     out.clearRetainingCapacity();
     try out.ensureTotalCapacity(gpa, scratch.results.count());
     while (scratch.results.removeOrNull()) |c| out.appendAssumeCapacity(c);

@@ -33,8 +33,7 @@ pub const View = struct {
         metric: abi.Metric,
         slots_used: u64,
     ) View {
-        const m: distance.Metric = @enumFromInt(@intFromEnum(metric));
-        const exact = distance.kernel(m);
+        const exact = distance.kernel(metric);
         return .{
             .regions = regions,
             .node_locks = node_locks,
@@ -42,8 +41,8 @@ pub const View = struct {
             // The C ABI passes both element pointers alike, so one pointer type serves both.
             .kernel = switch (regions.layout.storage) {
                 .f32 => @ptrCast(exact),
-                .f16 => @ptrCast(distance.kernelF16(m)),
-                .i8 => distance.kernelI8(m),
+                .f16 => @ptrCast(distance.kernelF16(metric)),
+                .i8 => distance.kernelI8(metric),
             },
             .exact_kernel = exact,
             .dot = metric != .l2sq,
@@ -58,7 +57,11 @@ pub const View = struct {
     }
 
     pub inline fn distanceBetween(self: View, a: u32, b: u32) f32 {
-        const raw = self.kernel(self.regions.walk(a), self.regions.walk(b), self.regions.layout.dimensions);
+        const raw = self.kernel(
+            self.regions.walk(a),
+            self.regions.walk(b),
+            self.regions.layout.dimensions,
+        );
         return if (self.dot) 1.0 - raw else raw;
     }
 

@@ -11,11 +11,12 @@ const view_mod = @import("../hnsw/view.zig");
 const tables = @import("tables.zig");
 const entry_mod = @import("../hnsw/entry.zig");
 const centre = @import("centre.zig");
+const read = @import("read.zig");
 
 pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
     const snap: tables.Snapshot = if (snapshot_handle == 0) blk: {
         // Saving the live view: take a snapshot for the length of the copy.
-        const handle = try @import("read.zig").snapshotCreate(self);
+        const handle = try read.snapshotCreate(self);
         defer _ = self.snapshots.table.remove(handle);
         break :blk self.snapshots.table.get(handle).?;
     } else self.snapshots.table.get(snapshot_handle) orelse return error.InvalidArgument;
@@ -27,9 +28,16 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
     const source = self.storage.pin();
     defer self.storage.unpin(source);
     // i8 codes are only meaningful around the centre they were taken from.
-    if (self.layout.storage == .i8 and centre.ready(self)) try centre.set(copy, source.payload.centre());
+    if (self.layout.storage == .i8 and centre.ready(self)) try centre.set(
+        copy,
+        source.payload.centre(),
+    );
     const upper_used = self.upper_used.load(.acquire);
-    copy.storage.ensureCapacity(options.capacity, @max(upper_used, 1), &copy.counters.lock_contention) catch |err|
+    copy.storage.ensureCapacity(
+        options.capacity,
+        @max(upper_used, 1),
+        &copy.counters.lock_contention,
+    ) catch |err|
         return index_mod.mapStorageError(err);
     const target = copy.storage.pin();
     defer copy.storage.unpin(target);
@@ -45,7 +53,9 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
             live += 1;
         }
         const meta = target.payload.meta(slot);
-        if (meta.state == @intFromEnum(layout.SlotState.ready) and (entry == null or meta.level > entry.?.level)) {
+        if (meta.state == @intFromEnum(layout.SlotState.ready) and (entry == null or
+            meta.level > entry.?.level))
+        {
             entry = .{ .slot = slot, .level = meta.level };
         }
     }
@@ -63,7 +73,15 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
 }
 
 /// Copies one slot as it was at `seq`; returns whether it is live in the copy.
-fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, used: u32, seq: u64, links: []u32) bool {
+fn copySlot(
+    self: *Index,
+    from: layout.Regions,
+    to: layout.Regions,
+    slot: u32,
+    used: u32,
+    seq: u64,
+    links: []u32,
+) bool {
     const src = from.meta(slot);
     const dst = to.meta(slot);
     const state = @atomicLoad(u8, &src.state, .acquire);
@@ -96,11 +114,18 @@ fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, u
     @memcpy(to.vector(slot), from.vector(slot));
     switch (from.layout.storage) {
         .f32 => {},
-        .f16 => @memcpy(to.walkF16(slot), @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions]),
+        .f16 => @memcpy(
+            to.walkF16(slot),
+            @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions],
+        ),
         .i8 => {
             // The codes and the terms in front of them (record bytes from the terms onwards).
-            const bytes = from.layout.record_bytes - from.layout.vector_offset + layout.i8_terms_bytes;
-            @memcpy((to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes], (from.walk(slot) - layout.i8_terms_bytes)[0..bytes]);
+            const bytes =
+                from.layout.record_bytes - from.layout.vector_offset + layout.i8_terms_bytes;
+            @memcpy(
+                (to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes],
+                (from.walk(slot) - layout.i8_terms_bytes)[0..bytes],
+            );
         },
     }
     var level: u32 = 0;
@@ -108,11 +133,25 @@ fn copySlot(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, u
     return visible;
 }
 
-fn copyList(self: *Index, from: layout.Regions, to: layout.Regions, slot: u32, level: u32, used: u32, links: []u32) void {
+fn copyList(
+    self: *Index,
+    from: layout.Regions,
+    to: layout.Regions,
+    slot: u32,
+    level: u32,
+    used: u32,
+    links: []u32,
+) void {
     const meta = from.meta(slot);
     if (@as(u64, meta.upper_offset) + meta.level > from.upper_capacity) return;
     const words = from.list(slot, level, meta.upper_offset);
-    const got = self.node_locks.read(slot, words, self.layout.maxDegree(level), links, &self.counters);
+    const got = self.node_locks.read(
+        slot,
+        words,
+        self.layout.maxDegree(level),
+        links,
+        &self.counters,
+    );
     var kept: usize = 0;
     for (got) |id| {
         if (id < used and id != slot) {

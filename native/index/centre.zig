@@ -1,21 +1,19 @@
-//! The centre of i8 storage (native/kernels/quantize.zig): given by the caller before the first add, or
-//! trained as the mean of the first add call's vectors. It lives at the front of the exact-vector
-//! file; the header's `flag_centre_set` says it is final. Codes are only comparable when they
-//! share a centre, so it is fixed before the first code is written and never changes after.
+//! The centre of i8 storage (native/kernels/quantize.zig): given by the caller before the first
+//! add, or trained as the mean of the first add call's vectors. It lives at the front of the
+//! exact-vector file; the header's `flag_centre_set` says it is final. Codes are only comparable
+//! when they share a centre, so it is fixed before the first code is written and never changes
+//! after.
 const std = @import("std");
 const layout = @import("../storage/layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;
 const Error = index_mod.Error;
 const quantize = @import("../kernels/quantize.zig");
-const index_write = @import("write.zig");
+const distance = @import("../kernels/distance.zig");
 
-/// Whether codes may be written: always outside i8 storage. A slot in use implies a final
-/// centre too (the centre is set before the first slot is written), which keeps an index
-/// whose header lost the flag from ever re-centring codes that exist.
+/// Whether codes may be written (`Index.centreReady`).
 pub fn ready(self: *Index) bool {
-    if (self.layout.storage != .i8) return true;
-    return self.centre_ready.load(.acquire) or self.slots_used.load(.acquire) > 0;
+    return self.centreReady();
 }
 
 /// Trains the centre on `vectors` (`count` validated vectors) unless it is final. Called by
@@ -39,7 +37,7 @@ pub fn set(self: *Index, given: []const f32) Error!void {
     if (given.len != self.layout.dimensions) return error.DimensionMismatch;
     // The bounds of a stored vector (but zero is a fine centre, under cosine too): the terms
     // computed from the centre must not overflow either.
-    _ = try index_write.boundedNorm(given);
+    _ = try distance.boundedNorm(given);
     if (!self.writable) {
         // A read-only open may name the centre it expects; it cannot set one.
         if (!ready(self)) return error.ReadOnly;
@@ -61,7 +59,11 @@ pub fn set(self: *Index, given: []const f32) Error!void {
 fn sameAs(self: *Index, given: []const f32) bool {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
-    return std.mem.eql(u8, std.mem.sliceAsBytes(generation.payload.centre()), std.mem.sliceAsBytes(given));
+    return std.mem.eql(
+        u8,
+        std.mem.sliceAsBytes(generation.payload.centre()),
+        std.mem.sliceAsBytes(given),
+    );
 }
 
 /// Publishes a written centre: the header flag (so an open knows), then the in-memory flag.

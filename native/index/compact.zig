@@ -3,9 +3,9 @@
 //! caller holds the structure lock exclusively, so no other call on the index is in flight.
 //! Views and snapshots pin slot numbers that compaction changes, so it refuses while any is alive.
 //!
-//! A persistent index builds `path~compact*` beside itself and swaps it in through storage/swap.zig, whose
-//! commit record makes the four renames crash-atomic: a kill at any point leaves either the old
-//! index or (rolled forward by the next open) the compacted one.
+//! A persistent index builds `path~compact*` beside itself and swaps it in through
+//! storage/swap.zig, whose commit record makes the four renames crash-atomic: a kill at any point
+//! leaves either the old index or (rolled forward by the next open) the compacted one.
 const std = @import("std");
 const posix = std.posix;
 const layout = @import("../storage/layout.zig");
@@ -29,7 +29,10 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     defer self.gpa.free(live.vectors);
 
     var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(&tmp_buffer, p) catch return error.InvalidArgument else null;
+    const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(
+        &tmp_buffer,
+        p,
+    ) catch return error.InvalidArgument else null;
     if (self.path) |p| {
         // A swap this process committed but could not finish (a rename failed) comes first:
         // its files are the live index under their temporary names.
@@ -90,7 +93,10 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         // Past the commit point the new files are the index, whatever their names: they are
         // adopted even if a rename fails, and the next writable open finishes the renames.
         swap.rollForward(p) catch |err|
-            std.log.warn("quiver: compaction of {s} committed; its renames finish at the next open ({s})", .{ p, @errorName(err) });
+            std.log.warn(
+                "quiver: compaction of {s} committed; its renames finish at the next open ({s})",
+                .{ p, @errorName(err) },
+            );
     }
     duped = 0;
     self.storage.adopt(fds, capacity, upper_capacity, &self.counters.lock_contention) catch |err|
@@ -135,4 +141,3 @@ fn resetState(self: *Index) Error!void {
     try recovery.scan(self, self.storage.currentHeader(&self.counters.lock_contention), .fast);
     self.dirty.store(false, .release);
 }
-

@@ -1,6 +1,7 @@
-//! The index: its state, its lifecycle (create, open, checkpoint, destroy) and its counters.
-//! The write path is in index/write.zig, the read path in index/read.zig, the HNSW algorithms
-//! in hnsw/insert.zig and hnsw/search.zig, the remap path in storage/storage.zig and storage/epoch.zig.
+//! The index: its state, its lifecycle (create, open, checkpoint, destroy) and its counters. The
+//! write path is in index/write.zig, the read path in index/read.zig, the HNSW algorithms in
+//! hnsw/insert.zig and hnsw/search.zig, the remap path in storage/storage.zig and
+//! storage/epoch.zig.
 const std = @import("std");
 const abi = @import("../abi.zig");
 const layout_mod = @import("../storage/layout.zig");
@@ -76,12 +77,24 @@ pub const Index = struct {
     guards: tables.Guards = .{},
     snapshots: tables.Snapshots = .{},
 
+    /// Whether codes may be written (index/centre.zig): always outside i8 storage. A slot in use
+    /// implies a final centre too (the centre is set before the first slot is written), which
+    /// keeps an index whose header lost the flag from ever re-centring codes that exist.
+    pub fn centreReady(self: *Index) bool {
+        if (self.layout.storage != .i8) return true;
+        return self.centre_ready.load(.acquire) or self.slots_used.load(.acquire) > 0;
+    }
+
     pub fn validateOptions(options: abi.Options) Error!void {
-        if (options.dimensions < 1 or options.dimensions > abi.max_dimensions) return error.InvalidDimensions;
-        if (options.metric > 2) return error.UnknownMetric;
+        if (options.dimensions < 1 or
+            options.dimensions > abi.max_dimensions) return error.InvalidDimensions;
+        if (std.meta.intToEnum(abi.Metric, options.metric) == error.InvalidEnumTag) {
+            return error.UnknownMetric;
+        }
         if (options.m < 2 or options.m > abi.max_m) return error.InvalidArgument;
-        if (options.ef_construction < 1 or options.ef_construction > 65536) return error.InvalidArgument;
-        if (options.ef_search < 1 or options.ef_search > 65536) return error.InvalidEf;
+        if (options.ef_construction < 1 or
+            options.ef_construction > abi.max_ef) return error.InvalidArgument;
+        if (options.ef_search < 1 or options.ef_search > abi.max_ef) return error.InvalidEf;
         if (options.capacity > graph.max_slots) return error.CapacityExceeded;
         if (options.storage > @intFromEnum(abi.StorageKind.i8)) return error.InvalidArgument;
     }
@@ -106,7 +119,10 @@ pub const Index = struct {
         header.seed = options.seed;
         header.clean = 1;
         const capacity = @max(options.capacity, 64);
-        const storage = Storage.create(gpa, path, header, capacity) catch |err| return mapStorageError(err);
+        const storage =
+            Storage.create(gpa, path, header, capacity) catch |err| return mapStorageError(
+                err,
+            );
         errdefer storage.destroy();
         const self = try init(gpa, storage, header, options.ef_search, path != null, true);
         errdefer self.destroyState();
@@ -118,7 +134,14 @@ pub const Index = struct {
         return self;
     }
 
-    pub fn init(gpa: std.mem.Allocator, storage: *Storage, header: Header, ef_search: u32, persistent: bool, writable: bool) Error!*Index {
+    pub fn init(
+        gpa: std.mem.Allocator,
+        storage: *Storage,
+        header: Header,
+        ef_search: u32,
+        persistent: bool,
+        writable: bool,
+    ) Error!*Index {
         const self = gpa.create(Index) catch return error.OutOfMemory;
         self.* = .{
             .gpa = gpa,
@@ -130,8 +153,14 @@ pub const Index = struct {
             .seed = header.seed,
             .writable = writable,
             .persistent = persistent,
-            .pool = .{ .gpa = gpa, .m0 = storage.layout.m0, .dimensions = storage.layout.dimensions },
-            .centre_ready = std.atomic.Value(bool).init(header.flags & layout_mod.flag_centre_set != 0),
+            .pool = .{
+                .gpa = gpa,
+                .m0 = storage.layout.m0,
+                .dimensions = storage.layout.dimensions,
+            },
+            .centre_ready = std.atomic.Value(bool).init(
+                header.flags & layout_mod.flag_centre_set != 0,
+            ),
         };
         const capacity = storage.epochs.current.load(.acquire).payload.capacity;
         self.node_locks.ensure(gpa, capacity) catch |err| {
@@ -146,7 +175,10 @@ pub const Index = struct {
     pub fn destroy(self: *Index) void {
         if (self.writable and self.persistent) self.checkpoint() catch |err| {
             // Nothing is lost: the WAL still holds every write and the next open replays it.
-            std.log.warn("quiver: checkpoint at close failed ({s}); the next open recovers from the log", .{@errorName(err)});
+            std.log.warn(
+                "quiver: checkpoint at close failed ({s}); the next open recovers from the log",
+                .{@errorName(err)},
+            );
         };
         const storage = self.storage;
         self.destroyState();
@@ -228,7 +260,13 @@ pub const Index = struct {
 
     /// Pins the current generation and describes it for one operation.
     pub fn view(self: *Index, generation: *storage_mod.Generation) View {
-        return View.init(generation.payload, &self.node_locks, &self.counters, self.metric, self.slots_used.load(.acquire));
+        return View.init(
+            generation.payload,
+            &self.node_locks,
+            &self.counters,
+            self.metric,
+            self.slots_used.load(.acquire),
+        );
     }
 
     pub fn size(self: *Index) u64 {
@@ -260,14 +298,19 @@ pub const Index = struct {
             .guards_live = self.guards.live(),
             .snapshots_live = self.snapshots.live(),
             .lock_contention = self.counters.lock_contention.load(.monotonic),
-            .read_retries = self.counters.read_retries.load(.monotonic) + self.storage.epochs.retries.load(.monotonic),
+            .read_retries = self.counters.read_retries.load(.monotonic) +
+                self.storage.epochs.retries.load(
+                    .monotonic,
+                ),
             .invariant_violations = self.counters.invariant_violations.load(.monotonic),
             .corruption_detected = self.counters.corruption_detected.load(.monotonic),
             .lock_order_violations = locks.violations.load(.monotonic),
             .wal_bytes = if (self.wal) |*w| w.bytes(&self.counters.lock_contention) else 0,
             .seq = self.seq.load(.acquire),
             .storage = @intFromEnum(self.layout.storage),
-            .centre_set = @intFromBool(self.layout.storage == .i8 and @import("centre.zig").ready(self)),
+            .centre_set = @intFromBool(
+                self.layout.storage == .i8 and self.centreReady(),
+            ),
         };
     }
 };

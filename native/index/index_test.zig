@@ -8,6 +8,10 @@ const read = @import("read.zig");
 const verify = @import("verify.zig").verify;
 const distance = @import("../kernels/distance.zig");
 const view_mod = @import("../hnsw/view.zig");
+const quantize = @import("../kernels/quantize.zig");
+const centre = @import("centre.zig");
+const recovery = @import("recovery.zig");
+const compact = @import("compact.zig");
 
 pub const gpa = std.heap.c_allocator;
 
@@ -37,12 +41,23 @@ pub fn clustered(allocator: std.mem.Allocator, n: usize, dimensions: usize, seed
     const data = try allocator.alloc(f32, n * dimensions);
     for (0..n) |i| {
         const c = random.uintLessThan(usize, clusters);
-        for (0..dimensions) |j| data[i * dimensions + j] = centers[c * dimensions + j] + random.floatNorm(f32);
+        for (0..dimensions) |j| data[i * dimensions + j] =
+            centers[c * dimensions + j] + random.floatNorm(
+                f32,
+            );
     }
     return data;
 }
 
-fn bruteForce(metric: abi.Metric, data: []const f32, live: []const bool, dimensions: usize, query: []const f32, k: usize, out: []u64) void {
+fn bruteForce(
+    metric: abi.Metric,
+    data: []const f32,
+    live: []const bool,
+    dimensions: usize,
+    query: []const f32,
+    k: usize,
+    out: []u64,
+) void {
     const Pair = struct { d: f32, key: u64 };
     var best: [64]Pair = undefined;
     var n: usize = 0;
@@ -55,7 +70,11 @@ fn bruteForce(metric: abi.Metric, data: []const f32, live: []const bool, dimensi
         if (!live[i]) continue;
         @memcpy(v[0..dimensions], data[i * dimensions ..][0..dimensions]);
         if (metric == .cosine) _ = distance.normalize(v[0..dimensions]);
-        const d = distance.distance(@enumFromInt(@intFromEnum(metric)), q_norm[0..dimensions], v[0..dimensions]);
+        const d = distance.distance(
+            @enumFromInt(@intFromEnum(metric)),
+            q_norm[0..dimensions],
+            v[0..dimensions],
+        );
         if (n < k) {
             best[n] = .{ .d = d, .key = i };
             n += 1;
@@ -63,19 +82,37 @@ fn bruteForce(metric: abi.Metric, data: []const f32, live: []const bool, dimensi
             best[k - 1] = .{ .d = d, .key = i };
         } else continue;
         var j = n - 1;
-        while (j > 0 and best[j].d < best[j - 1].d) : (j -= 1) std.mem.swap(Pair, &best[j], &best[j - 1]);
+        while (j > 0 and best[j].d < best[j - 1].d) : (j -= 1) std.mem.swap(
+            Pair,
+            &best[j],
+            &best[j - 1],
+        );
     }
     for (0..k) |i| out[i] = best[i].key;
 }
 
-fn recallAt10(index: *Index, metric: abi.Metric, data: []const f32, live: []const bool, dimensions: usize, queries: usize) !f64 {
+fn recallAt10(
+    index: *Index,
+    metric: abi.Metric,
+    data: []const f32,
+    live: []const bool,
+    dimensions: usize,
+    queries: usize,
+) !f64 {
     var hits: usize = 0;
     var keys: [10]u64 = undefined;
     var dists: [10]f32 = undefined;
     var truth: [10]u64 = undefined;
     for (0..queries) |qi| {
         const query = data[(qi * 7919 % (data.len / dimensions)) * dimensions ..][0..dimensions];
-        const n = try read.searchOne(index, query, 10, 64, view_mod.live_seq, .{ .keys = &keys, .distances = &dists });
+        const n = try read.searchOne(
+            index,
+            query,
+            10,
+            64,
+            view_mod.live_seq,
+            .{ .keys = &keys, .distances = &dists },
+        );
         try std.testing.expect(n == 10);
         for (1..n) |i| try std.testing.expect(dists[i - 1] <= dists[i]);
         for (keys[0..n]) |key| try std.testing.expect(live[key]);
@@ -94,7 +131,10 @@ pub fn expectVerified(index: *Index) !void {
     // Under inner product small-norm vectors are nobody's near neighbour, so some nodes lose
     // every in-link: that is the nature of MIPS graphs, not a defect. Metric spaces must not.
     if (index.metric == .ip) return;
-    if (report.unreachable_live * 100 > @max(report.live, 100)) std.debug.print("{s} verify: {any}\n", .{ @tagName(index.metric), report });
+    if (report.unreachable_live * 100 > @max(report.live, 100)) std.debug.print(
+        "{s} verify: {any}\n",
+        .{ @tagName(index.metric), report },
+    );
     try std.testing.expect(report.unreachable_live * 100 <= @max(report.live, 100));
 }
 
@@ -135,7 +175,7 @@ test "index: recall@10 >= 0.95 on clustered data for every metric, also after re
     }
 }
 
-test "index: f16 storage walks half-precision copies and reranks exactly: recall and exact distances" {
+test "index: f16 storage walks half-precision copies and reranks exactly (recall, distances)" {
     const n = 3000;
     const dims = 32;
     const data = try clustered(gpa, n, dims, 5);
@@ -158,7 +198,14 @@ test "index: f16 storage walks half-precision copies and reranks exactly: recall
         var got_keys: [1]u64 = undefined;
         var got: [1]f32 = undefined;
         const q = data[17 * dims ..][0..dims];
-        _ = try read.searchOne(index, q, 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+        _ = try read.searchOne(
+            index,
+            q,
+            1,
+            64,
+            view_mod.live_seq,
+            .{ .keys = &got_keys, .distances = &got },
+        );
         try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
         // The f16 walk distance of a vector to itself is not 0 after rounding; the exact one is.
         if (metric == .l2sq) try std.testing.expectEqual(@as(f32, 0), got[0]);
@@ -195,11 +242,14 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
         try write.addBatch(index, keys, data, 2);
         try expectVerified(index);
         const recall = try recallAt10(index, metric, data, live, dims, 200);
-        if (recall < 0.95) std.debug.print("i8 {s}: recall {d:.3}\n", .{ @tagName(metric), recall });
+        if (recall < 0.95) std.debug.print(
+            "i8 {s}: recall {d:.3}\n",
+            .{ @tagName(metric), recall },
+        );
         try std.testing.expect(recall >= 0.95);
         // The trained centre is the mean of the first batch (of the unit vectors under cosine).
         var want: [dims]f32 = undefined;
-        @import("../kernels/quantize.zig").mean(data, n, &want, metric == .cosine);
+        quantize.mean(data, n, &want, metric == .cosine);
         const generation = index.storage.pin();
         defer index.storage.unpin(generation);
         try std.testing.expectEqualSlices(f32, &want, generation.payload.centre());
@@ -208,24 +258,54 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
         var got_keys: [1]u64 = undefined;
         var got: [1]f32 = undefined;
         const q = data[17 * dims ..][0..dims];
-        _ = try read.searchOne(index, q, 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+        _ = try read.searchOne(
+            index,
+            q,
+            1,
+            64,
+            view_mod.live_seq,
+            .{ .keys = &got_keys, .distances = &got },
+        );
         if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
         if (metric == .l2sq) try std.testing.expectEqual(@as(f32, 0), got[0]);
         // Ranked by the walk alone: the codes' distances, close to the exact ones, not equal.
-        _ = try read.searchOneWith(index, q, 1, 64, view_mod.live_seq, .walk, .{ .keys = &got_keys, .distances = &got });
+        _ = try read.searchOneWith(
+            index,
+            q,
+            1,
+            64,
+            view_mod.live_seq,
+            .walk,
+            .{ .keys = &got_keys, .distances = &got },
+        );
         if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
         if (metric == .l2sq) {
             var exact_neighbour: [2]u64 = undefined;
             var exact_d: [2]f32 = undefined;
             var walk_neighbour: [2]u64 = undefined;
             var walk_d: [2]f32 = undefined;
-            _ = try read.searchOneWith(index, q, 2, 64, view_mod.live_seq, .exact, .{ .keys = &exact_neighbour, .distances = &exact_d });
-            _ = try read.searchOneWith(index, q, 2, 64, view_mod.live_seq, .walk, .{ .keys = &walk_neighbour, .distances = &walk_d });
+            _ = try read.searchOneWith(
+                index,
+                q,
+                2,
+                64,
+                view_mod.live_seq,
+                .exact,
+                .{ .keys = &exact_neighbour, .distances = &exact_d },
+            );
+            _ = try read.searchOneWith(
+                index,
+                q,
+                2,
+                64,
+                view_mod.live_seq,
+                .walk,
+                .{ .keys = &walk_neighbour, .distances = &walk_d },
+            );
             try std.testing.expect(walk_d[1] != exact_d[1]);
             try std.testing.expectApproxEqRel(exact_d[1], walk_d[1], 0.05);
         }
         // The centre is final now: only the same one is accepted.
-        const centre = @import("centre.zig");
         try centre.set(index, generation.payload.centre());
         want[0] += 1;
         try std.testing.expectError(error.Busy, centre.set(index, &want));
@@ -242,7 +322,6 @@ test "index: an i8 centre given before the first add is kept, persisted and chec
     const dims = 16;
     const data = try clustered(gpa, 500, dims, 3);
     defer gpa.free(data);
-    const centre = @import("centre.zig");
     var given: [dims]f32 = undefined;
     for (&given, 0..) |*c, i| c.* = @floatFromInt(i);
     var opts = options(dims, .l2sq);
@@ -254,7 +333,6 @@ test "index: an i8 centre given before the first add is kept, persisted and chec
         try centre.set(index, &given);
         for (0..500) |i| try write.add(index, i, data[i * dims ..][0..dims]);
     }
-    const recovery = @import("recovery.zig");
     const index = try recovery.open(gpa, path, opts, .full);
     defer index.destroy();
     const generation = index.storage.pin();
@@ -264,7 +342,14 @@ test "index: an i8 centre given before the first add is kept, persisted and chec
     try expectVerified(index);
     var got_keys: [1]u64 = undefined;
     var got: [1]f32 = undefined;
-    _ = try read.searchOne(index, data[9 * dims ..][0..dims], 1, 64, view_mod.live_seq, .{ .keys = &got_keys, .distances = &got });
+    _ = try read.searchOne(
+        index,
+        data[9 * dims ..][0..dims],
+        1,
+        64,
+        view_mod.live_seq,
+        .{ .keys = &got_keys, .distances = &got },
+    );
     try std.testing.expectEqual(@as(u64, 9), got_keys[0]);
     given[0] = -1;
     try std.testing.expectError(error.Busy, centre.set(index, &given));
@@ -283,14 +368,15 @@ test "index: upsert replaces the vector, remove hides the key, get copies it" {
     try std.testing.expect(!try write.remove(index, 7));
     try std.testing.expect(!read.has(index, 7, view_mod.live_seq));
     try std.testing.expectEqual(@as(u64, 0), index.size());
-    try std.testing.expectError(error.InvalidVector, write.add(index, 8, &.{ 1, std.math.nan(f32), 3, 4 }));
+    try std.testing.expectError(
+        error.InvalidVector,
+        write.add(index, 8, &.{ 1, std.math.nan(f32), 3, 4 }),
+    );
     try std.testing.expectError(error.DimensionMismatch, write.add(index, 8, &.{ 1, 2, 3 }));
     try expectVerified(index);
 }
 
-
 test "index: compaction drops tombstones, keeps every live key and vector, and recall" {
-    const compact = @import("compact.zig");
     const n = 2000;
     const dims = 16;
     const data = try clustered(gpa, n, dims, 3);

@@ -29,6 +29,10 @@ pub const KeyMap = struct {
 test "keymap: sequential keys spread over stripes" {
     var map = KeyMap{};
     var seen = [_]bool{false} ** stripe_count;
-    for (0..1024) |key| seen[(@intFromPtr(map.stripeOf(key)) - @intFromPtr(&map.stripes[0])) / @sizeOf(Stripe)] = true;
+    for (0..1024) |key| seen[
+        (@intFromPtr(map.stripeOf(key)) - @intFromPtr(
+            &map.stripes[0],
+        )) / @sizeOf(Stripe)
+    ] = true;
     for (seen) |s| try std.testing.expect(s);
 }

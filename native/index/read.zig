@@ -15,6 +15,8 @@ const tables = @import("tables.zig");
 const Candidate = @import("../hnsw/scratch.zig").Candidate;
 const quantize = @import("../kernels/quantize.zig");
 const storage_mod = @import("../storage/storage.zig");
+const abi = @import("../abi.zig");
+const scratch_mod = @import("../hnsw/scratch.zig");
 
 /// The sequence number a read sees: the live view, or a snapshot's.
 pub fn readSeq(self: *Index, snapshot: u64) Error!u64 {
@@ -30,7 +32,14 @@ pub const Results = struct {
 
 /// Searches for the `k` nearest visible neighbours of `query` with beam width `ef` (>= k).
 /// Writes them closest first and returns how many it found.
-pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, out: Results) Error!u32 {
+pub fn searchOne(
+    self: *Index,
+    query: []const f32,
+    k: u32,
+    ef: u32,
+    seq: u64,
+    out: Results,
+) Error!u32 {
     return searchOneWith(self, query, k, ef, seq, .exact, out);
 }
 
@@ -39,7 +48,15 @@ pub fn searchOne(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ou
 /// distances (`walk`: no f32 vector is read; distances are the quantized approximations).
 pub const Ranking = enum { exact, walk };
 
-pub fn searchOneWith(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, out: Results) Error!u32 {
+pub fn searchOneWith(
+    self: *Index,
+    query: []const f32,
+    k: u32,
+    ef: u32,
+    seq: u64,
+    ranking: Ranking,
+    out: Results,
+) Error!u32 {
     assert(out.keys.len >= k and out.distances.len >= k);
     // The entry point first: it was promoted after its node's storage existed, so the mapping
     // pinned next is at least as new and covers it.
@@ -61,7 +78,15 @@ pub fn searchOneWith(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64
     var current = Candidate{ .distance = view.distanceTo(walk, entry.slot), .slot = entry.slot };
     var level = entry.level;
     while (level > 0) : (level -= 1) current = search.greedy(view, walk, current, level, scratch);
-    search.searchLayer(view, walk, current, @max(ef, k), 0, .{ .visible_at = seq }, scratch) catch return error.OutOfMemory;
+    search.searchLayer(
+        view,
+        walk,
+        current,
+        @max(ef, k),
+        0,
+        .{ .visible_at = seq },
+        scratch,
+    ) catch return error.OutOfMemory;
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
     var candidates = scratch.selection.items;
     if (self.layout.storage != .f32 and ranking == .exact) {
@@ -76,7 +101,11 @@ pub fn searchOneWith(self: *Index, query: []const f32, k: u32, ef: u32, seq: u64
 
 /// The query as the walk reads it: the f32 query itself, its f16 copy under f16 storage, or its
 /// codes under i8 storage.
-fn walkQuery(self: *Index, generation: *storage_mod.Generation, scratch: *@import("../hnsw/scratch.zig").Scratch) view_mod.Query {
+fn walkQuery(
+    self: *Index,
+    generation: *storage_mod.Generation,
+    scratch: *scratch_mod.Scratch,
+) view_mod.Query {
     return switch (self.layout.storage) {
         .f32 => @ptrCast(scratch.query.ptr),
         .f16 => blk: {
@@ -87,14 +116,19 @@ fn walkQuery(self: *Index, generation: *storage_mod.Generation, scratch: *@impor
             const codes = scratch.query_i8.ptr + 64;
             // Before the first add the centre is still zero; nothing is coded yet either.
             const centre = generation.payload.centre();
-            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, scratch.query, centre, codes);
+            quantize.encode(
+                if (self.metric == .l2sq) .l2sq else .dot,
+                scratch.query,
+                centre,
+                codes,
+            );
             break :blk codes;
         },
     };
 }
 
 /// How many of the walk's best candidates are reranked on exact vectors.
-pub fn rerankCount(storage: @import("../abi.zig").StorageKind, k: u32) usize {
+pub fn rerankCount(storage: abi.StorageKind, k: u32) usize {
     return switch (storage) {
         .f32 => k,
         .f16 => @max(2 * k, k + 16),
@@ -130,7 +164,18 @@ fn emit(view: view_mod.View, sorted: []const Candidate, k: u32, out: Results) u3
 
 /// Searches `counts.len` queries on up to `threads` threads; query i's results go to
 /// `keys[i*k..]`/`distances[i*k..]` and its count to `counts[i]`.
-pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64, ranking: Ranking, threads: u32, out_keys: []u64, distances: []f32, counts: []u32) Error!void {
+pub fn searchBatch(
+    self: *Index,
+    queries: []const f32,
+    k: u32,
+    ef: u32,
+    seq: u64,
+    ranking: Ranking,
+    threads: u32,
+    out_keys: []u64,
+    distances: []f32,
+    counts: []u32,
+) Error!void {
     const d = self.layout.dimensions;
     assert(queries.len == counts.len * d);
     const Job = struct {
@@ -145,11 +190,32 @@ pub fn searchBatch(self: *Index, queries: []const f32, k: u32, ef: u32, seq: u64
         counts: []u32,
         fn run(job: *const @This(), i: usize) Error!void {
             const dims = job.index.layout.dimensions;
-            const out = Results{ .keys = job.keys[i * job.k ..][0..job.k], .distances = job.distances[i * job.k ..][0..job.k] };
-            job.counts[i] = try searchOneWith(job.index, job.queries[i * dims ..][0..dims], job.k, job.ef, job.seq, job.ranking, out);
+            const out = Results{
+                .keys = job.keys[i * job.k ..][0..job.k],
+                .distances = job.distances[i * job.k ..][0..job.k],
+            };
+            job.counts[i] = try searchOneWith(
+                job.index,
+                job.queries[i * dims ..][0..dims],
+                job.k,
+                job.ef,
+                job.seq,
+                job.ranking,
+                out,
+            );
         }
     };
-    const job = Job{ .index = self, .queries = queries, .k = k, .ef = ef, .seq = seq, .ranking = ranking, .keys = out_keys, .distances = distances, .counts = counts };
+    const job = Job{
+        .index = self,
+        .queries = queries,
+        .k = k,
+        .ef = ef,
+        .seq = seq,
+        .ranking = ranking,
+        .keys = out_keys,
+        .distances = distances,
+        .counts = counts,
+    };
     try parallel.forEach(Error, threads, counts.len, &job, Job.run);
 }
 
@@ -242,14 +308,21 @@ pub fn guardAcquire(self: *Index, key: u64) Error!GuardInfo {
         self.storage.unpin(generation);
         return error.NotFound;
     };
-    const handle = self.guards.table.add(self.gpa, .{ .generation = generation, .slot = slot }) catch |err| {
+    const handle = self.guards.table.add(
+        self.gpa,
+        .{ .generation = generation, .slot = slot },
+    ) catch |err| {
         self.storage.unpin(generation);
         return switch (err) {
             error.OutOfMemory => error.OutOfMemory,
             error.TooManyHandles => error.TooManyHandles,
         };
     };
-    return .{ .handle = handle, .ptr = generation.payload.vector(slot).ptr, .epoch = generation.epoch };
+    return .{
+        .handle = handle,
+        .ptr = generation.payload.vector(slot).ptr,
+        .epoch = generation.epoch,
+    };
 }
 
 /// Ok while the guard's generation is current; `StaleGuard` after a remap.

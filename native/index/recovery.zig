@@ -15,18 +15,31 @@ const view_mod = @import("../hnsw/view.zig");
 const entry_mod = @import("../hnsw/entry.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const wal_mod = @import("../storage/wal.zig");
+const read = @import("read.zig");
+const distance = @import("../kernels/distance.zig");
 
 pub const Validation = enum { fast, full };
 
-pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, validation: Validation) Error!*Index {
+pub fn open(
+    gpa: std.mem.Allocator,
+    path: []const u8,
+    options: abi.Options,
+    validation: Validation,
+) Error!*Index {
     const writable = options.flags & abi.Options.flag_read_only == 0;
-    const storage = storage_mod.Storage.open(gpa, path, writable) catch |err| return index_mod.mapStorageError(err);
+    const storage =
+        storage_mod.Storage.open(gpa, path, writable) catch |err| return index_mod.mapStorageError(
+            err,
+        );
     errdefer storage.destroy();
     var contention = std.atomic.Value(u64).init(0);
     const header = storage.currentHeader(&contention);
-    if (options.dimensions != 0 and options.dimensions != header.dimensions) return error.DimensionMismatch;
-    if (options.flags & abi.Options.flag_metric_given != 0 and options.metric != header.metric) return error.InvalidArgument;
-    if (options.flags & abi.Options.flag_storage_given != 0 and options.storage != header.storage) return error.InvalidArgument;
+    if (options.dimensions != 0 and
+        options.dimensions != header.dimensions) return error.DimensionMismatch;
+    if (options.flags & abi.Options.flag_metric_given != 0 and
+        options.metric != header.metric) return error.InvalidArgument;
+    if (options.flags & abi.Options.flag_storage_given != 0 and
+        options.storage != header.storage) return error.InvalidArgument;
     const ef_search = if (options.ef_search == 0) 64 else options.ef_search;
     const self = try Index.init(gpa, storage, header, ef_search, true, writable);
     errdefer self.destroyState();
@@ -40,7 +53,6 @@ pub fn open(gpa: std.mem.Allocator, path: []const u8, options: abi.Options, vali
     try replay(self);
     return self;
 }
-
 
 /// Rebuilds the in-memory state from the metadata column, validating every field it will
 /// later trust: a bad field is `Corrupt`, never a wild read.
@@ -71,7 +83,8 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
         if (state.live != header.live or state.max_seq > header.seq) return error.Corrupt;
         if (header.entry != entry_mod.empty) {
             const e = entry_mod.unpack(header.entry) orelse return error.Corrupt;
-            if (e.slot >= header.slots_used or e.level != regions.meta(e.slot).level) return error.Corrupt;
+            if (e.slot >= header.slots_used or
+                e.level != regions.meta(e.slot).level) return error.Corrupt;
             // The entry point must sit on the top level, or searches would miss its levels.
             if (state.entry == null or e.level != state.entry.?.level) return error.Corrupt;
         }
@@ -113,7 +126,8 @@ fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState)
     if (meta.level > layout.max_level) return error.Corrupt;
     const upper_end = @as(u64, meta.upper_offset) + meta.level;
     if (upper_end > regions.upper_capacity) return error.Corrupt;
-    if (meta.prev_slot != layout.no_slot and meta.prev_slot >= regions.capacity) return error.Corrupt;
+    if (meta.prev_slot != layout.no_slot and
+        meta.prev_slot >= regions.capacity) return error.Corrupt;
     state.used = slot + 1;
     state.upper_used = @max(state.upper_used, upper_end);
     const published = meta.created_seq != layout.unpublished;
@@ -132,13 +146,22 @@ fn scanSlot(self: *Index, regions: layout.Regions, slot: u32, state: *ScanState)
     state.max_seq = @max(state.max_seq, meta.created_seq, meta.deleted_seq);
     const live = meta.deleted_seq == 0;
     if (live) state.live += 1;
-    if (state.entry == null or meta.level > state.entry.?.level) state.entry = .{ .slot = slot, .level = meta.level };
+    if (state.entry == null or meta.level > state.entry.?.level) state.entry = .{
+        .slot = slot,
+        .level = meta.level,
+    };
     try mapKey(self, regions, slot, live, state);
 }
 
 /// Points the key map at the key's visible slot (else its newest), retiring an older visible
 /// twin left by a crash in the middle of an upsert.
-fn mapKey(self: *Index, regions: layout.Regions, slot: u32, live: bool, state: *ScanState) Error!void {
+fn mapKey(
+    self: *Index,
+    regions: layout.Regions,
+    slot: u32,
+    live: bool,
+    state: *ScanState,
+) Error!void {
     const meta = regions.meta(slot);
     const stripe = self.keys.stripeOf(meta.key);
     const got = stripe.map.getOrPut(self.gpa, meta.key) catch return error.OutOfMemory;
@@ -150,7 +173,10 @@ fn mapKey(self: *Index, regions: layout.Regions, slot: u32, live: bool, state: *
     const other_live = other.deleted_seq == 0;
     if (live and other_live) {
         if (state.clean) return error.Corrupt;
-        const newer, const older = if (meta.created_seq > other.created_seq) .{ meta, other } else .{ other, meta };
+        const newer, const older = if (meta.created_seq > other.created_seq) .{
+            meta,
+            other,
+        } else .{ other, meta };
         older.deleted_seq = newer.created_seq;
         state.live -= 1;
         if (newer == meta) got.value_ptr.* = slot;
@@ -168,10 +194,12 @@ fn replay(self: *Index) Error!void {
         return error.ReadOnly;
     }
     const Apply = struct {
-        fn apply(index: *Index, record: wal_mod.Record) anyerror!void {
+        fn apply(index: *Index, record: wal_mod.Record) Error!void {
             switch (record.op) {
                 .add => {
-                    index_write.validateVector(index, record.vector) catch return;
+                    // Records are validated before they are logged: an invalid vector under a
+                    // valid checksum is a damaged log, never a record to skip.
+                    index_write.validateVector(index, record.vector) catch return error.Corrupt;
                     if (alreadyApplied(index, record.key, record.vector)) return;
                     try centre.ensure(index, record.vector, 1);
                     try index_write.addLocked(index, record.key, record.vector, false);
@@ -180,11 +208,7 @@ fn replay(self: *Index) Error!void {
             }
         }
     };
-    _ = wal.replay(self.gpa, self, Apply.apply) catch |err| return switch (err) {
-        error.OutOfMemory => error.OutOfMemory,
-        error.Corrupt => error.Corrupt,
-        else => error.Io,
-    };
+    _ = try wal.replay(self.gpa, self, Error, Apply.apply);
     try self.checkpoint();
 }
 
@@ -192,13 +216,18 @@ fn replay(self: *Index) Error!void {
 fn alreadyApplied(self: *Index, key: u64, vector: []const f32) bool {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
-    const slot = @import("read.zig").slotAt(self, generation.payload, key, view_mod.live_seq) orelse return false;
+    const slot = read.slotAt(
+        self,
+        generation.payload,
+        key,
+        view_mod.live_seq,
+    ) orelse return false;
     const stored = generation.payload.vector(slot);
     if (self.metric == .cosine) {
         // Without memory for the comparison the add is simply applied again (an upsert).
         const copy = self.gpa.dupe(f32, vector) catch return false;
         defer self.gpa.free(copy);
-        _ = @import("../kernels/distance.zig").normalize(copy);
+        _ = distance.normalize(copy);
         return std.mem.eql(f32, copy, stored);
     }
     return std.mem.eql(f32, vector, stored);

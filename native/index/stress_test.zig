@@ -10,20 +10,21 @@ const read = @import("read.zig");
 const view_mod = @import("../hnsw/view.zig");
 const locks = @import("../sync/locks.zig");
 const t = @import("index_test.zig");
+const recovery = @import("recovery.zig");
 
-const gpa = std.heap.c_allocator;
-const dims = 8;
+pub const gpa = std.heap.c_allocator;
+pub const dims = 8;
 
 fn soak() bool {
     return std.posix.getenv("QUIVER_SOAK") != null;
 }
 
-fn scale(n: usize) usize {
+pub fn scale(n: usize) usize {
     return if (soak()) n * 20 else n;
 }
 
 /// A vector that names its key: v[0] = key, v[1..] a function of (key, writer), last = checksum.
-fn pattern(key: u64, writer: u32, out: *[dims]f32) void {
+pub fn pattern(key: u64, writer: u32, out: *[dims]f32) void {
     out[0] = @floatFromInt(key);
     out[1] = @floatFromInt(writer);
     var sum: f32 = out[0] + out[1];
@@ -44,12 +45,24 @@ fn patternValid(v: []const f32) bool {
 
 /// Progress of every thread, and what each is doing, for the watchdog.
 const Progress = struct {
-    counters: [16]std.atomic.Value(u64) = [_]std.atomic.Value(u64){std.atomic.Value(u64).init(0)} ** 16,
-    doing: [16]std.atomic.Value(u32) = [_]std.atomic.Value(u32){std.atomic.Value(u32).init(0)} ** 16,
+    counters: [16]std.atomic.Value(u64) = [_]std.atomic.Value(u64){std.atomic.Value(
+        u64,
+    ).init(0)} ** 16,
+    doing: [16]std.atomic.Value(u32) = [_]std.atomic.Value(u32){std.atomic.Value(
+        u32,
+    ).init(0)} ** 16,
     done: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
     threads: usize,
 
-    const phases = [_][]const u8{ "starting", "add (stripe/node locks)", "search (seqlock reads)", "remove (stripe/commit locks)", "remap (grow lock)", "snapshot read", "finished" };
+    const phases = [_][]const u8{
+        "starting",
+        "add (stripe/node locks)",
+        "search (seqlock reads)",
+        "remove (stripe/commit locks)",
+        "remap (grow lock)",
+        "snapshot read",
+        "finished",
+    };
 
     fn step(self: *Progress, id: usize, phase: u32) void {
         self.doing[id].store(phase, .release);
@@ -71,7 +84,10 @@ const Progress = struct {
                 } else {
                     still[i] += 100;
                     if (still[i] >= stall_ms) {
-                        std.debug.panic("watchdog: thread {d} made no progress for {d} ms while in {s}", .{ i, still[i], phases[phase] });
+                        std.debug.panic(
+                            "watchdog: thread {d} made no progress for {d} ms while in {s}",
+                            .{ i, still[i], phases[phase] },
+                        );
                     }
                 }
             }
@@ -100,7 +116,9 @@ fn checkResults(index: *Index, keys: []const u64, distances: []const f32, max_ke
     for (keys) |key| try std.testing.expect(key < max_key);
     var i: usize = 1;
     while (i < distances.len) : (i += 1) try std.testing.expect(distances[i - 1] <= distances[i]);
-    for (keys, 0..) |key, j| try std.testing.expect(std.mem.indexOfScalar(u64, keys[0..j], key) == null);
+    for (keys, 0..) |key, j| try std.testing.expect(
+        std.mem.indexOfScalar(u64, keys[0..j], key) == null,
+    );
 }
 
 /// The lock-order counter is process-wide (the lock tests provoke violations on purpose), so
@@ -143,24 +161,43 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
             while (ctx.writers_done.load(.acquire) < total_writers) : (round += 1) {
                 pattern(round % (ctx.per_writer * total_writers), 0, &v);
                 ctx.progress.step(id, 2);
-                const n = read.searchOne(ctx.index, &v, 10, 32, view_mod.live_seq, .{ .keys = &keys, .distances = &dists }) catch |err| {
+                const n = read.searchOne(
+                    ctx.index,
+                    &v,
+                    10,
+                    32,
+                    view_mod.live_seq,
+                    .{ .keys = &keys, .distances = &dists },
+                ) catch |err| {
                     ctx.fail("search", err);
                     continue;
                 };
-                checkResults(ctx.index, keys[0..n], dists[0..n], ctx.per_writer * total_writers) catch |err| ctx.fail("result check", err);
+                checkResults(
+                    ctx.index,
+                    keys[0..n],
+                    dists[0..n],
+                    ctx.per_writer * total_writers,
+                ) catch |err| ctx.fail("result check", err);
             }
             ctx.progress.step(id, 6);
         }
 
         fn fail(ctx: *@This(), what: []const u8, err: anyerror) void {
-            if (ctx.failures.fetchAdd(1, .monotonic) < 5) std.debug.print("family 1: {s} failed: {s}\n", .{ what, @errorName(err) });
+            if (ctx.failures.fetchAdd(1, .monotonic) < 5) std.debug.print(
+                "family 1: {s} failed: {s}\n",
+                .{ what, @errorName(err) },
+            );
         }
     };
     var ctx = Ctx{ .index = index, .progress = &progress, .per_writer = per_writer };
     const watchdog = try std.Thread.spawn(.{}, Progress.watch, .{ &progress, 20_000 });
     var threads: [writers + readers]std.Thread = undefined;
     for (0..writers) |i| threads[i] = try std.Thread.spawn(.{}, Ctx.writer, .{ &ctx, i });
-    for (0..readers) |i| threads[writers + i] = try std.Thread.spawn(.{}, Ctx.reader, .{ &ctx, writers + i, writers });
+    for (0..readers) |i| threads[writers + i] = try std.Thread.spawn(
+        .{},
+        Ctx.reader,
+        .{ &ctx, writers + i, writers },
+    );
     for (threads) |thread| thread.join();
     progress.done.store(true, .release);
     watchdog.join();
@@ -224,14 +261,24 @@ test "family 1: removes, upserts and searches interleaved; removed keys never re
             var dists: [10]f32 = undefined;
             var q: [dims]f32 = undefined;
             var round: u64 = 0;
-            const snapshot_of_removed = std.heap.c_allocator.alloc(u8, ctx.removed.len) catch return;
+            const snapshot_of_removed = std.heap.c_allocator.alloc(
+                u8,
+                ctx.removed.len,
+            ) catch return;
             defer std.heap.c_allocator.free(snapshot_of_removed);
             while (!ctx.stop.load(.acquire)) : (round += 1) {
                 // Sample which removes had returned before this search started.
                 for (ctx.removed, snapshot_of_removed) |*r, *s| s.* = r.load(.acquire);
                 pattern((round * 7) % ctx.removed.len, 0, &q);
                 ctx.progress.step(id, 2);
-                const count = read.searchOne(ctx.index, &q, 10, 48, view_mod.live_seq, .{ .keys = &keys, .distances = &dists }) catch {
+                const count = read.searchOne(
+                    ctx.index,
+                    &q,
+                    10,
+                    48,
+                    view_mod.live_seq,
+                    .{ .keys = &keys, .distances = &dists },
+                ) catch {
                     _ = ctx.failures.fetchAdd(1, .monotonic);
                     continue;
                 };
@@ -277,7 +324,14 @@ test "family 1: removes, upserts and searches interleaved; removed keys never re
         try std.testing.expect(read.get(index, key, view_mod.live_seq, &v));
         try std.testing.expect(patternValid(&v));
         try std.testing.expectEqual(@as(f32, @floatFromInt(key)), v[0]);
-        const got = try read.searchOne(index, &v, 1, 64, view_mod.live_seq, .{ .keys = &keys, .distances = &dists });
+        const got = try read.searchOne(
+            index,
+            &v,
+            1,
+            64,
+            view_mod.live_seq,
+            .{ .keys = &keys, .distances = &dists },
+        );
         if (got == 1 and keys[0] == key) found += 1;
     }
     try std.testing.expect(found * 100 >= live * 99);
@@ -300,7 +354,9 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
     const snap_seq = try read.readSeq(index, snapshot);
     const before = try gpa.alloc(f32, (n / 2) * dims);
     defer gpa.free(before);
-    for (0..n / 2) |key| try std.testing.expect(read.get(index, key, snap_seq, before[key * dims ..][0..dims]));
+    for (0..n / 2) |key| try std.testing.expect(
+        read.get(index, key, snap_seq, before[key * dims ..][0..dims]),
+    );
     const remaps_before = index.storage.remaps.load(.monotonic);
 
     var progress = Progress{ .threads = 3 };
@@ -327,7 +383,11 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
                 if (key % 8 == 0) {
                     ctx.progress.step(id, 4);
                     write.remap(ctx.index) catch ctx.bump(&ctx.torn);
-                    if (ctx.readers_running.load(.acquire) > 0) _ = ctx.remaps_while_reading.fetchAdd(1, .monotonic);
+                    if (ctx.readers_running.load(.acquire) > 0) _ =
+                        ctx.remaps_while_reading.fetchAdd(
+                            1,
+                            .monotonic,
+                        );
                 }
             }
             ctx.stop.store(true, .release);
@@ -348,7 +408,10 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
                     continue;
                 };
                 for (0..50) |_| {
-                    if (!patternValid(guard.ptr[0..dims]) or guard.ptr[0] != @as(f32, @floatFromInt(key))) _ = ctx.torn.fetchAdd(1, .monotonic);
+                    if (!patternValid(guard.ptr[0..dims]) or guard.ptr[0] != @as(
+                        f32,
+                        @floatFromInt(key),
+                    )) _ = ctx.torn.fetchAdd(1, .monotonic);
                 }
                 // The check must say stale exactly when the epoch moved past the guard's; it is
                 // judged only when no remap raced the check itself.
@@ -376,9 +439,18 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
             while (!ctx.stop.load(.acquire)) : (round += 1) {
                 pattern(round % ctx.n, 0, &q);
                 ctx.progress.step(id, 2);
-                const count = read.searchOne(ctx.index, &q, 5, 32, view_mod.live_seq, .{ .keys = &keys, .distances = &dists }) catch 0;
+                const count = read.searchOne(
+                    ctx.index,
+                    &q,
+                    5,
+                    32,
+                    view_mod.live_seq,
+                    .{ .keys = &keys, .distances = &dists },
+                ) catch 0;
                 for (keys[0..count]) |key| {
-                    if (!read.get(ctx.index, key, view_mod.live_seq, &got) or !patternValid(&got) or got[0] != @as(f32, @floatFromInt(key))) {
+                    if (!read.get(ctx.index, key, view_mod.live_seq, &got) or !patternValid(
+                        &got,
+                    ) or got[0] != @as(f32, @floatFromInt(key))) {
                         _ = ctx.torn.fetchAdd(1, .monotonic);
                     }
                 }
@@ -418,8 +490,7 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
     try expectHealthy(index, lock_violations_before);
 }
 
-test "family 1, persistent: writers log and apply while another thread checkpoints and reads stats; all survive a reopen" {
-    const recovery = @import("recovery.zig");
+test "family 1, persistent: writers log beside checkpoints and stats; all survive a reopen" {
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
@@ -473,76 +544,3 @@ test "family 1, persistent: writers log and apply while another thread checkpoin
     }
     try t.expectVerified(reopened);
 }
-
-test "compaction on the exclusive path: searches through the FFI run beside it and never see a torn state" {
-    const ffi = @import("../ffi/exports.zig").exports;
-    var opts = t.options(dims, .l2sq);
-    var handle: u32 = undefined;
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
-    defer _ = ffi.qv_index_release(handle);
-    defer _ = ffi.qv_index_close(handle);
-    const n = scale(1000);
-    const keys = try gpa.alloc(u64, n);
-    defer gpa.free(keys);
-    const vectors = try gpa.alloc(f32, n * dims);
-    defer gpa.free(vectors);
-    for (0..n) |i| {
-        keys[i] = i;
-        pattern(i, 0, vectors[i * dims ..][0..dims]);
-    }
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add_batch(handle, keys.ptr, @intCast(n), vectors.ptr, n * dims, 2));
-    var removed: u32 = undefined;
-    for (0..n) |key| {
-        if (key % 2 == 0) try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_remove(handle, key, &removed));
-    }
-
-    const Ctx = struct {
-        handle: u32,
-        stop: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
-        searches: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
-        self_hits: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
-        compacted: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
-        failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
-
-        fn searcher(ctx: *@This(), total: usize) void {
-            var found_keys: [5]u64 = undefined;
-            var found: [5]f32 = undefined;
-            var count: u32 = undefined;
-            var q: [dims]f32 = undefined;
-            var round: u64 = 0;
-            while (!ctx.stop.load(.acquire)) : (round += 1) {
-                const key = (round * 2 + 1) % total; // odd keys stay live
-                pattern(key, 0, &q);
-                const status = ffi.qv_index_search(ctx.handle, 0, &q, dims, 5, 32, 0, &found_keys, &found, &count);
-                // Every search succeeds with a full result list before, during and after the
-                // swap; a removed (even) key is never returned; a live key finds itself (the
-                // search is approximate, so that is counted and bounded below, not required).
-                if (status != .ok or count != 5) {
-                    if (ctx.failures.fetchAdd(1, .monotonic) < 3) std.debug.print("compaction search (compacted: {}): {s}, {d} results for key {d}\n", .{ ctx.compacted.load(.acquire), @tagName(status), count, key });
-                }
-                if (status == .ok and count > 0 and found_keys[0] == key) _ = ctx.self_hits.fetchAdd(1, .monotonic);
-                for (found_keys[0..count]) |k| {
-                    if (k % 2 == 0 and ctx.failures.fetchAdd(1, .monotonic) < 3) std.debug.print("compaction search returned removed key {d}\n", .{k});
-                }
-                _ = ctx.searches.fetchAdd(1, .monotonic);
-            }
-        }
-    };
-    var ctx = Ctx{ .handle = handle };
-    const thread = try std.Thread.spawn(.{}, Ctx.searcher, .{ &ctx, n });
-    while (ctx.searches.load(.acquire) < 10) std.atomic.spinLoopHint();
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_compact(handle, 2));
-    ctx.compacted.store(true, .release);
-    const after = ctx.searches.load(.acquire);
-    while (ctx.searches.load(.acquire) < after + 10) std.atomic.spinLoopHint();
-    ctx.stop.store(true, .release);
-    thread.join();
-    try std.testing.expectEqual(@as(u32, 0), ctx.failures.load(.monotonic));
-    const searches = ctx.searches.load(.monotonic);
-    try std.testing.expect(ctx.self_hits.load(.monotonic) * 100 >= searches * 95);
-    var stats: abi.Stats = undefined;
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
-    try std.testing.expectEqual(@as(u64, n / 2), stats.size);
-    try std.testing.expectEqual(@as(u64, n / 2), stats.slots_used);
-}
-

@@ -23,7 +23,10 @@ fn Table(comptime Value: type) type {
             self.free.deinit(gpa);
         }
 
-        pub fn add(self: *Self, gpa: std.mem.Allocator, value: Value) error{ OutOfMemory, TooManyHandles }!u64 {
+        pub fn add(self: *Self, gpa: std.mem.Allocator, value: Value) error{
+            OutOfMemory,
+            TooManyHandles,
+        }!u64 {
             self.mutex.lock(&self.contention);
             defer self.mutex.unlock();
             const index: u32 = if (self.free.pop()) |i| i else blk: {

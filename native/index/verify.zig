@@ -47,13 +47,22 @@ pub fn verify(self: *Index) !abi.VerifyReport {
         const ready = meta.state == @intFromEnum(layout.SlotState.ready);
         if (ready and !walkCopyMatches(self, regions, slot, coded)) report.vector_mismatches += 1;
         var level: u32 = 0;
-        while (level <= meta.level) : (level += 1) checkList(self, regions, slot, level, used, seen, &report);
+        while (level <= meta.level) : (level += 1) checkList(
+            self,
+            regions,
+            slot,
+            level,
+            used,
+            seen,
+            &report,
+        );
     }
     report.unreachable_live = try countUnreachable(self, regions, used);
     // Unreachable live nodes are reported, not failed: pruning can drop a node's last in-link
     // (hnswlib and usearch share this); tests bound their number instead.
     const bad = report.out_of_range_links + report.self_links +
-        report.duplicate_links + report.over_degree + report.level_mismatches + report.vector_mismatches;
+        report.duplicate_links + report.over_degree + report.level_mismatches +
+        report.vector_mismatches;
     if (report.live != self.size()) report.level_mismatches += 1;
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
@@ -74,9 +83,13 @@ fn walkCopyMatches(self: *Index, regions: layout.Regions, slot: u32, coded: quan
             return true;
         },
         .i8 => {
-            const metric: quantize.Metric = if (self.metric == .l2sq) .l2sq else .dot;
+            const metric: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
             quantize.encode(metric, exact, regions.centre(), coded.codes());
-            const bytes = layout.i8_terms_bytes + std.mem.alignForward(u32, self.layout.dimensions, 64);
+            const bytes = layout.i8_terms_bytes + std.mem.alignForward(
+                u32,
+                self.layout.dimensions,
+                64,
+            );
             const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
             const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
             return std.mem.eql(u8, want, got);
@@ -84,7 +97,15 @@ fn walkCopyMatches(self: *Index, regions: layout.Regions, slot: u32, coded: quan
     }
 }
 
-fn checkList(self: *Index, regions: layout.Regions, slot: u32, level: u32, used: u32, seen: []u32, report: *abi.VerifyReport) void {
+fn checkList(
+    self: *Index,
+    regions: layout.Regions,
+    slot: u32,
+    level: u32,
+    used: u32,
+    seen: []u32,
+    report: *abi.VerifyReport,
+) void {
     const words = regions.list(slot, level, regions.meta(slot).upper_offset);
     const max_degree = self.layout.maxDegree(level);
     const count = graph.countOf(words);
@@ -131,7 +152,10 @@ fn countUnreachable(self: *Index, regions: layout.Regions, used: u32) !u64 {
     }
     var missing: u64 = 0;
     for (0..used) |i| {
-        if (!reached[i] and view_mod.visible(regions.meta(@intCast(i)), view_mod.live_seq)) missing += 1;
+        if (!reached[i] and view_mod.visible(
+            regions.meta(@intCast(i)),
+            view_mod.live_seq,
+        )) missing += 1;
     }
     return missing;
 }

@@ -12,32 +12,21 @@ const view_mod = @import("../hnsw/view.zig");
 const parallel = @import("../sync/pool.zig");
 const centre = @import("centre.zig");
 const quantize = @import("../kernels/quantize.zig");
+const scratch_mod = @import("../hnsw/scratch.zig");
 
 /// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
-pub const max_norm_squared: f64 = 1e37;
+pub const max_norm_squared = distance.max_norm_squared;
 
 /// Rejects NaN, infinities and magnitudes whose distances would overflow f32; under cosine also
 /// the zero vector (it has no direction).
 pub fn validateVector(self: *Index, vector: []const f32) Error!void {
     if (vector.len != self.layout.dimensions) return error.DimensionMismatch;
-    const norm = try boundedNorm(vector);
+    const norm = try distance.boundedNorm(vector);
     if (self.layout.storage == .f16) {
         // Beyond f16's range the walk copy would be infinite.
         for (vector) |x| if (@abs(x) > std.math.floatMax(f16)) return error.InvalidVector;
     }
     if (self.metric == .cosine and norm == 0) return error.InvalidVector;
-}
-
-/// The squared norm of a vector whose components are finite and whose distances cannot
-/// overflow f32 (squared norm at most `max_norm_squared`); `InvalidVector` otherwise.
-pub fn boundedNorm(vector: []const f32) Error!f64 {
-    var norm: f64 = 0;
-    for (vector) |x| {
-        if (!std.math.isFinite(x)) return error.InvalidVector;
-        norm += @as(f64, x) * x;
-    }
-    if (norm > max_norm_squared) return error.InvalidVector;
-    return norm;
 }
 
 /// Inserts `key`, or replaces its vector if it exists (upsert). Safe from any thread.
@@ -65,7 +54,12 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     defer stripe.mutex.unlock();
     stripe.map.ensureUnusedCapacity(self.gpa, 1) catch return error.OutOfMemory;
     if (log) {
-        if (self.wal) |*wal| wal.append(.add, key, vector, &self.counters.lock_contention) catch return error.Io;
+        if (self.wal) |*wal| wal.append(
+            .add,
+            key,
+            vector,
+            &self.counters.lock_contention,
+        ) catch return error.Io;
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     const previous = stripe.map.get(key);
@@ -97,7 +91,12 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
         },
         .i8 => {
             std.debug.assert(centre.ready(self));
-            quantize.encode(if (self.metric == .l2sq) .l2sq else .dot, stored, regions.centre(), regions.walkI8(slot.id));
+            quantize.encode(
+                if (self.metric == .l2sq) .l2sq else .dot,
+                stored,
+                regions.centre(),
+                regions.walkI8(slot.id),
+            );
         },
     }
 
@@ -112,12 +111,24 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
 /// promotion of a newer node between the pin and the load of the entry); then link reports
 /// `StaleView` before touching anything and runs again on a fresh pin. Remaps are rare, so
 /// a bounded number of retries is plenty; running out of them means the entry is corrupt.
-fn linkWithFreshView(self: *Index, slot: u32, level: u32, scratch: *@import("../hnsw/scratch.zig").Scratch) Error!void {
+fn linkWithFreshView(
+    self: *Index,
+    slot: u32,
+    level: u32,
+    scratch: *scratch_mod.Scratch,
+) Error!void {
     var attempts: u32 = 0;
     while (attempts < 16) : (attempts += 1) {
         const generation = self.storage.pin();
         defer self.storage.unpin(generation);
-        hnsw_insert.link(self.view(generation), &self.entry, self.params, slot, level, scratch) catch |err| switch (err) {
+        hnsw_insert.link(
+            self.view(generation),
+            &self.entry,
+            self.params,
+            slot,
+            level,
+            scratch,
+        ) catch |err| switch (err) {
             error.StaleView => {
                 _ = self.counters.read_retries.fetchAdd(1, .monotonic);
                 continue;
@@ -153,12 +164,17 @@ const Allocated = struct { id: u32, upper_offset: u32 };
 fn allocate(self: *Index, level: u32) Error!Allocated {
     const id = self.slots_used.fetchAdd(1, .acq_rel);
     const upper_offset = self.upper_used.fetchAdd(level, .acq_rel);
-    if (id >= layout.max_capacity or upper_offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
+    if (id >= layout.max_capacity or
+        upper_offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
     self.node_locks.ensure(self.gpa, id + 1) catch |err| return switch (err) {
         error.OutOfMemory => error.OutOfMemory,
         error.CapacityExceeded => error.CapacityExceeded,
     };
-    self.storage.ensureCapacity(id + 1, upper_offset + level, &self.counters.lock_contention) catch |err|
+    self.storage.ensureCapacity(
+        id + 1,
+        upper_offset + level,
+        &self.counters.lock_contention,
+    ) catch |err|
         return index_mod.mapStorageError(err);
     return .{ .id = @intCast(id), .upper_offset = @intCast(upper_offset) };
 }
@@ -181,7 +197,12 @@ pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
     const meta = generation.payload.meta(slot);
     if (!view_mod.visible(meta, view_mod.live_seq)) return false;
     if (log) {
-        if (self.wal) |*wal| wal.append(.remove, key, &.{}, &self.counters.lock_contention) catch return error.Io;
+        if (self.wal) |*wal| wal.append(
+            .remove,
+            key,
+            &.{},
+            &self.counters.lock_contention,
+        ) catch return error.Io;
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     self.commit.lock(&self.counters.lock_contention);
@@ -246,7 +267,12 @@ pub fn remap(self: *Index) Error!void {
     storage.grow_lock.lock(&self.counters.lock_contention);
     defer storage.grow_lock.unlock();
     const current = storage.epochs.current.load(.acquire).payload;
-    storage.remapLocked(current.capacity, current.upper_capacity) catch |err| return index_mod.mapStorageError(err);
+    storage.remapLocked(
+        current.capacity,
+        current.upper_capacity,
+    ) catch |err| return index_mod.mapStorageError(
+        err,
+    );
 }
 
 /// Makes every acknowledged write durable against power loss: fsync of the WAL.

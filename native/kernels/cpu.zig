@@ -117,7 +117,12 @@ fn readX86() X86Words {
     const max_ext_leaf = cpuid(0x8000_0000, 0).eax;
     const leaf1_ecx = cpuid(1, 0).ecx;
     const osxsave = leaf1_ecx & (@as(u32, 1) << bit.leaf1_osxsave) != 0;
-    const leaf7 = if (max_leaf >= 7) cpuid(7, 0) else CpuidLeaf{ .eax = 0, .ebx = 0, .ecx = 0, .edx = 0 };
+    const leaf7 = if (max_leaf >= 7) cpuid(7, 0) else CpuidLeaf{
+        .eax = 0,
+        .ebx = 0,
+        .ecx = 0,
+        .edx = 0,
+    };
     return .{
         .leaf1_ecx = leaf1_ecx,
         .leaf7_ebx = leaf7.ebx,
@@ -247,7 +252,13 @@ test "cpu: removing any one feature of a level drops that level" {
         words.leaf7_ebx &= ~(@as(u32, 1) << b);
         try expectLevels(words, true, false, false);
     }
-    inline for (.{ bit.leaf7_avx512f, bit.leaf7_avx512dq, bit.leaf7_avx512cd, bit.leaf7_avx512bw, bit.leaf7_avx512vl }) |b| {
+    inline for (.{
+        bit.leaf7_avx512f,
+        bit.leaf7_avx512dq,
+        bit.leaf7_avx512cd,
+        bit.leaf7_avx512bw,
+        bit.leaf7_avx512vl,
+    }) |b| {
         var words = full_v4;
         words.leaf7_ebx &= ~(@as(u32, 1) << b);
         try expectLevels(words, true, true, false);

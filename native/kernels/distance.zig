@@ -1,11 +1,11 @@
 //! Vector distances and the run-time choice of kernel.
 //!
 //! The kernels live in native/kernels/simd.zig, which build.zig compiles once per CPU level into
-//! separate objects (x86-64: AVX-512, AVX2+FMA, the x86-64-v2 baseline; aarch64: NEON; the
-//! AVX-512 and AVX2 objects also carry i8 kernels for CPUs with VNNI, levels `avx512_vnni` and
-//! `avx2_vnni`). This
-//! file declares their symbols, asks native/kernels/cpu.zig what the running CPU can execute, and picks
-//! the widest level once. Targets without kernel objects use the portable kernels below.
+//! separate objects (x86-64: AVX-512, AVX2+FMA, the x86-64-v2 baseline; aarch64: NEON; the AVX-512
+//! and AVX2 objects also carry i8 kernels for CPUs with VNNI, levels `avx512_vnni` and
+//! `avx2_vnni`). This file declares their symbols, asks native/kernels/cpu.zig what the running CPU
+//! can execute, and picks the widest level once. Targets without kernel objects use the portable
+//! kernels below.
 //!
 //! Thread safety: every function here may be called from any thread at any time. The chosen
 //! level is one atomic word; the kernel table is constant.
@@ -14,12 +14,29 @@ const builtin = @import("builtin");
 const build_options = @import("build_options");
 const cpu = @import("cpu.zig");
 const i8k = @import("i8.zig");
+const abi = @import("../abi.zig");
 const assert = std.debug.assert;
 
-pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
+/// Above this squared norm a distance could overflow f32: such vectors are refused.
+pub const max_norm_squared: f64 = 1e37;
+
+/// The squared norm of a vector whose components are finite and whose distances cannot
+/// overflow f32 (squared norm at most `max_norm_squared`); `InvalidVector` otherwise.
+pub fn boundedNorm(vector: []const f32) error{InvalidVector}!f64 {
+    var norm: f64 = 0;
+    for (vector) |x| {
+        if (!std.math.isFinite(x)) return error.InvalidVector;
+        norm += @as(f64, x) * x;
+    }
+    if (norm > max_norm_squared) return error.InvalidVector;
+    return norm;
+}
+
+/// The metric of the FFI (one enum for the whole tree).
+pub const Metric = abi.Metric;
 
 /// A kernel level. The values are stable: benchmarks and bindings may report them.
-pub const Level = @import("../abi.zig").KernelLevel;
+pub const Level = abi.KernelLevel;
 
 /// A raw kernel: `(a, b, n)` reads `a[0..n]` and `b[0..n]`, which may be unaligned.
 pub const KernelFn = *const fn ([*]const f32, [*]const f32, usize) callconv(.c) f32;
@@ -43,7 +60,15 @@ pub const Kernels = struct {
 const level_count = @typeInfo(Level).@"enum".fields.len;
 
 /// Levels from widest to narrowest: detection takes the first one the CPU supports.
-const preference = [_]Level{ .avx512_vnni, .avx512, .avx2_vnni, .avx2, .neon, .baseline, .portable };
+const preference = [_]Level{
+    .avx512_vnni,
+    .avx512,
+    .avx2_vnni,
+    .avx2,
+    .neon,
+    .baseline,
+    .portable,
+};
 
 comptime {
     assert(preference.len == level_count);
@@ -54,24 +79,48 @@ comptime {
 const x86_kernels = struct {
     extern fn qv_kernel_avx512_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_avx512_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_l2sq_f16(
+        a: [*]const f16,
+        b: [*]const f16,
+        n: usize,
+    ) callconv(.c) f32;
     extern fn qv_kernel_avx512_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx512_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_avx512_l2sq_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_avx512_dot_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx512_l2sq_i8_vnni(
+        a: [*]const u8,
+        b: [*]const u8,
+        n: usize,
+    ) callconv(.c) f32;
+    extern fn qv_kernel_avx512_dot_i8_vnni(
+        a: [*]const u8,
+        b: [*]const u8,
+        n: usize,
+    ) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_avx2_l2sq_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_avx2_l2sq_i8_vnni(
+        a: [*]const u8,
+        b: [*]const u8,
+        n: usize,
+    ) callconv(.c) f32;
     extern fn qv_kernel_avx2_dot_i8_vnni(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_baseline_l2sq_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
-    extern fn qv_kernel_baseline_dot_f16(a: [*]const f16, b: [*]const f16, n: usize) callconv(.c) f32;
+    extern fn qv_kernel_baseline_l2sq_f16(
+        a: [*]const f16,
+        b: [*]const f16,
+        n: usize,
+    ) callconv(.c) f32;
+    extern fn qv_kernel_baseline_dot_f16(
+        a: [*]const f16,
+        b: [*]const f16,
+        n: usize,
+    ) callconv(.c) f32;
     extern fn qv_kernel_baseline_l2sq_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
     extern fn qv_kernel_baseline_dot_i8(a: [*]const u8, b: [*]const u8, n: usize) callconv(.c) f32;
 };
@@ -110,7 +159,11 @@ const kernel_table: [level_count]?Kernels = table: {
 };
 
 /// The kernels of one object: `qv_kernel_<object>_<kernel>`, the i8 ones with `i8_suffix`.
-fn objectKernels(comptime k: type, comptime object: []const u8, comptime i8_suffix: []const u8) Kernels {
+fn objectKernels(
+    comptime k: type,
+    comptime object: []const u8,
+    comptime i8_suffix: []const u8,
+) Kernels {
     const prefix = "qv_kernel_" ++ object;
     return .{
         .l2sq = &@field(k, prefix ++ "_l2sq"),
@@ -134,7 +187,12 @@ pub fn level() Level {
     const raw = level_chosen.load(.monotonic);
     if (raw != level_unset) return @enumFromInt(raw);
     const chosen = defaultLevel();
-    const previous = level_chosen.cmpxchgStrong(level_unset, @intFromEnum(chosen), .monotonic, .monotonic);
+    const previous = level_chosen.cmpxchgStrong(
+        level_unset,
+        @intFromEnum(chosen),
+        .monotonic,
+        .monotonic,
+    );
     // A `forceLevel` that raced ahead of the first detection wins.
     if (previous) |raw_previous| return @enumFromInt(raw_previous);
     return chosen;
@@ -337,8 +395,16 @@ test "f16 kernels agree with the f32 kernels on the widened values at every leve
             const want_l2 = k.l2sq(a32[1..].ptr, b32[1..].ptr, n);
             const want_dot = k.dot(a32[1..].ptr, b32[1..].ptr, n);
             const tolerance = 1e-4 * @as(f32, @floatFromInt(n)) + 1e-4;
-            try testing.expectApproxEqAbs(want_l2, k.l2sq_f16(a16[1..].ptr, b16[1..].ptr, n), tolerance * @max(1, want_l2));
-            try testing.expectApproxEqAbs(want_dot, k.dot_f16(a16[1..].ptr, b16[1..].ptr, n), tolerance * @max(1, @abs(want_dot)));
+            try testing.expectApproxEqAbs(
+                want_l2,
+                k.l2sq_f16(a16[1..].ptr, b16[1..].ptr, n),
+                tolerance * @max(1, want_l2),
+            );
+            try testing.expectApproxEqAbs(
+                want_dot,
+                k.dot_f16(a16[1..].ptr, b16[1..].ptr, n),
+                tolerance * @max(1, @abs(want_dot)),
+            );
         }
     }
 }
@@ -348,7 +414,24 @@ test "f16 kernels agree with the f32 kernels on the widened values at every leve
 
 const testing = std.testing;
 
-const test_dimensions = [_]usize{ 1, 2, 3, 7, 8, 15, 16, 17, 31, 64, 100, 128, 384, 768, 784, 1536 };
+const test_dimensions = [_]usize{
+    1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    64,
+    100,
+    128,
+    384,
+    768,
+    784,
+    1536,
+};
 const test_dimensions_max = 1536;
 /// Room to start a slice at any offset within a 64-byte line.
 const test_offset_max = 15;
@@ -498,7 +581,13 @@ fn survey(kernels: Kernels, seed: u64, log: bool) Survey {
                 if (mismatch == null and !exact_zero_missed) continue;
                 result.mismatches += 1;
                 // The first few say enough; the count and the seed follow from the caller.
-                if (log and result.mismatches <= 8) logMismatch(op, fill, n, got, reference(op, a, b).value);
+                if (log and result.mismatches <= 8) logMismatch(
+                    op,
+                    fill,
+                    n,
+                    got,
+                    reference(op, a, b).value,
+                );
             }
         }
     }
@@ -506,7 +595,10 @@ fn survey(kernels: Kernels, seed: u64, log: bool) Survey {
 }
 
 fn logMismatch(op: Op, fill: Fill, n: usize, got: f32, want: f64) void {
-    std.debug.print("mismatch: {s} fill={s} n={d}: got {e}, want {e}\n", .{ @tagName(op), @tagName(fill), n, got, want });
+    std.debug.print(
+        "mismatch: {s} fill={s} n={d}: got {e}, want {e}\n",
+        .{ @tagName(op), @tagName(fill), n, got, want },
+    );
 }
 
 /// The seed for seeded tests: QUIVER_SEED if set (to replay a failure), else a fresh one.
@@ -525,7 +617,10 @@ test "distance: every supported level matches the f64 reference on every dimensi
         const outcome = survey(kernelsOf(l), seed, true);
         levels_tested += 1;
         testing.expect(outcome.cases > 0 and outcome.mismatches == 0) catch |err| {
-            std.debug.print("level {s}: {d} of {d} cases wrong; replay with QUIVER_SEED={d}\n", .{ @tagName(l), outcome.mismatches, outcome.cases, seed });
+            std.debug.print(
+                "level {s}: {d} of {d} cases wrong; replay with QUIVER_SEED={d}\n",
+                .{ @tagName(l), outcome.mismatches, outcome.cases, seed },
+            );
             return err;
         };
     }
@@ -549,7 +644,10 @@ test "distance: canary: the survey catches a kernel that drops its tail" {
     broken.dot = &tailDroppingDot;
     const outcome = survey(broken, seed, false);
     testing.expect(outcome.mismatches > 0) catch |err| {
-        std.debug.print("the checker missed a broken kernel; replay with QUIVER_SEED={d}\n", .{seed});
+        std.debug.print(
+            "the checker missed a broken kernel; replay with QUIVER_SEED={d}\n",
+            .{seed},
+        );
         return err;
     };
 }
@@ -628,9 +726,17 @@ test "distance: the dispatcher picks the widest level the CPU reports in /proc/c
     try testing.expectEqual(defaultLevel(), level());
     if (!builtin.sanitize_thread) try testing.expectEqual(detect(), level());
     // An independent witness: Linux lists a feature only when the OS also enabled its state.
-    if (comptime !(builtin.os.tag == .linux and build_options.kernels_x86_64)) return error.SkipZigTest;
-    const text = std.fs.cwd().readFileAlloc(testing.allocator, "/proc/cpuinfo", 1 << 24) catch |err| {
-        std.debug.print("cannot read /proc/cpuinfo ({s}): skipping the cross-check\n", .{@errorName(err)});
+    if (comptime !(builtin.os.tag == .linux and
+        build_options.kernels_x86_64)) return error.SkipZigTest;
+    const text = std.fs.cwd().readFileAlloc(
+        testing.allocator,
+        "/proc/cpuinfo",
+        1 << 24,
+    ) catch |err| {
+        std.debug.print(
+            "cannot read /proc/cpuinfo ({s}): skipping the cross-check\n",
+            .{@errorName(err)},
+        );
         return error.SkipZigTest;
     };
     defer testing.allocator.free(text);
@@ -639,7 +745,10 @@ test "distance: the dispatcher picks the widest level the CPU reports in /proc/c
     const flags = firstFlagsLine(text);
     const v3 = supported(.avx2);
     try testing.expectEqual(v3 and hasFlags(flags, &.{"avx_vnni"}), supported(.avx2_vnni));
-    try testing.expectEqual(supported(.avx512) and hasFlags(flags, &.{"avx512_vnni"}), supported(.avx512_vnni));
+    try testing.expectEqual(
+        supported(.avx512) and hasFlags(flags, &.{"avx512_vnni"}),
+        supported(.avx512_vnni),
+    );
 }
 
 fn firstFlagsLine(text: []const u8) []const u8 {
@@ -677,10 +786,17 @@ fn hasFlags(line: []const u8, names: []const []const u8) bool {
 }
 
 test "distance: canary: levelFromCpuinfo reads the flags it needs" {
-    const v4 = "flags\t\t: fpu avx avx2 fma bmi1 bmi2 f16c movbe abm avx512f avx512dq avx512cd avx512bw avx512vl\n";
+    const v4 = "flags\t\t: fpu avx avx2 fma bmi1 bmi2 f16c movbe abm " ++
+        "avx512f avx512dq avx512cd avx512bw avx512vl\n";
     try testing.expectEqual(Level.avx512, levelFromCpuinfo("processor\t: 0\n" ++ v4));
-    try testing.expectEqual(Level.avx2, levelFromCpuinfo("flags : avx avx2 fma bmi1 bmi2 f16c movbe abm avx512f\n"));
-    try testing.expectEqual(Level.baseline, levelFromCpuinfo("flags : avx avx2 bmi1 bmi2 f16c movbe abm\n"));
+    try testing.expectEqual(
+        Level.avx2,
+        levelFromCpuinfo("flags : avx avx2 fma bmi1 bmi2 f16c movbe abm avx512f\n"),
+    );
+    try testing.expectEqual(
+        Level.baseline,
+        levelFromCpuinfo("flags : avx avx2 bmi1 bmi2 f16c movbe abm\n"),
+    );
 }
 
 fn firstCall(out: *Level) void {
@@ -728,7 +844,10 @@ test "distance: normalize scales to unit length and keeps the direction" {
             try testing.expect(normalize(v[0..n]));
             const norm_squared = reference(.dot, v[0..n], v[0..n]).value;
             testing.expect(@abs(norm_squared - 1) <= 3 * u) catch |err| {
-                std.debug.print("n={d} fill={s}: |v|^2 = {d}; replay with QUIVER_SEED={d}\n", .{ n, @tagName(fill), norm_squared, seed });
+                std.debug.print(
+                    "n={d} fill={s}: |v|^2 = {d}; replay with QUIVER_SEED={d}\n",
+                    .{ n, @tagName(fill), norm_squared, seed },
+                );
                 return err;
             };
             // Same direction: the largest component stays the largest, with its sign.

@@ -31,10 +31,10 @@ pub fn padded(n: usize) usize {
     return std.mem.alignForward(usize, n, block);
 }
 
-pub const Metric = enum { l2sq, dot };
+pub const Formula = enum { l2sq, dot };
 
 /// The distance (l2) or the inner product (dot) of two coded vectors, from their integer dot.
-pub inline fn combine(comptime metric: Metric, a: [*]const u8, b: [*]const u8, c: i64) f32 {
+pub inline fn combine(comptime metric: Formula, a: [*]const u8, b: [*]const u8, c: i64) f32 {
     const ta = termsOf(a);
     const tb = termsOf(b);
     const cross = ta.scale * tb.scale * @as(f32, @floatFromInt(c));
@@ -71,9 +71,19 @@ pub fn dotVnni(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, n: 
     var i: usize = 0;
     while (end - i >= 2 * width) : (i += 2 * width) {
         acc0 = vpdpbusd(width, acc0, @as(V, a[i..][0..width].*) ^ bias, b[i..][0..width].*);
-        acc1 = vpdpbusd(width, acc1, @as(V, a[i + width ..][0..width].*) ^ bias, b[i + width ..][0..width].*);
+        acc1 = vpdpbusd(
+            width,
+            acc1,
+            @as(V, a[i + width ..][0..width].*) ^ bias,
+            b[i + width ..][0..width].*,
+        );
     }
-    if (i < end) acc0 = vpdpbusd(width, acc0, @as(V, a[i..][0..width].*) ^ bias, b[i..][0..width].*);
+    if (i < end) acc0 = vpdpbusd(
+        width,
+        acc0,
+        @as(V, a[i..][0..width].*) ^ bias,
+        b[i..][0..width].*,
+    );
     // A lane gains at most 4 * 255 * 127 per step; summed in i64 at the end.
     const W = @Vector(width / 4, i64);
     const biased = @reduce(.Add, @as(W, acc0)) + @reduce(.Add, @as(W, acc1));
@@ -127,7 +137,11 @@ pub fn dotSigned(comptime reg: comptime_int, a: [*]const u8, b: [*]const u8, n: 
 }
 
 /// `pmaddubsw`: u[2j] * s[2j] + u[2j+1] * s[2j+1] for each j, into i16 (saturating).
-inline fn maddubs(comptime reg: comptime_int, u: @Vector(reg, u8), s: @Vector(reg, u8)) @Vector(reg / 2, i16) {
+inline fn maddubs(
+    comptime reg: comptime_int,
+    u: @Vector(reg, u8),
+    s: @Vector(reg, u8),
+) @Vector(reg / 2, i16) {
     const Out = @Vector(reg / 2, i16);
     return switch (reg) {
         16 => asm ("pmaddubsw %[s], %[out]"
@@ -183,11 +197,30 @@ pub fn dotWidened(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, 
     // Per block pass a lane gains at most 2 * 127^2; i32 lanes hold 2^31 / 32258 > 66,000 passes,
     // more than any dimension allows (65,536 / width).
     while (i < end) : (i += width) {
-        const x: @Vector(width, i32) = @as(@Vector(width, i16), @as(@Vector(width, i8), @bitCast(a[i..][0..width].*)));
-        const y: @Vector(width, i32) = @as(@Vector(width, i16), @as(@Vector(width, i8), @bitCast(b[i..][0..width].*)));
+        const x: @Vector(width, i32) = @as(
+            @Vector(width, i16),
+            @as(@Vector(width, i8), @bitCast(a[i..][0..width].*)),
+        );
+        const y: @Vector(width, i32) = @as(
+            @Vector(width, i16),
+            @as(@Vector(width, i8), @bitCast(b[i..][0..width].*)),
+        );
         const p = x * y;
-        const even = @shuffle(i32, p, undefined, std.simd.iota(i32, half) * @as(@Vector(half, i32), @splat(2)));
-        const odd = @shuffle(i32, p, undefined, std.simd.iota(i32, half) * @as(@Vector(half, i32), @splat(2)) + @as(@Vector(half, i32), @splat(1)));
+        const even = @shuffle(
+            i32,
+            p,
+            undefined,
+            std.simd.iota(i32, half) * @as(@Vector(half, i32), @splat(2)),
+        );
+        const odd = @shuffle(
+            i32,
+            p,
+            undefined,
+            std.simd.iota(i32, half) * @as(@Vector(half, i32), @splat(2)) + @as(
+                @Vector(half, i32),
+                @splat(1),
+            ),
+        );
         acc += even + odd;
     }
     return @reduce(.Add, @as(@Vector(half, i64), acc));

@@ -12,12 +12,13 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const i8k = @import("i8.zig");
+const distance = @import("distance.zig");
 
-pub const Metric = i8k.Metric;
+pub const Formula = i8k.Formula;
 
 /// Writes the coded form of `x` to `codes` (terms at `codes - 16`, codes padded with zeros to a
 /// multiple of 64). `x` is the stored vector (already normalized under cosine).
-pub fn encode(metric: Metric, x: []const f32, centre: []const f32, codes: [*]u8) void {
+pub fn encode(metric: Formula, x: []const f32, centre: []const f32, codes: [*]u8) void {
     assert(x.len == centre.len);
     var max: f32 = 0;
     for (x, centre) |v, c| max = @max(max, @abs(v - c));
@@ -93,13 +94,30 @@ pub const Coded = struct {
     }
 };
 
-const distance = @import("distance.zig");
-
 test "quantize: i8 kernels at every level agree with each other and track the exact distance" {
     const gpa = std.testing.allocator;
     var prng = std.Random.DefaultPrng.init(0x18);
     const random = prng.random();
-    const dimensions = [_]usize{ 1, 2, 3, 7, 8, 15, 16, 17, 31, 63, 64, 65, 100, 128, 384, 768, 784, 1536 };
+    const dimensions = [_]usize{
+        1,
+        2,
+        3,
+        7,
+        8,
+        15,
+        16,
+        17,
+        31,
+        63,
+        64,
+        65,
+        100,
+        128,
+        384,
+        768,
+        784,
+        1536,
+    };
     for (dimensions) |d| {
         const x = try gpa.alloc(f32, d);
         defer gpa.free(x);
@@ -120,13 +138,16 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
             if (round == 3) @memcpy(y, x); // identical vectors: distance near 0
             if (round == 5) @memcpy(x, centre); // a vector at the centre: all-zero codes
             inline for (.{ .l2sq, .ip }) |metric| {
-                const m: Metric = if (metric == .l2sq) .l2sq else .dot;
+                const m: Formula = if (metric == .l2sq) .l2sq else .dot;
                 encode(m, x, centre, a.codes());
                 encode(m, y, centre, b.codes());
                 var exact: f64 = 0;
                 var norms: f64 = 0;
                 for (x, y) |u, v| {
-                    exact += if (metric == .l2sq) (@as(f64, u) - v) * (@as(f64, u) - v) else @as(f64, u) * v;
+                    exact += if (metric == .l2sq) (@as(f64, u) - v) * (@as(
+                        f64,
+                        u,
+                    ) - v) else @as(f64, u) * v;
                     norms += @as(f64, u) * u + @as(f64, v) * v;
                 }
                 var reference: ?f32 = null;
@@ -141,7 +162,9 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
                     // error is bounded by the steps times the norms (a loose, sound bound).
                     const ta = i8k.termsOf(a.codes());
                     const tb = i8k.termsOf(b.codes());
-                    const bound = (ta.scale + tb.scale) * @sqrt(@as(f32, @floatFromInt(d))) * @as(f32, @floatCast(@sqrt(norms) + 1)) + 1e-3;
+                    const bound = (ta.scale + tb.scale) * @sqrt(
+                        @as(f32, @floatFromInt(d)),
+                    ) * @as(f32, @floatCast(@sqrt(norms) + 1)) + 1e-3;
                     try std.testing.expect(@abs(got - @as(f32, @floatCast(exact))) <= bound);
                 }
             }
@@ -169,14 +192,26 @@ test "quantize: the kernels read the codes, not only the terms (canary)" {
         if (!distance.supported(level)) continue;
         const kernels = distance.kernelsOf(level);
         // |x - y|^2 = 64 * 4 exactly: codes are +-127 at scale 1/127.
-        try std.testing.expectApproxEqAbs(@as(f32, 256), kernels.l2sq_i8(a.codes(), b.codes(), 64), 1e-3);
-        try std.testing.expectApproxEqAbs(@as(f32, 0), kernels.l2sq_i8(a.codes(), a.codes(), 64), 1e-3);
+        try std.testing.expectApproxEqAbs(
+            @as(f32, 256),
+            kernels.l2sq_i8(a.codes(), b.codes(), 64),
+            1e-3,
+        );
+        try std.testing.expectApproxEqAbs(
+            @as(f32, 0),
+            kernels.l2sq_i8(a.codes(), a.codes(), 64),
+            1e-3,
+        );
     }
     encode(.dot, &x, &centre, a.codes());
     encode(.dot, &y, &centre, b.codes());
     for (std.enums.values(distance.Level)) |level| {
         if (!distance.supported(level)) continue;
-        try std.testing.expectApproxEqAbs(@as(f32, -64), distance.kernelsOf(level).dot_i8(a.codes(), b.codes(), 64), 1e-3);
+        try std.testing.expectApproxEqAbs(
+            @as(f32, -64),
+            distance.kernelsOf(level).dot_i8(a.codes(), b.codes(), 64),
+            1e-3,
+        );
     }
 }
 
@@ -197,7 +232,9 @@ test "quantize: the centre is the mean, and encoding around it round-trips withi
     const c0: i8 = @bitCast(coded.codes()[0]);
     const c1: i8 = @bitCast(coded.codes()[1]);
     try std.testing.expectEqual(@as(i8, -127), c1);
-    try std.testing.expect(@abs(3 + terms.scale * @as(f32, @floatFromInt(c0)) - 4) <= terms.scale / 2);
+    try std.testing.expect(
+        @abs(3 + terms.scale * @as(f32, @floatFromInt(c0)) - 4) <= terms.scale / 2,
+    );
     try std.testing.expectEqual(@as(i32, c0) + c1, terms.sum);
     // Within a subnormal step of the centre: zero codes, not the NaN of 0 * inf clamped to 127.
     const subnormal = [_]f32{ 1e-45, -1e-45 };

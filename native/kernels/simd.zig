@@ -1,8 +1,8 @@
 //! The distance kernels for one CPU level: f32 and f16 here, i8 in kernels/i8.zig. build.zig
-//! compiles this file once per level (x86-64-v4 "avx512", x86-64-v3 "avx2", x86-64-v2
-//! "baseline", aarch64 "neon"), each into its own object, and the suffix in `kernel_options`
-//! keeps the symbols of those objects apart. native/kernels/distance.zig declares the symbols and picks
-//! one level at run time.
+//! compiles this file once per level (x86-64-v4 "avx512", x86-64-v3 "avx2", x86-64-v2 "baseline",
+//! aarch64 "neon"), each into its own object, and the suffix in `kernel_options` keeps the symbols
+//! of those objects apart. native/kernels/distance.zig declares the symbols and picks one level at
+//! run time.
 //!
 //! This is a leaf (with kernels/i8.zig): it imports nothing else from native/, because each copy
 //! is compiled for a different CPU and must not drag in code that the running CPU might not
@@ -22,7 +22,10 @@ const i8k = @import("i8.zig");
 /// as 8 lanes of the same object at d = 784 with the data in L1.
 const lanes: comptime_int = lanes: {
     const cpu = builtin.cpu;
-    if (cpu.arch == .x86_64 and std.Target.x86.featureSetHasAll(cpu.features, .{ .avx512f, .evex512 })) {
+    if (cpu.arch == .x86_64 and std.Target.x86.featureSetHasAll(
+        cpu.features,
+        .{ .avx512f, .evex512 },
+    )) {
         break :lanes 16;
     }
     break :lanes std.simd.suggestVectorLength(f32) orelse 1;
@@ -59,8 +62,8 @@ comptime {
     @export(&dotF16, .{ .name = prefix ++ "_dot_f16", .visibility = .hidden });
     @export(&l2sqI8, .{ .name = prefix ++ "_l2sq_i8", .visibility = .hidden });
     @export(&dotI8, .{ .name = prefix ++ "_dot_i8", .visibility = .hidden });
-    // VNNI is in neither x86-64-v4 nor v3: these run only where kernels/distance.zig saw AVX512_VNNI
-    // (the avx512 object) or AVX-VNNI (the avx2 object).
+    // VNNI is in neither x86-64-v4 nor v3: these run only where kernels/distance.zig saw
+    // AVX512_VNNI (the avx512 object) or AVX-VNNI (the avx2 object).
     if (vnni_width > 0) {
         @export(&l2sqI8Vnni, .{ .name = prefix ++ "_l2sq_i8_vnni", .visibility = .hidden });
         @export(&dotI8Vnni, .{ .name = prefix ++ "_dot_i8_vnni", .visibility = .hidden });
@@ -125,7 +128,13 @@ fn accumulate(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, n
     var i: usize = 0;
     while (n - i >= block) : (i += block) {
         inline for (&acc, 0..) |*chain, k| {
-            chain.* = term(op, lanes, chain.*, load(E, lanes, a, i + k * lanes), load(E, lanes, b, i + k * lanes));
+            chain.* = term(
+                op,
+                lanes,
+                chain.*,
+                load(E, lanes, a, i + k * lanes),
+                load(E, lanes, b, i + k * lanes),
+            );
         }
     }
     // Fewer than `block` elements remain: up to three more whole vectors, one per chain so
@@ -143,14 +152,24 @@ fn accumulate(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, n
 /// The last `n - start < lanes` elements: halving vector widths down to four lanes (one step each
 /// at most), then at most three scalar steps, so a dimension like 127 costs no long serial
 /// chain of scalar FMAs.
-fn tail(comptime E: type, comptime op: Op, a: [*]const E, b: [*]const E, start: usize, n: usize) f32 {
+fn tail(
+    comptime E: type,
+    comptime op: Op,
+    a: [*]const E,
+    b: [*]const E,
+    start: usize,
+    n: usize,
+) f32 {
     std.debug.assert(n - start < lanes);
     var i = start;
     var sum: f32 = 0;
     comptime var width = lanes / 2;
     inline while (width >= 4) : (width /= 2) {
         if (n - i >= width) {
-            sum += sumLanes(width, term(op, width, @splat(0), load(E, width, a, i), load(E, width, b, i)));
+            sum += sumLanes(
+                width,
+                term(op, width, @splat(0), load(E, width, a, i), load(E, width, b, i)),
+            );
             i += width;
         }
     }
@@ -179,7 +198,12 @@ inline fn term(
     return acc + p * q;
 }
 
-inline fn load(comptime E: type, comptime width: comptime_int, p: [*]const E, i: usize) @Vector(width, f32) {
+inline fn load(
+    comptime E: type,
+    comptime width: comptime_int,
+    p: [*]const E,
+    i: usize,
+) @Vector(width, f32) {
     // Through an array of E, so the load carries the element's alignment and compiles to an
     // unaligned vector load: callers may pass slices that start anywhere.
     const v: @Vector(width, E) = p[i..][0..width].*;
@@ -194,6 +218,11 @@ inline fn sumLanes(comptime width: comptime_int, v: @Vector(width, f32)) f32 {
     if (width == 1) return v[0];
     const half = width / 2;
     const low = @shuffle(f32, v, undefined, std.simd.iota(i32, half));
-    const high = @shuffle(f32, v, undefined, std.simd.iota(i32, half) + @as(@Vector(half, i32), @splat(half)));
+    const high = @shuffle(
+        f32,
+        v,
+        undefined,
+        std.simd.iota(i32, half) + @as(@Vector(half, i32), @splat(half)),
+    );
     return sumLanes(half, low + high);
 }

@@ -30,7 +30,11 @@ fn promoteRacy(point: *EntryPoint, candidate: Entry) bool {
     return true;
 }
 
-pub fn Scenario(comptime name_: []const u8, comptime promote: PromoteFn, comptime plan: []const []const Entry) type {
+pub fn Scenario(
+    comptime name_: []const u8,
+    comptime promote: PromoteFn,
+    comptime plan: []const []const Entry,
+) type {
     comptime std.debug.assert(plan.len <= sched.threads_max);
     return struct {
         const Self = @This();
@@ -58,10 +62,16 @@ pub fn Scenario(comptime name_: []const u8, comptime promote: PromoteFn, comptim
                 // the same state that decided the result.
                 const now = entry.unpack(self.point.word.peek());
                 if (won and !std.meta.eql(now, candidate)) {
-                    sched.fail("t{d} won with slot {d} but the entry is not it", .{ index, candidate.slot });
+                    sched.fail(
+                        "t{d} won with slot {d} but the entry is not it",
+                        .{ index, candidate.slot },
+                    );
                 }
                 if (!won and (now == null or now.?.level < candidate.level)) {
-                    sched.fail("t{d} lost with level {d} to a lower entry", .{ index, candidate.level });
+                    sched.fail(
+                        "t{d} lost with level {d} to a lower entry",
+                        .{ index, candidate.level },
+                    );
                 }
             }
         }
@@ -72,9 +82,13 @@ pub fn Scenario(comptime name_: []const u8, comptime promote: PromoteFn, comptim
                 return;
             };
             if (self.level_seen) |seen| {
-                if (now.level < seen) sched.fail("entry level decreased from {d} to {d}", .{ seen, now.level });
+                if (now.level < seen) sched.fail(
+                    "entry level decreased from {d} to {d}",
+                    .{ seen, now.level },
+                );
             }
-            if (self.level_seen == null or now.level > self.level_seen.?) self.level_seen = now.level;
+            if (self.level_seen == null or now.level > self.level_seen.?) self.level_seen =
+                now.level;
         }
 
         pub fn check(self: *Self) void {
@@ -83,14 +97,23 @@ pub fn Scenario(comptime name_: []const u8, comptime promote: PromoteFn, comptim
             for (plan) |candidates| {
                 for (candidates) |candidate| level_max = @max(level_max, candidate.level);
             }
-            const final = entry.unpack(self.point.word.peek()) orelse return sched.fail("no entry point at the end", .{});
-            if (final.level != level_max) sched.fail("final level {d}, expected {d}", .{ final.level, level_max });
+            const final = entry.unpack(self.point.word.peek()) orelse return sched.fail(
+                "no entry point at the end",
+                .{},
+            );
+            if (final.level != level_max) sched.fail(
+                "final level {d}, expected {d}",
+                .{ final.level, level_max },
+            );
             for (plan) |candidates| {
                 for (candidates) |candidate| {
                     if (candidate.level == level_max and candidate.slot == final.slot) return;
                 }
             }
-            sched.fail("final slot {d} is not a candidate of level {d}", .{ final.slot, level_max });
+            sched.fail(
+                "final slot {d} is not a candidate of level {d}",
+                .{ final.slot, level_max },
+            );
         }
 
         pub fn label(self: *Self, address: usize, buf: []u8) ?[]const u8 {
@@ -102,7 +125,11 @@ pub fn Scenario(comptime name_: []const u8, comptime promote: PromoteFn, comptim
             _ = self;
             _ = address;
             const unpacked = entry.unpack(value) orelse return "empty";
-            return std.fmt.bufPrint(buf, "slot {d} level {d}", .{ unpacked.slot, unpacked.level }) catch "?";
+            return std.fmt.bufPrint(
+                buf,
+                "slot {d} level {d}",
+                .{ unpacked.slot, unpacked.level },
+            ) catch "?";
         }
     };
 }
@@ -124,21 +151,33 @@ const test_gpa = std.testing.allocator;
 
 test "entry sim: two promoters, every interleaving" {
     const S = Scenario("two.real", promoteReal, plan_two);
-    const report = try explore.explore(S, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000 } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000 } },
+    );
     try explore.expectPass(S, test_gpa, &report);
     try explore.expectComplete(&report);
 }
 
 test "entry sim: three promoters, every interleaving with at most 3 preemptions" {
     const S = Scenario("three.real", promoteReal, plan_three);
-    const report = try explore.explore(S, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = 3 } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = 3 } },
+    );
     try explore.expectPass(S, test_gpa, &report);
     try explore.expectComplete(&report);
 }
 
 test "entry sim: three promoters, seeded random schedules" {
     const S = Scenario("three.real", promoteReal, plan_three);
-    const report = try explore.explore(S, test_gpa, .{ .random = .{ .runs = 2_000, .seed = random_seed } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
     try explore.expectPass(S, test_gpa, &report);
 }
 
@@ -146,9 +185,17 @@ const random_seed = 0x5eed_e417;
 
 test "entry sim canary: promotion by plain load and store is caught" {
     const S = Scenario("two.racy", promoteRacy, plan_two);
-    const report = try explore.explore(S, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000 } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000 } },
+    );
     try explore.expectCaught(&report);
     const R = Scenario("three.racy", promoteRacy, plan_three);
-    const random_report = try explore.explore(R, test_gpa, .{ .random = .{ .runs = 2_000, .seed = random_seed } });
+    const random_report = try explore.explore(
+        R,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
     try explore.expectCaught(&random_report);
 }

@@ -40,7 +40,11 @@ fn release(mapping: *Mapping) void {
 
 pub const Role = enum { reader, guard, remapper };
 
-pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, comptime publishes: u32) type {
+pub fn Scenario(
+    comptime variant: epoch.Variant,
+    comptime roles: []const Role,
+    comptime publishes: u32,
+) type {
     comptime std.debug.assert(roles.len <= sched.threads_max);
     comptime std.debug.assert(std.mem.count(Role, roles, &.{.remapper}) == 1);
     return struct {
@@ -49,7 +53,10 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
         const Generation = Epochs.Generation;
         const generations_bytes = (publishes + 1) * @sizeOf(Generation);
 
-        pub const name = "epoch." ++ roleNames(roles) ++ std.fmt.comptimePrint(".p{d}.", .{publishes}) ++ @tagName(variant);
+        pub const name = "epoch." ++ roleNames(roles) ++ std.fmt.comptimePrint(
+            ".p{d}.",
+            .{publishes},
+        ) ++ @tagName(variant);
         pub const thread_count: u8 = roles.len;
 
         /// Generations come from a fixed buffer: a general-purpose allocator maps and unmaps
@@ -70,7 +77,12 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
             _ = gpa;
             for (&self.mappings, 0..) |*mapping, i| {
                 const id: u32 = @intCast(i);
-                mapping.* = .{ .id = id, .bytes = @splat(Mapping.pattern(id)), .mapped = Sim.Atomic(bool).init(true), .releases = 0 };
+                mapping.* = .{
+                    .id = id,
+                    .bytes = @splat(Mapping.pattern(id)),
+                    .mapped = Sim.Atomic(bool).init(true),
+                    .releases = 0,
+                };
             }
             self.arena = std.heap.FixedBufferAllocator.init(&self.arena_buf);
             self.publishes_started = 0;
@@ -82,9 +94,15 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
         pub fn deinit(self: *Self, gpa: std.mem.Allocator) void {
             _ = gpa;
             self.epochs.deinit(self.arena.allocator());
-            if (self.arena.end_index != 0) sched.fail("{d} bytes of generations leaked", .{self.arena.end_index});
+            if (self.arena.end_index != 0) sched.fail(
+                "{d} bytes of generations leaked",
+                .{self.arena.end_index},
+            );
             for (self.mappings) |mapping| {
-                if (mapping.releases != 1) sched.fail("mapping {d} released {d} times in all", .{ mapping.id, mapping.releases });
+                if (mapping.releases != 1) sched.fail(
+                    "mapping {d} released {d} times in all",
+                    .{ mapping.id, mapping.releases },
+                );
             }
         }
 
@@ -137,7 +155,10 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
                 return;
             }
             for (mapping.bytes) |byte| {
-                if (byte != Mapping.pattern(mapping.id)) sched.fail("t{d} read poisoned bytes of mapping {d}", .{ index, mapping.id });
+                if (byte != Mapping.pattern(mapping.id)) sched.fail(
+                    "t{d} read poisoned bytes of mapping {d}",
+                    .{ index, mapping.id },
+                );
             }
         }
 
@@ -147,44 +168,75 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
             const is_current = self.epochs.isCurrent(generation);
             const pinnable = self.epochs.current.peek();
             if (is_current and pinnable.epoch != generation.epoch) {
-                sched.fail("guard of epoch {d} reads current while epoch {d} is already pinnable", .{ generation.epoch, pinnable.epoch });
+                sched.fail(
+                    "guard of epoch {d} reads current while epoch {d} is already pinnable",
+                    .{ generation.epoch, pinnable.epoch },
+                );
             }
-            // Generation e is superseded by publish number e; until that one starts, stale is wrong.
+            // Generation e is superseded by publish number e; until that one starts, stale is
+            // wrong.
             if (!is_current and self.publishes_started < generation.epoch) {
-                sched.fail("pin of epoch {d} reads stale but no newer generation is being published", .{generation.epoch});
+                sched.fail(
+                    "pin of epoch {d} reads stale but no newer generation is being published",
+                    .{generation.epoch},
+                );
             }
             if (is_current and self.publishes_done >= generation.epoch) {
-                sched.fail("guard of epoch {d} reads current after the publish superseding it returned", .{generation.epoch});
+                sched.fail(
+                    "guard of epoch {d} reads current after the publish superseding it returned",
+                    .{generation.epoch},
+                );
             }
         }
 
         pub fn invariant(self: *Self) void {
             for (self.held, 0..) |held, index| {
                 const generation = held orelse continue;
-                if (!generation.payload.mapped.peek()) sched.fail("t{d} holds epoch {d} but its mapping is unmapped", .{ index, generation.epoch });
+                if (!generation.payload.mapped.peek()) sched.fail(
+                    "t{d} holds epoch {d} but its mapping is unmapped",
+                    .{ index, generation.epoch },
+                );
                 if (generation.state.peek() == @intFromEnum(epoch.State.released)) {
-                    sched.fail("t{d} holds epoch {d} but it is released", .{ index, generation.epoch });
+                    sched.fail(
+                        "t{d} holds epoch {d} but it is released",
+                        .{ index, generation.epoch },
+                    );
                 }
             }
             const current = self.epochs.current.peek();
-            if (current.state.peek() == @intFromEnum(epoch.State.released)) sched.fail("the current generation is released", .{});
+            if (current.state.peek() == @intFromEnum(epoch.State.released)) sched.fail(
+                "the current generation is released",
+                .{},
+            );
         }
 
         pub fn check(self: *Self) void {
             var live: u32 = 0;
             var it: ?*Generation = self.epochs.newest;
             while (it) |generation| : (it = generation.older) {
-                if (generation.pins.peek() != 0) sched.fail("epoch {d} still has {d} pins", .{ generation.epoch, generation.pins.peek() });
+                if (generation.pins.peek() != 0) sched.fail(
+                    "epoch {d} still has {d} pins",
+                    .{ generation.epoch, generation.pins.peek() },
+                );
                 const released = generation.state.peek() == @intFromEnum(epoch.State.released);
                 if (!released) live += 1;
                 const expect_releases: u32 = if (generation == self.epochs.newest) 0 else 1;
                 if (generation.payload.releases != expect_releases) {
-                    sched.fail("epoch {d} released {d} times, expected {d}", .{ generation.epoch, generation.payload.releases, expect_releases });
+                    sched.fail(
+                        "epoch {d} released {d} times, expected {d}",
+                        .{ generation.epoch, generation.payload.releases, expect_releases },
+                    );
                 }
             }
             if (live != 1) sched.fail("{d} generations live at the end, expected 1", .{live});
-            if (self.epochs.newest.epoch != publishes + 1) sched.fail("newest epoch is {d}", .{self.epochs.newest.epoch});
-            if (self.epochs.epoch.peek() != publishes + 1) sched.fail("published epoch is {d}", .{self.epochs.epoch.peek()});
+            if (self.epochs.newest.epoch != publishes + 1) sched.fail(
+                "newest epoch is {d}",
+                .{self.epochs.newest.epoch},
+            );
+            if (self.epochs.epoch.peek() != publishes + 1) sched.fail(
+                "published epoch is {d}",
+                .{self.epochs.epoch.peek()},
+            );
         }
 
         pub fn label(self: *Self, address: usize, buf: []u8) ?[]const u8 {
@@ -192,19 +244,38 @@ pub fn Scenario(comptime variant: epoch.Variant, comptime roles: []const Role, c
             if (address == @intFromPtr(&self.epochs.epoch)) return "epoch";
             if (address == @intFromPtr(&self.epochs.retries)) return "retries";
             for (&self.mappings) |*mapping| {
-                if (address == @intFromPtr(&mapping.mapped)) return std.fmt.bufPrint(buf, "map{d}.mapped", .{mapping.id}) catch null;
+                if (address == @intFromPtr(&mapping.mapped)) return std.fmt.bufPrint(
+                    buf,
+                    "map{d}.mapped",
+                    .{mapping.id},
+                ) catch null;
             }
             var it: ?*Generation = self.epochs.newest;
             while (it) |generation| : (it = generation.older) {
-                if (address == @intFromPtr(generation)) return std.fmt.bufPrint(buf, "gen{d}", .{generation.epoch}) catch null;
-                if (address == @intFromPtr(&generation.pins)) return std.fmt.bufPrint(buf, "gen{d}.pins", .{generation.epoch}) catch null;
-                if (address == @intFromPtr(&generation.state)) return std.fmt.bufPrint(buf, "gen{d}.state", .{generation.epoch}) catch null;
+                if (address == @intFromPtr(generation)) return std.fmt.bufPrint(
+                    buf,
+                    "gen{d}",
+                    .{generation.epoch},
+                ) catch null;
+                if (address == @intFromPtr(&generation.pins)) return std.fmt.bufPrint(
+                    buf,
+                    "gen{d}.pins",
+                    .{generation.epoch},
+                ) catch null;
+                if (address == @intFromPtr(&generation.state)) return std.fmt.bufPrint(
+                    buf,
+                    "gen{d}.state",
+                    .{generation.epoch},
+                ) catch null;
             }
             return null;
         }
 
         pub fn formatValue(self: *Self, address: usize, value: u64, buf: []u8) []const u8 {
-            if (address == @intFromPtr(&self.epochs.current)) return self.label(@intCast(value), buf) orelse "?";
+            if (address == @intFromPtr(&self.epochs.current)) return self.label(
+                @intCast(value),
+                buf,
+            ) orelse "?";
             return std.fmt.bufPrint(buf, "{d}", .{value}) catch "?";
         }
     };
@@ -236,24 +307,40 @@ test "epoch sim: reader, guard and remapper, every interleaving with at most 3 p
 
 test "epoch sim: reader, guard and remapper over two publishes, seeded random schedules" {
     const S = Scenario(.correct, &.{ .reader, .guard, .remapper }, 2);
-    const report = try explore.explore(S, test_gpa, .{ .random = .{ .runs = 2_000, .seed = random_seed } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
     try explore.expectPass(S, test_gpa, &report);
 }
 
 const random_seed = 0x5eed_e90c;
 
 fn expectPass(comptime S: type, preemptions_max: ?u32) !void {
-    const report = try explore.explore(S, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = preemptions_max } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = preemptions_max } },
+    );
     try explore.expectPass(S, test_gpa, &report);
     try explore.expectComplete(&report);
 }
 
 fn expectCanaryCaught(comptime variant: epoch.Variant) !void {
     const S = Scenario(variant, &.{ .reader, .remapper }, 1);
-    const report = try explore.explore(S, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000 } });
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000 } },
+    );
     try explore.expectCaught(&report);
     const R = Scenario(variant, &.{ .reader, .guard, .remapper }, 2);
-    const random_report = try explore.explore(R, test_gpa, .{ .random = .{ .runs = 2_000, .seed = random_seed } });
+    const random_report = try explore.explore(
+        R,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
     try explore.expectCaught(&random_report);
 }
 
@@ -272,9 +359,17 @@ test "epoch sim canary: epoch bumped after publish is caught" {
 test "epoch sim canary: unpin trusting its stale pin count is caught (the bug this checker found)" {
     // Needs three threads: a reader unpinning, a guard pinning in the gap, and a publisher.
     const R = Scenario(.unpin_trusts_stale_count, &.{ .reader, .guard, .remapper }, 1);
-    const bounded = try explore.explore(R, test_gpa, .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = 3 } });
+    const bounded = try explore.explore(
+        R,
+        test_gpa,
+        .{ .exhaustive = .{ .schedules_max = 100_000, .preemptions_max = 3 } },
+    );
     try explore.expectCaught(&bounded);
     const P = Scenario(.unpin_trusts_stale_count, &.{ .reader, .guard, .remapper }, 2);
-    const random_report = try explore.explore(P, test_gpa, .{ .random = .{ .runs = 5_000, .seed = random_seed } });
+    const random_report = try explore.explore(
+        P,
+        test_gpa,
+        .{ .random = .{ .runs = 5_000, .seed = random_seed } },
+    );
     try explore.expectCaught(&random_report);
 }

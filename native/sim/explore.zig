@@ -18,6 +18,7 @@
 //! QUIVER_SIM_VERBOSE=1 prints how many schedules each search ran and how long it took.
 const std = @import("std");
 const sched = @import("sched.zig");
+const Sim = @import("atomic.zig").Sim;
 
 pub const Mode = union(enum) {
     /// Every schedule in depth-first order, each re-run from scratch. `preemptions_max` bounds
@@ -79,10 +80,32 @@ pub fn explore(comptime Scenario: type, gpa: std.mem.Allocator, mode: Mode) !Rep
     const machine = try createMachine(Scenario, gpa);
     defer destroyMachine(gpa, machine);
     switch (effective) {
-        .exhaustive => |options| try exhaustive(Scenario, gpa, machine, options.schedules_max, options.preemptions_max, &report),
-        .random => |options| try random(Scenario, gpa, machine, options.runs, try seedFromEnv(options.seed), &report),
+        .exhaustive => |options| try exhaustive(
+            Scenario,
+            gpa,
+            machine,
+            options.schedules_max,
+            options.preemptions_max,
+            &report,
+        ),
+        .random => |options| try random(
+            Scenario,
+            gpa,
+            machine,
+            options.runs,
+            try seedFromEnv(options.seed),
+            &report,
+        ),
         // A replay asked for through the environment is being debugged: print its trace.
-        .schedule => |choices| try once(Scenario, gpa, machine, choices, null, replay != null, &report),
+        .schedule => |choices| try once(
+            Scenario,
+            gpa,
+            machine,
+            choices,
+            null,
+            replay != null,
+            &report,
+        ),
         .seed => |seed| try once(Scenario, gpa, machine, &.{}, seed, replay != null, &report),
     }
     report.elapsed_ns = timer.read();
@@ -104,7 +127,12 @@ fn destroyMachine(gpa: std.mem.Allocator, machine: *sched.Machine) void {
     gpa.destroy(machine);
 }
 
-fn start(comptime Scenario: type, machine: *sched.Machine, prefix: []const u8, seed: ?u64) *sched.Run {
+fn start(
+    comptime Scenario: type,
+    machine: *sched.Machine,
+    prefix: []const u8,
+    seed: ?u64,
+) *sched.Run {
     const run = &machine.run;
     run.* = .{
         .name = Scenario.name,
@@ -143,7 +171,14 @@ fn exhaustive(
     }
 }
 
-fn random(comptime Scenario: type, gpa: std.mem.Allocator, machine: *sched.Machine, runs: u32, seed: u64, report: *Report) !void {
+fn random(
+    comptime Scenario: type,
+    gpa: std.mem.Allocator,
+    machine: *sched.Machine,
+    runs: u32,
+    seed: u64,
+    report: *Report,
+) !void {
     for (0..runs) |i| {
         const run = start(Scenario, machine, &.{}, seed +% i);
         try sched.runOnce(Scenario, gpa, machine, false);
@@ -184,8 +219,14 @@ pub fn expectPass(comptime Scenario: type, gpa: std.mem.Allocator, report: *cons
     const failure = report.failure orelse return;
     var text_buf: [sched.choices_max * 2]u8 = undefined;
     const schedule = sched.formatSchedule(&text_buf, failure.choices());
-    std.debug.print("sim: {s} FAILED after {d} schedules: {s}\n", .{ report.name, report.schedules, failure.message() });
-    if (failure.seed) |seed| std.debug.print("sim: replay: QUIVER_SIM_REPLAY='{s}@seed={d}'\n", .{ report.name, seed });
+    std.debug.print(
+        "sim: {s} FAILED after {d} schedules: {s}\n",
+        .{ report.name, report.schedules, failure.message() },
+    );
+    if (failure.seed) |seed| std.debug.print(
+        "sim: replay: QUIVER_SIM_REPLAY='{s}@seed={d}'\n",
+        .{ report.name, seed },
+    );
     std.debug.print("sim: replay: QUIVER_SIM_REPLAY='{s}@{s}'\n", .{ report.name, schedule });
     if (!report.replayed) {
         const machine = try createMachine(Scenario, gpa);
@@ -200,19 +241,26 @@ pub fn expectPass(comptime Scenario: type, gpa: std.mem.Allocator, report: *cons
 /// Asserts that an exhaustive search finished within its schedule bound.
 pub fn expectComplete(report: *const Report) !void {
     if (report.complete or report.replayed) return;
-    std.debug.print("sim: {s}: search cut off after {d} schedules\n", .{ report.name, report.schedules });
+    std.debug.print(
+        "sim: {s}: search cut off after {d} schedules\n",
+        .{ report.name, report.schedules },
+    );
     return error.ExplorationIncomplete;
 }
 
 /// Asserts that a canary (a deliberately broken variant) was caught, and prints how.
 pub fn expectCaught(report: *const Report) !void {
     const failure = report.failure orelse {
-        std.debug.print("sim: canary {s} NOT caught in {d} schedules\n", .{ report.name, report.schedules });
+        std.debug.print(
+            "sim: canary {s} NOT caught in {d} schedules\n",
+            .{ report.name, report.schedules },
+        );
         return error.CanaryNotCaught;
     };
     var text_buf: [sched.choices_max * 2]u8 = undefined;
     const schedule = sched.formatSchedule(&text_buf, failure.choices());
-    std.debug.print("sim: canary {s} caught after {d} schedules: {s}; replay: QUIVER_SIM_REPLAY='{s}@{s}'\n", .{
+    std.debug.print("sim: canary {s} caught after {d} schedules: {s}; " ++
+        "replay: QUIVER_SIM_REPLAY='{s}@{s}'\n", .{
         report.name, report.schedules, failure.message(), report.name, schedule,
     });
 }
@@ -239,7 +287,13 @@ fn replayFromEnv(name: []const u8, buf: *[sched.choices_max]u8) !?Mode {
     if (!std.mem.eql(u8, text[0..at], name)) return null;
     const schedule = text[at + 1 ..];
     if (std.mem.startsWith(u8, schedule, "seed=")) {
-        return .{ .seed = std.fmt.parseInt(u64, schedule["seed=".len..], 0) catch return error.InvalidReplay };
+        return .{
+            .seed = std.fmt.parseInt(
+                u64,
+                schedule["seed=".len..],
+                0,
+            ) catch return error.InvalidReplay,
+        };
     }
     return .{ .schedule = sched.parseSchedule(buf, schedule) catch return error.InvalidReplay };
 }
@@ -267,7 +321,8 @@ fn onAbort(_: i32) callconv(.c) void {
     var schedule_buf: [sched.choices_max * 2]u8 = undefined;
     const schedule = sched.formatSchedule(&schedule_buf, run.takenChoices(&choices_buf));
     var text_buf: [sched.choices_max * 2 + 256]u8 = undefined;
-    const text = std.fmt.bufPrint(&text_buf, "sim: {s} aborted; replay: QUIVER_SIM_REPLAY='{s}@{s}'\n", .{
+    const replay_format = "sim: {s} aborted; replay: QUIVER_SIM_REPLAY='{s}@{s}'\n";
+    const text = std.fmt.bufPrint(&text_buf, replay_format, .{
         run.name, run.name, schedule,
     }) catch return;
     // The process is dying: a failed write has no one left to report to.
@@ -279,7 +334,6 @@ fn onAbort(_: i32) callconv(.c) void {
 fn Counting(comptime ops: []const u8) type {
     return struct {
         const Self = @This();
-        const Sim = @import("atomic.zig").Sim;
         pub const name = "sched.counting";
         pub const thread_count: u8 = ops.len;
         const total = sum: {
@@ -339,7 +393,11 @@ fn expectSchedules(comptime ops: []const u8, preemptions_max: ?u32, expected: u3
     defer logs.deinit();
     S.logs = &logs;
     defer S.logs = null;
-    const report = try explore(S, std.testing.allocator, .{ .exhaustive = .{ .schedules_max = 10_000, .preemptions_max = preemptions_max } });
+    const report = try explore(
+        S,
+        std.testing.allocator,
+        .{ .exhaustive = .{ .schedules_max = 10_000, .preemptions_max = preemptions_max } },
+    );
     try expectPass(S, std.testing.allocator, &report);
     try expectComplete(&report);
     try std.testing.expectEqual(expected, report.schedules);
@@ -373,7 +431,11 @@ test "sched: a seed or a schedule replays the same interleaving" {
     const again = try explore(S, std.testing.allocator, .{ .seed = 42 });
     try std.testing.expect(again.failure != null);
     logs.clearRetainingCapacity();
-    const by_schedule = try explore(S, std.testing.allocator, .{ .schedule = again.failure.?.choices() });
+    const by_schedule = try explore(
+        S,
+        std.testing.allocator,
+        .{ .schedule = again.failure.?.choices() },
+    );
     try std.testing.expect(by_schedule.failure == null);
     try std.testing.expectEqual(@as(u32, 1), logs.count());
 }

@@ -1,4 +1,5 @@
-//! The root of the interleaving checker's tests; native/tests.zig imports it. The last test fails if a file in native/sim/ with tests is not listed.
+//! The root of the interleaving checker's tests; native/tests.zig imports it. The last test fails
+//! if a file in native/sim/ with tests is not listed.
 const std = @import("std");
 
 pub const files = .{
@@ -10,15 +11,25 @@ pub const files = .{
 };
 
 /// The same files by name, for the completeness check (Zig cannot list a module's imports).
-const file_names = [_][]const u8{ "sched.zig", "explore.zig", "atomic.zig", "epoch_check.zig", "entry_check.zig" };
+const file_names = [_][]const u8{
+    "sched.zig",
+    "explore.zig",
+    "atomic.zig",
+    "epoch_check.zig",
+    "entry_check.zig",
+};
 
 test {
     inline for (files) |file| std.testing.refAllDecls(file);
 }
 
 test "every file in native/sim with tests is imported by sim/root.zig" {
-    // Tests run from the repository root under `zig build test`; elsewhere there is nothing to check.
-    var dir = std.fs.cwd().openDir("native/sim", .{ .iterate = true }) catch return error.SkipZigTest;
+    // Tests run from the repository root under `zig build test`; elsewhere there is nothing to
+    // check.
+    var dir = std.fs.cwd().openDir(
+        "native/sim",
+        .{ .iterate = true },
+    ) catch return error.SkipZigTest;
     defer dir.close();
     var it = dir.iterate();
     while (try it.next()) |entry| {
@@ -26,12 +37,19 @@ test "every file in native/sim with tests is imported by sim/root.zig" {
         if (std.mem.eql(u8, entry.name, "root.zig")) continue;
         const text = try dir.readFileAlloc(std.testing.allocator, entry.name, 1 << 22);
         defer std.testing.allocator.free(text);
-        const has_tests = std.mem.startsWith(u8, text, "test \"") or std.mem.indexOf(u8, text, "\ntest \"") != null;
+        const has_tests = std.mem.startsWith(u8, text, "test \"") or std.mem.indexOf(
+            u8,
+            text,
+            "\ntest \"",
+        ) != null;
         if (!has_tests) continue;
         var listed = false;
         for (file_names) |name| listed = listed or std.mem.eql(u8, name, entry.name);
         if (!listed) {
-            std.debug.print("native/sim/{s} has tests but is not imported by native/sim/root.zig\n", .{entry.name});
+            std.debug.print(
+                "native/sim/{s} has tests but is not imported by native/sim/root.zig\n",
+                .{entry.name},
+            );
             return error.TestFileNotImported;
         }
     }

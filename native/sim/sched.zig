@@ -1,12 +1,12 @@
 //! A deterministic scheduler for loom-style interleaving checks of the real concurrent code.
 //!
 //! Each simulated thread is a real OS thread, but only the one holding the baton runs. Every
-//! operation of the simulated sync layer (atomic.zig) first calls `point`, which hands the
-//! baton to the thread the schedule picks next. A schedule is the list of choices made at those
-//! points, so replaying the list replays the run exactly, while the code under test
-//! (native/storage/epoch.zig, native/hnsw/entry.zig) runs unmodified. Only one thread runs at a time, so
-//! every atomic operation is sequentially consistent here: the checker finds interleaving bugs,
-//! not weak-memory reorderings (ThreadSanitizer and the stress tests cover those).
+//! operation of the simulated sync layer (atomic.zig) first calls `point`, which hands the baton to
+//! the thread the schedule picks next. A schedule is the list of choices made at those points, so
+//! replaying the list replays the run exactly, while the code under test (native/storage/epoch.zig,
+//! native/hnsw/entry.zig) runs unmodified. Only one thread runs at a time, so every atomic
+//! operation is sequentially consistent here: the checker finds interleaving bugs, not weak-memory
+//! reorderings (ThreadSanitizer and the stress tests cover those).
 //!
 //! explore.zig drives whole searches over schedules; this file runs one schedule.
 const std = @import("std");
@@ -138,7 +138,10 @@ pub const Run = struct {
         if (i < run.prefix.len) {
             taken = run.prefix[i];
             if (taken >= count) {
-                run.fail("replayed schedule diverged at choice {d}: {d} of {d} options", .{ i, taken, count });
+                run.fail(
+                    "replayed schedule diverged at choice {d}: {d} of {d} options",
+                    .{ i, taken, count },
+                );
                 taken = 0;
             }
         } else if (run.prng) |*prng| {
@@ -172,7 +175,9 @@ pub const Run = struct {
 /// so a hand-over wakes exactly the thread that runs next.
 pub const Machine = struct {
     /// gates[i] is 1 while thread i holds the baton; the last gate is the main thread's.
-    gates: [threads_max + 1]std.atomic.Value(u32) = [_]std.atomic.Value(u32){.init(0)} ** (threads_max + 1),
+    gates: [threads_max + 1]std.atomic.Value(u32) = [_]std.atomic.Value(u32){.init(
+        0,
+    )} ** (threads_max + 1),
     threads: [threads_max]std.Thread = undefined,
     spawned: u8 = 0,
     exiting: bool = false,
@@ -253,7 +258,9 @@ pub fn point(kind: Point) void {
     // An invariant hook runs on a simulated thread but must not reschedule itself.
     if (run.in_invariant) return;
     run.steps += 1;
-    if (run.steps > run.steps_max) @panic("sim: step bound exceeded (a livelock or an unbounded loop)");
+    if (run.steps > run.steps_max) @panic(
+        "sim: step bound exceeded (a livelock or an unbounded loop)",
+    );
     run.checkInvariant();
     // The choice that handed a thread its first baton already chose its first operation;
     // choosing again here would count the same interleaving twice.
@@ -269,7 +276,12 @@ pub fn note(kind: OpKind, address: usize, value: u64) void {
     const me = thread_index orelse return;
     const run = &active.?.run;
     if (!run.tracing or run.in_invariant or run.trace_count == trace_max) return;
-    run.trace[run.trace_count] = .{ .thread = me, .kind = kind, .address = address, .value = value };
+    run.trace[run.trace_count] = .{
+        .thread = me,
+        .kind = kind,
+        .address = address,
+        .value = value,
+    };
     run.trace_count += 1;
 }
 
@@ -295,7 +307,12 @@ fn Erased(comptime Scenario: type) type {
 /// Runs one schedule of `Scenario` on `machine`, whose `run` the caller has reset, from a
 /// fresh scenario to its final checks. With `print_trace` the trace is printed while the
 /// scenario is still alive, so that addresses can be named.
-pub fn runOnce(comptime Scenario: type, gpa: std.mem.Allocator, machine: *Machine, print_trace: bool) !void {
+pub fn runOnce(
+    comptime Scenario: type,
+    gpa: std.mem.Allocator,
+    machine: *Machine,
+    print_trace: bool,
+) !void {
     assert(active == null);
     assert(machine.spawned == Scenario.thread_count);
     active = machine;
@@ -330,9 +347,15 @@ fn printTrace(comptime Scenario: type, scenario: *Scenario, run: *const Run) voi
         var value_buf: [64]u8 = undefined;
         const name = describe(Scenario, scenario, entry.address, &name_buf);
         const value = scenario.formatValue(entry.address, entry.value, &value_buf);
-        std.debug.print("  {d:>3} t{d} {s} {s} {s}\n", .{ i, entry.thread, @tagName(entry.kind), name, value });
+        std.debug.print(
+            "  {d:>3} t{d} {s} {s} {s}\n",
+            .{ i, entry.thread, @tagName(entry.kind), name, value },
+        );
     }
-    if (run.failed() and run.failure_at == run.trace_count) std.debug.print("  !! {s}\n", .{run.failure()});
+    if (run.failed() and run.failure_at == run.trace_count) std.debug.print(
+        "  !! {s}\n",
+        .{run.failure()},
+    );
     if (run.trace_count == trace_max) std.debug.print("  (trace truncated)\n", .{});
 }
 

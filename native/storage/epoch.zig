@@ -12,6 +12,7 @@
 //! that the checker must catch (its canaries). Production always uses `.correct`.
 const std = @import("std");
 const assert = std.debug.assert;
+const sync = @import("../sync/atomics.zig");
 
 pub const Variant = enum {
     correct,
@@ -51,7 +52,11 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
         retries: Sync.Atomic(u64),
         releaseFn: *const fn (Payload) void,
 
-        pub fn init(gpa: std.mem.Allocator, payload: Payload, releaseFn: *const fn (Payload) void) !Self {
+        pub fn init(
+            gpa: std.mem.Allocator,
+            payload: Payload,
+            releaseFn: *const fn (Payload) void,
+        ) !Self {
             const generation = try gpa.create(Generation);
             generation.* = .{
                 .payload = payload,
@@ -100,7 +105,9 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
         pub fn unpin(self: *Self, generation: *Generation) void {
             const before = generation.pins.fetchSub(1, .seq_cst);
             assert(before > 0);
-            if (before != 1 or generation.state.load(.seq_cst) != @intFromEnum(State.retired)) return;
+            if (before != 1 or generation.state.load(.seq_cst) != @intFromEnum(
+                State.retired,
+            )) return;
             // `before == 1` is stale by now: another reader may have pinned while the generation
             // was still current, and the publisher then saw its pin and left the release to it.
             // Once retired, new pins back off, so a zero count read now means no holder is left.
@@ -171,10 +178,13 @@ fn testRelease(payload: TestPayload) void {
 }
 
 test "epochs: a pinned generation outlives its retirement, then is released exactly once" {
-    const sync = @import("../sync/atomics.zig");
     const E = Epochs(sync.Production, TestPayload, .correct);
     var released = std.atomic.Value(u32).init(0);
-    var epochs = try E.init(std.testing.allocator, .{ .id = 0, .released = &released }, testRelease);
+    var epochs = try E.init(
+        std.testing.allocator,
+        .{ .id = 0, .released = &released },
+        testRelease,
+    );
     defer epochs.deinit(std.testing.allocator);
 
     const guard = epochs.pin();
@@ -193,15 +203,21 @@ test "epochs: a pinned generation outlives its retirement, then is released exac
 }
 
 test "epochs: 1000 publishes with guards taken and released keep live generations bounded" {
-    const sync = @import("../sync/atomics.zig");
     const E = Epochs(sync.Production, TestPayload, .correct);
     var released = std.atomic.Value(u32).init(0);
-    var epochs = try E.init(std.testing.allocator, .{ .id = 0, .released = &released }, testRelease);
+    var epochs = try E.init(
+        std.testing.allocator,
+        .{ .id = 0, .released = &released },
+        testRelease,
+    );
     defer epochs.deinit(std.testing.allocator);
     var held: ?*E.Generation = null;
     for (1..1001) |i| {
         if (i % 3 == 0) held = epochs.pin();
-        _ = try epochs.publish(std.testing.allocator, .{ .id = @intCast(i), .released = &released });
+        _ = try epochs.publish(
+            std.testing.allocator,
+            .{ .id = @intCast(i), .released = &released },
+        );
         if (held) |g| {
             try std.testing.expect(!epochs.isCurrent(g));
             epochs.unpin(g);

@@ -130,8 +130,12 @@ pub const Layout = struct {
         // Vectors start on a cache line: a 64-byte vector load that straddles two lines costs
         // about 1.8x (measured on the dev machine's AVX-512 kernels), so records and the vector
         // inside them are line-aligned, at up to 60 bytes of padding each.
-        const vector_offset: u32 = @intCast(std.mem.alignForward(u64, 4 + 4 * @as(u64, m0) + terms, line_bytes));
-        const record_bytes: u32 = @intCast(std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes));
+        const vector_offset: u32 = @intCast(
+            std.mem.alignForward(u64, 4 + 4 * @as(u64, m0) + terms, line_bytes),
+        );
+        const record_bytes: u32 = @intCast(
+            std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes),
+        );
         return .{
             .dimensions = dimensions,
             .m = m,
@@ -139,8 +143,12 @@ pub const Layout = struct {
             .storage = storage,
             .record_bytes = record_bytes,
             .vector_offset = vector_offset,
-            .exact_bytes = if (storage == .f32) 0 else @intCast(std.mem.alignForward(u64, 4 * d, line_bytes)),
-            .exact_prefix = if (storage == .i8) @intCast(std.mem.alignForward(u64, 4 * d, page_bytes)) else 0,
+            .exact_bytes = if (storage == .f32) 0 else @intCast(
+                std.mem.alignForward(u64, 4 * d, line_bytes),
+            ),
+            .exact_prefix = if (storage == .i8) @intCast(
+                std.mem.alignForward(u64, 4 * d, page_bytes),
+            ) else 0,
             .upper_record_bytes = 4 + 4 * m,
         };
     }
@@ -155,12 +163,20 @@ pub const Layout = struct {
     }
 
     pub fn upperBytes(self: Layout, upper_capacity: u64) u64 {
-        return std.mem.alignForward(u64, @max(1, upper_capacity * self.upper_record_bytes), page_bytes);
+        return std.mem.alignForward(
+            u64,
+            @max(1, upper_capacity * self.upper_record_bytes),
+            page_bytes,
+        );
     }
 
     /// One page (unused) under f32 storage.
     pub fn exactBytes(self: Layout, capacity: u64) u64 {
-        return std.mem.alignForward(u64, @max(1, self.exact_prefix + capacity * self.exact_bytes), page_bytes);
+        return std.mem.alignForward(
+            u64,
+            @max(1, self.exact_prefix + capacity * self.exact_bytes),
+            page_bytes,
+        );
     }
 
     pub fn maxDegree(self: Layout, level: u32) u32 {
@@ -198,7 +214,9 @@ pub const Regions = struct {
     /// The exact (f32) vector of `slot`: in its record under f32 storage, else in the exact file.
     pub fn vector(self: Regions, slot: u32) []f32 {
         if (self.layout.storage == .f32) {
-            const base: [*]f32 = @ptrCast(@alignCast(self.record(slot) + self.layout.vector_offset));
+            const base: [*]f32 = @ptrCast(
+                @alignCast(self.record(slot) + self.layout.vector_offset),
+            );
             return base[0..self.layout.dimensions];
         }
         assert(slot < self.capacity);
@@ -256,7 +274,10 @@ test "layout: records and their vectors are cache-line aligned, the vector after
     try std.testing.expectEqual(@as(u32, 0), odd.vector_offset % 64);
     try std.testing.expect(odd.vector_offset >= 4 + 4 * odd.m0);
     const half = Layout.init(784, 16, .f16);
-    try std.testing.expectEqual(@as(u32, 1792), half.record_bytes); // 192 + 784 * 2, rounded up to a line
+    try std.testing.expectEqual(
+        @as(u32, 1792),
+        half.record_bytes,
+    ); // 192 + 784 * 2, rounded up to a line
     try std.testing.expectEqual(@as(u32, 784 * 4), half.exact_bytes);
     // i8: the 16 bytes of terms fit in front of the codes; codes are padded to 64 bytes.
     const byte = Layout.init(784, 16, .i8);

@@ -16,6 +16,7 @@ const locks = @import("../sync/locks.zig");
 const sync = @import("../sync/atomics.zig");
 const epoch_mod = @import("epoch.zig");
 const swap = @import("swap.zig");
+const abi = @import("../abi.zig");
 
 pub const Epochs = epoch_mod.Epochs(sync.Production, Regions, .correct);
 pub const Generation = Epochs.Generation;
@@ -47,7 +48,12 @@ pub const Storage = struct {
 
     /// Creates storage for a new index: memfds when `path` is null, else new files (which must
     /// not exist yet). The header is written with `clean = 1`.
-    pub fn create(gpa: std.mem.Allocator, path: ?[]const u8, initial: Header, capacity: u64) Error!*Storage {
+    pub fn create(
+        gpa: std.mem.Allocator,
+        path: ?[]const u8,
+        initial: Header,
+        capacity: u64,
+    ) Error!*Storage {
         const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
         var fds: [file_count]posix.fd_t = @splat(-1);
         errdefer closeAll(&fds);
@@ -59,7 +65,10 @@ pub const Storage = struct {
             // An index already at `path` (a backup aimed at one, say) must not lose its side
             // files to the truncations below; the link at the end would refuse it anyway.
             var buffer: [std.fs.max_path_bytes]u8 = undefined;
-            if (posix.accessZ(try filePath(&buffer, p, .data), posix.F_OK)) |_| return error.Locked else |err| switch (err) {
+            if (posix.accessZ(
+                try filePath(&buffer, p, .data),
+                posix.F_OK,
+            )) |_| return error.Locked else |err| switch (err) {
                 error.FileNotFound => {},
                 else => return error.Io,
             }
@@ -99,7 +108,10 @@ pub const Storage = struct {
             for (1..file_count) |i| fds[i] = try openFile(gpa, path, @enumFromInt(i), true);
         } else if (try swap.pending(path)) {
             for (0..file_count) |i| {
-                fds[i] = swap.openResolved(path, suffixes[i]) catch |err| return openError(err, @enumFromInt(i));
+                fds[i] = swap.openResolved(path, suffixes[i]) catch |err| return openError(
+                    err,
+                    @enumFromInt(i),
+                );
             }
             try lockFile(fds[0], true);
         } else {
@@ -108,11 +120,24 @@ pub const Storage = struct {
         }
         const latest = try readHeader(fds[0]);
         const layout = try validateHeader(&latest.header, &fds);
-        const regions = try mapAll(&fds, layout, latest.header.capacity, latest.header.upper_capacity, writable);
+        const regions = try mapAll(
+            &fds,
+            layout,
+            latest.header.capacity,
+            latest.header.upper_capacity,
+            writable,
+        );
         return finish(gpa, layout, fds, regions, writable, latest.slot);
     }
 
-    fn finish(gpa: std.mem.Allocator, layout: Layout, fds: [file_count]posix.fd_t, regions: Regions, writable: bool, header_active: u1) Error!*Storage {
+    fn finish(
+        gpa: std.mem.Allocator,
+        layout: Layout,
+        fds: [file_count]posix.fd_t,
+        regions: Regions,
+        writable: bool,
+        header_active: u1,
+    ) Error!*Storage {
         errdefer releaseRegions(regions);
         const self = gpa.create(Storage) catch return error.OutOfMemory;
         errdefer gpa.destroy(self);
@@ -145,7 +170,12 @@ pub const Storage = struct {
 
     /// Grows so that `slots` slots and `upper` upper records fit, doubling to amortize remaps.
     /// Readers are never blocked: they finish on the generation they pinned.
-    pub fn ensureCapacity(self: *Storage, slots: u64, upper: u64, contention: *std.atomic.Value(u64)) Error!void {
+    pub fn ensureCapacity(
+        self: *Storage,
+        slots: u64,
+        upper: u64,
+        contention: *std.atomic.Value(u64),
+    ) Error!void {
         const current = self.epochs.current.load(.acquire);
         if (slots <= current.payload.capacity and upper <= current.payload.upper_capacity) return;
         self.grow_lock.lock(contention);
@@ -181,7 +211,13 @@ pub const Storage = struct {
 
     /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
     /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
-    pub fn adopt(self: *Storage, fds: [file_count]posix.fd_t, capacity: u64, upper_capacity: u64, contention: *std.atomic.Value(u64)) Error!void {
+    pub fn adopt(
+        self: *Storage,
+        fds: [file_count]posix.fd_t,
+        capacity: u64,
+        upper_capacity: u64,
+        contention: *std.atomic.Value(u64),
+    ) Error!void {
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
         var owned = fds;
@@ -195,7 +231,9 @@ pub const Storage = struct {
             return error.OutOfMemory;
         };
         // The adopted files carry their own header copies: which one is newest is theirs to say.
-        self.header_active = (newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* }) catch |err| {
+        self.header_active = (newest(
+            .{ regions.headerSlot(0).*, regions.headerSlot(1).* },
+        ) catch |err| {
             std.debug.assert(err == error.Corrupt); // compaction just wrote a valid header
             return error.Corrupt;
         }).slot;
@@ -207,7 +245,11 @@ pub const Storage = struct {
 
     /// Marks the header dirty before the first mutation after a checkpoint, so that an open
     /// after a crash knows its counters are stale and recovers from the WAL.
-    pub fn markDirty(self: *Storage, dirty: *std.atomic.Value(bool), contention: *std.atomic.Value(u64)) void {
+    pub fn markDirty(
+        self: *Storage,
+        dirty: *std.atomic.Value(bool),
+        contention: *std.atomic.Value(u64),
+    ) void {
         if (dirty.load(.acquire)) return;
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
@@ -290,7 +332,11 @@ fn closeAll(fds: *[file_count]posix.fd_t) void {
 }
 
 fn filePath(buffer: []u8, path: []const u8, kind: Kind) Error![:0]const u8 {
-    return std.fmt.bufPrintZ(buffer, "{s}{s}", .{ path, suffixes[@intFromEnum(kind)] }) catch error.Io;
+    return std.fmt.bufPrintZ(
+        buffer,
+        "{s}{s}",
+        .{ path, suffixes[@intFromEnum(kind)] },
+    ) catch error.Io;
 }
 
 /// A new index's files. The data file is built as `path.creating` and linked to `path` only when
@@ -308,7 +354,11 @@ fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix
     else
         try filePath(&buffer, p, kind);
     // The data file is truncated by the caller once it holds the lock.
-    return posix.openZ(full, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = !data, .CLOEXEC = true }, 0o644) catch error.Io;
+    return posix.openZ(
+        full,
+        .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = !data, .CLOEXEC = true },
+        0o644,
+    ) catch error.Io;
 }
 
 /// Makes a fully written new index visible at `path`: empties any WAL left there, then links
@@ -316,7 +366,11 @@ fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix
 fn publishCreated(path: []const u8) Error!void {
     var wal_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const wal = std.fmt.bufPrintZ(&wal_buffer, "{s}.wal", .{path}) catch return error.Io;
-    const wal_fd = posix.openZ(wal, .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    const wal_fd = posix.openZ(
+        wal,
+        .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = true, .CLOEXEC = true },
+        0o644,
+    ) catch return error.Io;
     posix.close(wal_fd);
     var from_buffer: [std.fs.max_path_bytes]u8 = undefined;
     var to_buffer: [std.fs.max_path_bytes]u8 = undefined;
@@ -333,7 +387,11 @@ fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool
     _ = gpa;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const full = try filePath(&buffer, path, kind);
-    return posix.openZ(full, .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true }, 0) catch |err|
+    return posix.openZ(
+        full,
+        .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true },
+        0,
+    ) catch |err|
         openError(err, kind);
 }
 
@@ -381,7 +439,12 @@ fn lockFile(fd: posix.fd_t, shared: bool) Error!void {
     };
 }
 
-fn resizeFiles(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64) Error!void {
+fn resizeFiles(
+    fds: *const [file_count]posix.fd_t,
+    layout: Layout,
+    capacity: u64,
+    upper_capacity: u64,
+) Error!void {
     const sizes = fileSizes(layout, capacity, upper_capacity);
     for (fds, sizes) |fd, size| {
         const stat = posix.fstat(fd) catch return error.Io;
@@ -389,7 +452,13 @@ fn resizeFiles(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64
     }
 }
 
-fn mapAll(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upper_capacity: u64, writable: bool) Error!Regions {
+fn mapAll(
+    fds: *const [file_count]posix.fd_t,
+    layout: Layout,
+    capacity: u64,
+    upper_capacity: u64,
+    writable: bool,
+) Error!Regions {
     const prot: u32 = if (writable) posix.PROT.READ | posix.PROT.WRITE else posix.PROT.READ;
     const sizes = fileSizes(layout, capacity, upper_capacity);
     var maps: [file_count][]align(layout_mod.page_bytes) u8 = undefined;
@@ -397,7 +466,14 @@ fn mapAll(fds: *const [file_count]posix.fd_t, layout: Layout, capacity: u64, upp
     errdefer for (maps[0..mapped]) |m| posix.munmap(m);
     for (fds, sizes, 0..) |fd, size, i| {
         assert(size > 0);
-        maps[i] = posix.mmap(null, size, prot, .{ .TYPE = .SHARED }, fd, 0) catch |err| switch (err) {
+        maps[i] = posix.mmap(
+            null,
+            size,
+            prot,
+            .{ .TYPE = .SHARED },
+            fd,
+            0,
+        ) catch |err| switch (err) {
             error.OutOfMemory => return error.OutOfMemory,
             else => return error.Io,
         };
@@ -431,7 +507,11 @@ fn readHeader(fd: posix.fd_t) Error!Newest {
     for ([_]u1{ 0, 1 }) |slot| {
         var header: Header = undefined;
         const bytes = std.mem.asBytes(&header);
-        const got = posix.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes) catch return error.Io;
+        const got = posix.pread(
+            fd,
+            bytes,
+            @as(u64, slot) * layout_mod.header_slot_bytes,
+        ) catch return error.Io;
         if (got == bytes.len) copies[slot] = header;
     }
     return newest(copies);
@@ -451,7 +531,10 @@ fn newest(copies: [2]?Header) Error!Newest {
             version_seen = true;
             continue;
         }
-        if (best == null or header.header_seq > best.?.header.header_seq) best = .{ .header = header, .slot = slot };
+        if (best == null or header.header_seq > best.?.header.header_seq) best = .{
+            .header = header,
+            .slot = slot,
+        };
     }
     if (best) |b| return b;
     if (version_seen) return error.UnsupportedVersion;
@@ -461,17 +544,21 @@ fn newest(copies: [2]?Header) Error!Newest {
 /// Every length is checked against the file sizes before anything is mapped.
 fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Error!Layout {
     if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
-    if (header.dimensions < 1 or header.dimensions > @import("../abi.zig").max_dimensions) return error.Corrupt;
-    if (header.m < 2 or header.m > @import("../abi.zig").max_m or header.m0 != 2 * header.m) return error.Corrupt;
-    if (header.metric > 2) return error.Corrupt;
-    if (header.storage > @intFromEnum(@import("../abi.zig").StorageKind.i8)) return error.Corrupt;
-    if (header.ef_construction < 1 or header.ef_construction > 65536) return error.Corrupt;
+    if (header.dimensions < 1 or
+        header.dimensions > abi.max_dimensions) return error.Corrupt;
+    if (header.m < 2 or header.m > abi.max_m or
+        header.m0 != 2 * header.m) return error.Corrupt;
+    if (std.meta.intToEnum(abi.Metric, header.metric) == error.InvalidEnumTag) return error.Corrupt;
+    if (header.storage > @intFromEnum(abi.StorageKind.i8)) return error.Corrupt;
+    if (header.ef_construction < 1 or header.ef_construction > abi.max_ef) return error.Corrupt;
     const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;
     if (header.vector_offset != layout.vector_offset) return error.Corrupt;
     if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
     if (header.capacity == 0 or header.capacity > layout_mod.max_capacity) return error.Corrupt;
-    if (header.upper_capacity == 0 or header.upper_capacity > std.math.maxInt(u32)) return error.Corrupt;
+    if (header.upper_capacity == 0 or header.upper_capacity > std.math.maxInt(
+        u32,
+    )) return error.Corrupt;
     if (header.slots_used > header.capacity) return error.Corrupt;
     if (header.upper_used > header.upper_capacity) return error.Corrupt;
     if (header.live > header.slots_used) return error.Corrupt;

@@ -43,7 +43,11 @@ pub fn begin(path: []const u8) BeginError!void {
         if (exists(data) catch return error.Io) return error.Exists;
     }
     const marker = try joined(&buffer, path, building_suffix, "");
-    const fd = posix.openZ(marker, .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    const fd = posix.openZ(
+        marker,
+        .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true },
+        0o644,
+    ) catch return error.Io;
     posix.close(fd);
     // Durable before the build's files are: after a power loss, files without their marker
     // would look like somebody's index, and every later compaction would refuse.
@@ -59,7 +63,11 @@ pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
 pub fn commit(path: []const u8) Error!void {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const record = try joined(&buffer, path, commit_suffix, "");
-    const fd = posix.openZ(record, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o644) catch return error.Io;
+    const fd = posix.openZ(
+        record,
+        .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true },
+        0o644,
+    ) catch return error.Io;
     defer posix.close(fd);
     posix.fsync(fd) catch return error.Io;
     try syncDirectory(path);
@@ -121,7 +129,11 @@ pub fn removeLeftovers(path: []const u8) Error!void {
 pub fn openResolved(path: []const u8, suffix: []const u8) posix.OpenError!posix.fd_t {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const temp = joined(&buffer, path, temp_suffix, suffix) catch return error.NameTooLong;
-    if (posix.openZ(temp, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0)) |fd| return fd else |err| switch (err) {
+    if (posix.openZ(
+        temp,
+        .{ .ACCMODE = .RDONLY, .CLOEXEC = true },
+        0,
+    )) |fd| return fd else |err| switch (err) {
         error.FileNotFound => {},
         else => return err,
     }
@@ -133,7 +145,11 @@ fn syncDirectory(path: []const u8) Error!void {
     const dir = std.fs.path.dirname(path) orelse ".";
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const z = std.fmt.bufPrintZ(&buffer, "{s}", .{dir}) catch return error.Io;
-    const fd = posix.openZ(z, .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true }, 0) catch return error.Io;
+    const fd = posix.openZ(
+        z,
+        .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true },
+        0,
+    ) catch return error.Io;
     defer posix.close(fd);
     // The raw call: some file systems answer EINVAL for a directory, which std's wrapper treats
     // as unreachable. The renames are atomic either way; only their durability order is lost.

@@ -10,6 +10,9 @@ const posix = std.posix;
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 
+/// The log is the file `path ++ file_suffix`.
+pub const file_suffix = ".wal";
+
 pub const Op = enum(u8) { add = 1, remove = 2 };
 
 pub const RecordHeader = extern struct {
@@ -38,12 +41,19 @@ pub const Wal = struct {
     mutex: locks.Mutex = .{ .rank = .wal },
     end: u64,
     lsn: u64,
+    /// A short write left bytes past `end` that are not yet cut off.
+    tail_dirty: bool = false,
 
     /// Opens `path.wal`; a writable open creates it if missing, a read-only one only reads it.
     pub fn open(path: []const u8, dimensions: u32, writable: bool) !Wal {
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
-        const full = std.fmt.bufPrintZ(&buffer, "{s}.wal", .{path}) catch return error.Io;
-        const flags: posix.O = .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CREAT = writable, .CLOEXEC = true };
+        const full =
+            std.fmt.bufPrintZ(&buffer, "{s}" ++ file_suffix, .{path}) catch return error.Io;
+        const flags: posix.O = .{
+            .ACCMODE = if (writable) .RDWR else .RDONLY,
+            .CREAT = writable,
+            .CLOEXEC = true,
+        };
         const fd = posix.openZ(full, flags, 0o644) catch |err| switch (err) {
             error.FileNotFound => return error.Corrupt,
             else => return error.Io,
@@ -58,10 +68,17 @@ pub const Wal = struct {
 
     /// Appends one record with a single write; the caller holds the key's stripe lock, so the
     /// log order of one key's records is the order they are applied in.
-    pub fn append(self: *Wal, op: Op, key: u64, vector: []const f32, contention: *std.atomic.Value(u64)) !void {
+    pub fn append(
+        self: *Wal,
+        op: Op,
+        key: u64,
+        vector: []const f32,
+        contention: *std.atomic.Value(u64),
+    ) !void {
         assert(op == .remove or vector.len == self.dimensions);
         self.mutex.lock(contention);
         defer self.mutex.unlock();
+        if (self.tail_dirty) try self.cutTail();
         self.lsn += 1;
         var header = RecordHeader{
             .payload_bytes = @intCast(@sizeOf(RecordHeader) - 8 + vector.len * 4),
@@ -77,13 +94,28 @@ pub const Wal = struct {
             .{ .base = std.mem.sliceAsBytes(vector).ptr, .len = vector.len * 4 },
         };
         const total = @sizeOf(RecordHeader) + vector.len * 4;
-        const written = posix.pwritev(self.fd, iov[0..if (vector.len == 0) 1 else 2], self.end) catch return error.Io;
+        const written = posix.pwritev(
+            self.fd,
+            iov[0..if (vector.len == 0) 1 else 2],
+            self.end,
+        ) catch return error.Io;
         if (written != total) {
-            // A short write (disk full) leaves a torn record that replay cuts off; overwrite it
-            // next time rather than leaving a gap.
+            // A short write (disk full) must not stay in the file: a later, shorter record
+            // written at `end` would leave its remains behind a valid record, where replay
+            // would rightly call them corruption. Until the cut succeeds no record is appended.
+            self.tail_dirty = true;
+            // The append fails either way; a failed cut is retried by the next append.
+            self.cutTail() catch return error.Io;
             return error.Io;
         }
         self.end += total;
+    }
+
+    /// Cuts the file back to `end` after a short write. The caller holds the log's lock.
+    fn cutTail(self: *Wal) error{Io}!void {
+        assert(self.tail_dirty);
+        posix.ftruncate(self.fd, self.end) catch return error.Io;
+        self.tail_dirty = false;
     }
 
     /// The log's length; writers may be appending, so it is read under the log's lock.
@@ -106,38 +138,82 @@ pub const Wal = struct {
         self.end = 0;
     }
 
+    pub const ReplayError = error{ Io, OutOfMemory, Corrupt };
+
     /// Calls `apply` for every intact record in order, then cuts off a torn tail. Returns the
-    /// number of records applied and whether a tail was cut.
-    pub fn replay(self: *Wal, gpa: std.mem.Allocator, context: anytype, apply: fn (@TypeOf(context), Record) anyerror!void) !struct { records: u64, torn: bool } {
+    /// number of records applied and whether a tail was cut. A torn tail is what a killed or
+    /// powered-off append can leave: fewer bytes than a record, a record longer than the file,
+    /// the last record with a bad checksum, or zeros. A bad record with more data after it is a
+    /// damaged log, not a tail: `Corrupt`, and nothing after it is dropped silently. `apply`'s
+    /// errors come back with their own type.
+    pub fn replay(
+        self: *Wal,
+        gpa: std.mem.Allocator,
+        context: anytype,
+        comptime ApplyError: type,
+        apply: fn (@TypeOf(context), Record) ApplyError!void,
+    ) (ReplayError || ApplyError)!struct { records: u64, torn: bool } {
         const vector = try gpa.alloc(f32, self.dimensions);
         defer gpa.free(vector);
         var offset: u64 = 0;
         var records: u64 = 0;
-        var torn = false;
-        while (offset < self.end) {
+        var lsn_last: u64 = 0;
+        const torn = while (offset < self.end) {
             var header: RecordHeader = undefined;
-            const got = posix.pread(self.fd, std.mem.asBytes(&header), offset) catch return error.Io;
-            if (got != @sizeOf(RecordHeader) or !plausible(&header, self.dimensions)) {
-                torn = true;
-                break;
+            const got =
+                posix.pread(self.fd, std.mem.asBytes(&header), offset) catch return error.Io;
+            if (got != @sizeOf(RecordHeader)) break true;
+            if (!plausible(&header, self.dimensions)) {
+                if (try self.zerosFrom(offset)) break true;
+                return error.Corrupt;
             }
             const floats: usize = if (header.op == @intFromEnum(Op.add)) self.dimensions else 0;
             const body = std.mem.sliceAsBytes(vector[0..floats]);
-            const got_body = posix.pread(self.fd, body, offset + @sizeOf(RecordHeader)) catch return error.Io;
-            if (got_body != body.len or checksum(&header, body) != header.checksum) {
-                torn = true;
-                break;
+            const record_end = offset + @sizeOf(RecordHeader) + body.len;
+            if (record_end > self.end) break true;
+            const got_body = posix.pread(
+                self.fd,
+                body,
+                offset + @sizeOf(RecordHeader),
+            ) catch return error.Io;
+            if (got_body != body.len) return error.Io;
+            if (checksum(&header, body) != header.checksum) {
+                if (record_end == self.end) break true;
+                return error.Corrupt;
             }
-            try apply(context, .{ .lsn = header.lsn, .op = @enumFromInt(header.op), .key = header.key, .vector = vector[0..floats] });
+            // Sequence numbers only grow (a failed append skips one, never reuses it).
+            if (header.lsn <= lsn_last) return error.Corrupt;
+            lsn_last = header.lsn;
+            try apply(context, .{
+                .lsn = header.lsn,
+                .op = @enumFromInt(header.op),
+                .key = header.key,
+                .vector = vector[0..floats],
+            });
             records += 1;
             self.lsn = header.lsn;
-            offset += @sizeOf(RecordHeader) + body.len;
-        }
+            offset = record_end;
+        } else false;
+        assert(offset <= self.end);
         if (torn) {
             posix.ftruncate(self.fd, offset) catch return error.Io;
             self.end = offset;
         }
         return .{ .records = records, .torn = torn };
+    }
+
+    /// Whether every byte from `offset` to the end of the log is zero.
+    fn zerosFrom(self: *Wal, offset: u64) error{Io}!bool {
+        var buffer: [4096]u8 = undefined;
+        var at = offset;
+        while (at < self.end) {
+            const want: usize = @intCast(@min(buffer.len, self.end - at));
+            const got = posix.pread(self.fd, buffer[0..want], at) catch return error.Io;
+            if (got == 0) return error.Io;
+            for (buffer[0..got]) |byte| if (byte != 0) return false;
+            at += got;
+        }
+        return true;
     }
 };
 
@@ -184,15 +260,128 @@ test "wal: records replay in order and a torn tail is cut, not applied" {
     defer wal.close();
     const Seen = struct {
         keys: std.ArrayListUnmanaged(u64) = .{},
-        fn apply(self: *@This(), record: Record) anyerror!void {
+        fn apply(self: *@This(), record: Record) error{OutOfMemory}!void {
             try self.keys.append(std.testing.allocator, record.key * 10 + @intFromEnum(record.op));
         }
     };
     var seen = Seen{};
     defer seen.keys.deinit(std.testing.allocator);
-    const result = try wal.replay(std.testing.allocator, &seen, Seen.apply);
+    const result = try wal.replay(std.testing.allocator, &seen, error{OutOfMemory}, Seen.apply);
     try std.testing.expectEqual(@as(u64, 2), result.records);
     try std.testing.expect(result.torn);
     try std.testing.expectEqualSlices(u64, &.{ 71, 72 }, seen.keys.items);
     try std.testing.expectEqual(@as(u64, 2 * 32 + 12), wal.end);
+}
+
+const TestLog = struct {
+    tmp: std.testing.TmpDir,
+    path_buf: [std.fs.max_path_bytes]u8 = undefined,
+    path: []const u8 = "",
+
+    fn init(self: *TestLog) !void {
+        self.tmp = std.testing.tmpDir(.{});
+        var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const dir = try self.tmp.dir.realpath(".", &dir_buf);
+        self.path = try std.fmt.bufPrint(&self.path_buf, "{s}/idx", .{dir});
+    }
+
+    /// Flips one bit at `offset` of the log file, or writes `bytes` zeros at its end.
+    fn damage(self: *TestLog, offset: ?u64, zeros: usize) !void {
+        var buf: [std.fs.max_path_bytes]u8 = undefined;
+        const wal_path = try std.fmt.bufPrint(&buf, "{s}.wal", .{self.path});
+        const file = try std.fs.openFileAbsolute(wal_path, .{ .mode = .read_write });
+        defer file.close();
+        if (offset) |at| {
+            var byte: [1]u8 = undefined;
+            _ = try file.preadAll(&byte, at);
+            byte[0] ^= 0x10;
+            try file.pwriteAll(&byte, at);
+        }
+        if (zeros > 0) {
+            const end = try file.getEndPos();
+            const nothing = [_]u8{0} ** 256;
+            try file.pwriteAll(nothing[0..zeros], end);
+        }
+    }
+};
+
+const Keys = struct {
+    keys: std.ArrayListUnmanaged(u64) = .{},
+    fn apply(self: *@This(), record: Record) error{OutOfMemory}!void {
+        try self.keys.append(std.testing.allocator, record.key);
+    }
+};
+
+fn threeRecords(log: *TestLog) !void {
+    var contention = std.atomic.Value(u64).init(0);
+    var wal = try Wal.open(log.path, 3, true);
+    defer wal.close();
+    try wal.append(.add, 7, &.{ 1, 2, 3 }, &contention);
+    try wal.append(.add, 8, &.{ 4, 5, 6 }, &contention);
+    try wal.append(.add, 9, &.{ 7, 8, 9 }, &contention);
+}
+
+test "wal: a bit flip in a record with records after it is corruption, never a torn tail" {
+    var log = TestLog{ .tmp = undefined };
+    try log.init();
+    defer log.tmp.cleanup();
+    try threeRecords(&log);
+    // Inside the second record's vector: its checksum fails, and the third record follows.
+    try log.damage(44 + 32 + 4, 0);
+    var wal = try Wal.open(log.path, 3, true);
+    defer wal.close();
+    var seen = Keys{};
+    defer seen.keys.deinit(std.testing.allocator);
+    const end = wal.end;
+    try std.testing.expectError(
+        error.Corrupt,
+        wal.replay(std.testing.allocator, &seen, error{OutOfMemory}, Keys.apply),
+    );
+    // Nothing was cut: the damaged log is left as it was for whoever repairs it.
+    try std.testing.expectEqual(end, wal.end);
+    try std.testing.expectEqual(@as(u64, 3 * 44), wal.end);
+}
+
+test "wal: a flip in a header (not the last) is corruption; zeros after the last are a tail" {
+    var log = TestLog{ .tmp = undefined };
+    try log.init();
+    defer log.tmp.cleanup();
+    try threeRecords(&log);
+    try log.damage(null, 100);
+    {
+        var wal = try Wal.open(log.path, 3, true);
+        defer wal.close();
+        var seen = Keys{};
+        defer seen.keys.deinit(std.testing.allocator);
+        const result = try wal.replay(std.testing.allocator, &seen, error{OutOfMemory}, Keys.apply);
+        try std.testing.expect(result.torn);
+        try std.testing.expectEqualSlices(u64, &.{ 7, 8, 9 }, seen.keys.items);
+        try std.testing.expectEqual(@as(u64, 3 * 44), wal.end);
+    }
+    // The second record's op byte: its header is no longer a record's.
+    try log.damage(44 + 16, 0);
+    var wal = try Wal.open(log.path, 3, true);
+    defer wal.close();
+    var seen = Keys{};
+    defer seen.keys.deinit(std.testing.allocator);
+    try std.testing.expectError(
+        error.Corrupt,
+        wal.replay(std.testing.allocator, &seen, error{OutOfMemory}, Keys.apply),
+    );
+}
+
+test "wal: the last record with a bad checksum is a torn tail" {
+    var log = TestLog{ .tmp = undefined };
+    try log.init();
+    defer log.tmp.cleanup();
+    try threeRecords(&log);
+    try log.damage(2 * 44 + 40, 0);
+    var wal = try Wal.open(log.path, 3, true);
+    defer wal.close();
+    var seen = Keys{};
+    defer seen.keys.deinit(std.testing.allocator);
+    const result = try wal.replay(std.testing.allocator, &seen, error{OutOfMemory}, Keys.apply);
+    try std.testing.expect(result.torn);
+    try std.testing.expectEqualSlices(u64, &.{ 7, 8 }, seen.keys.items);
+    try std.testing.expectEqual(@as(u64, 2 * 44), wal.end);
 }

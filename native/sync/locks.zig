@@ -1,5 +1,5 @@
-//! Ranked locks and the lock-order checker. The checker runs in every build mode: Debug panics
-//! and names both locks; release builds count the violation (Stats.lock_order_violations) and go on.
+//! Ranked locks and the lock-order checker. The checker runs in every build mode: Debug panics and
+//! names both locks; release builds count the violation (Stats.lock_order_violations) and go on.
 //!
 //! Lock ranks (a thread may only acquire a lock of a strictly higher rank than any it holds):
 //!
@@ -74,7 +74,8 @@ pub fn heldCount() u8 {
 fn violation(acquiring: Rank, holding: Rank) void {
     _ = violations.fetchAdd(1, .monotonic);
     if (mode == .panic) {
-        std.debug.panic("lock order violation: acquiring {s} (rank {d}) while holding {s} (rank {d})", .{
+        std.debug.panic("lock order violation: acquiring {s} (rank {d}) " ++
+            "while holding {s} (rank {d})", .{
             @tagName(acquiring), @intFromEnum(acquiring), @tagName(holding), @intFromEnum(holding),
         });
     }

@@ -1,0 +1,107 @@
+//! Tests of the FFI table itself, beside the index's exclusive paths: calls through `exports`
+//! exactly as a runtime makes them.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const ffi = @import("exports.zig").exports;
+const stress = @import("../index/stress_test.zig");
+const t = @import("../index/index_test.zig");
+const dims = stress.dims;
+const gpa = stress.gpa;
+const scale = stress.scale;
+const pattern = stress.pattern;
+
+test "compaction on the exclusive path: FFI searches beside it never see a torn state" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    defer _ = ffi.qv_index_release(handle);
+    defer _ = ffi.qv_index_close(handle);
+    const n = scale(1000);
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    const vectors = try gpa.alloc(f32, n * dims);
+    defer gpa.free(vectors);
+    for (0..n) |i| {
+        keys[i] = i;
+        pattern(i, 0, vectors[i * dims ..][0..dims]);
+    }
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_index_add_batch(handle, keys.ptr, @intCast(n), vectors.ptr, n * dims, 2),
+    );
+    var removed: u32 = undefined;
+    for (0..n) |key| {
+        if (key % 2 == 0) try std.testing.expectEqual(
+            abi.Status.ok,
+            ffi.qv_index_remove(handle, key, &removed),
+        );
+    }
+
+    const Ctx = struct {
+        handle: u32,
+        stop: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+        searches: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        self_hits: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        compacted: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+        failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+
+        fn searcher(ctx: *@This(), total: usize) void {
+            var found_keys: [5]u64 = undefined;
+            var found: [5]f32 = undefined;
+            var count: u32 = undefined;
+            var q: [dims]f32 = undefined;
+            var round: u64 = 0;
+            while (!ctx.stop.load(.acquire)) : (round += 1) {
+                const key = (round * 2 + 1) % total; // odd keys stay live
+                pattern(key, 0, &q);
+                const status = ffi.qv_index_search(
+                    ctx.handle,
+                    0,
+                    &q,
+                    dims,
+                    5,
+                    32,
+                    0,
+                    &found_keys,
+                    &found,
+                    &count,
+                );
+                // Every search succeeds with a full result list before, during and after the
+                // swap; a removed (even) key is never returned; a live key finds itself (the
+                // search is approximate, so that is counted and bounded below, not required).
+                if (status != .ok or count != 5) {
+                    if (ctx.failures.fetchAdd(1, .monotonic) < 3) std.debug.print(
+                        "compaction search (compacted: {}): {s}, {d} results for key {d}\n",
+                        .{ ctx.compacted.load(.acquire), @tagName(status), count, key },
+                    );
+                }
+                if (status == .ok and count > 0 and found_keys[0] == key) {
+                    _ = ctx.self_hits.fetchAdd(1, .monotonic);
+                }
+                for (found_keys[0..count]) |k| {
+                    if (k % 2 == 0 and ctx.failures.fetchAdd(1, .monotonic) < 3) std.debug.print(
+                        "compaction search returned removed key {d}\n",
+                        .{k},
+                    );
+                }
+                _ = ctx.searches.fetchAdd(1, .monotonic);
+            }
+        }
+    };
+    var ctx = Ctx{ .handle = handle };
+    const thread = try std.Thread.spawn(.{}, Ctx.searcher, .{ &ctx, n });
+    while (ctx.searches.load(.acquire) < 10) std.atomic.spinLoopHint();
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_compact(handle, 2));
+    ctx.compacted.store(true, .release);
+    const after = ctx.searches.load(.acquire);
+    while (ctx.searches.load(.acquire) < after + 10) std.atomic.spinLoopHint();
+    ctx.stop.store(true, .release);
+    thread.join();
+    try std.testing.expectEqual(@as(u32, 0), ctx.failures.load(.monotonic));
+    const searches = ctx.searches.load(.monotonic);
+    try std.testing.expect(ctx.self_hits.load(.monotonic) * 100 >= searches * 95);
+    var stats: abi.Stats = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, n / 2), stats.size);
+    try std.testing.expectEqual(@as(u64, n / 2), stats.slots_used);
+}

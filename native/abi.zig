@@ -151,6 +151,9 @@ pub const Stats = extern struct {
     storage: u32,
     /// i8 storage: 1 once the centre is final (given or trained); else 0.
     centre_set: u32,
+    /// Checkpoints due after a mutation that failed (the mutation itself succeeded and is in
+    /// the log; the next mutation or `checkpoint()` tries again).
+    checkpoint_failures: u64,
 };
 
 /// The result of the integrity walk `verify()`.
@@ -172,6 +175,6 @@ pub const VerifyReport = extern struct {
 comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
-    std.debug.assert(@sizeOf(Stats) == 160);
+    std.debug.assert(@sizeOf(Stats) == 168);
     std.debug.assert(@sizeOf(VerifyReport) == 88);
 }

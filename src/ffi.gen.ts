@@ -115,7 +115,7 @@ export const layouts = {
     },
   },
   Stats: {
-    size: 160,
+    size: 168,
     fields: {
       size: { offset: 0, type: "u64" },
       slots_used: { offset: 8, type: "u64" },
@@ -140,6 +140,7 @@ export const layouts = {
       seq: { offset: 144, type: "u64" },
       storage: { offset: 152, type: "u32" },
       centre_set: { offset: 156, type: "u32" },
+      checkpoint_failures: { offset: 160, type: "u64" },
     },
   },
   VerifyReport: {

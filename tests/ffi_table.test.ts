@@ -136,12 +136,10 @@ test("ffi table: every symbol is callable through the adapter with its declared 
 });
 
 test("ffi table: generated layouts match the sizes asserted in native/abi.zig, with no padding", () => {
-  assertEquals(layouts.Options.size, 48);
-  assertEquals(layouts.Stats.size, 160);
-  assertEquals(layouts.VerifyReport.size, 88);
   const abiZig = readFileSync(repoPath("native/abi.zig"), "utf8");
   const asserted = Object.fromEntries([...abiZig.matchAll(/@sizeOf\((\w+)\) == (\d+)/g)].map((m) => [m[1], Number(m[2])]));
-  assertEquals(asserted, { Options: 48, Stats: 160, VerifyReport: 88 }, "the sizes asserted in native/abi.zig");
+  // Every generated layout has a size asserted at comptime in abi.zig, and no other struct does.
+  assertEquals(Object.keys(asserted).sort(), Object.keys(layouts).sort(), "the structs whose sizes native/abi.zig asserts");
   for (const [name, layout] of Object.entries(layouts)) {
     assertEquals(layout.size, asserted[name], `${name}.size`);
     let offset = 0;

@@ -253,7 +253,7 @@ pub const exports = struct {
         const index = op.index;
         const v = slice(f32, vector, len) orelse return .invalid_argument;
         write.add(index, key, v) catch |err| return statusOf(err);
-        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        write.checkpointIfDue(index);
         return .ok;
     }
 
@@ -271,7 +271,7 @@ pub const exports = struct {
         const k = slice(u64, keys, count) orelse return .invalid_argument;
         const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
         write.addBatch(index, k, v, threads) catch |err| return statusOf(err);
-        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        write.checkpointIfDue(index);
         return .ok;
     }
 
@@ -312,7 +312,7 @@ pub const exports = struct {
         const index = op.index;
         const out = out_removed orelse return .invalid_argument;
         out.* = @intFromBool(write.remove(index, key) catch |err| return statusOf(err));
-        write.checkpointIfDue(index) catch |err| return statusOf(err);
+        write.checkpointIfDue(index);
         return .ok;
     }
 

@@ -64,6 +64,8 @@ pub const Index = struct {
     seq: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header says `clean = 0`: set before the first mutation after a checkpoint.
     dirty: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+    /// Checkpoints that a mutation found due and that failed (`write.checkpointIfDue`).
+    checkpoint_failures: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// i8 storage: the centre is final (index/centre.zig).
     centre_ready: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
 
@@ -311,6 +313,7 @@ pub const Index = struct {
             .centre_set = @intFromBool(
                 self.layout.storage == .i8 and self.centreReady(),
             ),
+            .checkpoint_failures = self.checkpoint_failures.load(.monotonic),
         };
     }
 };

@@ -2,6 +2,7 @@
 //! A mutation holds the writers lock shared and its key's stripe for its whole length; it is
 //! logged before it is applied and published under the commit lock with a sequence number.
 const std = @import("std");
+const assert = std.debug.assert;
 const layout = @import("../storage/layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;
@@ -13,6 +14,8 @@ const parallel = @import("../sync/pool.zig");
 const centre = @import("centre.zig");
 const quantize = @import("../kernels/quantize.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
+const wal_mod = @import("../storage/wal.zig");
+const Wal = wal_mod.Wal;
 
 /// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
 pub const max_norm_squared = distance.max_norm_squared;
@@ -40,39 +43,81 @@ pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
 }
 
 /// Runs a due checkpoint. Checkpoints need the writers lock exclusively, so the FFI layer calls
-/// this after a mutation has released its locks.
-pub fn checkpointIfDue(self: *Index) Error!void {
+/// this after a mutation has released its locks. The mutation is applied and logged by then:
+/// its caller must hear that it succeeded, so a failed checkpoint is counted
+/// (`stats().checkpoint_failures`), leaves the log as it was, and is tried again by the next
+/// mutation that finds it due. `checkpoint()` called directly reports its errors.
+pub fn checkpointIfDue(self: *Index) void {
     const wal = if (self.wal) |*w| w else return;
     if (wal.bytes(&self.counters.lock_contention) < index_mod.wal_checkpoint_bytes) return;
-    try self.checkpoint();
+    self.checkpoint() catch {
+        _ = self.checkpoint_failures.fetchAdd(1, .monotonic);
+    };
 }
 
 /// The body of `add`; the caller holds the writers lock shared. `log` is false during replay.
+///
+/// Every fallible step comes before the log record: the key map's room, the scratch space, the
+/// slot and its storage (growth), and linking the slot into the graph. Until it is published the
+/// slot is invisible (an `inserting` slot routes searches but is never a result, and recovery
+/// ignores it), so a call that fails at any of those steps or at the append itself changes
+/// nothing a caller can see and leaves nothing to replay. After the append only infallible steps
+/// remain (publication and the key map's entry), so a logged add is always an applied one.
 pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
+    assert(vector.len == self.layout.dimensions);
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
     stripe.map.ensureUnusedCapacity(self.gpa, 1) catch return error.OutOfMemory;
-    if (log) {
-        if (self.wal) |*wal| wal.append(
-            .add,
-            key,
-            vector,
-            &self.counters.lock_contention,
-        ) catch return error.Io;
-    }
-    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
+    defer self.pool.give(scratch, &self.counters);
     const previous = stripe.map.get(key);
     const level = hnsw_insert.levelFor(self.seed, key, self.params.m);
     const slot = try allocate(self, level);
-
+    assert(slot.id < self.slots_used.load(.acquire));
+    // The header says "not clean" before the first byte of the mapping changes.
+    if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
+    writeSlot(self, slot, key, vector, previous, level);
+    try linkWithFreshView(self, slot.id, level, scratch);
+    if (log) {
+        if (self.wal) |*wal| try appendLogged(self, wal, .add, key, vector);
+    }
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const regions = generation.payload;
     const meta = regions.meta(slot.id);
-    // The state last, by a release store: a kill can stop this at any store, and recovery reads
-    // a slot marked `inserting` as one whose other fields (`created_seq = unpublished` above all)
-    // are written. A plain struct assignment leaves the order of its stores to the compiler.
+    assert(meta.state == @intFromEnum(layout.SlotState.inserting));
+    assert(meta.key == key);
+    publish(self, meta, if (previous) |p| regions.meta(p) else null);
+    stripe.map.putAssumeCapacity(key, slot.id);
+}
+
+fn appendLogged(self: *Index, wal: *Wal, op: wal_mod.Op, key: u64, vector: []const f32) Error!void {
+    try wal.append(op, key, vector, &self.counters.lock_contention);
+}
+
+/// Writes a new slot's metadata and vectors. The state last, by a release store: a kill can stop
+/// this at any store, and recovery reads a slot marked `inserting` as one whose other fields
+/// (`created_seq = unpublished` above all) are written. A plain struct assignment leaves the
+/// order of its stores to the compiler.
+fn writeSlot(
+    self: *Index,
+    slot: Allocated,
+    key: u64,
+    vector: []const f32,
+    previous: ?u32,
+    level: u32,
+) void {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    assert(slot.id < regions.capacity);
+    const meta = regions.meta(slot.id);
+    // Slots at or past `slots_used` were never written in this life of the index. In memory they
+    // are zero; in files recovered from a dirty header they may hold a previous life's stale
+    // metadata (written before a crash, never published, beyond what the scan trusted), which
+    // this overwrites whole.
+    assert(meta.state == @intFromEnum(layout.SlotState.empty) or self.persistent);
     meta.key = key;
     meta.created_seq = layout.unpublished;
     meta.deleted_seq = 0;
@@ -90,7 +135,7 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
             for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
         },
         .i8 => {
-            std.debug.assert(centre.ready(self));
+            assert(centre.ready(self));
             quantize.encode(
                 if (self.metric == .l2sq) .l2sq else .dot,
                 stored,
@@ -99,12 +144,6 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
             );
         },
     }
-
-    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
-    defer self.pool.give(scratch, &self.counters);
-    try linkWithFreshView(self, slot.id, level, scratch);
-    publish(self, meta, if (previous) |p| regions.meta(p) else null);
-    stripe.map.putAssumeCapacity(key, slot.id);
 }
 
 /// Links a written slot into the graph. A view can be older than the entry point (a remap and a
@@ -161,22 +200,50 @@ fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
 
 const Allocated = struct { id: u32, upper_offset: u32 };
 
+/// Takes a slot and `level` upper records. Each counter moves only after the storage it needs
+/// exists (compare-and-swap after growth), so a failed growth leaves both counters as they were
+/// and `slots_used` never exceeds the mapped capacity: a checkpoint after a failed add hashes
+/// and records only mapped, written slots. The upper range is taken first: if the slot then
+/// fails, only arena space is skipped, never a slot left unwritten below `slots_used`.
 fn allocate(self: *Index, level: u32) Error!Allocated {
-    const id = self.slots_used.fetchAdd(1, .acq_rel);
-    const upper_offset = self.upper_used.fetchAdd(level, .acq_rel);
-    if (id >= layout.max_capacity or
-        upper_offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
-    self.node_locks.ensure(self.gpa, id + 1) catch |err| return switch (err) {
-        error.OutOfMemory => error.OutOfMemory,
-        error.CapacityExceeded => error.CapacityExceeded,
-    };
-    self.storage.ensureCapacity(
-        id + 1,
-        upper_offset + level,
-        &self.counters.lock_contention,
-    ) catch |err|
+    const upper_offset = try takeUpper(self, level);
+    var attempts: u32 = 0;
+    while (attempts < max_allocate_attempts) : (attempts += 1) {
+        const id = self.slots_used.load(.acquire);
+        if (id >= layout.max_capacity) return error.CapacityExceeded;
+        try ensureSlots(self, id + 1, upper_offset + level);
+        if (self.slots_used.cmpxchgWeak(id, id + 1, .acq_rel, .acquire) == null) {
+            assert(id < layout.max_capacity);
+            return .{ .id = @intCast(id), .upper_offset = upper_offset };
+        }
+    }
+    // Every failed exchange means another thread took a slot: a bounded number of threads
+    // cannot keep winning forever, so running out means something is very wrong.
+    _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+    return error.Internal;
+}
+
+const max_allocate_attempts: u32 = 1 << 20;
+
+fn takeUpper(self: *Index, level: u32) Error!u32 {
+    if (level == 0) return @intCast(self.upper_used.load(.acquire));
+    var attempts: u32 = 0;
+    while (attempts < max_allocate_attempts) : (attempts += 1) {
+        const offset = self.upper_used.load(.acquire);
+        if (offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
+        try ensureSlots(self, self.slots_used.load(.acquire) + 1, offset + level);
+        if (self.upper_used.cmpxchgWeak(offset, offset + level, .acq_rel, .acquire) == null) {
+            return @intCast(offset);
+        }
+    }
+    _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+    return error.Internal;
+}
+
+fn ensureSlots(self: *Index, slots: u64, upper: u64) Error!void {
+    try self.node_locks.ensure(self.gpa, slots);
+    self.storage.ensureCapacity(slots, upper, &self.counters.lock_contention) catch |err|
         return index_mod.mapStorageError(err);
-    return .{ .id = @intCast(id), .upper_offset = @intCast(upper_offset) };
 }
 
 /// Soft-deletes `key`: it stays in the graph as a routing tombstone. Returns whether it was live.
@@ -197,12 +264,7 @@ pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
     const meta = generation.payload.meta(slot);
     if (!view_mod.visible(meta, view_mod.live_seq)) return false;
     if (log) {
-        if (self.wal) |*wal| wal.append(
-            .remove,
-            key,
-            &.{},
-            &self.counters.lock_contention,
-        ) catch return error.Io;
+        if (self.wal) |*wal| try appendLogged(self, wal, .remove, key, &.{});
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     self.commit.lock(&self.counters.lock_contention);

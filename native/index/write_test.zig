@@ -1,0 +1,123 @@
+//! The write path under failure: a call that fails changes nothing and logs nothing, and a
+//! failed growth never leaves counters past the mapped storage (issue 9, items 1, 2 and 9).
+//! Growth is made to fail for real: a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) turns
+//! every extension of the index's files into EFBIG.
+const std = @import("std");
+const posix = std.posix;
+const abi = @import("../abi.zig");
+const Index = @import("index.zig").Index;
+const write = @import("write.zig");
+const read = @import("read.zig");
+const recovery = @import("recovery.zig");
+const view_mod = @import("../hnsw/view.zig");
+const t = @import("index_test.zig");
+
+const gpa = std.testing.allocator;
+const dims = 8;
+
+fn vectorOf(key: u64) [dims]f32 {
+    var v: [dims]f32 = undefined;
+    for (&v, 0..) |*x, i| x.* = @floatFromInt((key * 7 + i * 13) % 101);
+    return v;
+}
+
+/// The largest of the index's files: a file-size limit at this size refuses any growth.
+fn largestFile(path: []const u8) !u64 {
+    var largest: u64 = 0;
+    for ([_][]const u8{ "", ".graph", ".upper", ".vectors" }) |suffix| {
+        var buf: [std.fs.max_path_bytes]u8 = undefined;
+        const name = try std.fmt.bufPrint(&buf, "{s}{s}", .{ path, suffix });
+        const stat = std.fs.cwd().statFile(name) catch continue;
+        largest = @max(largest, stat.size);
+    }
+    return largest;
+}
+
+const Limit = struct {
+    saved: posix.rlimit,
+
+    fn set(bytes: u64) !Limit {
+        const ignore = posix.Sigaction{
+            .handler = .{ .handler = posix.SIG.IGN },
+            .mask = posix.empty_sigset,
+            .flags = 0,
+        };
+        posix.sigaction(posix.SIG.XFSZ, &ignore, null);
+        const saved = try posix.getrlimit(.FSIZE);
+        try posix.setrlimit(.FSIZE, .{ .cur = bytes, .max = saved.max });
+        return .{ .saved = saved };
+    }
+
+    fn restore(self: Limit) void {
+        posix.setrlimit(.FSIZE, self.saved) catch unreachable;
+    }
+};
+
+fn isWriteFailure(err: anyerror) bool {
+    return err == error.Io or std.mem.eql(u8, @errorName(err), "DiskFull");
+}
+
+test "write: an add whose growth fails is not logged, not applied, and leaves the index sound" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/grow", .{dir});
+    var opts = t.options(dims, .l2sq);
+    opts.capacity = 64;
+
+    var acknowledged: u64 = 0;
+    var failed_key: ?u64 = null;
+    {
+        const index = try Index.create(gpa, opts, path);
+        defer index.destroy();
+        while (acknowledged < 64) : (acknowledged += 1) {
+            const v = vectorOf(acknowledged);
+            try write.add(index, acknowledged, &v);
+        }
+        try index.checkpoint();
+        const limit = try Limit.set(try largestFile(path));
+        defer limit.restore();
+        // Keep adding until a growth is refused; the log may grow (it is small) but no file
+        // of the index may.
+        var key: u64 = acknowledged;
+        while (key < 100_000) : (key += 1) {
+            const wal_end = index.wal.?.end;
+            const v = vectorOf(key);
+            write.add(index, key, &v) catch |err| {
+                try std.testing.expect(isWriteFailure(err));
+                failed_key = key;
+                // Nothing was logged and nothing is visible.
+                try std.testing.expectEqual(wal_end, index.wal.?.end);
+                var out: [dims]f32 = undefined;
+                try std.testing.expect(!read.get(index, key, view_mod.live_seq, &out));
+                break;
+            };
+            acknowledged = key + 1;
+        }
+        try std.testing.expect(failed_key != null);
+        // The counters never ran past the storage that exists.
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        try std.testing.expect(index.slots_used.load(.acquire) <= generation.payload.capacity);
+        try std.testing.expectEqual(acknowledged, index.live.load(.acquire));
+        limit.restore();
+        // A checkpoint (close does one too) hashes only mapped, written slots.
+        try index.checkpoint();
+    }
+    const index = try recovery.open(gpa, path, opts, .full);
+    defer index.destroy();
+    try std.testing.expectEqual(acknowledged, index.live.load(.acquire));
+    var out: [dims]f32 = undefined;
+    for (0..acknowledged) |key| {
+        try std.testing.expect(read.get(index, key, view_mod.live_seq, &out));
+        try std.testing.expectEqualSlices(f32, &vectorOf(key), &out);
+    }
+    try std.testing.expect(!read.get(index, failed_key.?, view_mod.live_seq, &out));
+    try t.expectVerified(index);
+    // The index grows again once the disk has room.
+    const v = vectorOf(failed_key.?);
+    try write.add(index, failed_key.?, &v);
+    try std.testing.expect(read.get(index, failed_key.?, view_mod.live_seq, &out));
+}

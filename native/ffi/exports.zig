@@ -252,7 +252,11 @@ pub const exports = struct {
         defer op.end();
         const index = op.index;
         const v = slice(f32, vector, len) orelse return .invalid_argument;
-        write.add(index, key, v) catch |err| return statusOf(err);
+        // The caller's memory may be shared (a SharedArrayBuffer another Worker writes): it is
+        // read exactly once, into a copy that is validated, logged and stored.
+        const copy = std.heap.c_allocator.dupe(f32, v) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(copy);
+        write.add(index, key, copy) catch |err| return statusOf(err);
         write.checkpointIfDue(index);
         return .ok;
     }
@@ -268,8 +272,13 @@ pub const exports = struct {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
-        const k = slice(u64, keys, count) orelse return .invalid_argument;
-        const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        const k_shared = slice(u64, keys, count) orelse return .invalid_argument;
+        const v_shared = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        // Read once into copies (see qv_index_add): validation and storage see the same bytes.
+        const k = std.heap.c_allocator.dupe(u64, k_shared) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(k);
+        const v = std.heap.c_allocator.dupe(f32, v_shared) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(v);
         write.addBatch(index, k, v, threads) catch |err| return statusOf(err);
         write.checkpointIfDue(index);
         return .ok;
@@ -284,7 +293,9 @@ pub const exports = struct {
     ) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
-        const c = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        const c_shared = slice(f32, centre_ptr, len) orelse return .invalid_argument;
+        const c = std.heap.c_allocator.dupe(f32, c_shared) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(c);
         centre.set(op.index, c) catch |err| return statusOf(err);
         return .ok;
     }

@@ -2,7 +2,7 @@
  * The read operations shared by an Index (live view) and a Snapshot (a point-in-time view):
  * search, searchBatch, get, has, keys, size. Each call is one FFI crossing.
  */
-import { native } from "./native.ts";
+import { native } from "./runtime/loader.ts";
 import { searchFlags as flagBits, Status } from "./ffi.gen.ts";
 import { check, ClosedError, DimensionMismatchError, InvalidKError, InvalidEfError, InvalidArgumentError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";

@@ -18,6 +18,7 @@ import { fileURLToPath } from "node:url";
 import { detectHost, type Host, platformKeys } from "./host.ts";
 import { libraryFileName, type Native, type Opener } from "./native.ts";
 import { firstLine, fromNpm, fromPackage, isPlatform } from "./packages.ts";
+import { version } from "../version.ts";
 
 /** No candidate gave a library that opens. `tried` lists each one and why it failed. */
 export class LibraryNotFoundError extends Error {
@@ -85,13 +86,14 @@ async function locate(host: Host, open: Opener): Promise<Native> {
   }
 
   const overHttp = /^https?:/.test(import.meta.url);
+  const byNpm = overHttp && host.runtime === "deno";
   for (const key of platformKeys(host)) {
-    const name = `@quiverdb/${key}`;
+    const name = byNpm ? `npm:@quiverdb/${key}@${version}` : `@quiverdb/${key}`;
     if (!isPlatform(key)) {
       tried.push(`${name}: no package is published for this platform`);
       continue;
     }
-    const found = await (overHttp && host.runtime === "deno" ? fromNpm(key) : fromPackage(key));
+    const found = await (byNpm ? fromNpm(key) : fromPackage(key));
     if (found.path === undefined) {
       tried.push(`${name}: ${found.missing}`);
       continue;

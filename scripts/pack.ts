@@ -12,7 +12,7 @@
  * "pack: N packed, M skipped".
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -218,7 +218,7 @@ function hostPlatform(): string {
 }
 
 if (import.meta.main) {
-  const out = join(root, arg("out", "dist/pack"));
+  const out = resolve(root, arg("out", "dist/pack"));
   const wanted = arg("platforms", "all");
   const chosen = wanted === "all"
     ? targets

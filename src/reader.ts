@@ -78,8 +78,8 @@ export function checkThreads(threads: unknown): number {
 
 export abstract class Reader {
   /** Scratch out-parameters, reused: JS is single-threaded per isolate. */
-  protected readonly u32Out = new Uint32Array(1);
-  protected readonly u64Out = new BigUint64Array(1);
+  protected readonly u32Out: Uint32Array = new Uint32Array(1);
+  protected readonly u64Out: BigUint64Array = new BigUint64Array(1);
 
   protected abstract handleOrThrow(): number;
   protected abstract snapshotHandle(): bigint;

@@ -20,6 +20,7 @@ pub fn build(b: *std.Build) void {
 
     const lib = addLibrary(b, "quiver", target, optimize, false);
     b.installArtifact(lib);
+    addPackageStep(b, lib);
     const lib_debug = addLibrary(b, "quiver-debug", target, .Debug, false);
     b.installArtifact(lib_debug);
 
@@ -109,6 +110,15 @@ pub fn build(b: *std.Build) void {
         "lock-order-canary",
         "Check that a Debug build panics on a lock-order violation",
     ).dependOn(&order_run.step);
+}
+
+/// Packaging (scripts/pack.sh): `zig build lib -Dtarget=... -Dstrip` installs the release library
+/// alone, stripped, for one platform package.
+fn addPackageStep(b: *std.Build, lib: *std.Build.Step.Compile) void {
+    const strip = b.option(bool, "strip", "Strip symbols and debug info from libquiver") orelse false;
+    if (strip) lib.root_module.strip = true;
+    const step = b.step("lib", "Install only the release library (for the npm platform packages)");
+    step.dependOn(&b.addInstallArtifact(lib, .{}).step);
 }
 
 /// x86-64-v2 is the floor every released binary runs on; wider kernels are picked at run time.

@@ -11,11 +11,17 @@ if [ ! -x "$ZIG" ] || [ "$("$ZIG" version)" != "$ZIG_VERSION" ]; then
     --target "$QUIVER_TOOLS/zig-$ZIG_VERSION" "ziglang==$ZIG_VERSION"
 fi
 
-if [ -z "$BUN" ] || [ -z "$DENO" ] || [ ! -d node_modules/mitata ]; then
-  echo "setup: installing bun, deno and mitata from npm"
+if [ -z "$BUN" ] || [ -z "$DENO" ] || [ ! -d node_modules/mitata ] || [ ! -x node_modules/.bin/tsc ] || [ ! -d node_modules/@types/bun ]; then
+  echo "setup: installing bun, deno, mitata, typescript and @types/bun from npm"
   npm install --no-audit --no-fund --loglevel=error
 fi
 source scripts/env.sh
+# scripts/pack.sh checks the glibc floor of the Linux libraries with readelf (Debian: binutils).
+if ! command -v readelf >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing the Debian package binutils (readelf)"
+  apt-get install -y -qq binutils >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq binutils >/dev/null 2>&1; } \
+    || echo "setup: could not install binutils; scripts/pack.sh will stop at the glibc check"
+fi
 # The platform packages (@oven/bun-*, @deno/*) carry the binaries; make sure they can run.
 for binary in "$BUN" "$DENO"; do
   if [ -z "$binary" ]; then echo "setup: bun or deno binary not found under node_modules" >&2; exit 1; fi

@@ -29,8 +29,11 @@ step "TypeScript specs under Bun"
 step "TypeScript specs under Deno"
 "$DENO" test -A --no-check tests/ 2>&1 | tee -a "$log"
 
-# One closing line over all four runners (zig "N/M tests passed", bun " N pass"/" N fail",
-# deno "| N passed | N failed").
+step "a user's project: the packed tarballs installed outside the repository, run, type-checked, bundled"
+bash scripts/user-project.sh 2>&1 | tee -a "$log"
+
+# One closing line over all the runners (zig "N/M tests passed", bun " N pass"/" N fail",
+# deno "| N passed | N failed", user-project.sh "user-project: N passed, N failed").
 plain="$(sed -E 's/\x1b\[[0-9;]*m//g' "$log")"
 passed=0
 failed=0
@@ -40,6 +43,9 @@ done
 for n in $(grep -oE '^ [0-9]+ pass$' <<<"$plain" | grep -oE '[0-9]+'); do passed=$((passed + n)); done
 for n in $(grep -oE '^ [0-9]+ fail$' <<<"$plain" | grep -oE '[0-9]+'); do failed=$((failed + n)); done
 for pair in $(grep -oE '[0-9]+ passed \| [0-9]+ failed' <<<"$plain" | sed -E 's#([0-9]+) passed \| ([0-9]+) failed#\1:\2#'); do
+  passed=$((passed + ${pair%%:*})); failed=$((failed + ${pair##*:}))
+done
+for pair in $(grep -oE '^user-project: [0-9]+ passed, [0-9]+ failed$' <<<"$plain" | sed -E 's#.*: ([0-9]+) passed, ([0-9]+) failed#\1:\2#'); do
   passed=$((passed + ${pair%%:*})); failed=$((failed + ${pair##*:}))
 done
 printf '\n%d passed, %d failed\n' "$passed" "$failed"

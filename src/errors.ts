@@ -1,9 +1,12 @@
 /**
- * Typed errors. Every native status code has exactly one class here, derived from the generated
- * table (ffi.gen.ts); tests/errors.test.ts fails if a status has no class.
+ * Typed errors. Every native status code has exactly one class here, with the status from the
+ * generated table (ffi.gen.ts); tests/errors.test.ts fails if a status has no class. The classes
+ * are declared, not made by a factory, so each is a type as well as a value (`catch (e) { if (e
+ * instanceof LockedError) ... }`, `let e: LockedError`).
  */
 import { Status, statusMessages } from "./ffi.gen.ts";
 
+/** A status name of the native table (e.g. "stale_guard"). */
 export type StatusName = keyof typeof Status;
 
 /** The base class: `code` is the stable, upper-case status name (e.g. "STALE_GUARD"). */
@@ -24,45 +27,187 @@ function statusName(status: number): string {
   return `status_${status}`;
 }
 
-type ErrorClass = new (detail?: string) => QuiverError;
-
-function define(name: StatusName, className: string): ErrorClass {
-  const status = Status[name];
-  const cls = {
-    [className]: class extends QuiverError {
-      constructor(detail?: string) {
-        super(status, detail);
-      }
-    },
-  }[className];
-  byStatus.set(status, cls);
-  return cls;
+/** Status `invalid_argument`. */
+export class InvalidArgumentError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_argument, detail);
+  }
 }
 
-const byStatus = new Map<number, ErrorClass>();
+/** Status `dimension_mismatch`. */
+export class DimensionMismatchError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.dimension_mismatch, detail);
+  }
+}
 
-export const InvalidArgumentError = define("invalid_argument", "InvalidArgumentError");
-export const DimensionMismatchError = define("dimension_mismatch", "DimensionMismatchError");
-export const InvalidVectorError = define("invalid_vector", "InvalidVectorError");
-export const InvalidKeyError = define("invalid_key", "InvalidKeyError");
-export const InvalidKError = define("invalid_k", "InvalidKError");
-export const InvalidEfError = define("invalid_ef", "InvalidEfError");
-export const ClosedError = define("closed", "ClosedError");
-export const InvalidHandleError = define("invalid_handle", "InvalidHandleError");
-export const NotFoundError = define("not_found", "NotFoundError");
-export const OutOfMemoryError = define("out_of_memory", "OutOfMemoryError");
-export const CapacityExceededError = define("capacity_exceeded", "CapacityExceededError");
-export const IoError = define("io", "IoError");
-export const CorruptIndexError = define("corrupt_index", "CorruptIndexError");
-export const UnsupportedVersionError = define("unsupported_version", "UnsupportedVersionError");
-export const LockedError = define("locked", "LockedError");
-export const StaleGuardError = define("stale_guard", "StaleGuardError");
-export const TooManyHandlesError = define("too_many_handles", "TooManyHandlesError");
-export const BusyError = define("busy", "BusyError");
-export const ReadOnlyError = define("read_only", "ReadOnlyError");
-export const UnknownMetricError = define("unknown_metric", "UnknownMetricError");
-export const InvalidDimensionsError = define("invalid_dimensions", "InvalidDimensionsError");
-export const InternalError = define("internal", "InternalError");
+/** Status `invalid_vector`. */
+export class InvalidVectorError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_vector, detail);
+  }
+}
+
+/** Status `invalid_key`. */
+export class InvalidKeyError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_key, detail);
+  }
+}
+
+/** Status `invalid_k`. */
+export class InvalidKError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_k, detail);
+  }
+}
+
+/** Status `invalid_ef`. */
+export class InvalidEfError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_ef, detail);
+  }
+}
+
+/** Status `closed`. */
+export class ClosedError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.closed, detail);
+  }
+}
+
+/** Status `invalid_handle`. */
+export class InvalidHandleError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_handle, detail);
+  }
+}
+
+/** Status `not_found`. */
+export class NotFoundError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.not_found, detail);
+  }
+}
+
+/** Status `out_of_memory`. */
+export class OutOfMemoryError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.out_of_memory, detail);
+  }
+}
+
+/** Status `capacity_exceeded`. */
+export class CapacityExceededError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.capacity_exceeded, detail);
+  }
+}
+
+/** Status `io`. */
+export class IoError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.io, detail);
+  }
+}
+
+/** Status `corrupt_index`. */
+export class CorruptIndexError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.corrupt_index, detail);
+  }
+}
+
+/** Status `unsupported_version`. */
+export class UnsupportedVersionError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.unsupported_version, detail);
+  }
+}
+
+/** Status `locked`. */
+export class LockedError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.locked, detail);
+  }
+}
+
+/** Status `stale_guard`. */
+export class StaleGuardError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.stale_guard, detail);
+  }
+}
+
+/** Status `too_many_handles`. */
+export class TooManyHandlesError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.too_many_handles, detail);
+  }
+}
+
+/** Status `busy`. */
+export class BusyError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.busy, detail);
+  }
+}
+
+/** Status `read_only`. */
+export class ReadOnlyError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.read_only, detail);
+  }
+}
+
+/** Status `unknown_metric`. */
+export class UnknownMetricError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.unknown_metric, detail);
+  }
+}
+
+/** Status `invalid_dimensions`. */
+export class InvalidDimensionsError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.invalid_dimensions, detail);
+  }
+}
+
+/** Status `internal`. */
+export class InternalError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.internal, detail);
+  }
+}
+
+/** A class of this file: made from an optional detail. */
+export type ErrorClass = new (detail?: string) => QuiverError;
+
+const byStatus: ReadonlyMap<number, ErrorClass> = new Map<number, ErrorClass>([
+  [Status.invalid_argument, InvalidArgumentError],
+  [Status.dimension_mismatch, DimensionMismatchError],
+  [Status.invalid_vector, InvalidVectorError],
+  [Status.invalid_key, InvalidKeyError],
+  [Status.invalid_k, InvalidKError],
+  [Status.invalid_ef, InvalidEfError],
+  [Status.closed, ClosedError],
+  [Status.invalid_handle, InvalidHandleError],
+  [Status.not_found, NotFoundError],
+  [Status.out_of_memory, OutOfMemoryError],
+  [Status.capacity_exceeded, CapacityExceededError],
+  [Status.io, IoError],
+  [Status.corrupt_index, CorruptIndexError],
+  [Status.unsupported_version, UnsupportedVersionError],
+  [Status.locked, LockedError],
+  [Status.stale_guard, StaleGuardError],
+  [Status.too_many_handles, TooManyHandlesError],
+  [Status.busy, BusyError],
+  [Status.read_only, ReadOnlyError],
+  [Status.unknown_metric, UnknownMetricError],
+  [Status.invalid_dimensions, InvalidDimensionsError],
+  [Status.internal, InternalError],
+]);
 
 /** The class for a status code (for tests of the table's completeness). */
 export function errorClassFor(status: number): ErrorClass | undefined {

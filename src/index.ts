@@ -3,8 +3,8 @@
  * The wrapper owns one native reference, guards every call against use after close, and owns
  * the zero-copy views and snapshots made from it (closing the index revokes them).
  */
-import { native } from "./native.ts";
-import { layouts, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
+import { native } from "./runtime/loader.ts";
+import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
 import { check, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
@@ -12,18 +12,20 @@ import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./
 import { VectorView } from "./view.ts";
 import { Snapshot } from "./snapshot.ts";
 
+/** The distance: "l2" (squared euclidean), "ip" (1 - dot) or "cosine" (1 - cosine). */
 export type Metric = "l2" | "ip" | "cosine";
 /** The public metric names; the codes come from native/abi.zig (through ffi.gen.ts). */
 const metrics: Record<Metric, number> = { l2: MetricCode.l2sq, ip: MetricCode.ip, cosine: MetricCode.cosine };
+/** How vectors are stored and walked (see IndexOptions.storage). */
 export type Storage = keyof typeof StorageKind;
 const storages: Record<string, number> = StorageKind;
 
 export interface IndexOptions {
-  /** Vector length, 1 to 65536. */
+  /** Vector length, 1 to 65536 (`limits.maxDimensions` of the native table). */
   dimensions: number;
   /** "l2" (squared euclidean, the default), "ip" (1 - dot) or "cosine" (1 - cosine). */
   metric?: Metric;
-  /** Graph degree M (default 16; level 0 keeps 2M). */
+  /** Graph degree M, 2 to 128 (default 16; level 0 keeps 2M). */
   m?: number;
   /** Beam width while inserting (default 128). */
   efConstruction?: number;
@@ -64,11 +66,13 @@ export interface AddOptions {
   threads?: number;
 }
 
-export type Stats = ReturnType<typeof decodeStats>;
-export type VerifyReport = ReturnType<typeof decodeReport>;
+/** `stats()`: one number per field of the native Stats struct (see README). */
+export type Stats = { [K in keyof typeof layouts.Stats.fields]: number };
+/** `verify()`: the integrity walk's counts, and whether all of them are clean. */
+export type VerifyReport = { [K in Exclude<keyof typeof layouts.VerifyReport.fields, "ok">]: number } & { ok: boolean };
 
-const decodeStats = (bytes: Uint8Array) => decode(layouts.Stats, bytes);
-const decodeReport = (bytes: Uint8Array) => {
+const decodeStats = (bytes: Uint8Array): Stats => decode(layouts.Stats, bytes);
+const decodeReport = (bytes: Uint8Array): VerifyReport => {
   const r = decode(layouts.VerifyReport, bytes);
   return { ...r, ok: r.ok === 1 };
 };
@@ -89,7 +93,7 @@ function intOption(value: unknown, name: string, fallback: number, min: number, 
 function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Array {
   if (options.dimensions !== undefined) {
     const d = options.dimensions;
-    if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > 65536) {
+    if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > limits.maxDimensions) {
       throw new InvalidDimensionsError(`dimensions = ${String(d)}`);
     }
   }
@@ -103,7 +107,7 @@ function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Arra
     storage: storages[storage],
     dimensions: options.dimensions ?? 0,
     metric: metrics[metric],
-    m: intOption(options.m, "m", 16, 2, 128),
+    m: intOption(options.m, "m", 16, 2, limits.maxM),
     ef_construction: intOption(options.efConstruction, "efConstruction", 128, 1, 65536),
     ef_search: intOption(options.ef, "ef", 64, 1, 65536),
     flags,

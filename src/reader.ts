@@ -2,7 +2,7 @@
  * The read operations shared by an Index (live view) and a Snapshot (a point-in-time view):
  * search, searchBatch, get, has, keys, size. Each call is one FFI crossing.
  */
-import { native } from "./native.ts";
+import { native } from "./runtime/loader.ts";
 import { searchFlags as flagBits, Status } from "./ffi.gen.ts";
 import { check, ClosedError, DimensionMismatchError, InvalidKError, InvalidEfError, InvalidArgumentError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";
@@ -78,8 +78,8 @@ export function checkThreads(threads: unknown): number {
 
 export abstract class Reader {
   /** Scratch out-parameters, reused: JS is single-threaded per isolate. */
-  protected readonly u32Out = new Uint32Array(1);
-  protected readonly u64Out = new BigUint64Array(1);
+  protected readonly u32Out: Uint32Array = new Uint32Array(1);
+  protected readonly u64Out: BigUint64Array = new BigUint64Array(1);
 
   protected abstract handleOrThrow(): number;
   protected abstract snapshotHandle(): bigint;

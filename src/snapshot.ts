@@ -3,7 +3,7 @@
  * after it was taken, its size, keys, get and search see exactly the state of that moment,
  * until it is released. Costs nothing to take: O(1), no copy.
  */
-import { native } from "./native.ts";
+import { native } from "./runtime/loader.ts";
 import { check } from "./errors.ts";
 import { Status } from "./ffi.gen.ts";
 import { closedError, Reader } from "./reader.ts";
@@ -61,11 +61,6 @@ export class Snapshot extends Reader {
     if (handle === undefined) return;
     const status = native().fn.qv_snapshot_release(handle, this.#handle);
     if (status !== Status.closed) check(status);
-  }
-
-  /** Called by the index when it closes. */
-  invalidate(): void {
-    this.#owner = undefined;
   }
 
   [Symbol.dispose](): void {

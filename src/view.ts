@@ -6,7 +6,7 @@
  * StaleGuardError, and the wrapper detaches the view's ArrayBuffer (`transfer(0)`) so a kept
  * Float32Array reads `undefined`, never freed memory. Disposing or closing revokes it the same way.
  */
-import { native } from "./native.ts";
+import { native } from "./runtime/loader.ts";
 import { ClosedError, StaleGuardError } from "./errors.ts";
 
 export interface ViewOwner {

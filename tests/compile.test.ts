@@ -3,7 +3,7 @@
  * and run from an empty directory outside the repository with a clean environment.
  *
  * Bun only: `--compile` is Bun's single-file executable, and the embedding under test is the
- * Bun adapter's (`with { type: "file" }` in src/runtime_bun.ts). Deno registers nothing here.
+ * Bun adapter's (`with { type: "file" }` in src/runtime/bun.ts). Deno registers nothing here.
  */
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";

@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import "../mod.ts";
-import { native } from "../src/native.ts";
+import { native } from "../src/runtime/loader.ts";
 import { abiVersion, KernelLevel, layouts, Status, statusMessages, symbols } from "../src/ffi.gen.ts";
 import { assert, assertEquals, repoPath, runSync, test } from "./harness.ts";
 

@@ -24,7 +24,7 @@ import {
   type Metric,
   type Storage,
 } from "../mod.ts";
-import { native } from "../src/native.ts";
+import { native } from "../src/runtime/loader.ts";
 import { check } from "../src/errors.ts";
 import { assert, assertEquals, assertThrows, bitsOf, clustered, rng, seedFromEnv, tempDir, test } from "./harness.ts";
 import { removeDir, sameVector } from "./fixtures/util.ts";

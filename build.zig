@@ -115,7 +115,8 @@ pub fn build(b: *std.Build) void {
 /// Packaging (scripts/pack.sh): `zig build lib -Dtarget=... -Dstrip` installs the release library
 /// alone, stripped, for one platform package.
 fn addPackageStep(b: *std.Build, lib: *std.Build.Step.Compile) void {
-    const strip = b.option(bool, "strip", "Strip symbols and debug info from libquiver") orelse false;
+    const strip_help = "Strip symbols and debug info from libquiver";
+    const strip = b.option(bool, "strip", strip_help) orelse false;
     if (strip) lib.root_module.strip = true;
     const step = b.step("lib", "Install only the release library (for the npm platform packages)");
     step.dependOn(&b.addInstallArtifact(lib, .{}).step);

@@ -98,7 +98,14 @@ fn copySlot(
     const created = @atomicLoad(u64, &src.created_seq, .acquire);
     const deleted = @atomicLoad(u64, &src.deleted_seq, .acquire);
     const visible = view_mod.visible(src, seq);
-    dst.* = src.*;
+    // Field by field: writers store the sequence numbers and the state atomically while this
+    // copies, and a plain struct read would race them. The other fields of a ready slot are
+    // immutable (written before its state was released).
+    dst.key = src.key;
+    dst.prev_slot = src.prev_slot;
+    dst.upper_offset = src.upper_offset;
+    dst.level = src.level;
+    dst.reserved = [_]u8{0} ** 6;
     dst.state = @intFromEnum(layout.SlotState.ready);
     if (visible) {
         dst.created_seq = created;

@@ -11,6 +11,7 @@ const view_mod = @import("../hnsw/view.zig");
 const locks = @import("../sync/locks.zig");
 const t = @import("index_test.zig");
 const recovery = @import("recovery.zig");
+const backup = @import("backup.zig");
 
 pub const gpa = std.heap.c_allocator;
 pub const dims = 8;
@@ -542,4 +543,98 @@ test "family 1, persistent: writers log beside checkpoints and stats; all surviv
         try std.testing.expect(patternValid(&v));
     }
     try t.expectVerified(reopened);
+}
+
+test "family 3: stats, keys and backups beside adds, removes and remaps; every window reached" {
+    // The three races a review found (issue 9, item 14): stats() walking the generation list
+    // while a remap publishes; keys() scanning slots an add is still writing; a backup copying
+    // slot metadata while removes store deleted_seq. Under ThreadSanitizer a race fails the run;
+    // the counters below prove each window was open while the other side ran.
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const index = try Index.create(gpa, t.options(dims, .l2sq), null);
+    defer index.destroy();
+    const total = scale(1500);
+    const Ctx = struct {
+        index: *Index,
+        dir: []const u8,
+        total: usize,
+        added: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        done: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+        stats_during_remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        keys_during_adds: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        backups_during_removes: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        failures: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+
+        fn adder(ctx: *@This()) void {
+            var v: [dims]f32 = undefined;
+            for (0..ctx.total) |key| {
+                pattern(key, 0, &v);
+                write.add(ctx.index, key, &v) catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+                _ = ctx.added.fetchAdd(1, .release);
+                // Every 64th key is removed again beside the backups.
+                if (key % 64 == 0) _ = write.remove(ctx.index, key) catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+            }
+            ctx.done.store(true, .release);
+        }
+
+        fn observer(ctx: *@This()) void {
+            var out: [64]u64 = undefined;
+            while (!ctx.done.load(.acquire)) {
+                const remaps_before = ctx.index.stats().remaps;
+                const added_before = ctx.added.load(.acquire);
+                _ = read.keys(ctx.index, view_mod.live_seq, &out);
+                const added_after = ctx.added.load(.acquire);
+                if (added_after > added_before) _ = ctx.keys_during_adds.fetchAdd(1, .monotonic);
+                if (ctx.index.stats().remaps > remaps_before) {
+                    _ = ctx.stats_during_remaps.fetchAdd(1, .monotonic);
+                }
+            }
+        }
+
+        fn backer(ctx: *@This()) void {
+            var round: u64 = 0;
+            while (!ctx.done.load(.acquire) and round < 8) : (round += 1) {
+                ctx.backupOnce(round) catch {
+                    _ = ctx.failures.fetchAdd(1, .monotonic);
+                };
+            }
+        }
+
+        fn backupOnce(ctx: *@This(), round: u64) !void {
+            var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+            const path = try std.fmt.bufPrint(&path_buf, "{s}/copy{d}", .{ ctx.dir, round });
+            const before = ctx.added.load(.acquire);
+            try backup.save(ctx.index, 0, path);
+            if (ctx.added.load(.acquire) > before) {
+                _ = ctx.backups_during_removes.fetchAdd(1, .monotonic);
+            }
+        }
+    };
+    var ctx = Ctx{ .index = index, .dir = dir, .total = total };
+    const adder = try std.Thread.spawn(.{}, Ctx.adder, .{&ctx});
+    const observer = try std.Thread.spawn(.{}, Ctx.observer, .{&ctx});
+    const backer = try std.Thread.spawn(.{}, Ctx.backer, .{&ctx});
+    adder.join();
+    observer.join();
+    backer.join();
+    try std.testing.expectEqual(@as(u32, 0), ctx.failures.load(.monotonic));
+    try std.testing.expectEqual(@as(u64, total - (total + 63) / 64), index.live.load(.acquire));
+    std.debug.print("family 3: remaps {d}, stats across a remap {d}, keys beside adds {d}, " ++
+        "backups beside writes {d}\n", .{
+        index.stats().remaps,
+        ctx.stats_during_remaps.load(.monotonic),
+        ctx.keys_during_adds.load(.monotonic),
+        ctx.backups_during_removes.load(.monotonic),
+    });
+    try std.testing.expect(index.stats().remaps > 0);
+    try std.testing.expect(ctx.keys_during_adds.load(.monotonic) > 0);
+    try std.testing.expect(ctx.backups_during_removes.load(.monotonic) > 0);
+    try t.expectVerified(index);
 }

@@ -119,8 +119,10 @@ fn writeSlot(
     // this overwrites whole.
     assert(meta.state == @intFromEnum(layout.SlotState.empty) or self.persistent);
     meta.key = key;
-    meta.created_seq = layout.unpublished;
-    meta.deleted_seq = 0;
+    // Atomic like every other access to the sequence numbers: scans (`keys`, `visible`) read
+    // them from slots below `slots_used` while this slot is still being written.
+    @atomicStore(u64, &meta.created_seq, layout.unpublished, .monotonic);
+    @atomicStore(u64, &meta.deleted_seq, 0, .monotonic);
     meta.prev_slot = previous orelse layout.no_slot;
     meta.upper_offset = slot.upper_offset;
     meta.level = @intCast(level);

@@ -212,7 +212,7 @@ pub fn Scenario(
 
         pub fn check(self: *Self) void {
             var live: u32 = 0;
-            var it: ?*Generation = self.epochs.newest;
+            var it: ?*Generation = self.epochs.newest.load(.seq_cst);
             while (it) |generation| : (it = generation.older) {
                 if (generation.pins.peek() != 0) sched.fail(
                     "epoch {d} still has {d} pins",
@@ -220,7 +220,8 @@ pub fn Scenario(
                 );
                 const released = generation.state.peek() == @intFromEnum(epoch.State.released);
                 if (!released) live += 1;
-                const expect_releases: u32 = if (generation == self.epochs.newest) 0 else 1;
+                const newest = self.epochs.newest.load(.seq_cst);
+                const expect_releases: u32 = if (generation == newest) 0 else 1;
                 if (generation.payload.releases != expect_releases) {
                     sched.fail(
                         "epoch {d} released {d} times, expected {d}",
@@ -229,9 +230,9 @@ pub fn Scenario(
                 }
             }
             if (live != 1) sched.fail("{d} generations live at the end, expected 1", .{live});
-            if (self.epochs.newest.epoch != publishes + 1) sched.fail(
+            if (self.epochs.newest.load(.seq_cst).epoch != publishes + 1) sched.fail(
                 "newest epoch is {d}",
-                .{self.epochs.newest.epoch},
+                .{self.epochs.newest.load(.seq_cst).epoch},
             );
             if (self.epochs.epoch.peek() != publishes + 1) sched.fail(
                 "published epoch is {d}",
@@ -250,7 +251,7 @@ pub fn Scenario(
                     .{mapping.id},
                 ) catch null;
             }
-            var it: ?*Generation = self.epochs.newest;
+            var it: ?*Generation = self.epochs.newest.load(.seq_cst);
             while (it) |generation| : (it = generation.older) {
                 if (address == @intFromPtr(generation)) return std.fmt.bufPrint(
                     buf,

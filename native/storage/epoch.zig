@@ -47,7 +47,10 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
         current: Sync.Atomic(*Generation),
         /// The epoch readers compare guards against (also read by the TS side through a pointer).
         epoch: Sync.Atomic(u64),
-        newest: *Generation,
+        /// Atomic: `stats()` walks the list while a remap publishes (under the grow lock). A
+        /// plain hardware atomic, not a `Sync` one: the checker need not explore a list that
+        /// only publishers (serialized by the grow lock) change and no protocol step reads.
+        newest: std.atomic.Value(*Generation),
         /// Pins that had to back off because a remap raced with them.
         retries: Sync.Atomic(u64),
         releaseFn: *const fn (Payload) void,
@@ -68,7 +71,7 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
             return .{
                 .current = Sync.Atomic(*Generation).init(generation),
                 .epoch = Sync.Atomic(u64).init(1),
-                .newest = generation,
+                .newest = std.atomic.Value(*Generation).init(generation),
                 .retries = Sync.Atomic(u64).init(0),
                 .releaseFn = releaseFn,
             };
@@ -76,7 +79,7 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
 
         /// Releases every generation. No pin may be alive: the caller drained all users.
         pub fn deinit(self: *Self, gpa: std.mem.Allocator) void {
-            var it: ?*Generation = self.newest;
+            var it: ?*Generation = self.newest.load(.acquire);
             while (it) |generation| {
                 it = generation.older;
                 assert(generation.pins.load(.seq_cst) == 0);
@@ -131,9 +134,10 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
                 .epoch = old.epoch + 1,
                 .pins = Sync.Atomic(u32).init(0),
                 .state = Sync.Atomic(u8).init(@intFromEnum(State.current)),
-                .older = self.newest,
+                .older = self.newest.load(.monotonic),
             };
-            self.newest = generation;
+            // Linked whole before it is reachable: walkers load `newest` with acquire.
+            self.newest.store(generation, .release);
             // The epoch moves first: once any reader can pin the new generation, every guard of
             // the old one already reads as stale.
             if (variant != .epoch_after_publish) self.epoch.store(generation.epoch, .seq_cst);
@@ -159,7 +163,7 @@ pub fn Epochs(comptime Sync: type, comptime Payload: type, comptime variant: Var
         /// Generations not yet released (the current one included).
         pub fn liveCount(self: *Self) u64 {
             var count: u64 = 0;
-            var it: ?*Generation = self.newest;
+            var it: ?*Generation = self.newest.load(.acquire);
             while (it) |generation| : (it = generation.older) {
                 if (generation.state.load(.seq_cst) != @intFromEnum(State.released)) count += 1;
             }

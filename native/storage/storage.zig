@@ -301,7 +301,7 @@ pub const Storage = struct {
 
     pub fn mappedBytes(self: *Storage) u64 {
         var total: u64 = 0;
-        var it: ?*Generation = self.epochs.newest;
+        var it: ?*Generation = self.epochs.newest.load(.acquire);
         while (it) |generation| : (it = generation.older) {
             if (generation.state.load(.seq_cst) != @intFromEnum(epoch_mod.State.released)) {
                 total += generation.payload.mappedBytes();

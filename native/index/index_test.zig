@@ -425,3 +425,28 @@ test "index: compaction drops tombstones, keeps every live key and vector, and r
     try write.add(index, n + 1, data[0..dims]);
     try std.testing.expect(read.has(index, n + 1, view_mod.live_seq));
 }
+
+test "index: a reader on a mapping older than an upsert's new slot still finds the key" {
+    // A remap between a reader's pin and its lookup: the key map already names the upsert's
+    // new slot, past the reader's mapping. The old lookup stopped there and said "absent" (a
+    // snapshot get of a key that always existed found nothing); now it asks for a fresh pin.
+    var opts = options(4, .l2sq);
+    opts.capacity = 64;
+    const index = try Index.create(gpa, opts, null);
+    defer index.destroy();
+    try write.add(index, 1000, &.{ 1, 2, 3, 4 });
+    const old = index.storage.pin();
+    defer index.storage.unpin(old);
+    var key: u64 = 0;
+    while (index.slots_used.load(.acquire) < old.payload.capacity) : (key += 1) {
+        try write.add(index, key, &.{ @floatFromInt(key), 0, 0, 1 });
+    }
+    try write.add(index, 1000, &.{ 5, 6, 7, 8 });
+    try std.testing.expectError(
+        error.StaleView,
+        read.slotAt(index, old.payload, 1000, view_mod.live_seq),
+    );
+    var out: [4]f32 = undefined;
+    try std.testing.expect(read.get(index, 1000, view_mod.live_seq, &out));
+    try std.testing.expectEqualSlices(f32, &.{ 5, 6, 7, 8 }, &out);
+}

@@ -219,18 +219,24 @@ pub fn searchBatch(
     try parallel.forEach(Error, threads, counts.len, &job, Job.run);
 }
 
-/// The slot holding `key` as seen at `seq`, following the upsert chain back for snapshots.
-/// The key's stripe is held throughout: a writer holds it for its whole operation, so the map
-/// entry and the slots' visibility are read in one consistent state. (Reading the map, then
-/// the slot, would let an upsert retire the slot in between: a live key would read as absent.)
-pub fn slotAt(self: *Index, regions: layout.Regions, key: u64, seq: u64) ?u32 {
+/// The slot of `key` visible at `seq`, walking the upsert chain from the key map's newest slot.
+/// `StaleView` when the chain leads past `regions` (the mapping pinned by the caller predates a
+/// remap that an upsert's new slot needed): the caller pins again (`pinSlot`). Without this, a
+/// reader on an older mapping stopped at the new slot and missed the older one it should see.
+pub fn slotAt(
+    self: *Index,
+    regions: layout.Regions,
+    key: u64,
+    seq: u64,
+) error{StaleView}!?u32 {
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
     var slot = stripe.map.get(key) orelse return null;
     var steps: u64 = 0;
-    const bound = @min(self.slots_used.load(.acquire), regions.capacity);
-    while (slot != layout.no_slot and slot < bound and steps < bound) : (steps += 1) {
+    const used = self.slots_used.load(.acquire);
+    while (slot != layout.no_slot and slot < used and steps < used) : (steps += 1) {
+        if (slot >= regions.capacity) return error.StaleView;
         const meta = regions.meta(slot);
         if (meta.key != key) break;
         if (view_mod.visible(meta, seq)) return slot;
@@ -239,19 +245,42 @@ pub fn slotAt(self: *Index, regions: layout.Regions, key: u64, seq: u64) ?u32 {
     return null;
 }
 
+const Pinned = struct { generation: *storage_mod.Generation, slot: u32 };
+
+/// Pins a mapping that holds `key`'s slot visible at `seq` (null: none is). The caller unpins
+/// `generation`. A retry means a remap published after the pin; the current mapping always
+/// holds every allocated slot, so retries end once remaps stop.
+fn pinSlot(self: *Index, key: u64, seq: u64) ?Pinned {
+    var attempts: u32 = 0;
+    while (attempts < pin_attempts_max) : (attempts += 1) {
+        const generation = self.storage.pin();
+        const found = slotAt(self, generation.payload, key, seq) catch {
+            self.storage.unpin(generation);
+            _ = self.counters.read_retries.fetchAdd(1, .monotonic);
+            continue;
+        };
+        if (found) |slot| return .{ .generation = generation, .slot = slot };
+        self.storage.unpin(generation);
+        return null;
+    }
+    _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
+    return null;
+}
+
+const pin_attempts_max: u32 = 1024;
+
 /// Copies the stored vector of `key` (normalized under cosine). Returns false if absent.
 pub fn get(self: *Index, key: u64, seq: u64, out: []f32) bool {
-    const generation = self.storage.pin();
-    defer self.storage.unpin(generation);
-    const slot = slotAt(self, generation.payload, key, seq) orelse return false;
-    @memcpy(out, generation.payload.vector(slot));
+    const pinned = pinSlot(self, key, seq) orelse return false;
+    defer self.storage.unpin(pinned.generation);
+    @memcpy(out, pinned.generation.payload.vector(pinned.slot));
     return true;
 }
 
 pub fn has(self: *Index, key: u64, seq: u64) bool {
-    const generation = self.storage.pin();
-    defer self.storage.unpin(generation);
-    return slotAt(self, generation.payload, key, seq) != null;
+    const pinned = pinSlot(self, key, seq) orelse return false;
+    self.storage.unpin(pinned.generation);
+    return true;
 }
 
 /// Writes up to `out.len` visible keys (slot order) and returns how many were visible in all.
@@ -303,11 +332,9 @@ pub const GuardInfo = struct { handle: u64, ptr: [*]f32, epoch: u64 };
 /// Pins the current generation and returns a zero-copy pointer to `key`'s vector. The memory
 /// stays mapped until `guardRelease`; after a remap the guard reads as stale.
 pub fn guardAcquire(self: *Index, key: u64) Error!GuardInfo {
-    const generation = self.storage.pin();
-    const slot = slotAt(self, generation.payload, key, view_mod.live_seq) orelse {
-        self.storage.unpin(generation);
-        return error.NotFound;
-    };
+    const pinned = pinSlot(self, key, view_mod.live_seq) orelse return error.NotFound;
+    const generation = pinned.generation;
+    const slot = pinned.slot;
     const handle = self.guards.table.add(
         self.gpa,
         .{ .generation = generation, .slot = slot },

@@ -216,12 +216,10 @@ fn replay(self: *Index) Error!void {
 fn alreadyApplied(self: *Index, key: u64, vector: []const f32) bool {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
-    const slot = read.slotAt(
-        self,
-        generation.payload,
-        key,
-        view_mod.live_seq,
-    ) orelse return false;
+    // Recovery runs alone, on the mapping it just made: a stale view cannot happen, and if it
+    // did the record would simply be applied again (an upsert).
+    const found = read.slotAt(self, generation.payload, key, view_mod.live_seq) catch return false;
+    const slot = found orelse return false;
     const stored = generation.payload.vector(slot);
     if (self.metric == .cosine) {
         // Without memory for the comparison the add is simply applied again (an upsert).

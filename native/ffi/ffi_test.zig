@@ -105,3 +105,59 @@ test "compaction on the exclusive path: FFI searches beside it never see a torn 
     try std.testing.expectEqual(@as(u64, n / 2), stats.size);
     try std.testing.expectEqual(@as(u64, n / 2), stats.slots_used);
 }
+
+test "registry: a double release never touches another index (one ok, one invalid_handle)" {
+    // Both threads release the same handle at once, over and over. The old check-then-decrement
+    // let both pass the check: the second decrement hit a freed slot or the next index in it.
+    const rounds = scale(2000);
+    const Ctx = struct {
+        handle: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+        round: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        taken: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+        other_status: std.atomic.Value(u32) = std.atomic.Value(u32).init(0),
+
+        fn other(ctx: *@This(), total: u64) void {
+            var seen: u64 = 0;
+            while (seen < total) {
+                const round = ctx.round.load(.acquire);
+                if (round == seen) {
+                    std.atomic.spinLoopHint();
+                    continue;
+                }
+                seen = round;
+                const status = ffi.qv_index_release(ctx.handle.load(.acquire));
+                ctx.other_status.store(@intCast(@intFromEnum(status)), .release);
+                _ = ctx.taken.fetchAdd(1, .release);
+            }
+        }
+    };
+    var ctx = Ctx{};
+    var opts = t.options(dims, .l2sq);
+    // A bystander index that must keep its one reference throughout.
+    var bystander: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &bystander));
+    const thread = try std.Thread.spawn(.{}, Ctx.other, .{ &ctx, rounds });
+    var ok_total: u64 = 0;
+    for (1..rounds + 1) |round| {
+        var handle: u32 = undefined;
+        try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+        ctx.handle.store(handle, .release);
+        ctx.round.store(round, .release);
+        const mine = ffi.qv_index_release(handle);
+        while (ctx.taken.load(.acquire) < round) std.atomic.spinLoopHint();
+        const theirs: abi.Status = @enumFromInt(ctx.other_status.load(.acquire));
+        // Exactly one of the two releases dropped the reference.
+        const oks = @as(u32, @intFromBool(mine == .ok)) + @intFromBool(theirs == .ok);
+        try std.testing.expectEqual(@as(u32, 1), oks);
+        try std.testing.expect(mine == .ok or mine == .invalid_handle);
+        try std.testing.expect(theirs == .ok or theirs == .invalid_handle);
+        ok_total += oks;
+    }
+    thread.join();
+    try std.testing.expectEqual(@as(u64, rounds), ok_total);
+    // The bystander still answers and still holds exactly its own reference.
+    var size: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_size(bystander, 0, &size));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(bystander));
+    try std.testing.expectEqual(abi.Status.invalid_handle, ffi.qv_index_release(bystander));
+}

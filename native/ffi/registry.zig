@@ -86,12 +86,19 @@ pub fn close(handle: u32) Error!void {
 }
 
 /// Drops a user that may already be closed (a wrapper's reference). Unknown handles are ignored.
+/// The check and the decrement are one compare-and-swap: a check followed by a separate
+/// decrement let a stale handle's release, landing after the slot was reused, drop a reference
+/// of the index that took the slot over.
 pub fn release(handle: u32) Error!void {
     const entry = entryOf(handle);
-    const word = entry.word.load(.acquire);
-    if (word & open_bit == 0 or
-        generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
-    leave(handle);
+    var word = entry.word.load(.acquire);
+    while (true) {
+        if (word & open_bit == 0 or
+            generationOf(word) != handle >> slot_bits) return error.InvalidHandle;
+        if (word & users_mask == 0) return error.InvalidHandle;
+        word = entry.word.cmpxchgWeak(word, word - 1, .acq_rel, .acquire) orelse break;
+    }
+    if (word & users_mask == 1) destroy(entry, word - 1);
 }
 
 /// Adds a reference for another wrapper (a Worker); closed indexes refuse.

@@ -1,3 +1,7 @@
+//! Folder ffi/: the C ABI. exports.zig is the table of every exported symbol; registry.zig the
+//! handle table of open indexes. Wrappers here only translate arguments, results and errors;
+//! locking and logic live in index/. May import: index/ (and below), abi.zig.
+//!
 //! THE FFI TABLE: every symbol the library exports, in one struct. lib.zig exports each public
 //! function of `exports`; native/gen_ffi.zig reads the same struct (and abi.zig) to generate
 //! src/ffi.gen.ts, from which the Bun and Deno symbol tables are derived. Nothing is listed twice.

@@ -1,3 +1,9 @@
+//! Folder hnsw/: the graph algorithms over one mapping. graph.zig (neighbour lists, seqlocks),
+//! insert.zig (link a node: search, select, back-links, promotion), search.zig (greedy descent,
+//! layer search), entry.zig (the entry point), scratch.zig (per-thread buffers), view.zig (the
+//! bound view of one generation that every walk reads through). May import: storage/, kernels/,
+//! sync/, abi.zig; never index/ or ffi/.
+//!
 //! Neighbour lists and their per-node seqlocks. Writers lock one node at a time (rank `node`)
 //! and publish every word with release stores; readers never write shared memory: they copy a
 //! list between two reads of the node's version and retry if a writer intervened. All list

@@ -1,3 +1,9 @@
+//! Folder index/: the index as a whole. index.zig (state, lifecycle, counters), write.zig (the
+//! insert path: add, upsert, remove, batch), read.zig (the search path, get, keys, snapshots,
+//! guards), recovery.zig (open: scan and log replay), compact.zig, backup.zig, verify.zig,
+//! centre.zig (i8), keymap.zig, tables.zig (guard and snapshot handles). May import: hnsw/,
+//! storage/, kernels/, sync/, abi.zig; never ffi/.
+//!
 //! The index: its state, its lifecycle (create, open, checkpoint, destroy) and its counters. The
 //! write path is in index/write.zig, the read path in index/read.zig, the HNSW algorithms in
 //! hnsw/insert.zig and hnsw/search.zig, the remap path in storage/storage.zig and

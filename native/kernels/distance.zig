@@ -1,3 +1,8 @@
+//! Folder kernels/: arithmetic on vectors. distance.zig (dispatch and the portable kernels),
+//! simd.zig (the SIMD kernels, compiled once per CPU level), i8.zig (integer kernels), cpu.zig
+//! (CPU detection), quantize.zig (i8 coding). May import: sync/, abi.zig; never storage/ or
+//! above. simd.zig and i8.zig import nothing from native/ (each is compiled as its own root).
+//!
 //! Vector distances and the run-time choice of kernel.
 //!
 //! The kernels live in native/kernels/simd.zig, which build.zig compiles once per CPU level into

@@ -1,5 +1,9 @@
-//! The root of the interleaving checker's tests; native/tests.zig imports it. The last test fails
-//! if a file in native/sim/ with tests is not listed.
+//! Folder sim/: the deterministic interleaving checker. sched.zig (the scheduler), explore.zig
+//! (the schedule search), atomic.zig (simulated atomics), and one check per protocol of the
+//! real code (epoch_check.zig, entry_check.zig), each with a canary. May import anything.
+//!
+//! This is its root; native/tests.zig imports it. The last test fails if a file in native/sim/
+//! with tests is not listed.
 const std = @import("std");
 
 pub const files = .{

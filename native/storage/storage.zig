@@ -1,3 +1,8 @@
+//! Folder storage/: bytes on disk and in memory. layout.zig (file format, header, slot
+//! metadata), storage.zig (mapped files and THE REMAP PATH: growth, publish), epoch.zig (epochs
+//! that keep an old mapping alive while readers pin it), wal.zig (the log), swap.zig (the
+//! crash-atomic file swap of compaction). May import: sync/, abi.zig; never kernels/ or above.
+//!
 //! Mapped storage and the remap path. Four files back an index (an anonymous memfd each when it
 //! has no path): the data file (header + metadata column), the graph file (level-0 records with
 //! the vectors the graph is walked on), the upper-level arena and the exact f32 vectors (used

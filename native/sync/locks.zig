@@ -1,3 +1,8 @@
+//! Folder sync/: concurrency primitives. locks.zig (ranked locks and the lock-order checker),
+//! atomics.zig (the atomics layer the interleaving checker swaps), pool.zig (the thread pool of
+//! batch calls), and two canaries (tsan_canary.zig, lock_order_canary.zig). Imports nothing
+//! from native/ but abi.zig.
+//!
 //! Ranked locks and the lock-order checker. The checker runs in every build mode: Debug panics and
 //! names both locks; release builds count the violation (Stats.lock_order_violations) and go on.
 //!

@@ -308,16 +308,8 @@ pub const exports = struct {
     pub fn qv_index_get_centre(handle: u32, out: ?[*]f32, len: u32) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
-        const index = op.index;
-        if (index.layout.storage != .i8) return .invalid_argument;
         const o = sliceMut(f32, out, len) orelse return .invalid_argument;
-        if (o.len != index.layout.dimensions) return .dimension_mismatch;
-        // Not while the first add trains it (which holds the writers lock exclusively).
-        index.writers.lockShared(&index.counters.lock_contention);
-        defer index.writers.unlockShared();
-        const generation = index.storage.pin();
-        defer index.storage.unpin(generation);
-        @memcpy(o, generation.payload.centre());
+        centre.copy(op.index, o) catch |err| return statusOf(err);
         return .ok;
     }
 

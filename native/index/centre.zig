@@ -56,6 +56,20 @@ pub fn set(self: *Index, given: []const f32) Error!void {
     try finish(self);
 }
 
+/// Copies the centre into `out` (zeros until it is set or trained). Waits for a first add that
+/// is training it (that holds the writers lock exclusively).
+pub fn copy(self: *Index, out: []f32) Error!void {
+    if (self.layout.storage != .i8) return error.InvalidArgument;
+    if (out.len != self.layout.dimensions) return error.DimensionMismatch;
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const centre = generation.payload.centre();
+    std.debug.assert(centre.len == out.len);
+    @memcpy(out, centre);
+}
+
 fn sameAs(self: *Index, given: []const f32) bool {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);

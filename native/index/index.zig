@@ -9,6 +9,7 @@
 //! hnsw/insert.zig and hnsw/search.zig, the remap path in storage/storage.zig and
 //! storage/epoch.zig.
 const std = @import("std");
+const assert = std.debug.assert;
 const abi = @import("../abi.zig");
 const layout_mod = @import("../storage/layout.zig");
 const Layout = layout_mod.Layout;
@@ -70,6 +71,9 @@ pub const Index = struct {
     seq: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header says `clean = 0`: set before the first mutation after a checkpoint.
     dirty: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
+    /// Set while open replays the log: the one thread that can reach the index applies records
+    /// without the writers lock (write.zig asserts one or the other).
+    replaying: bool = false,
     /// Checkpoints that a mutation found due and that failed (`write.checkpointIfDue`).
     checkpoint_failures: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// i8 storage: the centre is final (index/centre.zig).
@@ -110,6 +114,7 @@ pub const Index = struct {
     /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
     pub fn create(gpa: std.mem.Allocator, options: abi.Options, path: ?[]const u8) Error!*Index {
         try validateOptions(options);
+        assert(options.dimensions >= 1);
         const layout = Layout.init(options.dimensions, options.m, @enumFromInt(options.storage));
         var header = std.mem.zeroes(Header);
         header.magic = layout_mod.magic;
@@ -150,6 +155,8 @@ pub const Index = struct {
         persistent: bool,
         writable: bool,
     ) Error!*Index {
+        assert(header.dimensions == storage.layout.dimensions);
+        assert(header.m >= 2 and header.m <= abi.max_m);
         const self = gpa.create(Index) catch return error.OutOfMemory;
         self.* = .{
             .gpa = gpa,
@@ -215,6 +222,9 @@ pub const Index = struct {
     }
 
     pub fn checkpointLocked(self: *Index) Error!void {
+        assert(locks.holds(.writers));
+        assert(self.persistent);
+        assert(self.writable);
         const generation = self.storage.pin();
         defer self.storage.unpin(generation);
         const contention = &self.counters.lock_contention;
@@ -231,6 +241,7 @@ pub const Index = struct {
         self.storage.writeHeader(header, contention);
         self.storage.sync() catch return error.Io;
         self.dirty.store(false, .release);
+        assert(header.clean == 1);
     }
 
     /// Puts the in-memory counters and the region hashes into `header`. Writers must be
@@ -243,6 +254,11 @@ pub const Index = struct {
         header.entry = self.entry.word.load(.acquire);
         header.seq = self.seq.load(.acquire);
         header.live = self.live.load(.acquire);
+        // Counters only move after the storage they need exists (write.allocate): a header
+        // can never describe slots past the mapping it hashes.
+        assert(header.slots_used <= header.capacity);
+        assert(header.upper_used <= header.upper_capacity);
+        assert(header.live <= header.slots_used);
         const hashes = regionHashes(regions, header.slots_used, header.upper_used);
         header.data_hash = hashes[0];
         header.graph_hash = hashes[1];

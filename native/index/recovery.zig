@@ -208,6 +208,8 @@ fn replay(self: *Index) Error!void {
             }
         }
     };
+    self.replaying = true;
+    defer self.replaying = false;
     _ = try wal.replay(self.gpa, self, Error, Apply.apply);
     try self.checkpoint();
 }

@@ -14,6 +14,7 @@ const parallel = @import("../sync/pool.zig");
 const centre = @import("centre.zig");
 const quantize = @import("../kernels/quantize.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
+const locks = @import("../sync/locks.zig");
 const wal_mod = @import("../storage/wal.zig");
 const Wal = wal_mod.Wal;
 
@@ -65,6 +66,8 @@ pub fn checkpointIfDue(self: *Index) void {
 /// remain (publication and the key map's entry), so a logged add is always an applied one.
 pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
     assert(vector.len == self.layout.dimensions);
+    assert(locks.holds(.writers) or self.replaying);
+    assert(self.writable);
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
@@ -184,6 +187,8 @@ fn linkWithFreshView(
 
 /// Makes a new slot visible and its predecessor (if any) invisible at one sequence number.
 fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
+    assert(locks.holds(.key_stripe));
+    assert(@atomicLoad(u64, &meta.created_seq, .acquire) == layout.unpublished);
     self.commit.lock(&self.counters.lock_contention);
     defer self.commit.unlock();
     const seq = self.seq.load(.monotonic) + 1;
@@ -198,6 +203,7 @@ fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
     }
     if (!replaced) _ = self.live.fetchAdd(1, .release);
     self.seq.store(seq, .release);
+    assert(seq < view_mod.live_seq);
 }
 
 const Allocated = struct { id: u32, upper_offset: u32 };
@@ -257,6 +263,8 @@ pub fn remove(self: *Index, key: u64) Error!bool {
 }
 
 pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
+    assert(locks.holds(.writers) or self.replaying);
+    assert(self.writable);
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();

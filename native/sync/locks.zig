@@ -76,6 +76,14 @@ pub fn heldCount() u8 {
     return held_len;
 }
 
+/// Whether the calling thread holds a lock of `rank` (for assertions of preconditions). Past
+/// `held_max` nested locks the record is incomplete, and this answers true.
+pub fn holds(rank: Rank) bool {
+    if (held_len >= held_max) return true;
+    for (held[0..held_len]) |r| if (r == rank) return true;
+    return false;
+}
+
 fn violation(acquiring: Rank, holding: Rank) void {
     _ = violations.fetchAdd(1, .monotonic);
     if (mode == .panic) {
@@ -105,7 +113,6 @@ pub const Mutex = struct {
     }
 };
 
-/// A reader-writer lock with a rank (used for the `writers` lock).
 /// A ranked reader-writer lock that prefers exclusive waiters. glibc's rwlock prefers readers:
 /// with readers always overlapping, an exclusive waiter (compaction, a checkpoint) waited
 /// without bound. Here a waiting exclusive locker turns new shared lockers away until it is

@@ -91,7 +91,14 @@ pub fn Scenario(comptime writer: Writer, comptime reader: Reader) type {
             var out: [capacity]u32 = undefined;
             self.writing[index] = true;
             switch (writer) {
-                .update => _ = P.update(&self.version, &self.list, capacity, &merge, &current, &out),
+                .update => _ = P.update(
+                    &self.version,
+                    &self.list,
+                    capacity,
+                    &merge,
+                    &current,
+                    &out,
+                ),
                 .blind => updateBlind(self, &merge, &current, &out),
             }
             self.writing[index] = false;

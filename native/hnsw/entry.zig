@@ -52,6 +52,19 @@ pub fn EntryPoint(comptime Sync: type) type {
             }
         }
 
+        /// Makes `candidate` the entry point only if the entry is still exactly `expected`, the
+        /// entry the candidate was linked against. A higher node promoted in between may have
+        /// levels the candidate has not linked yet; the caller links those and tries again.
+        pub fn promoteFrom(self: *Self, expected: Entry, candidate: Entry) bool {
+            std.debug.assert(candidate.level > expected.level);
+            return self.word.cmpxchgStrong(
+                pack(expected),
+                pack(candidate),
+                .acq_rel,
+                .acquire,
+            ) == null;
+        }
+
         /// Replaces the entry point when it is removed from the graph by compaction.
         pub fn reset(self: *Self, entry: ?Entry) void {
             self.word.store(if (entry) |e| pack(e) else empty, .release);
@@ -69,4 +82,8 @@ test "entry point: promotion only raises the level" {
     const e = ep.load().?;
     try std.testing.expectEqual(@as(u32, 5), e.slot);
     try std.testing.expectEqual(@as(u32, 2), e.level);
+    // From a stale entry the exact swap refuses, even for a higher level.
+    try std.testing.expect(!ep.promoteFrom(.{ .slot = 3, .level = 0 }, .{ .slot = 7, .level = 4 }));
+    try std.testing.expect(ep.promoteFrom(e, .{ .slot = 7, .level = 4 }));
+    try std.testing.expectEqual(@as(u32, 7), ep.load().?.slot);
 }

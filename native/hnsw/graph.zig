@@ -9,15 +9,24 @@
 //! list between two reads of the node's version and retry if a writer intervened. All list
 //! words are accessed atomically, so search beside insert is data-race free (ThreadSanitizer
 //! checks it), unlike hnswlib's unlocked reads.
+//!
+//! The protocol itself (`Protocol`) is generic over the sync layer, so the interleaving checker
+//! (native/sim/seqlock_check.zig) explores this exact code: the versioned read, and the update
+//! that computes a new list outside the lock and writes it only if the version it read is
+//! still current (retrying a bounded number of times, then computing under the lock).
 const std = @import("std");
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
+const sync = @import("../sync/atomics.zig");
 
 const chunk_bits = 16;
 const chunk_len = 1 << chunk_bits;
 const max_chunks = 4096;
 /// The lock directory bounds the number of slots an index can hold.
 pub const max_slots: u64 = @as(u64, chunk_len) * max_chunks;
+
+/// Optimistic attempts of `Protocol.update` before it computes under the lock.
+pub const update_attempts_max = 4;
 
 const Chunk = [chunk_len]std.atomic.Value(u32);
 
@@ -26,7 +35,165 @@ pub const Counters = struct {
     read_retries: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     invariant_violations: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     corruption_detected: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// Lists a view did not see because their node's upper records lie in an arena grown after
+    /// the view was pinned (a newer node, not corruption).
+    stale_lists: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// Level-0 links an insisting backlink dropped without another path to their node.
+    uncovered_drops: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// Updates whose optimistic attempts all met a concurrent writer, so they computed the
+    /// new list under the lock.
+    update_fallbacks: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
 };
+
+/// The seqlock protocol over one version word and one list (word 0 the count, then the ids).
+/// `Hooks.acquired()` and `Hooks.released()` run when `update` takes and drops the lock (the
+/// production hooks record the lock's rank; the checker's do nothing).
+pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
+    return struct {
+        pub const Word = Sync.Atomic(u32);
+
+        pub const Snapshot = struct {
+            /// The (even) version the copy was taken at.
+            version: u32,
+            ids: []u32,
+            /// The count word was above `max_degree` (only a corrupt file holds such a count).
+            clamped: bool,
+            /// A writer intervened at least once.
+            retried: bool,
+        };
+
+        /// Spins until the version is even and makes it odd. Returns whether it had to wait.
+        pub fn lock(version: *Word) bool {
+            var contended = false;
+            var seen = version.load(.monotonic);
+            while (true) {
+                if (seen & 1 == 0) {
+                    seen = version.cmpxchgWeak(seen, seen + 1, .acquire, .monotonic) orelse
+                        return contended;
+                } else {
+                    contended = true;
+                    Sync.spin();
+                    seen = version.load(.monotonic);
+                }
+            }
+        }
+
+        /// Locks only if the version is still `expected` (even): no writer since that read.
+        pub fn lockIf(version: *Word, expected: u32) bool {
+            assert(expected & 1 == 0);
+            return version.cmpxchgStrong(expected, expected + 1, .acquire, .monotonic) == null;
+        }
+
+        pub fn unlock(version: *Word) void {
+            const before = version.fetchAdd(1, .release);
+            assert(before & 1 == 1);
+        }
+
+        /// Copies a consistent list into `out` (at least `max_degree` long).
+        pub fn read(version: *Word, list: [*]Word, max_degree: u32, out: []u32) Snapshot {
+            assert(out.len >= max_degree);
+            var retried = false;
+            while (true) {
+                const before = version.load(.acquire);
+                if (before & 1 == 0) {
+                    var count = list[0].load(.acquire);
+                    const clamped = count > max_degree;
+                    if (clamped) count = max_degree;
+                    for (out[0..count], list[1 .. 1 + count]) |*dst, *src| {
+                        dst.* = src.load(.acquire);
+                    }
+                    if (version.load(.monotonic) == before) return .{
+                        .version = before,
+                        .ids = out[0..count],
+                        .clamped = clamped,
+                        .retried = retried,
+                    };
+                }
+                retried = true;
+                Sync.spin();
+            }
+        }
+
+        /// Overwrites a list; the caller holds the node's lock.
+        pub fn write(list: [*]Word, ids: []const u32) void {
+            for (ids, 0..) |id, i| list[1 + i].store(id, .release);
+            list[0].store(@intCast(ids.len), .release);
+        }
+
+        pub const Outcome = enum { unchanged, written, written_locked };
+
+        /// Replaces the list with `context.merge(current, out, locked)` (null: leave it). The
+        /// merge runs outside the lock on a consistent copy (`locked` false; it may then take
+        /// other node locks, one at a time); the result is written only if no writer came in
+        /// between, else the update starts again. After `update_attempts_max` attempts it locks
+        /// first and merges under the lock (`locked` true: no other lock, no allocation, no
+        /// waiting), so it always ends.
+        pub fn update(
+            version: *Word,
+            list: [*]Word,
+            max_degree: u32,
+            context: anytype,
+            current: []u32,
+            out: []u32,
+        ) Outcome {
+            assert(current.len >= max_degree);
+            assert(out.len >= max_degree);
+            var attempt: u32 = 0;
+            while (attempt < update_attempts_max) : (attempt += 1) {
+                const snapshot = read(version, list, max_degree, current);
+                const next = context.merge(snapshot.ids, out, false) orelse return .unchanged;
+                assert(next.len <= max_degree);
+                if (!lockIf(version, snapshot.version)) continue;
+                Hooks.acquired();
+                write(list, next);
+                unlock(version);
+                Hooks.released();
+                return .written;
+            }
+            _ = lock(version);
+            Hooks.acquired();
+            defer {
+                unlock(version);
+                Hooks.released();
+            }
+            var count = list[0].load(.monotonic);
+            count = @min(count, max_degree);
+            for (current[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = src.load(.monotonic);
+            const next = context.merge(current[0..count], out, true) orelse return .unchanged;
+            assert(next.len <= max_degree);
+            write(list, next);
+            return .written_locked;
+        }
+    };
+}
+
+const RankHooks = struct {
+    fn acquired() void {
+        locks.acquire(.node);
+    }
+    fn released() void {
+        locks.release(.node);
+    }
+};
+
+/// The hooks of a protocol whose lock ranks nobody records (the interleaving checker).
+pub const NoHooks = struct {
+    pub fn acquired() void {}
+    pub fn released() void {}
+};
+
+const Production = Protocol(sync.Production, RankHooks);
+const ProductionWord = Production.Word;
+
+comptime {
+    // Lists live in the mapped file as plain u32 words; the protocol reads them as atomics.
+    assert(@sizeOf(ProductionWord) == @sizeOf(u32));
+    assert(@alignOf(ProductionWord) == @alignOf(u32));
+}
+
+fn words(list: [*]u32) [*]ProductionWord {
+    return @ptrCast(list);
+}
 
 /// Versions for every slot, in chunks that never move (so no epoch is needed for them).
 pub const NodeLocks = struct {
@@ -62,25 +229,13 @@ pub const NodeLocks = struct {
 
     pub fn lock(self: *NodeLocks, slot: u32, counters: *Counters) void {
         locks.acquire(.node);
-        const version = self.word(slot);
-        var contended = false;
-        var seen = version.load(.monotonic);
-        while (true) {
-            if (seen & 1 == 0) {
-                seen = version.cmpxchgWeak(seen, seen + 1, .acquire, .monotonic) orelse return;
-            } else {
-                if (!contended) _ = counters.lock_contention.fetchAdd(1, .monotonic);
-                contended = true;
-                std.atomic.spinLoopHint();
-                seen = version.load(.monotonic);
-            }
+        if (Production.lock(self.word(slot))) {
+            _ = counters.lock_contention.fetchAdd(1, .monotonic);
         }
     }
 
     pub fn unlock(self: *NodeLocks, slot: u32) void {
-        const version = self.word(slot);
-        const before = version.fetchAdd(1, .release);
-        assert(before & 1 == 1);
+        Production.unlock(self.word(slot));
         locks.release(.node);
     }
 
@@ -94,44 +249,35 @@ pub const NodeLocks = struct {
         out: []u32,
         counters: *Counters,
     ) []u32 {
-        assert(out.len >= max_degree);
-        const version = self.word(slot);
-        var retried = false;
-        while (true) {
-            const before = version.load(.acquire);
-            if (before & 1 == 0) {
-                var count = @atomicLoad(u32, &list[0], .acquire);
-                if (count > max_degree) {
-                    _ = counters.corruption_detected.fetchAdd(1, .monotonic);
-                    count = max_degree;
-                }
-                for (out[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = @atomicLoad(
-                    u32,
-                    src,
-                    .acquire,
-                );
-                if (version.load(.monotonic) == before) return out[0..count];
-            }
-            // One count per read that had to retry, however long it waited.
-            if (!retried) _ = counters.read_retries.fetchAdd(1, .monotonic);
-            retried = true;
-            std.atomic.spinLoopHint();
-        }
+        const snapshot = Production.read(self.word(slot), words(list), max_degree, out);
+        if (snapshot.clamped) _ = counters.corruption_detected.fetchAdd(1, .monotonic);
+        // One count per read that had to retry, however long it waited.
+        if (snapshot.retried) _ = counters.read_retries.fetchAdd(1, .monotonic);
+        return snapshot.ids;
+    }
+
+    /// `Protocol.update` on `slot`'s list, with the node lock's rank checked around it.
+    pub fn update(
+        self: *NodeLocks,
+        slot: u32,
+        list: [*]u32,
+        max_degree: u32,
+        context: anytype,
+        buffers: struct { current: []u32, out: []u32 },
+        counters: *Counters,
+    ) Production.Outcome {
+        const outcome = Production.update(
+            self.word(slot),
+            words(list),
+            max_degree,
+            context,
+            buffers.current,
+            buffers.out,
+        );
+        if (outcome == .written_locked) _ = counters.update_fallbacks.fetchAdd(1, .monotonic);
+        return outcome;
     }
 };
-
-/// Overwrites a list; the caller holds the node's lock.
-pub fn write(list: [*]u32, ids: []const u32) void {
-    for (ids, 0..) |id, i| @atomicStore(u32, &list[1 + i], id, .release);
-    @atomicStore(u32, &list[0], @intCast(ids.len), .release);
-}
-
-/// Appends one id; the caller holds the node's lock and checked there is room.
-pub fn append(list: [*]u32, id: u32) void {
-    const count = @atomicLoad(u32, &list[0], .monotonic);
-    @atomicStore(u32, &list[1 + count], id, .release);
-    @atomicStore(u32, &list[0], count + 1, .release);
-}
 
 pub fn countOf(list: [*]u32) u32 {
     return @atomicLoad(u32, &list[0], .acquire);
@@ -153,7 +299,7 @@ test "graph: a reader racing a writer sees whole lists only" {
                 var ids: [8]u32 = undefined;
                 for (ids[0..n]) |*id| id.* = n; // every id equals the count: a torn read shows
                 nl.lock(0, c);
-                write(l, ids[0..n]);
+                Production.write(words(l), ids[0..n]);
                 nl.unlock(0);
             }
         }

@@ -3,6 +3,7 @@
 //! lock is held at a time; the new node's vector and metadata are written before any list can
 //! name it, so readers that find it through a link always see its vector.
 const std = @import("std");
+const assert = std.debug.assert;
 const scratch_mod = @import("scratch.zig");
 const Scratch = scratch_mod.Scratch;
 const Candidate = scratch_mod.Candidate;
@@ -13,6 +14,7 @@ const entry_mod = @import("entry.zig");
 const sync = @import("../sync/atomics.zig");
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
+const Generation = @import("../storage/storage.zig").Generation;
 
 pub const EntryPoint = entry_mod.EntryPoint(sync.Production);
 
@@ -25,13 +27,14 @@ pub const Params = struct {
 
 /// Links `slot` (whose metadata and vector are written) into every level up to `level`.
 pub fn link(
-    view: View,
+    view_pinned: View,
     entry_point: *EntryPoint,
     params: Params,
     slot: u32,
     level: u32,
     scratch: *Scratch,
 ) !void {
+    const view = view_pinned.widened();
     const query = view.regions.walk(slot);
     const entry = while (true) {
         if (entry_point.load()) |e| break e;
@@ -46,22 +49,92 @@ pub fn link(
     var current = Candidate{ .distance = view.distanceTo(query, entry.slot), .slot = entry.slot };
     var lc = entry.level;
     while (lc > level) : (lc -= 1) current = search.greedy(view, query, current, lc, scratch);
+    try linkLevels(view, params, slot, current, .{ .top = @min(level, entry.level) }, scratch);
+    try promote(view, entry_point, params, .{ .slot = slot, .level = level }, entry, scratch);
+}
 
-    lc = @min(level, entry.level);
+const Levels = struct { top: u32, bottom: u32 = 0 };
+
+/// Searches, selects and links `slot` on the levels `top` down to `bottom`, from `start`.
+fn linkLevels(
+    view: View,
+    params: Params,
+    slot: u32,
+    start: Candidate,
+    levels: Levels,
+    scratch: *Scratch,
+) !void {
+    assert(levels.top >= levels.bottom);
+    const query = view.regions.walk(slot);
+    var current = start;
+    var lc = levels.top;
     while (true) : (lc -= 1) {
         try search.searchLayer(view, query, current, params.ef_construction, lc, .none, scratch);
         try collect(scratch, slot);
         if (scratch.selection.items.len > 0) current = scratch.selection.items[0];
-        try selectNeighbours(view, scratch, params.m);
-        // addBacklink reuses the selection buffers, so keep the chosen ids on the stack.
+        try selectNeighbours(view, scratch, params.m, .duplicates);
+        // The merges reuse the selection buffers, so keep the chosen ids on the stack.
         var chosen: [max_degree_limit]u32 = undefined;
         const n = scratch.chosen.items.len;
         for (scratch.chosen.items, 0..) |c, i| chosen[i] = c.slot;
-        writeOwnList(view, slot, lc, chosen[0..n]);
-        for (chosen[0..n]) |neighbour| try addBacklink(view, neighbour, slot, lc, scratch);
-        if (lc == 0) break;
+        try mergeOwnList(view, slot, lc, chosen[0..n], scratch);
+        // Level 0 is what every search ends on: there a backlink may not cost an old neighbour
+        // its only path (see `Backlink`). Upper levels only route, and prune as HNSW does.
+        const mode = Mode{ .protect = lc == 0 };
+        var accepted: u32 = 0;
+        for (chosen[0..n]) |neighbour| {
+            if (try addBacklink(view, neighbour, slot, lc, chosen[0..n], mode, scratch)) {
+                accepted += 1;
+            }
+        }
+        if (n > 0 and accepted == 0) {
+            // Every list refused the new node (full, and the heuristic preferred the old links,
+            // or a link it would drop had no other path): the closest takes it anyway, so it
+            // is never left without an in-link.
+            const insist = Mode{ .protect = mode.protect, .insist = true };
+            _ = try addBacklink(view, chosen[0], slot, lc, chosen[0..n], insist, scratch);
+        }
+        if (lc == levels.bottom) break;
     }
-    if (level > entry.level) _ = entry_point.promote(.{ .slot = slot, .level = level });
+}
+
+/// Makes the node the entry point if it is higher than the entry it was linked against. If a
+/// higher node was promoted meanwhile, the levels that node added are linked first (from it),
+/// so two high nodes racing promotion never leave their upper levels unlinked.
+fn promote(
+    view: View,
+    entry_point: *EntryPoint,
+    params: Params,
+    node: entry_mod.Entry,
+    linked_against: entry_mod.Entry,
+    scratch: *Scratch,
+) !void {
+    const query = view.regions.walk(node.slot);
+    var seen = linked_against;
+    var linked_top = @min(node.level, seen.level);
+    // Each round sees a strictly higher entry, so at most `max_level` rounds.
+    var rounds: u32 = 0;
+    while (node.level > linked_top and rounds <= layout.max_level) : (rounds += 1) {
+        if (entry_point.promoteFrom(seen, node)) return;
+        const now = entry_point.load().?;
+        assert(now.level > seen.level);
+        if (now.slot >= view.bound) {
+            // Promoted after a remap this view predates: leave those levels to the links
+            // later inserts make (counted; remaps are rare).
+            _ = view.counters.stale_lists.fetchAdd(1, .monotonic);
+            return;
+        }
+        const top = @min(node.level, now.level);
+        var current = Candidate{ .distance = view.distanceTo(query, now.slot), .slot = now.slot };
+        var lc = now.level;
+        while (lc > top) : (lc -= 1) current = search.greedy(view, query, current, lc, scratch);
+        try linkLevels(view, params, node.slot, current, .{
+            .top = top,
+            .bottom = linked_top + 1,
+        }, scratch);
+        linked_top = top;
+        seen = now;
+    }
 }
 
 /// Moves the search results into `selection`, closest first, without the node itself.
@@ -75,10 +148,18 @@ fn collect(scratch: *Scratch, self_slot: u32) !void {
     std.mem.reverse(Candidate, scratch.selection.items);
 }
 
+/// What tops a selection up after the heuristic: exact duplicates of the base only (a new
+/// node's own list), or every skipped candidate, closest first (a pruned list).
+const Fill = enum { duplicates, all };
+
 /// The HNSW heuristic (Malkov & Yashunin, algorithm 4): walk candidates closest first and keep
-/// one only if it is closer to the base than to every neighbour already kept. Reads
-/// `scratch.selection` (sorted ascending), writes at most `max` into `scratch.chosen`.
-fn selectNeighbours(view: View, scratch: *Scratch, max: u32) !void {
+/// one only if it is closer to the base than to every neighbour already kept. An exact
+/// duplicate of a kept neighbour is never kept by the heuristic, even when it is a duplicate of
+/// the base too (there `d < distance` cannot hold, 0 < 0): keeping every copy would fill the
+/// list with one point and cut the base off from the rest of the graph. The fill then adds
+/// skipped candidates back into the room left. Reads `scratch.selection` (sorted ascending),
+/// writes at most `max` into `scratch.chosen`.
+fn selectNeighbours(view: View, scratch: *Scratch, max: u32, fill: Fill) !void {
     const gpa = scratch.candidates.allocator;
     scratch.chosen.clearRetainingCapacity();
     try scratch.chosen.ensureTotalCapacity(gpa, max);
@@ -86,70 +167,281 @@ fn selectNeighbours(view: View, scratch: *Scratch, max: u32) !void {
         if (scratch.chosen.items.len >= max) break;
         var good = true;
         for (scratch.chosen.items) |kept| {
-            if (view.distanceBetween(candidate.slot, kept.slot) < candidate.distance) {
+            const d = view.distanceBetween(candidate.slot, kept.slot);
+            if (d < candidate.distance or
+                (d <= candidate.distance and view.sameWalk(candidate.slot, kept.slot)))
+            {
                 good = false;
                 break;
             }
         }
         if (good) scratch.chosen.appendAssumeCapacity(candidate);
     }
+    fillSkipped(view, scratch, max, fill);
 }
 
-/// Tops a pruned list back up with the closest candidates the heuristic skipped. Without this a
+/// Tops a selection back up with the closest candidates the heuristic skipped. Without this a
 /// full list shrinks to its heuristic core on every overflow and nodes lose their last in-links
 /// (measured: 4% of nodes unreachable on clustered data, 0.1% with the fill).
-fn fillPruned(scratch: *Scratch, max: u32) void {
+fn fillSkipped(view: View, scratch: *Scratch, max: u32, fill: Fill) void {
+    _ = view;
     for (scratch.selection.items) |candidate| {
         if (scratch.chosen.items.len >= max) break;
+        if (fill == .duplicates and candidate.distance > 0) break;
         var kept = false;
         for (scratch.chosen.items) |c| kept = kept or c.slot == candidate.slot;
         if (!kept) scratch.chosen.appendAssumeCapacity(candidate);
     }
 }
 
-fn writeOwnList(view: View, slot: u32, level: u32, ids: []const u32) void {
-    const words = view.list(slot, level).?;
-    view.node_locks.lock(slot, view.counters);
-    defer view.node_locks.unlock(slot);
-    graph.write(words, ids);
-}
-
-/// Adds `new` to `neighbour`'s list at `level`, re-selecting with the heuristic when it is full.
-fn addBacklink(view: View, neighbour: u32, new: u32, level: u32, scratch: *Scratch) !void {
-    const words = view.list(neighbour, level) orelse return;
-    const max_degree = view.regions.layout.maxDegree(level);
-    const gpa = scratch.candidates.allocator;
-    try scratch.selection.ensureTotalCapacity(gpa, max_degree + 1);
-
-    view.node_locks.lock(neighbour, view.counters);
-    defer view.node_locks.unlock(neighbour);
-    const count = @min(graph.countOf(words), max_degree);
-    for (words[1 .. 1 + count]) |*id| {
-        if (@atomicLoad(u32, id, .monotonic) == new) return;
-    }
-    if (count < max_degree) {
-        graph.append(words, new);
-        return;
-    }
-    // Full: choose the best `max_degree` of the old neighbours plus the new node, as seen from
-    // `neighbour`. Distances between stored vectors need no lock: vectors never change.
+/// Prunes `candidates` (ids, in no order) to at most `max` as seen from `base`, into `out`.
+/// Ids beyond this view's mapping (nodes newer than a remap it predates) cannot be measured:
+/// they are kept, never dropped for being unknown.
+fn pruneInto(
+    view: View,
+    base: u32,
+    candidates: []const u32,
+    max: u32,
+    scratch: *Scratch,
+    out: []u32,
+) []u32 {
+    assert(scratch.selection.capacity >= candidates.len);
+    assert(scratch.chosen.capacity >= max);
     scratch.selection.clearRetainingCapacity();
-    scratch.selection.appendAssumeCapacity(
-        .{ .distance = view.distanceBetween(neighbour, new), .slot = new },
-    );
-    for (words[1 .. 1 + count]) |*id| {
-        const other = @atomicLoad(u32, id, .monotonic);
-        if (other >= view.bound) continue;
+    var pinned: u32 = 0;
+    for (candidates) |id| {
+        if (id >= view.bound) {
+            if (pinned < max) out[pinned] = id;
+            pinned += 1;
+            continue;
+        }
         scratch.selection.appendAssumeCapacity(
-            .{ .distance = view.distanceBetween(neighbour, other), .slot = other },
+            .{ .distance = view.distanceBetween(base, id), .slot = id },
         );
     }
+    pinned = @min(pinned, max);
+    // Stable: among equal distances the earlier candidate (the new link) comes first.
     std.mem.sort(Candidate, scratch.selection.items, {}, candidateLess);
-    try selectNeighbours(view, scratch, max_degree);
-    fillPruned(scratch, max_degree);
-    var ids: [max_degree_limit]u32 = undefined;
-    for (scratch.chosen.items, 0..) |c, i| ids[i] = c.slot;
-    graph.write(words, ids[0..scratch.chosen.items.len]);
+    // The capacity is reserved, so selection cannot allocate here.
+    selectNeighbours(view, scratch, max - pinned, .all) catch unreachable;
+    for (scratch.chosen.items, pinned..) |c, i| out[i] = c.slot;
+    return out[0 .. pinned + scratch.chosen.items.len];
+}
+
+fn contains(ids: []const u32, id: u32) bool {
+    return std.mem.indexOfScalar(u32, ids, id) != null;
+}
+
+/// Reserves what a merge of `extra` more ids into a list of `max_degree` may use, so that the
+/// merge itself never allocates (it may run under the node's lock).
+fn reserve(scratch: *Scratch, max_degree: u32, extra: usize) !void {
+    const gpa = scratch.candidates.allocator;
+    try scratch.selection.ensureTotalCapacity(gpa, max_degree + extra);
+    try scratch.chosen.ensureTotalCapacity(gpa, max_degree);
+}
+
+/// The merge of a new node's own selection into its list. The list is usually empty, but
+/// another inserter may already have linked the node (it became reachable on a higher level):
+/// those links are kept, not overwritten.
+const OwnList = struct {
+    view: View,
+    slot: u32,
+    max_degree: u32,
+    chosen: []const u32,
+    scratch: *Scratch,
+
+    pub fn merge(self: *OwnList, current: []const u32, out: []u32, locked: bool) ?[]u32 {
+        _ = locked;
+        var joined: [2 * max_degree_limit]u32 = undefined;
+        var n: usize = 0;
+        for (self.chosen) |id| {
+            joined[n] = id;
+            n += 1;
+        }
+        for (current) |id| {
+            if (contains(self.chosen, id)) continue;
+            joined[n] = id;
+            n += 1;
+        }
+        if (n == current.len) return null;
+        if (n <= self.max_degree) {
+            @memcpy(out[0..n], joined[0..n]);
+            return out[0..n];
+        }
+        return pruneInto(self.view, self.slot, joined[0..n], self.max_degree, self.scratch, out);
+    }
+};
+
+fn mergeOwnList(view: View, slot: u32, level: u32, chosen: []const u32, scratch: *Scratch) !void {
+    const words = view.list(slot, level).?;
+    const max_degree = view.regions.layout.maxDegree(level);
+    assert(chosen.len <= max_degree);
+    try reserve(scratch, max_degree, chosen.len);
+    var context = OwnList{
+        .view = view,
+        .slot = slot,
+        .max_degree = max_degree,
+        .chosen = chosen,
+        .scratch = scratch,
+    };
+    var current: [max_degree_limit]u32 = undefined;
+    var out: [max_degree_limit]u32 = undefined;
+    _ = view.node_locks.update(slot, words, max_degree, &context, .{
+        .current = &current,
+        .out = &out,
+    }, view.counters);
+}
+
+/// How a full list takes a backlink. `protect`: only if the old neighbour it drops keeps a path
+/// from the base: it is one of the new node's neighbours (base -> new -> it), a node the list
+/// keeps links to it, or it moves into the new node's list. `insist`: the list takes the new
+/// node even when the heuristic would not (in place of its last pick), so no new node is left
+/// without an in-link.
+const Mode = struct { protect: bool, insist: bool = false };
+
+/// The merge of one backlink into a neighbour's list.
+const Backlink = struct {
+    view: View,
+    base: u32,
+    new: u32,
+    level: u32,
+    max_degree: u32,
+    /// The new node's selection at this level: links it already has.
+    own: []const u32,
+    mode: Mode,
+    scratch: *Scratch,
+    accepted: bool = false,
+
+    pub fn merge(self: *Backlink, current: []const u32, out: []u32, locked: bool) ?[]u32 {
+        self.accepted = contains(current, self.new);
+        if (self.accepted) return null;
+        if (current.len < self.max_degree) {
+            @memcpy(out[0..current.len], current);
+            out[current.len] = self.new;
+            self.accepted = true;
+            return out[0 .. current.len + 1];
+        }
+        var joined: [max_degree_limit + 1]u32 = undefined;
+        joined[0] = self.new;
+        @memcpy(joined[1 .. 1 + current.len], current);
+        const next = pruneInto(
+            self.view,
+            self.base,
+            joined[0 .. 1 + current.len],
+            self.max_degree,
+            self.scratch,
+            out,
+        );
+        if (!contains(next, self.new)) {
+            if (!self.mode.insist) return null;
+            next[next.len - 1] = self.new;
+        }
+        if (self.mode.protect) {
+            for (current) |old| {
+                if (contains(next, old) or contains(self.own, old)) continue;
+                // Reading other lists and moving the link wait on other nodes' versions:
+                // never while this node's lock is held.
+                if (!locked and (self.coveredByKept(next, old) or self.relocate(old))) continue;
+                // Insisting, the link goes even without a cover (counted).
+                if (!self.mode.insist) return null;
+                _ = self.view.counters.uncovered_drops.fetchAdd(1, .monotonic);
+            }
+        }
+        self.accepted = true;
+        return next;
+    }
+
+    /// Whether a node the pruned list keeps links to `old` (base -> kept -> old).
+    fn coveredByKept(self: *Backlink, kept: []const u32, old: u32) bool {
+        var ids: [max_degree_limit]u32 = undefined;
+        for (kept) |relay| {
+            if (relay == self.new or relay >= self.view.bound) continue;
+            if (contains(self.view.neighbours(relay, self.level, &ids), old)) return true;
+        }
+        return false;
+    }
+
+    /// Adds `old` to the new node's list if there is room (the new node is in the base's list
+    /// once this merge is written, so base -> new -> old replaces base -> old).
+    fn relocate(self: *Backlink, old: u32) bool {
+        const words = self.view.list(self.new, self.level) orelse return false;
+        var context = Append{ .id = old, .max_degree = self.max_degree };
+        var current: [max_degree_limit]u32 = undefined;
+        var out: [max_degree_limit]u32 = undefined;
+        _ = self.view.node_locks.update(self.new, words, self.max_degree, &context, .{
+            .current = &current,
+            .out = &out,
+        }, self.view.counters);
+        return context.placed;
+    }
+};
+
+/// The merge that appends one id if there is room.
+const Append = struct {
+    id: u32,
+    max_degree: u32,
+    placed: bool = false,
+
+    pub fn merge(self: *Append, current: []const u32, out: []u32, locked: bool) ?[]u32 {
+        _ = locked;
+        self.placed = contains(current, self.id);
+        if (self.placed or current.len >= self.max_degree) return null;
+        @memcpy(out[0..current.len], current);
+        out[current.len] = self.id;
+        self.placed = true;
+        return out[0 .. current.len + 1];
+    }
+};
+
+/// Adds `new` to `neighbour`'s list at `level`, pruning with the heuristic when it is full.
+/// The pruning runs outside the node's lock and is written only if the list did not change
+/// meanwhile (graph.zig `Protocol.update`). Returns whether the list holds `new` afterwards.
+fn addBacklink(
+    view_pinned: View,
+    neighbour: u32,
+    new: u32,
+    level: u32,
+    own: []const u32,
+    mode: Mode,
+    scratch: *Scratch,
+) !bool {
+    var view = view_pinned;
+    var newer: ?*Generation = null;
+    defer if (newer) |generation| view.storage.?.unpin(generation);
+    const words = switch (view.locate(neighbour, level)) {
+        .words => |words| words,
+        .corrupt => {
+            _ = view.counters.corruption_detected.fetchAdd(1, .monotonic);
+            return false;
+        },
+        .stale => stale: {
+            // The neighbour's upper records are in an arena grown after this view was pinned:
+            // link through the newest generation rather than lose the link.
+            const generation = view.storage.?.pin();
+            newer = generation;
+            view = view.over(generation.payload);
+            break :stale view.list(neighbour, level) orelse return false;
+        },
+    };
+    const max_degree = view.regions.layout.maxDegree(level);
+    try reserve(scratch, max_degree, 1);
+    var context = Backlink{
+        .view = view,
+        .base = neighbour,
+        .new = new,
+        .level = level,
+        .max_degree = max_degree,
+        .own = own,
+        .mode = mode,
+        .scratch = scratch,
+    };
+    var current: [max_degree_limit]u32 = undefined;
+    var out: [max_degree_limit]u32 = undefined;
+    _ = view.node_locks.update(neighbour, words, max_degree, &context, .{
+        .current = &current,
+        .out = &out,
+    }, view.counters);
+    return context.accepted;
 }
 
 fn candidateLess(_: void, a: Candidate, b: Candidate) bool {

@@ -6,6 +6,7 @@ const layout = @import("../storage/layout.zig");
 const graph = @import("graph.zig");
 const distance = @import("../kernels/distance.zig");
 const abi = @import("../abi.zig");
+const Storage = @import("../storage/storage.zig").Storage;
 
 /// A query as the graph walk reads it: f32 elements, f16 under f16 storage, or codes under i8
 /// storage (kernels/i8.zig).
@@ -25,6 +26,9 @@ pub const View = struct {
     dot: bool,
     /// Ids at or above this are not (yet) valid in this generation.
     bound: u32,
+    /// The storage the regions come from: a list whose upper records lie beyond this
+    /// generation's arena is told apart from corruption by the newest generation's arena.
+    storage: ?*Storage = null,
 
     pub fn init(
         regions: layout.Regions,
@@ -65,23 +69,83 @@ pub const View = struct {
         return if (self.dot) 1.0 - raw else raw;
     }
 
+    /// Whether two stored vectors are exact duplicates as the walk sees them.
+    pub fn sameWalk(self: View, a: u32, b: u32) bool {
+        const d: usize = self.regions.layout.dimensions;
+        const n = switch (self.regions.layout.storage) {
+            .f32 => 4 * d,
+            .f16 => 2 * d,
+            .i8 => d,
+        };
+        return std.mem.eql(u8, self.regions.walk(a)[0..n], self.regions.walk(b)[0..n]);
+    }
+
+    /// A view of the same index over a newer generation's regions (pinned by the caller).
+    pub fn over(self: View, regions: layout.Regions) View {
+        var newer = self;
+        newer.regions = regions;
+        newer.bound = @intCast(@min(regions.capacity, std.math.maxInt(u32)));
+        return newer;
+    }
+
     /// The exact distance against the f32 vector (what search results report).
     pub inline fn exactDistance(self: View, query: []const f32, slot: u32) f32 {
         const raw = self.exact_kernel(query.ptr, self.regions.vector(slot).ptr, query.len);
         return if (self.dot) 1.0 - raw else raw;
     }
 
-    /// The list of `slot` at `level`, or null (counted as corruption) when the node's metadata
-    /// says it has no such level or its upper records lie outside the arena.
-    pub fn list(self: View, slot: u32, level: u32) ?[*]u32 {
-        if (level == 0) return self.regions.list(slot, 0, 0);
+    pub const Located = union(enum) {
+        words: [*]u32,
+        /// The node's upper records lie in an arena grown after this view was pinned: a node
+        /// newer than the view, whose list a newer generation holds.
+        stale,
+        /// The metadata names no such level, or records outside every arena.
+        corrupt,
+    };
+
+    /// Where the list of `slot` at `level` lives in this view's generation.
+    pub fn locate(self: View, slot: u32, level: u32) Located {
+        if (level == 0) return .{ .words = self.regions.list(slot, 0, 0) };
         const meta = self.regions.meta(slot);
-        const upper_end = @as(u64, meta.upper_offset) + meta.level;
-        if (meta.level < level or upper_end > self.regions.upper_capacity) {
-            _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
-            return null;
+        const level_max = meta.level;
+        const upper_offset = meta.upper_offset;
+        if (level_max < level) return .corrupt;
+        const upper_end = @as(u64, upper_offset) + level_max;
+        if (upper_end <= self.regions.upper_capacity) {
+            return .{ .words = self.regions.list(slot, level, upper_offset) };
         }
-        return self.regions.list(slot, level, meta.upper_offset);
+        const storage = self.storage orelse return .corrupt;
+        // Arenas only grow while a view can exist (compaction's adopt takes the exclusive
+        // path), so a record within the newest arena belongs to a node this view predates.
+        const newest = storage.pin();
+        defer storage.unpin(newest);
+        return if (upper_end <= newest.payload.upper_capacity) .stale else .corrupt;
+    }
+
+    /// The list of `slot` at `level`, or null when this view cannot see it: counted as
+    /// corruption when the node's metadata says it has no such level or its upper records lie
+    /// outside every arena, and as a stale list when a newer arena holds them.
+    pub fn list(self: View, slot: u32, level: u32) ?[*]u32 {
+        switch (self.locate(slot, level)) {
+            .words => |words| return words,
+            .stale => {
+                _ = self.counters.stale_lists.fetchAdd(1, .monotonic);
+                return null;
+            },
+            .corrupt => {
+                _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
+                return null;
+            },
+        }
+    }
+
+    /// The view an insert walks: every slot the mapping holds, not only those allocated before
+    /// the pin. Lists name only written nodes, and a neighbour list can name nodes newer than
+    /// the pin (other inserters' links); a writer that ignored them would drop their links.
+    pub fn widened(self: View) View {
+        var wide = self;
+        wide.bound = @intCast(@min(self.regions.capacity, std.math.maxInt(u32)));
+        return wide;
     }
 
     /// A consistent copy of a list, with out-of-bound ids dropped.

@@ -284,13 +284,15 @@ pub const Index = struct {
 
     /// Pins the current generation and describes it for one operation.
     pub fn view(self: *Index, generation: *storage_mod.Generation) View {
-        return View.init(
+        var result = View.init(
             generation.payload,
             &self.node_locks,
             &self.counters,
             self.metric,
             self.slots_used.load(.acquire),
         );
+        result.storage = self.storage;
+        return result;
     }
 
     pub fn size(self: *Index) u64 {

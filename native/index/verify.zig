@@ -58,11 +58,11 @@ pub fn verify(self: *Index) !abi.VerifyReport {
         );
     }
     report.unreachable_live = try countUnreachable(self, regions, used);
-    // Unreachable live nodes are reported, not failed: pruning can drop a node's last in-link
-    // (hnswlib and usearch share this); tests bound their number instead.
+    // A live node no search can reach is as lost as a corrupt one: insert never drops a
+    // level-0 link without another path to its node (hnsw/insert.zig), so `ok` counts them.
     const bad = report.out_of_range_links + report.self_links +
         report.duplicate_links + report.over_degree + report.level_mismatches +
-        report.vector_mismatches;
+        report.vector_mismatches + report.unreachable_live;
     if (report.live != self.size()) report.level_mismatches += 1;
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);

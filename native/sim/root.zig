@@ -12,6 +12,7 @@ pub const files = .{
     @import("atomic.zig"),
     @import("epoch_check.zig"),
     @import("entry_check.zig"),
+    @import("seqlock_check.zig"),
 };
 
 /// The same files by name, for the completeness check (Zig cannot list a module's imports).
@@ -21,6 +22,7 @@ const file_names = [_][]const u8{
     "atomic.zig",
     "epoch_check.zig",
     "entry_check.zig",
+    "seqlock_check.zig",
 };
 
 test {

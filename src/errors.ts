@@ -63,6 +63,12 @@ export const ReadOnlyError = define("read_only", "ReadOnlyError");
 export const UnknownMetricError = define("unknown_metric", "UnknownMetricError");
 export const InvalidDimensionsError = define("invalid_dimensions", "InvalidDimensionsError");
 export const InternalError = define("internal", "InternalError");
+/** ENOSPC, EDQUOT or EFBIG: the call wrote nothing; acknowledged writes are kept. */
+export const DiskFullError = define("disk_full", "DiskFullError");
+/** `Index.open(path, { create: false })` (or a read-only open) found no index at `path`. */
+export const NoIndexError = define("no_index", "NoIndexError");
+/** A backup (or snapshot save) target, or one of its companion files, already exists. */
+export const AlreadyExistsError = define("already_exists", "AlreadyExistsError");
 
 /** The class for a status code (for tests of the table's completeness). */
 export function errorClassFor(status: number): ErrorClass | undefined {

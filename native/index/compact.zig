@@ -36,12 +36,13 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     if (self.path) |p| {
         // A swap this process committed but could not finish (a rename failed) comes first:
         // its files are the live index under their temporary names.
-        if (swap.pending(p) catch return error.Io) swap.rollForward(p) catch return error.Io;
-        swap.removeLeftovers(p) catch return error.Io;
+        if (try swap.pending(p)) try swap.rollForward(p);
+        try swap.removeLeftovers(p);
         swap.begin(p) catch |err| return switch (err) {
             // `path~compact` is somebody's index, not a build of ours: leave it alone.
             error.Exists => error.Busy,
             error.Io => error.Io,
+            error.DiskFull => error.DiskFull,
         };
     }
     var committed = false;

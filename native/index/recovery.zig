@@ -47,7 +47,8 @@ pub fn open(
     try scan(self, header, validation);
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
-        else => return error.Io,
+        error.NotRegular => return error.InvalidArgument,
+        error.Io, error.DiskFull => |e| return e,
     };
     if (self.wal == null and header.clean == 0) return error.Corrupt;
     try replay(self);

@@ -59,7 +59,7 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
             key,
             vector,
             &self.counters.lock_contention,
-        ) catch return error.Io;
+        ) catch |err| return err; // DiskFull stays DiskFull
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     const previous = stripe.map.get(key);
@@ -202,7 +202,7 @@ pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
             key,
             &.{},
             &self.counters.lock_contention,
-        ) catch return error.Io;
+        ) catch |err| return err; // DiskFull stays DiskFull
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     self.commit.lock(&self.counters.lock_contention);
@@ -275,7 +275,10 @@ pub fn remap(self: *Index) Error!void {
     );
 }
 
-/// Makes every acknowledged write durable against power loss: fsync of the WAL.
+/// Makes the index and every acknowledged write durable against power loss: the mapped files
+/// (their grown sizes and the header that names them) and then the WAL.
 pub fn sync(self: *Index) Error!void {
-    if (self.wal) |*wal| wal.sync() catch return error.Io;
+    if (!self.persistent) return;
+    if (self.writable) self.storage.sync() catch |err| return index_mod.mapStorageError(err);
+    if (self.wal) |*wal| try wal.sync();
 }

@@ -64,7 +64,9 @@ pub const Storage = struct {
     ) Error!*Storage {
         const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
         var fds: [file_count]os.Fd = @splat(-1);
-        errdefer closeAll(&fds);
+        // Until `finish` hands them to the storage (whose destroy closes them).
+        var fds_owned = true;
+        errdefer if (fds_owned) closeAll(&fds);
         // The data file is locked before any file is truncated: a second creator of the same
         // path stops at the lock instead of truncating files the first one has mapped.
         fds[0] = try createFile(gpa, path, .data);
@@ -89,6 +91,7 @@ pub const Storage = struct {
         first.checksum = first.computeChecksum();
         regions.headerSlot(0).* = first;
         const self = try finish(gpa, layout, fds, regions, true, path != null, 0);
+        fds_owned = false;
         errdefer self.destroy();
         if (path) |p| {
             // The image is durable before its name appears: after a power loss `path` is
@@ -231,36 +234,51 @@ pub const Storage = struct {
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
 
-    /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
-    /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
-    pub fn adopt(
+    /// Files compaction built, mapped and checked, ready to replace the current ones. Made
+    /// before the swap commits, so that no mapping can fail once the new files are the index.
+    pub const Prepared = struct {
+        fds: [file_count]os.Fd,
+        regions: Regions,
+        header_active: u1,
+
+        /// Unmaps and closes them (the compaction did not commit).
+        pub fn discard(prepared: *Prepared) void {
+            releaseRegions(prepared.regions);
+            closeAll(&prepared.fds);
+        }
+    };
+
+    /// Maps `fds` (compaction built them) at the given sizes. Takes ownership of `fds`.
+    pub fn prepareAdopt(
         self: *Storage,
         fds: [file_count]os.Fd,
         capacity: u64,
         upper_capacity: u64,
+    ) Error!Prepared {
+        var owned = fds;
+        errdefer closeAll(&owned);
+        const regions = try mapAll(&owned, self.layout, capacity, upper_capacity, true);
+        errdefer releaseRegions(regions);
+        // The new files carry their own header copies: which one is newest is theirs to say.
+        const latest = try newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* });
+        return .{ .fds = owned, .regions = regions, .header_active = latest.slot };
+    }
+
+    /// Publishes the prepared mapping as a new generation and replaces the files; the old
+    /// mappings are released once unpinned. Fails only if the generation cannot be allocated,
+    /// and then nothing changed (the caller still owns `prepared`).
+    pub fn adopt(
+        self: *Storage,
+        prepared: *Prepared,
         contention: *std.atomic.Value(u64),
     ) Error!void {
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
-        var owned = fds;
-        const regions = mapAll(&owned, self.layout, capacity, upper_capacity, true) catch |err| {
-            closeAll(&owned);
-            return err;
-        };
-        _ = self.epochs.publish(self.gpa, regions) catch {
-            releaseRegions(regions);
-            closeAll(&owned);
-            return error.OutOfMemory;
-        };
-        // The adopted files carry their own header copies: which one is newest is theirs to say.
-        self.header_active = (newest(
-            .{ regions.headerSlot(0).*, regions.headerSlot(1).* },
-        ) catch |err| {
-            std.debug.assert(err == error.Corrupt); // compaction just wrote a valid header
-            return error.Corrupt;
-        }).slot;
+        _ = self.epochs.publish(self.gpa, prepared.regions) catch return error.OutOfMemory;
+        self.header_active = prepared.header_active;
         var old = self.fds;
-        self.fds = owned;
+        self.fds = prepared.fds;
+        prepared.fds = @splat(-1);
         closeAll(&old);
         _ = self.remaps.fetchAdd(1, .monotonic);
     }

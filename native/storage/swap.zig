@@ -133,3 +133,105 @@ fn unlinkIfPresent(path: [:0]const u8) Error!void {
         error.Exists, error.NotFound, error.Io => error.Io,
     };
 }
+
+/// A backup is built at `path~backup*` under the marker `path~backup.building` and moved into
+/// place only when complete (`publishBackup`), so a backup killed midway never leaves an index
+/// at `path` that opens (empty or partial). The data file moves last: until it does, `path`
+/// names nothing, and the files moved before it are the companions of no index.
+const backup_suffix = "~backup";
+const backup_marker_suffix = backup_suffix ++ ".building";
+/// Every file an index at `path` has, data file first.
+pub const companion_suffixes = suffixes ++ [_][]const u8{".wal"};
+
+/// The first file of an index at `path` (data file or companion) that is already there, as
+/// its suffix ("" for `path` itself), or null when all are free.
+pub fn firstExisting(path: []const u8) Error!?[]const u8 {
+    for (companion_suffixes) |suffix| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        if (try exists(try joined(&buffer, path, suffix, ""))) return suffix;
+    }
+    return null;
+}
+
+/// Starts a backup to `path`: refuses (`Exists`) when `path` or any companion is there, or when
+/// `path~backup` is somebody's file; removes what a killed backup of ours left; marks the build.
+pub fn beginBackup(path: []const u8) BeginError!void {
+    if (try firstExisting(path) != null) return error.Exists;
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const marker = try joined(&buffer, path, backup_marker_suffix, "");
+    if (try exists(marker)) {
+        try removeBackupFiles(path);
+    } else {
+        for (companion_suffixes ++ [_][]const u8{".creating"}) |suffix| {
+            var temp: [std.fs.max_path_bytes]u8 = undefined;
+            if (try exists(try joined(&temp, path, backup_suffix, suffix))) return error.Exists;
+        }
+    }
+    const fd = os.open(marker, .{ .writable = true, .create = true }) catch return error.Io;
+    os.close(fd);
+    try os.syncDirectoryOf(path);
+}
+
+/// The path the backup is built at: `path~backup`.
+pub fn backupTempPath(buffer: []u8, path: []const u8) Error![]const u8 {
+    return std.fmt.bufPrint(buffer, "{s}" ++ backup_suffix, .{path}) catch error.Io;
+}
+
+/// Moves the complete, synced backup into place without replacing anything (`Exists` if a
+/// file appeared at a target name meanwhile), data file last; then removes the marker. On
+/// failure the files already moved are removed again, so `path` is left as it was.
+pub fn publishBackup(path: []const u8) (Error || error{Exists})!void {
+    const order = [_]usize{ 1, 2, 3, 4, 0 };
+    var moved: usize = 0;
+    errdefer for (order[0..moved]) |i| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        const to = joined(&buffer, path, companion_suffixes[i], "") catch continue;
+        os.unlink(to) catch |err| std.log.warn(
+            "quiver: could not remove {s} of an unfinished backup: {s}",
+            .{ to, @errorName(err) },
+        );
+    };
+    for (order) |i| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const from = try joined(&a, path, backup_suffix, companion_suffixes[i]);
+        const to = try joined(&b, path, companion_suffixes[i], "");
+        os.renameNoReplace(from, to) catch |err| return switch (err) {
+            error.Exists => error.Exists,
+            error.DiskFull => error.DiskFull,
+            error.NotFound, error.Io => error.Io,
+        };
+        moved += 1;
+    }
+    try os.syncDirectoryOf(path);
+    moved = 0; // the backup is in place and durable: nothing to undo from here on
+    // The marker only guards `path~backup*`, which is empty now: a failure to remove it leaves
+    // a stray file that the next backup to `path` removes, not a failed backup.
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const marker = try joined(&buffer, path, backup_marker_suffix, "");
+    unlinkIfPresent(marker) catch |err| return warnMarker(marker, err);
+    os.syncDirectoryOf(path) catch |err| return warnMarker(marker, err);
+}
+
+fn warnMarker(marker: []const u8, err: anyerror) void {
+    std.log.warn("quiver: backup complete; could not remove {s}: {s}", .{
+        marker,
+        @errorName(err),
+    });
+}
+
+/// Removes the files of an unfinished backup to `path` (if the marker says they are ours).
+pub fn abandonBackup(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    if (!try exists(try joined(&buffer, path, backup_marker_suffix, ""))) return;
+    try removeBackupFiles(path);
+    try unlinkIfPresent(try joined(&buffer, path, backup_marker_suffix, ""));
+    try os.syncDirectoryOf(path);
+}
+
+fn removeBackupFiles(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    for (companion_suffixes ++ [_][]const u8{".creating"}) |suffix| {
+        try unlinkIfPresent(try joined(&buffer, path, backup_suffix, suffix));
+    }
+}

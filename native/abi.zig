@@ -31,6 +31,7 @@ pub const Status = enum(c_int) {
     disk_full = 23,
     no_index = 24,
     already_exists = 25,
+    unverifiable = 26,
 };
 
 /// One sentence per status, shown by the TS error classes.
@@ -66,6 +67,10 @@ pub fn statusMessage(status: Status) [:0]const u8 {
         .no_index => "no index exists at this path (open it with create: true to make one)",
         .already_exists => "a file is already at the target path or one of its companions " ++
             "(path.graph, path.upper, path.vectors, path.wal): remove it or choose another path",
+        .unverifiable => "validate: 'full' cannot checksum this index: it was not " ++
+            "closed cleanly (its log holds writes, or its newest header copy is damaged), so " ++
+            "no checksum describes its files. Open it with validate: 'fast' (it recovers " ++
+            "from the log), call checkpoint(), then reopen with 'full'",
     };
 }
 

@@ -69,6 +69,8 @@ export const DiskFullError = define("disk_full", "DiskFullError");
 export const NoIndexError = define("no_index", "NoIndexError");
 /** A backup (or snapshot save) target, or one of its companion files, already exists. */
 export const AlreadyExistsError = define("already_exists", "AlreadyExistsError");
+/** `validate: "full"` on an index that was not closed cleanly: its checksums describe no file. */
+export const UnverifiableError = define("unverifiable", "UnverifiableError");
 
 /** The class for a status code (for tests of the table's completeness). */
 export function errorClassFor(status: number): ErrorClass | undefined {

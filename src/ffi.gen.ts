@@ -73,6 +73,7 @@ export const Status = {
   disk_full: 23,
   no_index: 24,
   already_exists: 25,
+  unverifiable: 26,
 } as const;
 
 export const statusMessages: Record<number, string> = {
@@ -102,6 +103,7 @@ export const statusMessages: Record<number, string> = {
   23: "the disk is full (or a quota or file-size limit was reached): nothing of this call was written; every acknowledged write is kept. Free space and retry",
   24: "no index exists at this path (open it with create: true to make one)",
   25: "a file is already at the target path or one of its companions (path.graph, path.upper, path.vectors, path.wal): remove it or choose another path",
+  26: "validate: 'full' cannot checksum this index: it was not closed cleanly (its log holds writes, or its newest header copy is damaged), so no checksum describes its files. Open it with validate: 'fast' (it recovers from the log), call checkpoint(), then reopen with 'full'",
 };
 
 export const layouts = {

@@ -64,6 +64,7 @@ pub fn statusOf(err: CallError) Status {
         error.DiskFull => .disk_full,
         error.NoIndex => .no_index,
         error.Exists => .already_exists,
+        error.Unverifiable => .unverifiable,
         error.Corrupt => .corrupt_index,
         error.UnsupportedVersion => .unsupported_version,
         error.Locked => .locked,

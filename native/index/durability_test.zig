@@ -15,6 +15,7 @@ const os = @import("../storage/os.zig");
 const swap = @import("../storage/swap.zig");
 const index_test = @import("index_test.zig");
 const live_seq = @import("../hnsw/view.zig").live_seq;
+const layout = @import("../storage/layout.zig");
 
 const gpa = index_test.gpa;
 const dims = 8;
@@ -282,4 +283,52 @@ test "durability: a compaction failing at any I/O call loses no write made after
         }
     }
     try std.testing.expect(failures >= 10);
+}
+
+// Full validation refuses what it cannot checksum (a log holding writes, a damaged newest
+// header copy that leaves only an older, dirty one) and still checks a clean index.
+test "durability: validate full never skips its checksums" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "full");
+    const data = try index_test.clustered(gpa, 20, dims, 2);
+    defer gpa.free(data);
+    {
+        const index = try Index.create(gpa, opts(), path);
+        defer index.destroy();
+        for (0..10) |i| try write.add(index, i, vec(data, i));
+    }
+    {
+        // Killed with writes in its log: no checkpoint at the end.
+        const index = try recovery.open(gpa, path, opts(), .full);
+        try write.add(index, 10, vec(data, 10));
+        const storage = index.storage;
+        index.destroyState();
+        storage.destroy();
+    }
+    try std.testing.expectError(error.Unverifiable, recovery.open(gpa, path, opts(), .full));
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast); // recovers and checkpoints
+        defer index.destroy();
+        try std.testing.expectEqual(@as(u64, 11), index.size());
+    }
+    (try recovery.open(gpa, path, opts(), .full)).destroy();
+    // One flipped bit in the newest header copy: open falls back to the older, dirty copy.
+    const file = try std.fs.openFileAbsolute(path, .{ .mode = .read_write });
+    defer file.close();
+    var copies: [2]layout.Header = undefined;
+    for (&copies, 0..) |*copy, i| {
+        _ = try file.preadAll(std.mem.asBytes(copy), i * layout.header_slot_bytes);
+    }
+    const newest: usize = if (copies[0].header_seq > copies[1].header_seq) 0 else 1;
+    try std.testing.expectEqual(@as(u32, 1), copies[newest].clean);
+    try std.testing.expectEqual(@as(u32, 0), copies[newest ^ 1].clean);
+    copies[newest].live ^= 1;
+    try file.pwriteAll(std.mem.asBytes(&copies[newest]), newest * layout.header_slot_bytes);
+    try std.testing.expectError(error.Unverifiable, recovery.open(gpa, path, opts(), .full));
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    try std.testing.expectEqual(@as(u64, 11), index.size());
+    try std.testing.expect(index.counters.corruption_detected.load(.monotonic) == 1);
 }

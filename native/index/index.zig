@@ -29,6 +29,7 @@ pub const Error = error{
     DiskFull,
     NoIndex,
     Exists,
+    Unverifiable,
     Corrupt,
     UnsupportedVersion,
     Locked,

@@ -53,6 +53,9 @@ pub const Storage = struct {
     remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header slot holding the newest header; written only under the grow lock.
     header_active: u1 = 0,
+    /// At open, a header copy was neither valid nor unwritten (all zeros): damage that a fast
+    /// open survives by using the other copy, and that full validation reports.
+    header_damaged: bool = false,
 
     /// Creates storage for a new index: memfds when `path` is null, else new files (which must
     /// not exist yet). The header is written with `clean = 1`.
@@ -145,7 +148,9 @@ pub const Storage = struct {
             latest.header.upper_capacity,
             writable,
         );
-        return finish(gpa, layout, fds, regions, writable, true, latest.slot);
+        const self = try finish(gpa, layout, fds, regions, writable, true, latest.slot);
+        self.header_damaged = latest.damaged;
+        return self;
     }
 
     fn finish(
@@ -276,6 +281,7 @@ pub const Storage = struct {
         defer self.grow_lock.unlock();
         _ = self.epochs.publish(self.gpa, prepared.regions) catch return error.OutOfMemory;
         self.header_active = prepared.header_active;
+        self.header_damaged = false; // the adopted files' headers were just written
         var old = self.fds;
         self.fds = prepared.fds;
         prepared.fds = @splat(-1);
@@ -526,7 +532,7 @@ fn mapAll(
     };
 }
 
-const Newest = struct { header: Header, slot: u1 };
+const Newest = struct { header: Header, slot: u1, damaged: bool = false };
 
 fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64 {
     return .{
@@ -546,7 +552,13 @@ fn readHeader(fd: os.Fd) Error!Newest {
         const got = try os.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes);
         if (got == bytes.len) copies[slot] = header;
     }
-    return newest(copies);
+    var latest = try newest(copies);
+    const other = copies[latest.slot ^ 1] orelse return latest;
+    const unwritten = std.mem.allEqual(u8, std.mem.asBytes(&other), 0);
+    const intact = std.mem.eql(u8, &other.magic, &layout_mod.magic) and
+        other.checksum == other.computeChecksum();
+    latest.damaged = !unwritten and !intact;
+    return latest;
 }
 
 /// The header copy to trust: intact (magic, checksum, a sequence number that can still advance),

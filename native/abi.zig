@@ -28,6 +28,10 @@ pub const Status = enum(c_int) {
     unknown_metric = 20,
     invalid_dimensions = 21,
     internal = 22,
+    disk_full = 23,
+    no_index = 24,
+    already_exists = 25,
+    unverifiable = 26,
 };
 
 /// One sentence per status, shown by the TS error classes.
@@ -58,6 +62,15 @@ pub fn statusMessage(status: Status) [:0]const u8 {
         .unknown_metric => "unknown metric",
         .invalid_dimensions => "dimensions must be between 1 and 65536",
         .internal => "internal error (a bug): please report it",
+        .disk_full => "the disk is full (or a quota or file-size limit was reached): nothing " ++
+            "of this call was written; every acknowledged write is kept. Free space and retry",
+        .no_index => "no index exists at this path (open it with create: true to make one)",
+        .already_exists => "a file is already at the target path or one of its companions " ++
+            "(path.graph, path.upper, path.vectors, path.wal): remove it or choose another path",
+        .unverifiable => "validate: 'full' cannot checksum this index: it was not " ++
+            "closed cleanly (its log holds writes, or its newest header copy is damaged), so " ++
+            "no checksum describes its files. Open it with validate: 'fast' (it recovers " ++
+            "from the log), call checkpoint(), then reopen with 'full'",
     };
 }
 

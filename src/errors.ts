@@ -181,6 +181,34 @@ export class InternalError extends QuiverError {
   }
 }
 
+/** Status `disk_full`: the disk (or a file-size limit) refused to grow a file: ENOSPC, EDQUOT, EFBIG. */
+export class DiskFullError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.disk_full, detail);
+  }
+}
+
+/** Status `no_index`: no index exists at the path (open with create: false). */
+export class NoIndexError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.no_index, detail);
+  }
+}
+
+/** Status `already_exists`: a file in the way: the target of a backup, or one of its companions, exists. */
+export class AlreadyExistsError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.already_exists, detail);
+  }
+}
+
+/** Status `unverifiable`: full validation could not check what it claims to (the index was not closed cleanly). */
+export class UnverifiableError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.unverifiable, detail);
+  }
+}
+
 /** A class of this file: made from an optional detail. */
 export type ErrorClass = new (detail?: string) => QuiverError;
 
@@ -207,6 +235,10 @@ const byStatus: ReadonlyMap<number, ErrorClass> = new Map<number, ErrorClass>([
   [Status.unknown_metric, UnknownMetricError],
   [Status.invalid_dimensions, InvalidDimensionsError],
   [Status.internal, InternalError],
+  [Status.disk_full, DiskFullError],
+  [Status.no_index, NoIndexError],
+  [Status.already_exists, AlreadyExistsError],
+  [Status.unverifiable, UnverifiableError],
 ]);
 
 /** The class for a status code (for tests of the table's completeness). */

@@ -70,6 +70,10 @@ export const Status = {
   unknown_metric: 20,
   invalid_dimensions: 21,
   internal: 22,
+  disk_full: 23,
+  no_index: 24,
+  already_exists: 25,
+  unverifiable: 26,
 } as const;
 
 export const statusMessages: Record<number, string> = {
@@ -96,6 +100,10 @@ export const statusMessages: Record<number, string> = {
   20: "unknown metric",
   21: "dimensions must be between 1 and 65536",
   22: "internal error (a bug): please report it",
+  23: "the disk is full (or a quota or file-size limit was reached): nothing of this call was written; every acknowledged write is kept. Free space and retry",
+  24: "no index exists at this path (open it with create: true to make one)",
+  25: "a file is already at the target path or one of its companions (path.graph, path.upper, path.vectors, path.wal): remove it or choose another path",
+  26: "validate: 'full' cannot checksum this index: it was not closed cleanly (its log holds writes, or its newest header copy is damaged), so no checksum describes its files. Open it with validate: 'fast' (it recovers from the log), call checkpoint(), then reopen with 'full'",
 };
 
 export const layouts = {

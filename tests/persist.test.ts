@@ -5,7 +5,7 @@
  * misuse with typed errors. Cross-process locking is checked with child processes
  * (fixtures/lock_child.ts) running under the same runtime.
  */
-import { DimensionMismatchError, Index, InvalidArgumentError, InvalidDimensionsError, LockedError, NotFoundError, CorruptIndexError, QuiverError, ReadOnlyError } from "../mod.ts";
+import { AlreadyExistsError, DimensionMismatchError, Index, NoIndexError, InvalidArgumentError, InvalidDimensionsError, LockedError, CorruptIndexError, QuiverError, ReadOnlyError } from "../mod.ts";
 import { assert, assertEquals, assertThrows, clustered, killChildren, rng, runtime, seedFromEnv, spawnRuntime, tempDir, test } from "./harness.ts";
 import { exists, fileSize, removeDir, removeFile, sameVector, seededVector, indexFiles } from "./fixtures/util.ts";
 
@@ -173,8 +173,10 @@ test("persist: opening a missing index", () => {
   const dir = tempDir();
   try {
     const path = `${dir}/absent`;
-    assertThrows(() => Index.open(path, { create: false, dimensions: 4 }), NotFoundError, "NOT_FOUND");
-    assertThrows(() => Index.open(path, { readOnly: true }), NotFoundError, "NOT_FOUND");
+    // Not "no such key": the error says the index does not exist (issue 9 item 13).
+    const missing = assertThrows(() => Index.open(path, { create: false, dimensions: 4 }), NoIndexError, "NO_INDEX");
+    assert(missing.message.includes("no index exists"), missing.message);
+    assertThrows(() => Index.open(path, { readOnly: true }), NoIndexError, "NO_INDEX");
     // create defaults to true, but creating needs the dimensions.
     assertThrows(() => Index.open(path), InvalidDimensionsError);
     for (const s of indexFiles()) assert(!exists(path + s), `a failed open left ${path + s} behind`);
@@ -308,7 +310,7 @@ test("persist: a read-only open of a crashed index refuses to serve it without i
   }
 });
 
-test("persist: a backup aimed at an existing index throws LockedError and leaves that index whole", () => {
+test("persist: a backup aimed at an existing index throws AlreadyExistsError (not LockedError) and leaves that index whole", () => {
   const dir = tempDir();
   try {
     const d = 8;
@@ -321,7 +323,7 @@ test("persist: a backup aimed at an existing index throws LockedError and leaves
     const sizes = indexFiles().map((s) => (exists(target + s) ? fileSize(target + s) : -1));
     using source = new Index({ dimensions: d });
     source.add(1, data.subarray(0, d));
-    assertThrows(() => source.backup(target), LockedError);
+    assertThrows(() => source.backup(target), AlreadyExistsError, "ALREADY_EXISTS");
     assertEquals(indexFiles().map((s) => (exists(target + s) ? fileSize(target + s) : -1)), sizes, "file sizes after the refused backup");
     using reopened = Index.open(target, { validate: "full" });
     assertEquals(reopened.size, 300);

@@ -65,6 +65,10 @@ pub fn statusOf(err: CallError) Status {
         error.OutOfMemory => .out_of_memory,
         error.CapacityExceeded => .capacity_exceeded,
         error.Io => .io,
+        error.DiskFull => .disk_full,
+        error.NoIndex => .no_index,
+        error.Exists => .already_exists,
+        error.Unverifiable => .unverifiable,
         error.Corrupt => .corrupt_index,
         error.UnsupportedVersion => .unsupported_version,
         error.Locked => .locked,
@@ -221,7 +225,7 @@ pub const exports = struct {
             std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
         const mode: recovery.Validation = if (validation == 1) .full else .fast;
         const index = recovery.open(std.heap.c_allocator, p, opts.*, mode) catch |err| blk: {
-            if (err != error.NotFound or
+            if (err != error.NoIndex or
                 opts.flags & abi.Options.flag_create == 0) return statusOf(err);
             break :blk Index.create(std.heap.c_allocator, opts.*, p) catch |e| return statusOf(e);
         };

@@ -2,7 +2,12 @@
 //! sequence number, written while writers go on. Slots that did not exist or were not visible
 //! at that moment become tombstones; links to slots beyond the snapshot are dropped; the copy is
 //! checkpointed (clean, empty WAL), so opening it gives exactly the snapshot's contents.
+//! The copy is built under `path~backup` and moved into place only when complete
+//! (storage/swap.zig): a backup that fails or is killed midway leaves nothing at `path` that
+//! opens, and an existing file at `path` or any companion (`path.graph`, `path.wal`, ...) is
+//! refused (`Exists`), never overwritten.
 const std = @import("std");
+const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;
@@ -12,6 +17,7 @@ const tables = @import("tables.zig");
 const entry_mod = @import("../hnsw/entry.zig");
 const centre = @import("centre.zig");
 const read = @import("read.zig");
+const swap = @import("../storage/swap.zig");
 
 pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
     const snap: tables.Snapshot = if (snapshot_handle == 0) blk: {
@@ -21,10 +27,34 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
         break :blk self.snapshots.table.get(handle).?;
     } else self.snapshots.table.get(snapshot_handle) orelse return error.InvalidArgument;
 
+    try swap.beginBackup(path);
+    var published = false;
+    errdefer if (!published) swap.abandonBackup(path) catch |err| {
+        // Nothing is at `path`; the next backup to it removes these files (they are marked).
+        std.log.warn("quiver: could not remove {s}~backup files: {s}", .{ path, @errorName(err) });
+    };
+    var temp_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const temp = swap.backupTempPath(&temp_buffer, path) catch return error.InvalidArgument;
+    try copyTo(self, snap, temp);
+    swap.publishBackup(path) catch |err| return err;
+    published = true;
+}
+
+/// Writes the snapshot as a complete, checkpointed index at `path` (the temporary name).
+fn copyTo(self: *Index, snap: tables.Snapshot, path: []const u8) Error!void {
     const options = self.derivedOptions(snap.slots_used);
     const copy = try Index.create(self.gpa, options, path);
-    defer copy.destroy();
+    var copy_open = true;
+    defer if (copy_open) copy.destroy();
+    try fill(self, snap, copy, options);
+    try copy.checkpoint();
+    // Closed (descriptors and lock released) before its files are moved into place.
+    copy_open = false;
+    copy.destroy();
+}
 
+/// Copies the snapshot's slots, lists and counters into `copy`.
+fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options) Error!void {
     const source = self.storage.pin();
     defer self.storage.unpin(source);
     // i8 codes are only meaningful around the centre they were taken from.
@@ -69,7 +99,6 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
     copy.live.store(live, .release);
     copy.seq.store(snap.seq, .release);
     copy.entry.reset(entry);
-    try copy.checkpoint();
 }
 
 /// Copies one slot as it was at `seq`; returns whether it is live in the copy.

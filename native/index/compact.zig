@@ -36,12 +36,13 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     if (self.path) |p| {
         // A swap this process committed but could not finish (a rename failed) comes first:
         // its files are the live index under their temporary names.
-        if (swap.pending(p) catch return error.Io) swap.rollForward(p) catch return error.Io;
-        swap.removeLeftovers(p) catch return error.Io;
+        if (try swap.pending(p)) try swap.rollForward(p);
+        try swap.removeLeftovers(p);
         swap.begin(p) catch |err| return switch (err) {
             // `path~compact` is somebody's index, not a build of ours: leave it alone.
             error.Exists => error.Busy,
             error.Io => error.Io,
+            error.DiskFull => error.DiskFull,
         };
     }
     var committed = false;
@@ -87,8 +88,15 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     }
     fresh_alive = false;
     fresh.destroy();
+    // Mapped before the commit: once the new files are the index, nothing may fail that would
+    // leave this index writing to the old, unlinked ones.
+    duped = 0;
+    var prepared = self.storage.prepareAdopt(fds, capacity, upper_capacity) catch |err|
+        return index_mod.mapStorageError(err);
+    var adopted = false;
+    defer if (!adopted) prepared.discard();
     if (self.path) |p| {
-        swap.commit(p) catch return error.Io;
+        try swap.commit(p);
         committed = true;
         // Past the commit point the new files are the index, whatever their names: they are
         // adopted even if a rename fails, and the next writable open finishes the renames.
@@ -98,9 +106,19 @@ pub fn compact(self: *Index, threads: u32) Error!void {
                 .{ p, @errorName(err) },
             );
     }
-    duped = 0;
-    self.storage.adopt(fds, capacity, upper_capacity, &self.counters.lock_contention) catch |err|
+    self.storage.adopt(&prepared, &self.counters.lock_contention) catch |err| {
+        if (committed) {
+            // The index on disk is the compacted one, which holds every write (the log was
+            // checkpointed first and no call ran since); this handle still maps the old files.
+            // It must not write to them: it becomes read-only, so nothing acknowledged later
+            // can be lost, and a reopen gives the compacted index.
+            self.writable = false;
+            std.log.warn("quiver: compaction of {s} committed but could not be adopted ({s}); " ++
+                "the index is read-only until reopened", .{ self.path.?, @errorName(err) });
+        }
         return index_mod.mapStorageError(err);
+    };
+    adopted = true;
     try resetState(self);
 }
 

@@ -33,6 +33,10 @@ pub const Error = error{
     OutOfMemory,
     CapacityExceeded,
     Io,
+    DiskFull,
+    NoIndex,
+    Exists,
+    Unverifiable,
     Corrupt,
     UnsupportedVersion,
     Locked,
@@ -141,7 +145,11 @@ pub const Index = struct {
         errdefer self.destroyState();
         if (path) |p| {
             self.path = gpa.dupe(u8, p) catch return error.OutOfMemory;
-            self.wal = Wal.open(p, options.dimensions, true) catch return error.Io;
+            self.wal = Wal.open(p, options.dimensions, true) catch |err| return switch (err) {
+                error.NotRegular => error.InvalidArgument,
+                error.Corrupt => error.Io, // a writable open creates the log
+                else => |e| e,
+            };
             try self.checkpoint();
         }
         return self;
@@ -233,13 +241,13 @@ pub const Index = struct {
         header.clean = 0;
         self.fillCounters(&header, generation.payload);
         self.storage.writeHeader(header, contention);
-        self.storage.sync() catch return error.Io;
+        self.storage.sync() catch |err| return mapStorageError(err);
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty
         // header and an empty log, which recovers by scanning the (complete) mapped state.
-        if (self.wal) |*wal| wal.reset(contention) catch return error.Io;
+        if (self.wal) |*wal| try wal.reset(contention);
         header.clean = 1;
         self.storage.writeHeader(header, contention);
-        self.storage.sync() catch return error.Io;
+        self.storage.sync() catch |err| return mapStorageError(err);
         self.dirty.store(false, .release);
         assert(header.clean == 1);
     }
@@ -364,11 +372,15 @@ fn hashMeta(bytes: []const u8) u64 {
 pub fn mapStorageError(err: storage_mod.Error) Error {
     return switch (err) {
         error.Io => error.Io,
+        error.DiskFull => error.DiskFull,
         error.OutOfMemory => error.OutOfMemory,
         error.Corrupt => error.Corrupt,
         error.UnsupportedVersion => error.UnsupportedVersion,
         error.Locked => error.Locked,
-        error.NotFound => error.NotFound,
+        error.NoIndex => error.NoIndex,
+        error.Exists => error.Exists,
+        // Only regular files back an index: the path names something else.
+        error.NotRegular => error.InvalidArgument,
         error.CapacityExceeded => error.CapacityExceeded,
     };
 }

@@ -47,7 +47,8 @@ pub fn open(
     try scan(self, header, validation);
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
-        else => return error.Io,
+        error.NotRegular => return error.InvalidArgument,
+        error.Io, error.DiskFull => |e| return e,
     };
     if (self.wal == null and header.clean == 0) return error.Corrupt;
     try replay(self);
@@ -61,6 +62,15 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
     defer self.storage.unpin(generation);
     const regions = generation.payload;
     const clean = header.clean == 1;
+    if (validation == .full) {
+        // Full validation checks every byte its checksums cover, or refuses: a file not closed
+        // cleanly (its log holds writes, or its newest header copy is damaged and only an
+        // older, dirty one is intact) has no checksums that describe its bytes. (The newest
+        // clean copy's predecessor is always a dirty one: checkpoints write dirty, then clean.)
+        if (!clean) return error.Unverifiable;
+    }
+    // A fast open survives a damaged header copy by using the other; it is still counted.
+    if (self.storage.header_damaged) _ = self.counters.corruption_detected.fetchAdd(1, .monotonic);
     if (clean and validation == .full) {
         const hashes = index_mod.regionHashes(regions, header.slots_used, header.upper_used);
         if (hashes[0] != header.data_hash or hashes[1] != header.graph_hash or

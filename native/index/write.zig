@@ -347,7 +347,10 @@ pub fn remap(self: *Index) Error!void {
     );
 }
 
-/// Makes every acknowledged write durable against power loss: fsync of the WAL.
+/// Makes the index and every acknowledged write durable against power loss: the mapped files
+/// (their grown sizes and the header that names them) and then the WAL.
 pub fn sync(self: *Index) Error!void {
-    if (self.wal) |*wal| wal.sync() catch return error.Io;
+    if (!self.persistent) return;
+    if (self.writable) self.storage.sync() catch |err| return index_mod.mapStorageError(err);
+    if (self.wal) |*wal| try wal.sync();
 }

@@ -10,8 +10,6 @@
 //! same file sees every byte written through the old one: growth is ftruncate + mmap + publish,
 //! never a copy, and readers keep using the old generation until they unpin it.
 const std = @import("std");
-const posix = std.posix;
-const linux = std.os.linux;
 const assert = std.debug.assert;
 const layout_mod = @import("layout.zig");
 const Layout = layout_mod.Layout;
@@ -22,17 +20,25 @@ const sync = @import("../sync/atomics.zig");
 const epoch_mod = @import("epoch.zig");
 const swap = @import("swap.zig");
 const abi = @import("../abi.zig");
+const os = @import("os.zig");
 
 pub const Epochs = epoch_mod.Epochs(sync.Production, Regions, .correct);
 pub const Generation = Epochs.Generation;
 
 pub const Error = error{
     Io,
+    /// ENOSPC, EDQUOT or EFBIG: blocks could not be reserved (nothing was mapped over them).
+    DiskFull,
     OutOfMemory,
     Corrupt,
     UnsupportedVersion,
     Locked,
-    NotFound,
+    /// No index at the path (its data file is missing).
+    NoIndex,
+    /// A file is already at a path a new index would take.
+    Exists,
+    /// The path names a FIFO, a device or a directory: only regular files back an index.
+    NotRegular,
     CapacityExceeded,
 };
 
@@ -43,13 +49,18 @@ pub const file_count = suffixes.len;
 pub const Storage = struct {
     gpa: std.mem.Allocator,
     layout: Layout,
-    fds: [file_count]posix.fd_t,
+    fds: [file_count]os.Fd,
     writable: bool,
+    /// Backed by files at a path (else by anonymous files, which have no disk to fill).
+    persistent: bool,
     epochs: Epochs,
     grow_lock: locks.Mutex = .{ .rank = .grow },
     remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header slot holding the newest header; written only under the grow lock.
     header_active: u1 = 0,
+    /// At open, a header copy was neither valid nor unwritten (all zeros): damage that a fast
+    /// open survives by using the other copy, and that full validation reports.
+    header_damaged: bool = false,
 
     /// Creates storage for a new index: memfds when `path` is null, else new files (which must
     /// not exist yet). The header is written with `clean = 1`.
@@ -60,8 +71,10 @@ pub const Storage = struct {
         capacity: u64,
     ) Error!*Storage {
         const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
-        var fds: [file_count]posix.fd_t = @splat(-1);
-        errdefer closeAll(&fds);
+        var fds: [file_count]os.Fd = @splat(-1);
+        // Until `finish` hands them to the storage (whose destroy closes them).
+        var fds_owned = true;
+        errdefer if (fds_owned) closeAll(&fds);
         // The data file is locked before any file is truncated: a second creator of the same
         // path stops at the lock instead of truncating files the first one has mapped.
         fds[0] = try createFile(gpa, path, .data);
@@ -70,18 +83,14 @@ pub const Storage = struct {
             // An index already at `path` (a backup aimed at one, say) must not lose its side
             // files to the truncations below; the link at the end would refuse it anyway.
             var buffer: [std.fs.max_path_bytes]u8 = undefined;
-            if (posix.accessZ(
-                try filePath(&buffer, p, .data),
-                posix.F_OK,
-            )) |_| return error.Locked else |err| switch (err) {
-                error.FileNotFound => {},
-                else => return error.Io,
+            if (os.exists(try filePath(&buffer, p, .data)) catch return error.Io) {
+                return error.Exists;
             }
-            posix.ftruncate(fds[0], 0) catch return error.Io;
+            os.truncate(fds[0], 0) catch |err| return err;
         }
         for (1..file_count) |i| fds[i] = try createFile(gpa, path, @enumFromInt(i));
         const upper_capacity = @max(64, capacity / 8);
-        try resizeFiles(&fds, layout, capacity, upper_capacity);
+        try resizeFiles(&fds, layout, capacity, upper_capacity, path != null);
         const regions = try mapAll(&fds, layout, capacity, upper_capacity, true);
         var first = initial;
         first.capacity = capacity;
@@ -89,22 +98,28 @@ pub const Storage = struct {
         first.header_seq = 1;
         first.checksum = first.computeChecksum();
         regions.headerSlot(0).* = first;
-        const self = try finish(gpa, layout, fds, regions, true, 0);
+        const self = try finish(gpa, layout, fds, regions, true, path != null, 0);
+        fds_owned = false;
         errdefer self.destroy();
-        if (path) |p| try publishCreated(p);
+        if (path) |p| {
+            // The image is durable before its name appears: after a power loss `path` is
+            // either absent or a complete empty index.
+            try self.sync();
+            try publishCreated(p);
+        }
         return self;
     }
 
     /// Opens existing files after validating the header against the file sizes.
     pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
-        var fds: [file_count]posix.fd_t = @splat(-1);
+        var fds: [file_count]os.Fd = @splat(-1);
         errdefer closeAll(&fds);
         if (writable) {
             // The writer lock first: only its holder may finish or discard a compaction swap.
             fds[0] = try openLocked(gpa, path, true);
             if (try swap.pending(path)) {
                 try swap.rollForward(path);
-                posix.close(fds[0]);
+                os.close(fds[0]);
                 fds[0] = -1;
                 fds[0] = try openLocked(gpa, path, true);
             } else {
@@ -125,6 +140,12 @@ pub const Storage = struct {
         }
         const latest = try readHeader(fds[0]);
         const layout = try validateHeader(&latest.header, &fds);
+        if (writable) {
+            // Blocks for every mapped byte, so no write through the mapping can meet a full
+            // disk: files this version wrote have them already (and open on a full disk);
+            // the holes of a sparse file an older version left are filled, or `DiskFull`.
+            try reserveHoles(&fds, layout, latest.header.capacity, latest.header.upper_capacity);
+        }
         const regions = try mapAll(
             &fds,
             layout,
@@ -132,15 +153,18 @@ pub const Storage = struct {
             latest.header.upper_capacity,
             writable,
         );
-        return finish(gpa, layout, fds, regions, writable, latest.slot);
+        const self = try finish(gpa, layout, fds, regions, writable, true, latest.slot);
+        self.header_damaged = latest.damaged;
+        return self;
     }
 
     fn finish(
         gpa: std.mem.Allocator,
         layout: Layout,
-        fds: [file_count]posix.fd_t,
+        fds: [file_count]os.Fd,
         regions: Regions,
         writable: bool,
+        persistent: bool,
         header_active: u1,
     ) Error!*Storage {
         errdefer releaseRegions(regions);
@@ -151,6 +175,7 @@ pub const Storage = struct {
             .layout = layout,
             .fds = fds,
             .writable = writable,
+            .persistent = persistent,
             .epochs = Epochs.init(gpa, regions, releaseRegions) catch return error.OutOfMemory,
             .header_active = header_active,
         };
@@ -199,7 +224,12 @@ pub const Storage = struct {
     fn remap(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
         if (capacity > layout_mod.max_capacity) return error.CapacityExceeded;
         assert(self.writable);
-        try resizeFiles(&self.fds, self.layout, capacity, upper_capacity);
+        try resizeFiles(&self.fds, self.layout, capacity, upper_capacity, self.persistent);
+        if (self.persistent) {
+            // The new sizes are durable before the header says them: after a power loss the
+            // header never names a capacity the files do not have (open would refuse it).
+            for (self.fds) |fd| try os.fsync(fd);
+        }
         const regions = try mapAll(&self.fds, self.layout, capacity, upper_capacity, true);
         _ = self.epochs.publish(self.gpa, regions) catch {
             releaseRegions(regions);
@@ -214,36 +244,52 @@ pub const Storage = struct {
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
 
-    /// Replaces the files with `fds` (compaction built them) and publishes their mapping as a new
-    /// generation; the old mappings are released once unpinned. Takes ownership of `fds`.
-    pub fn adopt(
+    /// Files compaction built, mapped and checked, ready to replace the current ones. Made
+    /// before the swap commits, so that no mapping can fail once the new files are the index.
+    pub const Prepared = struct {
+        fds: [file_count]os.Fd,
+        regions: Regions,
+        header_active: u1,
+
+        /// Unmaps and closes them (the compaction did not commit).
+        pub fn discard(prepared: *Prepared) void {
+            releaseRegions(prepared.regions);
+            closeAll(&prepared.fds);
+        }
+    };
+
+    /// Maps `fds` (compaction built them) at the given sizes. Takes ownership of `fds`.
+    pub fn prepareAdopt(
         self: *Storage,
-        fds: [file_count]posix.fd_t,
+        fds: [file_count]os.Fd,
         capacity: u64,
         upper_capacity: u64,
+    ) Error!Prepared {
+        var owned = fds;
+        errdefer closeAll(&owned);
+        const regions = try mapAll(&owned, self.layout, capacity, upper_capacity, true);
+        errdefer releaseRegions(regions);
+        // The new files carry their own header copies: which one is newest is theirs to say.
+        const latest = try newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* });
+        return .{ .fds = owned, .regions = regions, .header_active = latest.slot };
+    }
+
+    /// Publishes the prepared mapping as a new generation and replaces the files; the old
+    /// mappings are released once unpinned. Fails only if the generation cannot be allocated,
+    /// and then nothing changed (the caller still owns `prepared`).
+    pub fn adopt(
+        self: *Storage,
+        prepared: *Prepared,
         contention: *std.atomic.Value(u64),
     ) Error!void {
         self.grow_lock.lock(contention);
         defer self.grow_lock.unlock();
-        var owned = fds;
-        const regions = mapAll(&owned, self.layout, capacity, upper_capacity, true) catch |err| {
-            closeAll(&owned);
-            return err;
-        };
-        _ = self.epochs.publish(self.gpa, regions) catch {
-            releaseRegions(regions);
-            closeAll(&owned);
-            return error.OutOfMemory;
-        };
-        // The adopted files carry their own header copies: which one is newest is theirs to say.
-        self.header_active = (newest(
-            .{ regions.headerSlot(0).*, regions.headerSlot(1).* },
-        ) catch |err| {
-            std.debug.assert(err == error.Corrupt); // compaction just wrote a valid header
-            return error.Corrupt;
-        }).slot;
+        _ = self.epochs.publish(self.gpa, prepared.regions) catch return error.OutOfMemory;
+        self.header_active = prepared.header_active;
+        self.header_damaged = false; // the adopted files' headers were just written
         var old = self.fds;
-        self.fds = owned;
+        self.fds = prepared.fds;
+        prepared.fds = @splat(-1);
         closeAll(&old);
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
@@ -299,9 +345,9 @@ pub const Storage = struct {
         defer self.unpin(generation);
         const regions = generation.payload;
         inline for (.{ regions.data, regions.graph, regions.upper, regions.exact }) |region| {
-            posix.msync(region, linux.MSF.SYNC) catch return error.Io;
+            try os.msync(region);
         }
-        for (self.fds) |fd| posix.fsync(fd) catch return error.Io;
+        for (self.fds) |fd| try os.fsync(fd);
     }
 
     pub fn mappedBytes(self: *Storage) u64 {
@@ -323,15 +369,15 @@ fn grownTo(have: u64, need: u64) u64 {
 }
 
 fn releaseRegions(regions: Regions) void {
-    posix.munmap(regions.data);
-    posix.munmap(regions.graph);
-    posix.munmap(regions.upper);
-    posix.munmap(regions.exact);
+    os.unmap(regions.data);
+    os.unmap(regions.graph);
+    os.unmap(regions.upper);
+    os.unmap(regions.exact);
 }
 
-fn closeAll(fds: *[file_count]posix.fd_t) void {
+pub fn closeAll(fds: *[file_count]os.Fd) void {
     for (fds) |*fd| {
-        if (fd.* >= 0) posix.close(fd.*);
+        if (fd.* >= 0) os.close(fd.*);
         fd.* = -1;
     }
 }
@@ -347,11 +393,9 @@ fn filePath(buffer: []u8, path: []const u8, kind: Kind) Error![:0]const u8 {
 /// A new index's files. The data file is built as `path.creating` and linked to `path` only when
 /// complete (`publishCreated`), so a crash during creation never leaves a half-made index at
 /// `path`; leftovers of such a crash are truncated and reused by the next creation.
-fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix.fd_t {
+fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!os.Fd {
     _ = gpa;
-    const p = path orelse {
-        return posix.memfd_create(@tagName(kind), linux.MFD.CLOEXEC) catch error.Io;
-    };
+    const p = path orelse return os.createAnonymous(@tagName(kind));
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const data = kind == .data;
     const full = if (data)
@@ -359,51 +403,50 @@ fn createFile(gpa: std.mem.Allocator, path: ?[]const u8, kind: Kind) Error!posix
     else
         try filePath(&buffer, p, kind);
     // The data file is truncated by the caller once it holds the lock.
-    return posix.openZ(
-        full,
-        .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = !data, .CLOEXEC = true },
-        0o644,
-    ) catch error.Io;
+    return os.open(full, .{ .writable = true, .create = true, .truncate = !data }) catch |err|
+        switch (err) {
+            error.NotRegular => error.NotRegular,
+            error.NotFound, error.Exists, error.Io => error.Io,
+        };
 }
 
 /// Makes a fully written new index visible at `path`: empties any WAL left there, then links
-/// the data file into place (failing if an index appeared there meanwhile).
+/// the data file into place (failing if an index appeared there meanwhile), and makes the new
+/// names durable with a directory fsync.
 fn publishCreated(path: []const u8) Error!void {
     var wal_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const wal = std.fmt.bufPrintZ(&wal_buffer, "{s}.wal", .{path}) catch return error.Io;
-    const wal_fd = posix.openZ(
-        wal,
-        .{ .ACCMODE = .RDWR, .CREAT = true, .TRUNC = true, .CLOEXEC = true },
-        0o644,
-    ) catch return error.Io;
-    posix.close(wal_fd);
+    const wal_fd = os.open(wal, .{ .writable = true, .create = true, .truncate = true }) catch |err|
+        return switch (err) {
+            error.NotRegular => error.NotRegular,
+            error.NotFound, error.Exists, error.Io => error.Io,
+        };
+    defer os.close(wal_fd);
+    try os.fsync(wal_fd);
     var from_buffer: [std.fs.max_path_bytes]u8 = undefined;
     var to_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const from = std.fmt.bufPrintZ(&from_buffer, "{s}.creating", .{path}) catch return error.Io;
     const to = std.fmt.bufPrintZ(&to_buffer, "{s}", .{path}) catch return error.Io;
-    posix.linkZ(from, to) catch |err| return switch (err) {
-        error.PathAlreadyExists => error.Locked,
-        else => error.Io,
+    os.renameNoReplace(from, to) catch |err| return switch (err) {
+        error.Exists => error.Exists,
+        error.DiskFull => error.DiskFull,
+        error.NotFound, error.Io => error.Io,
     };
-    posix.unlinkZ(from) catch return error.Io;
+    try os.syncDirectoryOf(path);
 }
 
-fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool) Error!posix.fd_t {
+fn openFile(gpa: std.mem.Allocator, path: []const u8, kind: Kind, writable: bool) Error!os.Fd {
     _ = gpa;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const full = try filePath(&buffer, path, kind);
-    return posix.openZ(
-        full,
-        .{ .ACCMODE = if (writable) .RDWR else .RDONLY, .CLOEXEC = true },
-        0,
-    ) catch |err|
-        openError(err, kind);
+    return os.open(full, .{ .writable = writable }) catch |err| openError(err, kind);
 }
 
-fn openError(err: posix.OpenError, kind: Kind) Error {
+pub fn openError(err: os.OpenError, kind: Kind) Error {
     return switch (err) {
-        error.FileNotFound => if (kind == .data) error.NotFound else error.Corrupt,
-        else => error.Io,
+        error.NotFound => if (kind == .data) error.NoIndex else error.Corrupt,
+        error.NotRegular => error.NotRegular,
+        error.Exists, error.Io => error.Io,
     };
 }
 
@@ -411,77 +454,76 @@ fn openError(err: posix.OpenError, kind: Kind) Error {
 /// `path`: a compaction swap (or its roll-forward) can rename a new data file over it between
 /// the open and the lock, and the lock on a replaced file guards nothing. The side files are
 /// opened after this, so they belong to the locked data file.
-fn openLocked(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!posix.fd_t {
+fn openLocked(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!os.Fd {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const full = try filePath(&buffer, path, .data);
     var attempts: u32 = 0;
     while (attempts < 8) : (attempts += 1) {
         const fd = try openFile(gpa, path, .data, writable);
-        lockFile(fd, !writable) catch |err| {
-            posix.close(fd);
-            return err;
-        };
-        const held = posix.fstat(fd) catch {
-            posix.close(fd);
-            return error.Io;
-        };
-        const named = posix.fstatat(posix.AT.FDCWD, full, 0) catch |err| {
-            posix.close(fd);
-            return if (err == error.FileNotFound) error.NotFound else error.Io;
+        errdefer os.close(fd);
+        try lockFile(fd, !writable);
+        const held = try os.identity(fd);
+        const named = os.identityAt(full) catch |err| return switch (err) {
+            error.NotFound => error.NoIndex,
+            error.Io => error.Io,
         };
         if (held.dev == named.dev and held.ino == named.ino) return fd;
-        posix.close(fd); // replaced meanwhile: lock the new one
+        os.close(fd); // replaced meanwhile: lock the new one
     }
     return error.Locked;
 }
 
-fn lockFile(fd: posix.fd_t, shared: bool) Error!void {
-    const mode: i32 = if (shared) posix.LOCK.SH else posix.LOCK.EX;
-    const operation: i32 = mode | posix.LOCK.NB;
-    posix.flock(fd, operation) catch |err| switch (err) {
-        error.WouldBlock => return error.Locked,
-        else => return error.Io,
-    };
+fn lockFile(fd: os.Fd, shared: bool) Error!void {
+    return os.lock(fd, shared);
 }
 
+/// Sizes the files for `capacity` slots. Persistent files get their blocks reserved (see
+/// `os.reserve`): a full disk is `DiskFull` here, never a SIGBUS at a write through the
+/// mapping. Anonymous files are only extended: their pages are memory, taken on first touch.
 fn resizeFiles(
-    fds: *const [file_count]posix.fd_t,
+    fds: *const [file_count]os.Fd,
+    layout: Layout,
+    capacity: u64,
+    upper_capacity: u64,
+    persistent: bool,
+) Error!void {
+    const sizes = fileSizes(layout, capacity, upper_capacity);
+    for (fds, sizes) |fd, size| {
+        if (persistent) {
+            try os.reserve(fd, size);
+        } else if (try os.size(fd) < size) {
+            try os.truncate(fd, size);
+        }
+        assert(try os.size(fd) >= size);
+    }
+}
+
+fn reserveHoles(
+    fds: *const [file_count]os.Fd,
     layout: Layout,
     capacity: u64,
     upper_capacity: u64,
 ) Error!void {
     const sizes = fileSizes(layout, capacity, upper_capacity);
     for (fds, sizes) |fd, size| {
-        const stat = posix.fstat(fd) catch return error.Io;
-        if (@as(u64, @intCast(stat.size)) < size) posix.ftruncate(fd, size) catch return error.Io;
+        if (!try os.allocated(fd, size)) try os.reserve(fd, size);
     }
 }
 
 fn mapAll(
-    fds: *const [file_count]posix.fd_t,
+    fds: *const [file_count]os.Fd,
     layout: Layout,
     capacity: u64,
     upper_capacity: u64,
     writable: bool,
 ) Error!Regions {
-    const prot: u32 = if (writable) posix.PROT.READ | posix.PROT.WRITE else posix.PROT.READ;
     const sizes = fileSizes(layout, capacity, upper_capacity);
     var maps: [file_count][]align(layout_mod.page_bytes) u8 = undefined;
     var mapped: usize = 0;
-    errdefer for (maps[0..mapped]) |m| posix.munmap(m);
+    errdefer for (maps[0..mapped]) |m| os.unmap(m);
     for (fds, sizes, 0..) |fd, size, i| {
         assert(size > 0);
-        maps[i] = posix.mmap(
-            null,
-            size,
-            prot,
-            .{ .TYPE = .SHARED },
-            fd,
-            0,
-        ) catch |err| switch (err) {
-            error.OutOfMemory => return error.OutOfMemory,
-            else => return error.Io,
-        };
+        maps[i] = try os.map(fd, size, writable);
         mapped += 1;
     }
     return .{
@@ -495,7 +537,7 @@ fn mapAll(
     };
 }
 
-const Newest = struct { header: Header, slot: u1 };
+const Newest = struct { header: Header, slot: u1, damaged: bool = false };
 
 fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64 {
     return .{
@@ -507,19 +549,21 @@ fn fileSizes(layout: Layout, capacity: u64, upper_capacity: u64) [file_count]u64
 }
 
 /// Reads both header copies and returns the valid one with the highest sequence number.
-fn readHeader(fd: posix.fd_t) Error!Newest {
+fn readHeader(fd: os.Fd) Error!Newest {
     var copies: [2]?Header = .{ null, null };
     for ([_]u1{ 0, 1 }) |slot| {
         var header: Header = undefined;
         const bytes = std.mem.asBytes(&header);
-        const got = posix.pread(
-            fd,
-            bytes,
-            @as(u64, slot) * layout_mod.header_slot_bytes,
-        ) catch return error.Io;
+        const got = try os.pread(fd, bytes, @as(u64, slot) * layout_mod.header_slot_bytes);
         if (got == bytes.len) copies[slot] = header;
     }
-    return newest(copies);
+    var latest = try newest(copies);
+    const other = copies[latest.slot ^ 1] orelse return latest;
+    const unwritten = std.mem.allEqual(u8, std.mem.asBytes(&other), 0);
+    const intact = std.mem.eql(u8, &other.magic, &layout_mod.magic) and
+        other.checksum == other.computeChecksum();
+    latest.damaged = !unwritten and !intact;
+    return latest;
 }
 
 /// The header copy to trust: intact (magic, checksum, a sequence number that can still advance),
@@ -547,7 +591,7 @@ fn newest(copies: [2]?Header) Error!Newest {
 }
 
 /// Every length is checked against the file sizes before anything is mapped.
-fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Error!Layout {
+fn validateHeader(header: *const Header, fds: *const [file_count]os.Fd) Error!Layout {
     if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
     if (header.dimensions < 1 or
         header.dimensions > abi.max_dimensions) return error.Corrupt;
@@ -569,8 +613,7 @@ fn validateHeader(header: *const Header, fds: *const [file_count]posix.fd_t) Err
     if (header.live > header.slots_used) return error.Corrupt;
     const sizes = fileSizes(layout, header.capacity, header.upper_capacity);
     for (fds, sizes) |fd, size| {
-        const stat = posix.fstat(fd) catch return error.Io;
-        if (@as(u64, @intCast(stat.size)) < size) return error.Corrupt;
+        if (try os.size(fd) < size) return error.Corrupt;
     }
     return layout;
 }

@@ -14,9 +14,9 @@
 //! each file to `path~compact<suffix>` while that exists, else `path<suffix>`, which is exactly the
 //! set the roll-forward leaves (renames only ever move a file from the first name to the second).
 const std = @import("std");
-const posix = std.posix;
+const os = @import("os.zig");
 
-pub const Error = error{Io};
+pub const Error = error{ Io, DiskFull };
 
 /// The suffixes of an index's files, data file first (storage/storage.zig indexes them by `Kind`).
 pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
@@ -27,7 +27,7 @@ const temp_suffix = "~compact";
 const commit_suffix = temp_suffix ++ ".commit";
 const building_suffix = temp_suffix ++ ".building";
 
-pub const BeginError = error{ Io, Exists };
+pub const BeginError = error{ Io, DiskFull, Exists };
 
 /// `path` followed by `a` and `b` (suffixes), as a C string in `buffer`.
 fn joined(buffer: []u8, path: []const u8, a: []const u8, b: []const u8) Error![:0]const u8 {
@@ -43,15 +43,11 @@ pub fn begin(path: []const u8) BeginError!void {
         if (exists(data) catch return error.Io) return error.Exists;
     }
     const marker = try joined(&buffer, path, building_suffix, "");
-    const fd = posix.openZ(
-        marker,
-        .{ .ACCMODE = .WRONLY, .CREAT = true, .CLOEXEC = true },
-        0o644,
-    ) catch return error.Io;
-    posix.close(fd);
+    const fd = os.open(marker, .{ .writable = true, .create = true }) catch return error.Io;
+    os.close(fd);
     // Durable before the build's files are: after a power loss, files without their marker
     // would look like somebody's index, and every later compaction would refuse.
-    syncDirectory(path) catch return error.Io;
+    try os.syncDirectoryOf(path);
 }
 
 /// The path the replacement set is built at: `path~compact`.
@@ -63,14 +59,11 @@ pub fn tempPath(buffer: []u8, path: []const u8) Error![]const u8 {
 pub fn commit(path: []const u8) Error!void {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
     const record = try joined(&buffer, path, commit_suffix, "");
-    const fd = posix.openZ(
-        record,
-        .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true },
-        0o644,
-    ) catch return error.Io;
-    defer posix.close(fd);
-    posix.fsync(fd) catch return error.Io;
-    try syncDirectory(path);
+    const fd = os.open(record, .{ .writable = true, .create = true, .truncate = true }) catch
+        return error.Io;
+    defer os.close(fd);
+    try os.fsync(fd);
+    try os.syncDirectoryOf(path);
 }
 
 /// Whether a committed swap is unfinished (the commit record exists).
@@ -86,11 +79,7 @@ fn marked(path: []const u8) Error!bool {
 }
 
 fn exists(path: [:0]const u8) Error!bool {
-    posix.accessZ(path, posix.F_OK) catch |err| return switch (err) {
-        error.FileNotFound => false,
-        else => error.Io,
-    };
-    return true;
+    return os.exists(path);
 }
 
 /// Steps 4-5, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
@@ -101,12 +90,13 @@ pub fn rollForward(path: []const u8) Error!void {
         var b: [std.fs.max_path_bytes]u8 = undefined;
         const from = try joined(&a, path, temp_suffix, suffixes[i]);
         const to = try joined(&b, path, suffixes[i], "");
-        posix.renameZ(from, to) catch |err| switch (err) {
-            error.FileNotFound => {},
-            else => return error.Io,
+        os.rename(from, to) catch |err| switch (err) {
+            error.NotFound => {},
+            error.DiskFull => return error.DiskFull,
+            error.Exists, error.Io => return error.Io,
         };
     }
-    try syncDirectory(path);
+    try os.syncDirectoryOf(path);
     try removeLeftovers(path);
 }
 
@@ -121,47 +111,127 @@ pub fn removeLeftovers(path: []const u8) Error!void {
     }
     try unlinkIfPresent(try joined(&buffer, path, commit_suffix, ""));
     try unlinkIfPresent(try joined(&buffer, path, building_suffix, ""));
-    try syncDirectory(path);
+    try os.syncDirectoryOf(path);
 }
 
 /// Opens file `suffix` of the index at `path` read-only, resolving an unfinished swap (see the
 /// file comment): the replacement's name first, then the index's own.
-pub fn openResolved(path: []const u8, suffix: []const u8) posix.OpenError!posix.fd_t {
+pub fn openResolved(path: []const u8, suffix: []const u8) os.OpenError!os.Fd {
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const temp = joined(&buffer, path, temp_suffix, suffix) catch return error.NameTooLong;
-    if (posix.openZ(
-        temp,
-        .{ .ACCMODE = .RDONLY, .CLOEXEC = true },
-        0,
-    )) |fd| return fd else |err| switch (err) {
-        error.FileNotFound => {},
+    const temp = joined(&buffer, path, temp_suffix, suffix) catch return error.Io;
+    if (os.open(temp, .{ .writable = false })) |fd| return fd else |err| switch (err) {
+        error.NotFound => {},
         else => return err,
     }
-    const own = joined(&buffer, path, suffix, "") catch return error.NameTooLong;
-    return posix.openZ(own, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
-}
-
-fn syncDirectory(path: []const u8) Error!void {
-    const dir = std.fs.path.dirname(path) orelse ".";
-    var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const z = std.fmt.bufPrintZ(&buffer, "{s}", .{dir}) catch return error.Io;
-    const fd = posix.openZ(
-        z,
-        .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true },
-        0,
-    ) catch return error.Io;
-    defer posix.close(fd);
-    // The raw call: some file systems answer EINVAL for a directory, which std's wrapper treats
-    // as unreachable. The renames are atomic either way; only their durability order is lost.
-    switch (posix.errno(std.os.linux.fsync(fd))) {
-        .SUCCESS, .INVAL, .ROFS => {},
-        else => return error.Io,
-    }
+    const own = joined(&buffer, path, suffix, "") catch return error.Io;
+    return os.open(own, .{ .writable = false });
 }
 
 fn unlinkIfPresent(path: [:0]const u8) Error!void {
-    posix.unlinkZ(path) catch |err| switch (err) {
-        error.FileNotFound => {},
-        else => return error.Io,
+    os.unlink(path) catch |err| return switch (err) {
+        error.DiskFull => error.DiskFull,
+        error.Exists, error.NotFound, error.Io => error.Io,
     };
+}
+
+/// A backup is built at `path~backup*` under the marker `path~backup.building` and moved into
+/// place only when complete (`publishBackup`), so a backup killed midway never leaves an index
+/// at `path` that opens (empty or partial). The data file moves last: until it does, `path`
+/// names nothing, and the files moved before it are the companions of no index.
+const backup_suffix = "~backup";
+const backup_marker_suffix = backup_suffix ++ ".building";
+/// Every file an index at `path` has, data file first.
+pub const companion_suffixes = suffixes ++ [_][]const u8{".wal"};
+
+/// The first file of an index at `path` (data file or companion) that is already there, as
+/// its suffix ("" for `path` itself), or null when all are free.
+pub fn firstExisting(path: []const u8) Error!?[]const u8 {
+    for (companion_suffixes) |suffix| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        if (try exists(try joined(&buffer, path, suffix, ""))) return suffix;
+    }
+    return null;
+}
+
+/// Starts a backup to `path`: refuses (`Exists`) when `path` or any companion is there, or when
+/// `path~backup` is somebody's file; removes what a killed backup of ours left; marks the build.
+pub fn beginBackup(path: []const u8) BeginError!void {
+    if (try firstExisting(path) != null) return error.Exists;
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const marker = try joined(&buffer, path, backup_marker_suffix, "");
+    if (try exists(marker)) {
+        try removeBackupFiles(path);
+    } else {
+        for (companion_suffixes ++ [_][]const u8{".creating"}) |suffix| {
+            var temp: [std.fs.max_path_bytes]u8 = undefined;
+            if (try exists(try joined(&temp, path, backup_suffix, suffix))) return error.Exists;
+        }
+    }
+    const fd = os.open(marker, .{ .writable = true, .create = true }) catch return error.Io;
+    os.close(fd);
+    try os.syncDirectoryOf(path);
+}
+
+/// The path the backup is built at: `path~backup`.
+pub fn backupTempPath(buffer: []u8, path: []const u8) Error![]const u8 {
+    return std.fmt.bufPrint(buffer, "{s}" ++ backup_suffix, .{path}) catch error.Io;
+}
+
+/// Moves the complete, synced backup into place without replacing anything (`Exists` if a
+/// file appeared at a target name meanwhile), data file last; then removes the marker. On
+/// failure the files already moved are removed again, so `path` is left as it was.
+pub fn publishBackup(path: []const u8) (Error || error{Exists})!void {
+    const order = [_]usize{ 1, 2, 3, 4, 0 };
+    var moved: usize = 0;
+    errdefer for (order[0..moved]) |i| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        const to = joined(&buffer, path, companion_suffixes[i], "") catch continue;
+        os.unlink(to) catch |err| std.log.warn(
+            "quiver: could not remove {s} of an unfinished backup: {s}",
+            .{ to, @errorName(err) },
+        );
+    };
+    for (order) |i| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const from = try joined(&a, path, backup_suffix, companion_suffixes[i]);
+        const to = try joined(&b, path, companion_suffixes[i], "");
+        os.renameNoReplace(from, to) catch |err| return switch (err) {
+            error.Exists => error.Exists,
+            error.DiskFull => error.DiskFull,
+            error.NotFound, error.Io => error.Io,
+        };
+        moved += 1;
+    }
+    try os.syncDirectoryOf(path);
+    moved = 0; // the backup is in place and durable: nothing to undo from here on
+    // The marker only guards `path~backup*`, which is empty now: a failure to remove it leaves
+    // a stray file that the next backup to `path` removes, not a failed backup.
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const marker = try joined(&buffer, path, backup_marker_suffix, "");
+    unlinkIfPresent(marker) catch |err| return warnMarker(marker, err);
+    os.syncDirectoryOf(path) catch |err| return warnMarker(marker, err);
+}
+
+fn warnMarker(marker: []const u8, err: anyerror) void {
+    std.log.warn("quiver: backup complete; could not remove {s}: {s}", .{
+        marker,
+        @errorName(err),
+    });
+}
+
+/// Removes the files of an unfinished backup to `path` (if the marker says they are ours).
+pub fn abandonBackup(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    if (!try exists(try joined(&buffer, path, backup_marker_suffix, ""))) return;
+    try removeBackupFiles(path);
+    try unlinkIfPresent(try joined(&buffer, path, backup_marker_suffix, ""));
+    try os.syncDirectoryOf(path);
+}
+
+fn removeBackupFiles(path: []const u8) Error!void {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    for (companion_suffixes ++ [_][]const u8{".creating"}) |suffix| {
+        try unlinkIfPresent(try joined(&buffer, path, backup_suffix, suffix));
+    }
 }

@@ -9,6 +9,7 @@ const std = @import("std");
 const posix = std.posix;
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
+const os = @import("os.zig");
 
 /// The log is the file `path ++ file_suffix`.
 pub const file_suffix = ".wal";
@@ -36,7 +37,7 @@ pub const Record = struct {
 };
 
 pub const Wal = struct {
-    fd: posix.fd_t,
+    fd: os.Fd,
     dimensions: u32,
     mutex: locks.Mutex = .{ .rank = .wal },
     end: u64,
@@ -45,25 +46,30 @@ pub const Wal = struct {
     tail_dirty: bool = false,
 
     /// Opens `path.wal`; a writable open creates it if missing, a read-only one only reads it.
-    pub fn open(path: []const u8, dimensions: u32, writable: bool) !Wal {
+    /// A missing log is `Corrupt` for a read-only open; a FIFO or device is `NotRegular`.
+    pub fn open(
+        path: []const u8,
+        dimensions: u32,
+        writable: bool,
+    ) error{ Io, DiskFull, Corrupt, NotRegular }!Wal {
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
         const full =
             std.fmt.bufPrintZ(&buffer, "{s}" ++ file_suffix, .{path}) catch return error.Io;
-        const flags: posix.O = .{
-            .ACCMODE = if (writable) .RDWR else .RDONLY,
-            .CREAT = writable,
-            .CLOEXEC = true,
-        };
-        const fd = posix.openZ(full, flags, 0o644) catch |err| switch (err) {
-            error.FileNotFound => return error.Corrupt,
-            else => return error.Io,
-        };
-        const stat = posix.fstat(fd) catch return error.Io;
-        return .{ .fd = fd, .dimensions = dimensions, .end = @intCast(stat.size), .lsn = 0 };
+        const fd = os.open(full, .{ .writable = writable, .create = writable }) catch |err|
+            return switch (err) {
+                error.NotFound => error.Corrupt,
+                error.NotRegular => error.NotRegular,
+                error.Exists, error.Io => error.Io,
+            };
+        errdefer os.close(fd);
+        // A log this open created must not vanish in a power loss with the writes it holds.
+        if (writable) try os.syncDirectoryOf(full);
+        const end = try os.size(fd);
+        return .{ .fd = fd, .dimensions = dimensions, .end = end, .lsn = 0 };
     }
 
     pub fn close(self: *Wal) void {
-        posix.close(self.fd);
+        os.close(self.fd);
     }
 
     /// Appends one record with a single write; the caller holds the key's stripe lock, so the
@@ -94,27 +100,27 @@ pub const Wal = struct {
             .{ .base = std.mem.sliceAsBytes(vector).ptr, .len = vector.len * 4 },
         };
         const total = @sizeOf(RecordHeader) + vector.len * 4;
-        const written = posix.pwritev(
+        const written = os.pwritev(
             self.fd,
             iov[0..if (vector.len == 0) 1 else 2],
             self.end,
-        ) catch return error.Io;
+        ) catch |err| return err; // a failed write wrote nothing
         if (written != total) {
             // A short write (disk full) must not stay in the file: a later, shorter record
             // written at `end` would leave its remains behind a valid record, where replay
             // would rightly call them corruption. Until the cut succeeds no record is appended.
             self.tail_dirty = true;
             // The append fails either way; a failed cut is retried by the next append.
-            self.cutTail() catch return error.Io;
-            return error.Io;
+            self.cutTail() catch |err| return err;
+            return error.DiskFull;
         }
         self.end += total;
     }
 
     /// Cuts the file back to `end` after a short write. The caller holds the log's lock.
-    fn cutTail(self: *Wal) error{Io}!void {
+    fn cutTail(self: *Wal) os.Error!void {
         assert(self.tail_dirty);
-        posix.ftruncate(self.fd, self.end) catch return error.Io;
+        try os.truncate(self.fd, self.end);
         self.tail_dirty = false;
     }
 
@@ -125,16 +131,16 @@ pub const Wal = struct {
         return self.end;
     }
 
-    pub fn sync(self: *Wal) !void {
-        posix.fsync(self.fd) catch return error.Io;
+    pub fn sync(self: *Wal) os.Error!void {
+        try os.fsync(self.fd);
     }
 
     /// Empties the log after a checkpoint made its contents redundant.
-    pub fn reset(self: *Wal, contention: *std.atomic.Value(u64)) !void {
+    pub fn reset(self: *Wal, contention: *std.atomic.Value(u64)) os.Error!void {
         self.mutex.lock(contention);
         defer self.mutex.unlock();
-        posix.ftruncate(self.fd, 0) catch return error.Io;
-        posix.fsync(self.fd) catch return error.Io;
+        try os.truncate(self.fd, 0);
+        try os.fsync(self.fd);
         self.end = 0;
     }
 
@@ -161,7 +167,7 @@ pub const Wal = struct {
         const torn = while (offset < self.end) {
             var header: RecordHeader = undefined;
             const got =
-                posix.pread(self.fd, std.mem.asBytes(&header), offset) catch return error.Io;
+                try os.pread(self.fd, std.mem.asBytes(&header), offset);
             if (got != @sizeOf(RecordHeader)) break true;
             if (!plausible(&header, self.dimensions)) {
                 if (try self.zerosFrom(offset)) break true;
@@ -171,11 +177,7 @@ pub const Wal = struct {
             const body = std.mem.sliceAsBytes(vector[0..floats]);
             const record_end = offset + @sizeOf(RecordHeader) + body.len;
             if (record_end > self.end) break true;
-            const got_body = posix.pread(
-                self.fd,
-                body,
-                offset + @sizeOf(RecordHeader),
-            ) catch return error.Io;
+            const got_body = try os.pread(self.fd, body, offset + @sizeOf(RecordHeader));
             if (got_body != body.len) return error.Io;
             if (checksum(&header, body) != header.checksum) {
                 if (record_end == self.end) break true;
@@ -196,7 +198,7 @@ pub const Wal = struct {
         } else false;
         assert(offset <= self.end);
         if (torn) {
-            posix.ftruncate(self.fd, offset) catch return error.Io;
+            os.truncate(self.fd, offset) catch return error.Io;
             self.end = offset;
         }
         return .{ .records = records, .torn = torn };
@@ -208,7 +210,7 @@ pub const Wal = struct {
         var at = offset;
         while (at < self.end) {
             const want: usize = @intCast(@min(buffer.len, self.end - at));
-            const got = posix.pread(self.fd, buffer[0..want], at) catch return error.Io;
+            const got = try os.pread(self.fd, buffer[0..want], at);
             if (got == 0) return error.Io;
             for (buffer[0..got]) |byte| if (byte != 0) return false;
             at += got;

@@ -1,0 +1,334 @@
+//! Durability under failing I/O (issue 9, items 3, 4, 7, 8): the OS layer's fault hook
+//! (storage/os.zig) makes chosen calls fail with ENOSPC or EIO, and each test checks that the
+//! failure is a typed error, that nothing acknowledged is lost, and that nothing half-made is
+//! left where an open would accept it.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const Index = @import("index.zig").Index;
+const write = @import("write.zig");
+const read = @import("read.zig");
+const recovery = @import("recovery.zig");
+const compact = @import("compact.zig");
+const backup = @import("backup.zig");
+const verify = @import("verify.zig").verify;
+const os = @import("../storage/os.zig");
+const swap = @import("../storage/swap.zig");
+const index_test = @import("index_test.zig");
+const live_seq = @import("../hnsw/view.zig").live_seq;
+const layout = @import("../storage/layout.zig");
+
+const gpa = index_test.gpa;
+const dims = 8;
+
+const Dir = struct {
+    tmp: std.testing.TmpDir,
+    buffer: [std.fs.max_path_bytes]u8 = undefined,
+    len: usize = 0,
+
+    fn init() !Dir {
+        var dir = Dir{ .tmp = std.testing.tmpDir(.{}) };
+        dir.len = (try dir.tmp.dir.realpath(".", &dir.buffer)).len;
+        return dir;
+    }
+
+    fn path(dir: *const Dir, buffer: []u8, name: []const u8) ![]const u8 {
+        return std.fmt.bufPrint(buffer, "{s}/{s}", .{ dir.buffer[0..dir.len], name });
+    }
+};
+
+fn opts() abi.Options {
+    return index_test.options(dims, .l2sq);
+}
+
+fn vec(data: []const f32, i: usize) []const f32 {
+    return data[i * dims ..][0..dims];
+}
+
+fn expectStored(index: *Index, data: []const f32, key: u64) !void {
+    var out: [dims]f32 = undefined;
+    if (!read.get(index, key, live_seq, &out)) {
+        std.debug.print("key {d} is missing\n", .{key});
+        return error.TestExpectedEqual;
+    }
+    try std.testing.expectEqualSlices(f32, vec(data, key), &out);
+}
+
+fn expectNoIndex(path: []const u8) !void {
+    const index = recovery.open(gpa, path, opts(), .fast) catch |err| {
+        return std.testing.expectEqual(error.NoIndex, err);
+    };
+    index.destroy();
+    std.debug.print("an index opened at {s}\n", .{path});
+    return error.TestUnexpectedResult;
+}
+
+/// Removes every file an index (and a backup build) at `path` can have.
+fn removeIndexFiles(path: []const u8) !void {
+    for ([_][]const u8{ "", "~backup" }) |infix| {
+        for (swap.companion_suffixes ++ [_][]const u8{ ".creating", ".building" }) |suffix| {
+            var buffer: [std.fs.max_path_bytes]u8 = undefined;
+            const full = try std.fmt.bufPrint(&buffer, "{s}{s}{s}", .{ path, infix, suffix });
+            std.fs.deleteFileAbsolute(full) catch |err| switch (err) {
+                error.FileNotFound => {},
+                else => return err,
+            };
+        }
+    }
+}
+
+// A full disk is DiskFull at growth, in the log, in a batch on native threads, in compact and
+// in backup; the index goes on, reopens on the full disk and keeps every acknowledged write.
+test "durability: a full disk is a typed error everywhere and loses nothing" {
+    defer os.faults.reset();
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "full");
+    var target_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const target = try dir.path(&target_buffer, "copy");
+    const data = try index_test.clustered(gpa, 300, dims, 11);
+    defer gpa.free(data);
+    var keys: [300]u64 = undefined;
+    for (&keys, 0..) |*k, i| k.* = i;
+    {
+        const index = try Index.create(gpa, opts(), path);
+        defer index.destroy();
+        for (0..40) |i| try write.add(index, i, vec(data, i));
+        // No block can be reserved from here on.
+        os.faults.arm(.fallocate, 1, .nospc, true);
+        try std.testing.expectError(error.DiskFull, write.reserve(index, 1000));
+        try std.testing.expectError(error.DiskFull, write.addBatch(
+            index,
+            keys[100..300],
+            data[100 * dims .. 300 * dims],
+            2,
+        ));
+        try std.testing.expectError(error.DiskFull, compact.compact(index, 1));
+        try std.testing.expectError(error.DiskFull, backup.save(index, 0, target));
+        try expectNoIndex(target);
+        try std.testing.expectEqual(@as(?[]const u8, null), try swap.firstExisting(target));
+        try std.testing.expect(os.faults.fired(.fallocate) >= 4);
+        // Slots already reserved still take writes on the full disk.
+        for (40..60) |i| try write.add(index, i, vec(data, i));
+        // And the log is full too: single adds, removes and a batch on native threads fail.
+        os.faults.arm(.write, 1, .nospc, true);
+        try std.testing.expectError(error.DiskFull, write.add(index, 60, vec(data, 60)));
+        try std.testing.expectError(error.DiskFull, write.remove(index, 3));
+        try std.testing.expectError(
+            error.DiskFull,
+            write.addBatch(index, keys[61..63], data[61 * dims .. 63 * dims], 2),
+        );
+        try std.testing.expectEqual(@as(u64, 60), index.size());
+        try std.testing.expect((try verify(index)).ok == 1);
+    }
+    // Reopened while the disk is still full (fallocate and writes still fail).
+    {
+        const index = try recovery.open(gpa, path, opts(), .full);
+        defer index.destroy();
+        try std.testing.expectEqual(@as(u64, 60), index.size());
+        for (0..60) |i| try expectStored(index, data, i);
+        try std.testing.expect(!read.has(index, 60, live_seq));
+        os.faults.reset();
+        // Space came back: the rest goes in.
+        try write.addBatch(index, keys[60..300], data[60 * dims .. 300 * dims], 2);
+        try std.testing.expectEqual(@as(u64, 300), index.size());
+    }
+    const index = try recovery.open(gpa, path, opts(), .full);
+    defer index.destroy();
+    for (0..300) |i| try expectStored(index, data, i);
+}
+
+test "durability: sync() fsyncs the mapped files and the log, and creation fsyncs the directory" {
+    defer os.faults.reset();
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "sync");
+    os.faults.reset();
+    const index = try Index.create(gpa, opts(), path);
+    defer index.destroy();
+    // The data file's link and the log's creation are durable names.
+    try std.testing.expect(os.faults.calls(.dirsync) >= 1);
+    const data = try index_test.clustered(gpa, 10, dims, 1);
+    defer gpa.free(data);
+    for (0..10) |i| try write.add(index, i, vec(data, i));
+    os.faults.reset();
+    try write.sync(index);
+    // Four mapped files and the log (the old sync fsynced only the log).
+    try std.testing.expectEqual(@as(u64, 5), os.faults.calls(.fsync));
+    os.faults.arm(.fsync, 1, .io, false);
+    try std.testing.expectError(error.Io, write.sync(index));
+}
+
+test "durability: a remap makes the grown files durable before the header names their size" {
+    defer os.faults.reset();
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "remap");
+    const index = try Index.create(gpa, opts(), path);
+    defer index.destroy();
+    const contention = &index.counters.lock_contention;
+    const before = index.storage.currentHeader(contention).capacity;
+    os.faults.arm(.fsync, 1, .io, false);
+    try std.testing.expectError(error.Io, write.reserve(index, 10 * before));
+    try std.testing.expectEqual(before, index.storage.currentHeader(contention).capacity);
+    os.faults.reset();
+    try write.reserve(index, 10 * before);
+    try std.testing.expect(index.storage.currentHeader(contention).capacity >= 10 * before);
+}
+
+const swept_ops = [_]os.Op{ .fallocate, .fsync, .dirsync, .rename, .ftruncate, .write, .mmap };
+
+test "durability: a backup failing at any I/O call leaves nothing at the target that opens" {
+    defer os.faults.reset();
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "source");
+    var target_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const target = try dir.path(&target_buffer, "target");
+    const data = try index_test.clustered(gpa, 100, dims, 5);
+    defer gpa.free(data);
+    const index = try Index.create(gpa, opts(), path);
+    defer index.destroy();
+    for (0..100) |i| try write.add(index, i, vec(data, i));
+    var failures: u64 = 0;
+    for (swept_ops) |op| {
+        var nth: u64 = 1;
+        while (nth < 200) : (nth += 1) {
+            os.faults.arm(op, nth, .io, false);
+            const result = backup.save(index, 0, target);
+            const fired = os.faults.fired(op);
+            os.faults.reset();
+            if (result) |_| {
+                const copy = try recovery.open(gpa, target, opts(), .full);
+                defer copy.destroy();
+                try std.testing.expectEqual(@as(u64, 100), copy.size());
+            } else |err| {
+                failures += 1;
+                try std.testing.expect(err == error.Io or err == error.OutOfMemory);
+                try expectNoIndex(target);
+                try std.testing.expectEqual(@as(?[]const u8, null), try swap.firstExisting(target));
+            }
+            try removeIndexFiles(target);
+            if (fired == 0) break; // fewer calls of `op` than `nth`: the sweep is complete
+        }
+    }
+    try std.testing.expect(failures >= 10);
+}
+
+test "durability: a backup refuses an existing companion file and leaves it untouched" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var target_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const target = try dir.path(&target_buffer, "target");
+    const index = try Index.create(gpa, opts(), null);
+    defer index.destroy();
+    try write.add(index, 1, &.{ 1, 2, 3, 4, 5, 6, 7, 8 });
+    for ([_][]const u8{ ".graph", ".wal", ".vectors" }) |suffix| {
+        var buffer: [std.fs.max_path_bytes]u8 = undefined;
+        const other = try std.fmt.bufPrint(&buffer, "{s}{s}", .{ target, suffix });
+        {
+            const file = try std.fs.createFileAbsolute(other, .{});
+            defer file.close();
+            try file.writeAll("somebody's file");
+        }
+        try std.testing.expectError(error.Exists, backup.save(index, 0, target));
+        const kept = try std.fs.cwd().readFileAlloc(gpa, other, 100);
+        defer gpa.free(kept);
+        try std.testing.expectEqualStrings("somebody's file", kept);
+        try std.fs.deleteFileAbsolute(other);
+    }
+    try backup.save(index, 0, target);
+}
+
+test "durability: a compaction failing at any I/O call loses no write made after it" {
+    defer os.faults.reset();
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "compact");
+    const data = try index_test.clustered(gpa, 101, dims, 9);
+    defer gpa.free(data);
+    var failures: u64 = 0;
+    for ([_]os.Op{ .mmap, .fallocate, .fsync, .dirsync, .rename }) |op| {
+        var nth: u64 = 1;
+        while (nth < 200) : (nth += 1) {
+            try removeIndexFiles(path);
+            var added = true;
+            {
+                const index = try Index.create(gpa, opts(), path);
+                defer index.destroy();
+                for (0..100) |i| try write.add(index, i, vec(data, i));
+                for (0..30) |i| _ = try write.remove(index, i);
+                os.faults.arm(op, nth, .io, false);
+                const result = compact.compact(index, 1);
+                if (result) |_| {} else |_| failures += 1;
+                const fired = os.faults.fired(op);
+                os.faults.reset();
+                if (fired == 0) break;
+                // A write after the failed (or finished) compaction must survive.
+                write.add(index, 100, vec(data, 100)) catch |err| {
+                    // A committed compaction this handle could not adopt: read-only, and the
+                    // reopen below still has everything it acknowledged.
+                    try std.testing.expectEqual(error.ReadOnly, err);
+                    added = false;
+                };
+            }
+            const index = try recovery.open(gpa, path, opts(), .full);
+            defer index.destroy();
+            try std.testing.expectEqual(@as(u64, if (added) 71 else 70), index.size());
+            for (30..if (added) 101 else 100) |i| try expectStored(index, data, i);
+        }
+    }
+    try std.testing.expect(failures >= 10);
+}
+
+// Full validation refuses what it cannot checksum (a log holding writes, a damaged newest
+// header copy that leaves only an older, dirty one) and still checks a clean index.
+test "durability: validate full never skips its checksums" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buffer, "full");
+    const data = try index_test.clustered(gpa, 20, dims, 2);
+    defer gpa.free(data);
+    {
+        const index = try Index.create(gpa, opts(), path);
+        defer index.destroy();
+        for (0..10) |i| try write.add(index, i, vec(data, i));
+    }
+    {
+        // Killed with writes in its log: no checkpoint at the end.
+        const index = try recovery.open(gpa, path, opts(), .full);
+        try write.add(index, 10, vec(data, 10));
+        const storage = index.storage;
+        index.destroyState();
+        storage.destroy();
+    }
+    try std.testing.expectError(error.Unverifiable, recovery.open(gpa, path, opts(), .full));
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast); // recovers and checkpoints
+        defer index.destroy();
+        try std.testing.expectEqual(@as(u64, 11), index.size());
+    }
+    (try recovery.open(gpa, path, opts(), .full)).destroy();
+    // One flipped bit in the newest header copy: open falls back to the older, dirty copy.
+    const file = try std.fs.openFileAbsolute(path, .{ .mode = .read_write });
+    defer file.close();
+    var copies: [2]layout.Header = undefined;
+    for (&copies, 0..) |*copy, i| {
+        _ = try file.preadAll(std.mem.asBytes(copy), i * layout.header_slot_bytes);
+    }
+    const newest: usize = if (copies[0].header_seq > copies[1].header_seq) 0 else 1;
+    try std.testing.expectEqual(@as(u32, 1), copies[newest].clean);
+    try std.testing.expectEqual(@as(u32, 0), copies[newest ^ 1].clean);
+    copies[newest].live ^= 1;
+    try file.pwriteAll(std.mem.asBytes(&copies[newest]), newest * layout.header_slot_bytes);
+    try std.testing.expectError(error.Unverifiable, recovery.open(gpa, path, opts(), .full));
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    try std.testing.expectEqual(@as(u64, 11), index.size());
+    try std.testing.expect(index.counters.corruption_detected.load(.monotonic) == 1);
+}

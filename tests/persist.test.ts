@@ -6,8 +6,9 @@
  * (fixtures/lock_child.ts) running under the same runtime.
  */
 import { AlreadyExistsError, DimensionMismatchError, Index, NoIndexError, InvalidArgumentError, InvalidDimensionsError, LockedError, CorruptIndexError, QuiverError, ReadOnlyError } from "../mod.ts";
-import { assert, assertEquals, assertThrows, clustered, killChildren, rng, runtime, seedFromEnv, spawnRuntime, tempDir, test } from "./harness.ts";
+import { assert, assertEquals, assertThrows, clustered, killChildren, rng, runSync, runtime, seedFromEnv, spawnRuntime, tempDir, test } from "./harness.ts";
 import { exists, fileSize, removeDir, removeFile, sameVector, seededVector, indexFiles } from "./fixtures/util.ts";
+import { renameSync } from "node:fs";
 
 const lockChild = new URL("./fixtures/lock_child.ts", import.meta.url).pathname;
 
@@ -164,6 +165,31 @@ test("persist: growth through many remaps persists every vector", () => {
     } finally {
       index.close();
     }
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test("persist: a FIFO at the path or at a companion is refused at once, never a hang (read-only too)", () => {
+  const dir = tempDir();
+  try {
+    const path = `${dir}/fifo`;
+    assertEquals(runSync(["mkfifo", path]).code, 0, "mkfifo");
+    // The old open blocked forever in open(2) on a FIFO without a writer.
+    assertThrows(() => Index.open(path, { readOnly: true }), InvalidArgumentError);
+    assertThrows(() => Index.open(path, { create: false }), InvalidArgumentError);
+    removeFile(path);
+    const index = `${dir}/index`;
+    Index.open(index, { dimensions: 4 }).close();
+    for (const suffix of [".graph", ".wal"]) {
+      const moved = `${dir}/moved${suffix}`;
+      renameSync(index + suffix, moved);
+      assertEquals(runSync(["mkfifo", index + suffix]).code, 0, "mkfifo");
+      assertThrows(() => Index.open(index, { readOnly: true }), InvalidArgumentError);
+      removeFile(index + suffix);
+      renameSync(moved, index + suffix);
+    }
+    Index.open(index, { readOnly: true }).close();
   } finally {
     removeDir(dir);
   }

@@ -48,9 +48,12 @@ fn copyTo(self: *Index, snap: tables.Snapshot, path: []const u8) Error!void {
     defer if (copy_open) copy.destroy();
     try fill(self, snap, copy, options);
     try copy.checkpoint();
-    // Closed (descriptors and lock released) before its files are moved into place.
+    // Closed (descriptors and lock released) before its files are moved into place, without
+    // the second checkpoint `destroy` would take: one that failed would leave the copy dirty.
     copy_open = false;
-    copy.destroy();
+    const storage = copy.storage;
+    copy.destroyState();
+    storage.destroy();
 }
 
 /// Copies the snapshot's slots, lists and counters into `copy`.

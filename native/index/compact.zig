@@ -7,7 +7,6 @@
 //! storage/swap.zig, whose commit record makes the four renames crash-atomic: a kill at any point
 //! leaves either the old index or (rolled forward by the next open) the compacted one.
 const std = @import("std");
-const posix = std.posix;
 const layout = @import("../storage/layout.zig");
 const index_mod = @import("index.zig");
 const Index = index_mod.Index;
@@ -17,6 +16,7 @@ const view_mod = @import("../hnsw/view.zig");
 const storage_mod = @import("../storage/storage.zig");
 const recovery = @import("recovery.zig");
 const swap = @import("../storage/swap.zig");
+const os = @import("../storage/os.zig");
 const centre = @import("centre.zig");
 
 pub fn compact(self: *Index, threads: u32) Error!void {
@@ -77,13 +77,13 @@ pub fn compact(self: *Index, threads: u32) Error!void {
     const current = fresh.storage.epochs.current.load(.acquire).payload;
     const capacity = current.capacity;
     const upper_capacity = current.upper_capacity;
-    var fds: [storage_mod.file_count]posix.fd_t = undefined;
+    var fds: [storage_mod.file_count]os.Fd = undefined;
     var duped: usize = 0;
-    errdefer for (fds[0..duped]) |fd| posix.close(fd);
+    errdefer for (fds[0..duped]) |fd| os.close(fd);
     // Duplicates keep the files (and the writer's flock on the new data file) alive after the
     // temporary index closes its own descriptors.
     for (fresh.storage.fds, 0..) |fd, i| {
-        fds[i] = posix.dup(fd) catch return error.Io;
+        fds[i] = try os.dup(fd);
         duped += 1;
     }
     fresh_alive = false;

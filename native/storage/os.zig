@@ -32,6 +32,8 @@ comptime {
 }
 
 pub const Fd = posix.fd_t;
+/// The "no descriptor" value of this OS (-1 on POSIX; INVALID_HANDLE_VALUE would be Windows').
+pub const no_fd: Fd = -1;
 pub const page_bytes = std.heap.page_size_min;
 pub const Region = []align(page_bytes) u8;
 

@@ -71,7 +71,7 @@ pub const Storage = struct {
         capacity: u64,
     ) Error!*Storage {
         const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
-        var fds: [file_count]os.Fd = @splat(-1);
+        var fds: [file_count]os.Fd = @splat(os.no_fd);
         // Until `finish` hands them to the storage (whose destroy closes them).
         var fds_owned = true;
         errdefer if (fds_owned) closeAll(&fds);
@@ -112,7 +112,7 @@ pub const Storage = struct {
 
     /// Opens existing files after validating the header against the file sizes.
     pub fn open(gpa: std.mem.Allocator, path: []const u8, writable: bool) Error!*Storage {
-        var fds: [file_count]os.Fd = @splat(-1);
+        var fds: [file_count]os.Fd = @splat(os.no_fd);
         errdefer closeAll(&fds);
         if (writable) {
             // The writer lock first: only its holder may finish or discard a compaction swap.
@@ -120,7 +120,7 @@ pub const Storage = struct {
             if (try swap.pending(path)) {
                 try swap.rollForward(path);
                 os.close(fds[0]);
-                fds[0] = -1;
+                fds[0] = os.no_fd;
                 fds[0] = try openLocked(gpa, path, true);
             } else {
                 try swap.removeLeftovers(path);
@@ -289,7 +289,7 @@ pub const Storage = struct {
         self.header_damaged = false; // the adopted files' headers were just written
         var old = self.fds;
         self.fds = prepared.fds;
-        prepared.fds = @splat(-1);
+        prepared.fds = @splat(os.no_fd);
         closeAll(&old);
         _ = self.remaps.fetchAdd(1, .monotonic);
     }
@@ -377,8 +377,8 @@ fn releaseRegions(regions: Regions) void {
 
 pub fn closeAll(fds: *[file_count]os.Fd) void {
     for (fds) |*fd| {
-        if (fd.* >= 0) os.close(fd.*);
-        fd.* = -1;
+        if (fd.* != os.no_fd) os.close(fd.*);
+        fd.* = os.no_fd;
     }
 }
 

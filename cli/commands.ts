@@ -1,7 +1,7 @@
 /** The CLI's commands: each takes parsed arguments, writes its result, and throws on failure. */
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { Index, type Metric, type Storage } from "../mod.ts";
+import { Index, type Metric, ReadOnlyError, type Storage } from "../mod.ts";
 import { FormatError, formatOf, JsonlWriter, NpyWriter, openVectors, type VectorSource } from "../formats.ts";
 import { metricOfDistance } from "../src/formats/hdf5.ts";
 import { DocStore, docsPath, filteredSearch, matchesFilter } from "../src/docstore.ts";
@@ -24,9 +24,21 @@ function indexFiles(path: string): string[] {
   return [path, `${path}.graph`, `${path}.upper`, `${path}.vectors`, `${path}.wal`, docsPath(path)];
 }
 
-/** Opens an existing index; a missing one is bad input, not a new empty index. */
+/**
+ * Opens an existing index; a missing one is bad input, not a new empty index. Read commands open
+ * read-only (many may run beside one writer); an index that needs recovery first (a log left by
+ * a killed writer, a damaged header copy) refuses a read-only open with ReadOnlyError, so it is
+ * opened once writable, which recovers it, and then read-only again.
+ */
 function openExisting(path: string, readOnly: boolean, validate: "fast" | "full" = "fast"): Index {
   if (!existsSync(path)) throw new InputError(`no index at ${path} (build one with: quiver build <input> ${path})`);
+  try {
+    return Index.open(path, { create: false, readOnly, validate });
+  } catch (error) {
+    if (!readOnly || !(error instanceof ReadOnlyError)) throw error;
+  }
+  process.stderr.write(`quiver: ${path} needs recovery (an interrupted writer or a damaged header copy): recovering it\n`);
+  Index.open(path, { create: false, validate }).close();
   return Index.open(path, { create: false, readOnly, validate });
 }
 

@@ -74,16 +74,19 @@ export class Progress {
   #draw(now: number): void {
     const seconds = (now - this.#start) / 1000;
     const rate = this.#done / Math.max(seconds, 1e-3);
-    const columns = Math.max(40, Math.min(process.stderr.columns ?? 100, 140));
+    // A pseudo-terminal without a size reports 0 columns: assume 100.
+    const columns = Math.max(60, Math.min(process.stderr.columns || 100, 160));
     let line: string;
     if (this.#total !== undefined && this.#total > 0) {
       const fraction = Math.min(1, this.#done / this.#total);
       const eta = rate > 0 ? (this.#total - this.#done) / rate : Infinity;
       const stats = ` ${(fraction * 100).toFixed(0).padStart(3)}% ${count(this.#done, this.#bytes)}/${count(this.#total, this.#bytes)}` +
         ` ${count(rate, this.#bytes)}/s ETA ${duration(eta)}`;
-      const width = Math.max(10, columns - this.#label.length - stats.length - 4);
+      // The numbers are kept whole; the bar takes what is left, and a long label is cut on the left.
+      const label = this.#label.length > columns - stats.length - 14 ? `...${this.#label.slice(-(columns - stats.length - 17))}` : this.#label;
+      const width = Math.max(10, columns - label.length - stats.length - 4);
       const filled = Math.round(fraction * width);
-      line = `${this.#label} [${"#".repeat(filled)}${"-".repeat(width - filled)}]${stats}`;
+      line = `${label} [${"#".repeat(filled)}${"-".repeat(width - filled)}]${stats}`;
     } else {
       line = `${this.#label} ${count(this.#done, this.#bytes)} ${this.#unit} ${count(rate, this.#bytes)}/s ${duration(seconds)}`;
     }

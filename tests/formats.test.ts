@@ -404,3 +404,18 @@ test("formats: seeded fuzz: truncated and byte-flipped files of every format giv
   assert(errors > 0 && exact > 0, "the fuzz exercised both outcomes");
   rmSync(dir, { recursive: true, force: true });
 }, 120_000);
+
+test("formats: canary: the fuzz oracle rejects a silently wrong read (another row changed, or any row after a header flip)", async () => {
+  const original = { count: 3, dimensions: 2, data: new Float32Array([1, 2, 3, 4, 5, 6]), ids: [] };
+  const wrongRow = { ...original, data: new Float32Array([1, 2, 3, 4, 5, 7]) };
+  let caught = 0;
+  for (const [got, row] of [[wrongRow, 1], [wrongRow, -1], [{ ...original, count: 2, data: original.data.subarray(0, 4) }, 0]] as const) {
+    try {
+      check(original, got, row, "canary");
+    } catch {
+      caught++;
+    }
+  }
+  assertEquals(caught, 3, "every wrong result is caught");
+  check(original, wrongRow, 2, "the flipped row itself may change");
+});

@@ -91,7 +91,11 @@ export async function cmdBuild({ positionals: [input, path], values }: Args): Pr
   let added = 0;
   let ok = false;
   try {
-    index = Index.open(path, { dimensions: source.dimensions, metric, m, efConstruction, storage, create: true });
+    // Appending keeps the index's own parameters: only what the user gave is passed (and must match).
+    index = existsSync(path)
+      ? Index.open(path, { create: false, ...(values.metric ? { metric } : {}), ...(storage ? { storage } : {}) })
+      : Index.open(path, { dimensions: source.dimensions, metric, m, efConstruction, storage, create: true });
+    metric = (METRIC_NAMES[Number(index.stats().metric)] ?? metric) as Metric;
     if (index.dimensions !== source.dimensions) {
       throw new InputError(`${input} has ${source.dimensions} dimensions, the index ${path} has ${index.dimensions}`);
     }

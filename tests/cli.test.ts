@@ -258,6 +258,11 @@ test("cli: build --append upserts by id, compact reclaims the tombstones, verify
   const report = json(["verify", index]).report;
   assertEquals({ ok: report.ok, live: report.live }, { ok: true, live: N + 10 });
   assertEquals(json(["get", index, "new-9"]).vector, row(base, 9));
+  // Appending keeps the index's metric when --metric is not given (the HDF5 index is cosine).
+  const cosine = at("append-cosine.qv");
+  json(["build", at("v.hdf5"), cosine]);
+  const more = json(["build", at("v.npy"), cosine, "--append"]);
+  assertEquals({ metric: more.metric, size: more.size }, { metric: "cosine", size: 2 * N });
 });
 
 test("cli: a corrupt index is exit 4 for verify, search and stats; a missing one is exit 3", async () => {

@@ -25,7 +25,7 @@ import {
   writeNpy,
   writeVecs,
 } from "../formats.ts";
-import { assert, assertEquals, rng, seedFromEnv, tempDir, test } from "./harness.ts";
+import { assert, assertEquals, envFlag, rng, seedFromEnv, tempDir, test } from "./harness.ts";
 
 const dir = tempDir();
 const file = (name: string) => join(dir, name);
@@ -363,6 +363,7 @@ test("formats: seeded fuzz: truncated and byte-flipped files of every format giv
       if (!truncate) mutated[at] ^= xor;
       writeFileSync(mutant, truncate ? bytes.subarray(0, at) : mutated);
       const what = `${name}: ${truncate ? `truncated to ${at} bytes` : `byte ${at} ^= ${xor}`} (seed ${seed}, iteration ${i})`;
+      if (envFlag("QUIVER_FUZZ_TRACE")) console.log(what);
       let got: Parsed;
       try {
         got = await parse(mutant);

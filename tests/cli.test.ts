@@ -333,7 +333,8 @@ if (runtime === "bun") {
     const runDir = tempDir();
     try {
       const built = join(buildDir, "quiver");
-      const build = runSync([bun, "build", "--compile", CLI, "--outfile", built], { cwd: repoPath(".") });
+      // The HDF5 reader's Worker is the second entry point (see src/formats/hdf5.ts).
+      const build = runSync([bun, "build", "--compile", CLI, repoPath("src/formats/hdf5_worker.ts"), "--outfile", built], { cwd: repoPath(".") });
       assertEquals(build.code, 0, `bun build --compile failed:\n${build.stderr}`);
       const alone = join(runDir, "quiver");
       copyFileSync(built, alone);

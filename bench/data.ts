@@ -1,10 +1,10 @@
 // Benchmark data sets: Fashion-MNIST from the Debian package `dataset-fashion-mnist`, and seeded
 // clustered synthetic data. Both are cached as raw float32 under `.cache/bench/` so that every
 // per-library child process reads the same bytes quickly.
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { gunzipSync } from "node:zlib";
+import { readIdx } from "../formats.ts";
 
 export type Metric = "l2" | "ip" | "cosine";
 
@@ -145,16 +145,7 @@ export function readIdxImages(path: string): { data: Float32Array; count: number
   if (!existsSync(path)) {
     throw new Error(`${path} is missing: run scripts/setup-bench.sh (installs the Debian package dataset-fashion-mnist)`);
   }
-  const bytes = gunzipSync(readFileSync(path));
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const magic = view.getUint32(0, false);
-  if (magic !== 0x803) throw new Error(`${path}: idx magic 0x${magic.toString(16)}, expected 0x803 (unsigned byte, 3 dims)`);
-  const count = view.getUint32(4, false);
-  const dimensions = view.getUint32(8, false) * view.getUint32(12, false);
-  if (bytes.length !== 16 + count * dimensions) throw new Error(`${path}: ${bytes.length} bytes, header says ${count}x${dimensions}`);
-  const data = new Float32Array(count * dimensions);
-  for (let i = 0; i < data.length; i++) data[i] = bytes[16 + i];
-  return { data, count, dimensions };
+  return readIdx(path);
 }
 
 /** Fashion-MNIST as ann-benchmarks uses it: train (60000x784) is the base, t10k (10000) the queries. */

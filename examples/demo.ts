@@ -5,20 +5,14 @@
  * queries per second.   Run: bun examples/demo.ts  (or: deno run -A examples/demo.ts)
  */
 import { Index, kernels } from "../mod.ts";
-import { existsSync, readFileSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
+import { readIdx } from "../formats.ts";
+import { existsSync } from "node:fs";
 
 const dir = "/usr/share/datasets/fashion-mnist";
 
 function readImages(path: string): { data: Float32Array; count: number; dims: number } {
-  const bytes = gunzipSync(readFileSync(path));
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0) !== 0x803) throw new Error(`${path}: not an idx3-ubyte file`);
-  const count = view.getUint32(4);
-  const dims = view.getUint32(8) * view.getUint32(12);
-  const data = new Float32Array(count * dims);
-  for (let i = 0; i < data.length; i++) data[i] = bytes[16 + i];
-  return { data, count, dims };
+  const { data, count, dimensions } = readIdx(path);
+  return { data, count, dims: dimensions };
 }
 
 function clustered(n: number, d: number, seed: number): Float32Array {

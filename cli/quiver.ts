@@ -125,9 +125,16 @@ export const COMMANDS: Record<string, Command> = {
   },
 };
 
+/** One flag as `util.parseArgs` takes it, with its help line. */
+interface FlagSpec {
+  readonly type: "string" | "boolean";
+  readonly short?: string;
+  readonly help: string;
+}
+
 function commandHelp(name: string): string {
   const c = COMMANDS[name];
-  const all = { ...c.options, ...common };
+  const all: Record<string, FlagSpec> = { ...c.options, ...common };
   const rows = Object.entries(all).map(([flag, o]) => {
     const left = `${o.short ? `-${o.short}, ` : "    "}--${flag}${o.type === "string" ? " <value>" : ""}`;
     return `  ${left.padEnd(30)} ${o.help}`;
@@ -162,7 +169,8 @@ export async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
     const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
-    for (const [flag, o] of Object.entries({ ...command.options, ...common })) options[flag] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+    const flags: Record<string, FlagSpec> = { ...command.options, ...common };
+    for (const [flag, o] of Object.entries(flags)) options[flag] = o.short ? { type: o.type, short: o.short } : { type: o.type };
     parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
   } catch (error) {
     return report(new UsageError(`${(error as Error).message}; run "quiver ${name} --help" for its options`), json);

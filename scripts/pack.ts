@@ -132,9 +132,21 @@ function packMain(stages: string, out: string): string {
     type: "module",
     main: "./mod.js",
     types: "./mod.d.ts",
-    exports: { ".": { types: "./mod.d.ts", default: "./mod.js" }, "./package.json": "./package.json" },
-    files: ["mod.js", "mod.d.ts", "src/", "LICENSE", "README.md", "CHANGELOG.md"],
+    exports: {
+      ".": { types: "./mod.d.ts", default: "./mod.js" },
+      "./formats": { types: "./formats.d.ts", default: "./formats.js" },
+      "./langchain": { types: "./langchain.d.ts", default: "./langchain.js" },
+      "./package.json": "./package.json",
+    },
+    bin: { quiver: "./cli/quiver.js" },
+    files: [
+      "mod.js", "mod.d.ts", "formats.js", "formats.d.ts", "langchain.js", "langchain.d.ts",
+      "src/", "cli/", "bench/svg.js", "LICENSE", "README.md", "CHANGELOG.md",
+    ],
     engines: { bun: ">=1.1.0" },
+    dependencies: manifest.dependencies,
+    peerDependencies: manifest.peerDependencies,
+    peerDependenciesMeta: manifest.peerDependenciesMeta,
     optionalDependencies,
   }, null, 2) + "\n");
   return npmPack(stage, out);

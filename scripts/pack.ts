@@ -90,6 +90,12 @@ function npmPack(stage: string, out: string): string {
   return tarball;
 }
 
+/** A path as printed: relative inside the checkout, absolute outside it. */
+function shown(path: string): string {
+  const rel = relative(root, path);
+  return rel.startsWith("..") ? path : rel;
+}
+
 function kib(path: string): string {
   return `${(statSync(path).size / 1024).toFixed(1)} KiB`;
 }
@@ -244,7 +250,7 @@ if (import.meta.main) {
   let packed = 0;
   let skipped = 0;
   const main = packMain(stages, out);
-  console.log(`pack: ${relative(root, main)} ${kib(main)}`);
+  console.log(`pack: ${shown(main)} ${kib(main)}`);
   packed++;
   for (const t of chosen) {
     const result = build(t);
@@ -255,7 +261,7 @@ if (import.meta.main) {
     }
     const tarball = packPlatform(t, result.library, stages, out);
     const floor = t.glibcFloor ? `, needs GLIBC <= ${t.glibcFloor}: ${glibcVersions(result.library).sort((a, b) => (newer(a, b) ? 1 : -1)).pop()}` : "";
-    console.log(`pack: ${relative(root, tarball)} ${kib(tarball)} (library ${kib(result.library)}${floor})`);
+    console.log(`pack: ${shown(tarball)} ${kib(tarball)} (library ${kib(result.library)}${floor})`);
     packed++;
   }
   console.log(`pack: ${packed} packed, ${skipped} skipped`);

@@ -8,7 +8,8 @@
 #   - type-checks the project with tsc --noEmit (@types/bun) and deno check, each with a canary
 #     (a file with a type error that must fail);
 #   - bun build --compile and bun build --outdir, each run from another, empty folder;
-#   - checks the tarballs' contents and sizes against the budget below.
+#   - checks the tarballs' contents and sizes against the budget below;
+#   - and, in the checkout, that tsc, deno check and `deno publish --dry-run` pass.
 # Prints one line per check and closes with "user-project: N passed, M failed".
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -50,6 +51,14 @@ if [ -z "$main_tgz" ] || [ -z "$platform_tgz" ]; then
   echo "user-project: 0 passed, 1 failed"
   exit 1
 fi
+
+# The checkout's own sources as a publisher sees them: tsc and deno check clean, and JSR's dry
+# run without slow types (its warnings about the two dynamic imports built at run time are
+# expected: bun:ffi under Bun, npm:@quiverdb/<platform> under Deno).
+if out="$(node_modules/.bin/tsc --noEmit -p tsconfig.json 2>&1)" && out2="$("$DENO" check mod.ts 2>&1)"; then ok "tsc --noEmit and deno check of mod.ts are clean"
+else bad "type check of Quiver's sources" "$out ${out2:-}"; fi
+if out="$("$DENO" publish --dry-run --allow-dirty 2>&1)"; then ok "deno publish --dry-run (JSR) passes, no slow types"
+else bad "deno publish --dry-run" "$out"; fi
 
 # Sizes and contents.
 size_kib() { echo $(( ($(wc -c <"$1") + 1023) / 1024 )); }

@@ -1,5 +1,5 @@
 /** Reads and writes the extern structs of the FFI boundary by their generated layouts. */
-import { layouts } from "./ffi.gen.ts";
+import type { layouts } from "./ffi.gen.ts";
 
 type Layout = (typeof layouts)[keyof typeof layouts];
 type Fields<L extends Layout> = { [K in keyof L["fields"]]: number };

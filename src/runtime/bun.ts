@@ -49,13 +49,10 @@ export async function embeddedLocal(os: string): Promise<Lookup> {
   // Inside a try, so that the bundler leaves a missing file to fail here (see packages.ts).
   let module: { default: string };
   try {
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: exists after `zig build`
     if (os === "darwin") module = await import("../../zig-out/lib/libquiver.dylib", { with: { type: "file" } });
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: exists after `zig build`
     else if (os === "win32") module = await import("../../zig-out/lib/quiver.dll", { with: { type: "file" } });
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: exists after `zig build`
     else module = await import("../../zig-out/lib/libquiver.so", { with: { type: "file" } });
   } catch (error) {

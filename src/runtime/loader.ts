@@ -78,8 +78,9 @@ async function locate(host: Host, open: Opener): Promise<Native> {
     if (lib) return lib;
     throw new LibraryNotFoundError(platform, tried, "QUIVER_LIB names a file that does not open; unset it to search.");
   }
-  const local = localBuild(host.os, host.env("QUIVER_DEBUG") === "1");
-  if (host.env("QUIVER_DEBUG") === "1") {
+  const debug = host.env("QUIVER_DEBUG") === "1";
+  const local = localBuild(host.os, debug);
+  if (debug) {
     const lib = local === undefined ? undefined : attempt("local Debug build (QUIVER_DEBUG=1)", local);
     if (lib) return lib;
     throw new LibraryNotFoundError(platform, tried, "QUIVER_DEBUG=1 wants the Debug build of this checkout: run `zig build`.");

@@ -42,22 +42,16 @@ export async function fromPackage(platform: Platform): Promise<Lookup> {
   // instead of failing the user's build.
   let module: { default?: unknown };
   try {
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     if (platform === "linux-x64-gnu") module = await import("@quiverdb/linux-x64-gnu");
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     else if (platform === "linux-arm64-gnu") module = await import("@quiverdb/linux-arm64-gnu");
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     else if (platform === "linux-x64-musl") module = await import("@quiverdb/linux-x64-musl");
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     else if (platform === "darwin-x64") module = await import("@quiverdb/darwin-x64");
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     else if (platform === "darwin-arm64") module = await import("@quiverdb/darwin-arm64");
-    // deno-lint-ignore ban-ts-comment
     // @ts-ignore: optional dependency
     else module = await import("@quiverdb/win32-x64");
   } catch (error) {

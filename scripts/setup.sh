@@ -11,7 +11,8 @@ if [ ! -x "$ZIG" ] || [ "$("$ZIG" version)" != "$ZIG_VERSION" ]; then
     --target "$QUIVER_TOOLS/zig-$ZIG_VERSION" "ziglang==$ZIG_VERSION"
 fi
 
-if [ -z "$BUN" ] || [ -z "$DENO" ] || [ ! -d node_modules/mitata ] || [ ! -x node_modules/.bin/tsc ] || [ ! -d node_modules/@types/bun ]; then
+if [ -z "$BUN" ] || [ -z "$DENO" ] || [ ! -d node_modules/mitata ] || [ ! -x node_modules/.bin/tsc ] || [ ! -d node_modules/@types/bun ] \
+  || [ ! -d node_modules/h5wasm ] || [ ! -d node_modules/@langchain/core ]; then
   echo "setup: installing bun, deno, mitata, typescript and @types/bun from npm"
   npm install --no-audit --no-fund --loglevel=error
 fi

@@ -60,9 +60,10 @@ pub fn checkpointIfDue(self: *Index) void {
 ///
 /// Every fallible step comes before the log record: the key map's room, the scratch space, the
 /// slot and its storage (growth), and linking the slot into the graph. Until it is published the
-/// slot is invisible (an `inserting` slot routes searches but is never a result, and recovery
-/// ignores it), so a call that fails at any of those steps or at the append itself changes
-/// nothing a caller can see and leaves nothing to replay. After the append only infallible steps
+/// slot is invisible (an `inserting` slot routes searches but is never a result), and a call that
+/// fails after linking retires the slot as a routing tombstone (`retire`), so a call that fails
+/// at any of those steps or at the append itself changes nothing a caller can see and leaves
+/// nothing to replay. After the append only infallible steps
 /// remain (publication and the key map's entry), so a logged add is always an applied one.
 pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
     assert(vector.len == self.layout.dimensions);
@@ -81,9 +82,15 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     // The header says "not clean" before the first byte of the mapping changes.
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     writeSlot(self, slot, key, vector, previous, level);
-    try linkWithFreshView(self, slot.id, level, scratch);
+    linkWithFreshView(self, slot.id, level, scratch) catch |err| {
+        retire(self, slot.id);
+        return err;
+    };
     if (log) {
-        if (self.wal) |*wal| try appendLogged(self, wal, .add, key, vector);
+        if (self.wal) |*wal| appendLogged(self, wal, .add, key, vector) catch |err| {
+            retire(self, slot.id);
+            return err;
+        };
     }
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
@@ -93,6 +100,20 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     assert(meta.key == key);
     publish(self, meta, if (previous) |p| regions.meta(p) else null);
     stripe.map.putAssumeCapacity(key, slot.id);
+}
+
+/// Turns the slot of an add that failed after it was (perhaps partly) linked into a routing
+/// tombstone, as backups mark slots not yet visible: ready, created and deleted at sequence
+/// number 1, so it is invisible at every sequence number yet a valid node for recovery. Other
+/// nodes may already link to it, and it may even be the entry point: it keeps routing.
+fn retire(self: *Index, slot: u32) void {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const meta = generation.payload.meta(slot);
+    assert(meta.state == @intFromEnum(layout.SlotState.inserting));
+    @atomicStore(u64, &meta.deleted_seq, 1, .release);
+    @atomicStore(u64, &meta.created_seq, 1, .release);
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
 }
 
 fn appendLogged(self: *Index, wal: *Wal, op: wal_mod.Op, key: u64, vector: []const f32) Error!void {

@@ -11,6 +11,8 @@ const read = @import("read.zig");
 const recovery = @import("recovery.zig");
 const view_mod = @import("../hnsw/view.zig");
 const t = @import("index_test.zig");
+const os = @import("../storage/os.zig");
+const hnsw_insert = @import("../hnsw/insert.zig");
 
 const gpa = std.testing.allocator;
 const dims = 8;
@@ -120,4 +122,48 @@ test "write: an add whose growth fails is not logged, not applied, and leaves th
     const v = vectorOf(failed_key.?);
     try write.add(index, failed_key.?, &v);
     try std.testing.expect(read.get(index, failed_key.?, view_mod.live_seq, &out));
+}
+
+test "write: an add whose log append fails after linking leaves a routing tombstone, even as entry" {
+    // The failed add's node is linked before the append (and a high level promotes it to the
+    // entry point): it must become a valid, invisible node, or a reopen finds an entry point on
+    // a level no published slot has and refuses the index as corrupt.
+    defer os.faults.reset();
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &dir_buf);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/entry", .{dir});
+    const opts = t.options(dims, .l2sq);
+    var high: u64 = 1000;
+    {
+        const index = try Index.create(gpa, opts, path);
+        defer index.destroy();
+        for (0..50) |key| {
+            const v = vectorOf(key);
+            try write.add(index, key, &v);
+        }
+        const top = index.entry.load().?.level;
+        while (hnsw_insert.levelFor(index.seed, high, index.params.m) <= top) high += 1;
+        os.faults.arm(.write, 1, .nospc, true);
+        const v = vectorOf(high);
+        try std.testing.expectError(error.DiskFull, write.add(index, high, &v));
+        os.faults.reset();
+        // The failed node routes (it is the entry point now) but is never a result.
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        const entry = index.entry.load().?;
+        try std.testing.expectEqual(high, generation.payload.meta(entry.slot).key);
+        var out: [dims]f32 = undefined;
+        try std.testing.expect(!read.get(index, high, view_mod.live_seq, &out));
+        try std.testing.expectEqual(@as(u64, 50), index.live.load(.acquire));
+    }
+    const index = try recovery.open(gpa, path, opts, .full);
+    defer index.destroy();
+    try std.testing.expectEqual(@as(u64, 50), index.live.load(.acquire));
+    var out: [dims]f32 = undefined;
+    try std.testing.expect(!read.get(index, high, view_mod.live_seq, &out));
+    for (0..50) |key| try std.testing.expect(read.get(index, key, view_mod.live_seq, &out));
+    try t.expectVerified(index);
 }

@@ -45,7 +45,8 @@ export class Progress {
   readonly #enabled: boolean;
   readonly #start = performance.now();
   readonly #delay = delayMs();
-  #lastDraw = 0;
+  // No draw yet: the first update past the delay draws (performance.now() starts near 0).
+  #lastDraw = -Infinity;
   #drawn = false;
   #done = 0;
 

@@ -8,6 +8,13 @@ pub const Production = struct {
         return std.atomic.Value(T);
     }
 
+    /// An assertion in checked code: exactly `std.debug.assert` here; the simulated layer
+    /// records a failure with a replayable schedule instead of aborting the whole search.
+    pub inline fn assert(ok: bool, comptime what: []const u8) void {
+        _ = what;
+        std.debug.assert(ok);
+    }
+
     /// Called in spin loops; the simulated layer turns it into a scheduling point.
     pub inline fn spin() void {
         std.atomic.spinLoopHint();

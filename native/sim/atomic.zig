@@ -98,6 +98,20 @@ pub const Sim = struct {
         };
     }
 
+    /// Atomic access to a plain field, as `Production.load`/`store`: a scheduling point each.
+    pub fn load(comptime T: type, ptr: *const T, comptime order: AtomicOrder) T {
+        sched.point(.op);
+        const value = @atomicLoad(T, ptr, order);
+        sched.note(.load, @intFromPtr(ptr), Atomic(T).bits(value));
+        return value;
+    }
+
+    pub fn store(comptime T: type, ptr: *T, value: T, comptime order: AtomicOrder) void {
+        sched.point(.op);
+        @atomicStore(T, ptr, value, order);
+        sched.note(.store, @intFromPtr(ptr), Atomic(T).bits(value));
+    }
+
     /// A failed assertion in the code under test is an invariant violation of the schedule:
     /// recorded (the run goes on, so its end state stays consistent) rather than an abort,
     /// which would end the search without a replayable report. Outside a search it panics.

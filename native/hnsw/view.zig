@@ -184,6 +184,9 @@ pub const SlotsVariant = enum {
     /// Canary: advances the sequence number before the slots, so a reader at the new current
     /// sequence number can see the old slot and the new one (a key twice).
     seq_before_slots,
+    /// Canary: the key lookup stops at the key map's newest slot instead of walking the upsert
+    /// chain, so a snapshot reader misses the older slot it should see.
+    chain_without_walk,
 };
 
 /// The slot-visibility protocol over slot metadata, generic over the sync layer so that the
@@ -236,6 +239,30 @@ pub fn Slots(comptime Sync: type, comptime variant: SlotsVariant) type {
             if (!Self.visible(old, live_seq)) return false;
             Sync.store(u64, &old.deleted_seq, seq, .release);
             return true;
+        }
+
+        /// The slot of `key` visible at `seq`, walking the upsert chain from `newest` (the key
+        /// map's entry) through `prev_slot`; the walk of `slotAt` (index/read.zig), whose
+        /// caller holds the key's stripe. `StaleView` when the chain leads past
+        /// `regions.capacity` (the caller's mapping predates a remap the chain needed).
+        pub fn chainAt(
+            regions: anytype,
+            newest: u32,
+            used: u64,
+            key: u64,
+            seq: u64,
+        ) error{StaleView}!?u32 {
+            var slot = newest;
+            var steps: u64 = 0;
+            while (slot != layout.no_slot and slot < used and steps < used) : (steps += 1) {
+                if (slot >= regions.capacity) return error.StaleView;
+                const meta = regions.meta(slot);
+                if (meta.key != key) break;
+                if (Self.visible(meta, seq)) return slot;
+                if (variant == .chain_without_walk) break;
+                slot = meta.prev_slot;
+            }
+            return null;
         }
 
         /// The scan of `keys()`: writes up to `out.len` keys of slots below `bound` visible at

@@ -233,17 +233,10 @@ pub fn slotAt(
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
-    var slot = stripe.map.get(key) orelse return null;
-    var steps: u64 = 0;
+    const newest = stripe.map.get(key) orelse return null;
     const used = self.slots_used.load(.acquire);
-    while (slot != layout.no_slot and slot < used and steps < used) : (steps += 1) {
-        if (slot >= regions.capacity) return error.StaleView;
-        const meta = regions.meta(slot);
-        if (meta.key != key) break;
-        if (view_mod.visible(meta, seq)) return slot;
-        slot = meta.prev_slot;
-    }
-    return null;
+    const slots = view_mod.Slots(sync.Production, .correct);
+    return slots.chainAt(regions, newest, used, key, seq);
 }
 
 const Pinned = struct { generation: *storage_mod.Generation, slot: u32 };

@@ -224,3 +224,117 @@ test "slots sim canary: retiring the old slot before the new one is visible is c
 test "slots sim canary: advancing seq before the slots is caught (a key seen twice)" {
     try expectCanaryCaught(.seq_before_slots);
 }
+
+/// The key lookup of `get`/`has` (index/read.zig `slotAt`): under the key's stripe, from the
+/// key map's newest slot down the upsert chain. The stripe is a spin lock here (`get` and
+/// `addLocked` both hold it), so only seeded random schedules explore it. The writer upserts
+/// key 7 twice, each under the stripe with its key-map update; the reader looks the key up at
+/// every sequence number up to the current one, and live. It must find slot `s - 1` at seq `s`
+/// (the slot that upsert `s - 1` made) and the newest slot live.
+pub fn Chain(comptime variant: view.SlotsVariant) type {
+    return struct {
+        const Self = @This();
+        const Base = Scenario(variant);
+        const S = Base.S;
+        pub const name = "slots.chain." ++ @tagName(variant);
+        pub const thread_count: u8 = 2;
+
+        base: Base,
+        stripe: Sim.Atomic(bool),
+        /// The key map's entry for key 7 (guarded by the stripe).
+        newest: u32,
+
+        const Regions = struct {
+            metas: *[slot_count]layout.Meta,
+            capacity: u64,
+
+            pub fn meta(metas: Regions, slot: u32) *layout.Meta {
+                return &metas.metas[slot];
+            }
+        };
+
+        pub fn init(self: *Self, gpa: std.mem.Allocator) !void {
+            try self.base.init(gpa);
+            self.stripe = Sim.Atomic(bool).init(false);
+            self.newest = 0;
+        }
+
+        pub fn deinit(self: *Self, gpa: std.mem.Allocator) void {
+            self.base.deinit(gpa);
+        }
+
+        fn lock(self: *Self) void {
+            while (self.stripe.cmpxchgWeak(false, true, .acquire, .monotonic) != null) Sim.spin();
+        }
+
+        fn unlock(self: *Self) void {
+            self.stripe.store(false, .release);
+        }
+
+        pub fn thread(self: *Self, index: u8) void {
+            if (index == 0) {
+                for (1..slot_count) |slot| {
+                    self.lock();
+                    self.base.upsert(@intCast(slot));
+                    self.newest = @intCast(slot);
+                    self.unlock();
+                }
+                return;
+            }
+            for (0..2) |_| self.lookups();
+        }
+
+        fn lookups(self: *Self) void {
+            const regions: Regions = .{ .metas = &self.base.metas, .capacity = slot_count };
+            self.lock();
+            defer self.unlock();
+            const current = self.base.seq.load(.acquire);
+            const used = self.base.slots_used.load(.acquire);
+            for (1..current + 1) |seq| self.expect(regions, used, seq, seq - 1);
+            self.expect(regions, used, view.live_seq, current - 1);
+        }
+
+        fn expect(self: *Self, regions: Regions, used: u64, seq: u64, want: u64) void {
+            const got = S.chainAt(regions, self.newest, used, key, seq) catch {
+                return sched.fail("a lookup at seq {d} reported a stale view", .{seq});
+            };
+            if (got == null or got.? != want) sched.fail(
+                "a lookup at seq {d} found slot {?d}, expected {d}",
+                .{ seq, got, want },
+            );
+        }
+
+        pub fn check(self: *Self) void {
+            self.base.check();
+        }
+
+        pub fn label(self: *Self, address: usize, buf: []u8) ?[]const u8 {
+            if (address == @intFromPtr(&self.stripe)) return "stripe";
+            return self.base.label(address, buf);
+        }
+
+        pub fn formatValue(self: *Self, address: usize, value: u64, buf: []u8) []const u8 {
+            return self.base.formatValue(address, value, buf);
+        }
+    };
+}
+
+test "slots sim: key lookups down the upsert chain beside two upserts, seeded random" {
+    const S = Chain(.correct);
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
+    try explore.expectPass(S, test_gpa, &report);
+}
+
+test "slots sim canary: a lookup that stops at the newest slot is caught" {
+    const S = Chain(.chain_without_walk);
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = random_seed } },
+    );
+    try explore.expectCaught(&report);
+}

@@ -291,3 +291,13 @@ test "registry sim canary: release as a check then a separate decrement is caugh
     );
     try explore.expectCaught(&report);
 }
+
+test "registry sim canary: seeded random schedules catch the check-then-decrement release" {
+    const S = Scenario(.release_check_then_decrement, .stale);
+    const report = try explore.explore(
+        S,
+        test_gpa,
+        .{ .random = .{ .runs = 2_000, .seed = 0x5eed_9e61 } },
+    );
+    try explore.expectCaught(&report);
+}

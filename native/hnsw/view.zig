@@ -7,6 +7,7 @@ const graph = @import("graph.zig");
 const distance = @import("../kernels/distance.zig");
 const abi = @import("../abi.zig");
 const Storage = @import("../storage/storage.zig").Storage;
+const sync = @import("../sync/atomics.zig");
 
 /// A query as the graph walk reads it: f32 elements, f16 under f16 storage, or codes under i8
 /// storage (kernels/i8.zig).
@@ -169,11 +170,115 @@ pub const View = struct {
 /// Whether a slot is visible to a reader at sequence number `seq` (the live view reads at
 /// `live_seq`). Creation and deletion sequence numbers are set under the commit lock.
 pub fn visible(meta: *const layout.Meta, seq: u64) bool {
-    const created = @atomicLoad(u64, &meta.created_seq, .acquire);
-    // 0 is a slot never written (files start zeroed); `unpublished` is above every reader's seq.
-    if (created == 0 or created > seq) return false;
-    const deleted = @atomicLoad(u64, &meta.deleted_seq, .acquire);
-    return deleted == 0 or deleted > seq;
+    return Slots(sync.Production, .correct).visible(meta, seq);
+}
+
+pub const SlotsVariant = enum {
+    correct,
+    /// Canary: gives the slot its sequence number before marking it ready, so a live reader
+    /// can see a visible slot that is still `inserting` (half-published).
+    created_before_ready,
+    /// Canary: retires the old slot before the new one is visible, so a live reader can find
+    /// neither (an upserted key briefly missing).
+    deleted_before_created,
+    /// Canary: advances the sequence number before the slots, so a reader at the new current
+    /// sequence number can see the old slot and the new one (a key twice).
+    seq_before_slots,
+    /// Canary: the key lookup stops at the key map's newest slot instead of walking the upsert
+    /// chain, so a snapshot reader misses the older slot it should see.
+    chain_without_walk,
+};
+
+/// The slot-visibility protocol over slot metadata, generic over the sync layer so that the
+/// interleaving checker (native/sim/slot_check.zig) runs this code; `variant` holds the broken
+/// orders it must catch. Production is `Slots(sync.Production, .correct)`.
+pub fn Slots(comptime Sync: type, comptime variant: SlotsVariant) type {
+    return struct {
+        const Self = @This();
+
+        pub fn visible(meta: *const layout.Meta, seq: u64) bool {
+            const created = Sync.load(u64, &meta.created_seq, .acquire);
+            // 0 is a slot never written (files start zeroed); `unpublished` is above every
+            // reader's seq.
+            if (created == 0 or created > seq) return false;
+            const deleted = Sync.load(u64, &meta.deleted_seq, .acquire);
+            return deleted == 0 or deleted > seq;
+        }
+
+        /// Makes `meta` visible and its predecessor (if any, and still visible) invisible at one
+        /// new sequence number, which it returns. The caller holds the commit lock, so `seq`
+        /// has one writer. The order is the protocol: the state, then the slot's sequence
+        /// number, then the old slot's deletion, then `seq`. A reader at the current `seq`
+        /// sees the key once (old slot until `seq` moves, new one after); a live reader sees
+        /// it at least once and at most twice (searches drop the duplicate).
+        pub fn publish(
+            meta: *layout.Meta,
+            previous: ?*layout.Meta,
+            seq_current: *Sync.Atomic(u64),
+            live: *Sync.Atomic(u64),
+        ) u64 {
+            const seq = seq_current.load(.monotonic) + 1;
+            if (variant == .seq_before_slots) seq_current.store(seq, .release);
+            const retire_first = variant == .deleted_before_created;
+            const replaced = if (retire_first) retire(previous, seq) else false;
+            if (variant != .created_before_ready) {
+                Sync.store(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
+            }
+            Sync.store(u64, &meta.created_seq, seq, .release);
+            if (variant == .created_before_ready) {
+                Sync.store(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
+            }
+            const retired = if (retire_first) replaced else retire(previous, seq);
+            if (!retired) _ = live.fetchAdd(1, .release);
+            if (variant != .seq_before_slots) seq_current.store(seq, .release);
+            return seq;
+        }
+
+        fn retire(previous: ?*layout.Meta, seq: u64) bool {
+            const old = previous orelse return false;
+            if (!Self.visible(old, live_seq)) return false;
+            Sync.store(u64, &old.deleted_seq, seq, .release);
+            return true;
+        }
+
+        /// The slot of `key` visible at `seq`, walking the upsert chain from `newest` (the key
+        /// map's entry) through `prev_slot`; the walk of `slotAt` (index/read.zig), whose
+        /// caller holds the key's stripe. `StaleView` when the chain leads past
+        /// `regions.capacity` (the caller's mapping predates a remap the chain needed).
+        pub fn chainAt(
+            regions: anytype,
+            newest: u32,
+            used: u64,
+            key: u64,
+            seq: u64,
+        ) error{StaleView}!?u32 {
+            var slot = newest;
+            var steps: u64 = 0;
+            while (slot != layout.no_slot and slot < used and steps < used) : (steps += 1) {
+                if (slot >= regions.capacity) return error.StaleView;
+                const meta = regions.meta(slot);
+                if (meta.key != key) break;
+                if (Self.visible(meta, seq)) return slot;
+                if (variant == .chain_without_walk) break;
+                slot = meta.prev_slot;
+            }
+            return null;
+        }
+
+        /// The scan of `keys()`: writes up to `out.len` keys of slots below `bound` visible at
+        /// `seq` (slot order) and returns how many were visible in all. `regions` has
+        /// `meta(slot) *Meta`.
+        pub fn collectKeys(regions: anytype, bound: u64, seq: u64, out: []u64) u64 {
+            var n: u64 = 0;
+            for (0..bound) |slot| {
+                const meta = regions.meta(@intCast(slot));
+                if (!Self.visible(meta, seq)) continue;
+                if (n < out.len) out[n] = meta.key;
+                n += 1;
+            }
+            return n;
+        }
+    };
 }
 
 pub const live_seq: u64 = std.math.maxInt(u64) - 1;

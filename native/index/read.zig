@@ -17,6 +17,7 @@ const quantize = @import("../kernels/quantize.zig");
 const storage_mod = @import("../storage/storage.zig");
 const abi = @import("../abi.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
+const sync = @import("../sync/atomics.zig");
 
 /// The sequence number a read sees: the live view, or a snapshot's.
 pub fn readSeq(self: *Index, snapshot: u64) Error!u64 {
@@ -232,17 +233,10 @@ pub fn slotAt(
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
-    var slot = stripe.map.get(key) orelse return null;
-    var steps: u64 = 0;
+    const newest = stripe.map.get(key) orelse return null;
     const used = self.slots_used.load(.acquire);
-    while (slot != layout.no_slot and slot < used and steps < used) : (steps += 1) {
-        if (slot >= regions.capacity) return error.StaleView;
-        const meta = regions.meta(slot);
-        if (meta.key != key) break;
-        if (view_mod.visible(meta, seq)) return slot;
-        slot = meta.prev_slot;
-    }
-    return null;
+    const slots = view_mod.Slots(sync.Production, .correct);
+    return slots.chainAt(regions, newest, used, key, seq);
 }
 
 const Pinned = struct { generation: *storage_mod.Generation, slot: u32 };
@@ -292,14 +286,7 @@ pub fn keys(self: *Index, seq_wanted: u64, out: []u64) u64 {
     defer self.storage.unpin(generation);
     const regions = generation.payload;
     const bound = @min(self.slots_used.load(.acquire), regions.capacity);
-    var n: u64 = 0;
-    for (0..bound) |slot| {
-        const meta = regions.meta(@intCast(slot));
-        if (!view_mod.visible(meta, seq)) continue;
-        if (n < out.len) out[n] = meta.key;
-        n += 1;
-    }
-    return n;
+    return view_mod.Slots(sync.Production, .correct).collectKeys(regions, bound, seq, out);
 }
 
 /// A point-in-time view: later writes, upserts and remaps do not change what it sees.

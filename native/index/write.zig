@@ -15,6 +15,7 @@ const centre = @import("centre.zig");
 const quantize = @import("../kernels/quantize.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
 const locks = @import("../sync/locks.zig");
+const Production = @import("../sync/atomics.zig").Production;
 const wal_mod = @import("../storage/wal.zig");
 const Wal = wal_mod.Wal;
 
@@ -212,18 +213,9 @@ fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
     assert(@atomicLoad(u64, &meta.created_seq, .acquire) == layout.unpublished);
     self.commit.lock(&self.counters.lock_contention);
     defer self.commit.unlock();
-    const seq = self.seq.load(.monotonic) + 1;
-    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
-    @atomicStore(u64, &meta.created_seq, seq, .release);
-    var replaced = false;
-    if (previous) |old| {
-        if (view_mod.visible(old, view_mod.live_seq)) {
-            @atomicStore(u64, &old.deleted_seq, seq, .release);
-            replaced = true;
-        }
-    }
-    if (!replaced) _ = self.live.fetchAdd(1, .release);
-    self.seq.store(seq, .release);
+    // The stores and their order are the checked protocol (hnsw/view.zig `Slots`).
+    const slots = view_mod.Slots(Production, .correct);
+    const seq = slots.publish(meta, previous, &self.seq, &self.live);
     assert(seq < view_mod.live_seq);
 }
 

@@ -49,6 +49,13 @@ pub const Sim = struct {
                 return before;
             }
 
+            pub fn swap(self: *Self, value: T, comptime order: AtomicOrder) T {
+                sched.point(.op);
+                const before = self.raw.swap(value, order);
+                sched.note(.swap, @intFromPtr(self), bits(before));
+                return before;
+            }
+
             /// Never fails spuriously: a spurious failure only re-runs the caller's loop, and
             /// modelling it as a choice would make every CAS loop an unbounded search.
             pub fn cmpxchgWeak(
@@ -81,6 +88,7 @@ pub const Sim = struct {
             fn bits(value: T) u64 {
                 return switch (@typeInfo(T)) {
                     .pointer => @intFromPtr(value),
+                    .optional => if (value) |pointer| @intFromPtr(pointer) else 0,
                     .bool => @intFromBool(value),
                     .int => |info| @as(std.meta.Int(.unsigned, info.bits), @bitCast(value)),
                     .@"enum" => @intFromEnum(value),
@@ -88,6 +96,29 @@ pub const Sim = struct {
                 };
             }
         };
+    }
+
+    /// Atomic access to a plain field, as `Production.load`/`store`: a scheduling point each.
+    pub fn load(comptime T: type, ptr: *const T, comptime order: AtomicOrder) T {
+        sched.point(.op);
+        const value = @atomicLoad(T, ptr, order);
+        sched.note(.load, @intFromPtr(ptr), Atomic(T).bits(value));
+        return value;
+    }
+
+    pub fn store(comptime T: type, ptr: *T, value: T, comptime order: AtomicOrder) void {
+        sched.point(.op);
+        @atomicStore(T, ptr, value, order);
+        sched.note(.store, @intFromPtr(ptr), Atomic(T).bits(value));
+    }
+
+    /// A failed assertion in the code under test is an invariant violation of the schedule:
+    /// recorded (the run goes on, so its end state stays consistent) rather than an abort,
+    /// which would end the search without a replayable report. Outside a search it panics.
+    pub fn assert(ok: bool, comptime what: []const u8) void {
+        if (ok) return;
+        if (sched.current() == null) @panic("assertion failed: " ++ what);
+        sched.fail("assertion failed: " ++ what, .{});
     }
 
     /// A spin is a scheduling point that prefers other threads, so a retry loop lets the

@@ -1,6 +1,7 @@
 //! Folder sim/: the deterministic interleaving checker. sched.zig (the scheduler), explore.zig
 //! (the schedule search), atomic.zig (simulated atomics), and one check per protocol of the
-//! real code (epoch_check.zig, entry_check.zig), each with a canary. May import anything.
+//! real code (epoch_check.zig, entry_check.zig, seqlock_check.zig, registry_check.zig,
+//! slot_check.zig), each with a canary. May import anything.
 //!
 //! This is its root; native/tests.zig imports it. The last test fails if a file in native/sim/
 //! with tests is not listed.
@@ -13,6 +14,8 @@ pub const files = .{
     @import("epoch_check.zig"),
     @import("entry_check.zig"),
     @import("seqlock_check.zig"),
+    @import("registry_check.zig"),
+    @import("slot_check.zig"),
 };
 
 /// The same files by name, for the completeness check (Zig cannot list a module's imports).
@@ -23,6 +26,8 @@ const file_names = [_][]const u8{
     "epoch_check.zig",
     "entry_check.zig",
     "seqlock_check.zig",
+    "registry_check.zig",
+    "slot_check.zig",
 };
 
 test {

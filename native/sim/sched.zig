@@ -24,7 +24,16 @@ const gate_main = threads_max;
 
 pub const Point = enum { op, spin };
 
-pub const OpKind = enum(u8) { load, store, fetch_add, fetch_sub, cmpxchg_ok, cmpxchg_fail, spin };
+pub const OpKind = enum(u8) {
+    load,
+    store,
+    fetch_add,
+    fetch_sub,
+    swap,
+    cmpxchg_ok,
+    cmpxchg_fail,
+    spin,
+};
 
 pub const TraceEntry = struct {
     thread: u8,

@@ -13,6 +13,7 @@ pub const files = .{
     @import("epoch_check.zig"),
     @import("entry_check.zig"),
     @import("seqlock_check.zig"),
+    @import("vopr.zig"),
 };
 
 /// The same files by name, for the completeness check (Zig cannot list a module's imports).
@@ -23,6 +24,7 @@ const file_names = [_][]const u8{
     "epoch_check.zig",
     "entry_check.zig",
     "seqlock_check.zig",
+    "vopr.zig",
 };
 
 test {

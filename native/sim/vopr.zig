@@ -236,14 +236,20 @@ fn pickOp(random: std.Random) Op {
     unreachable;
 }
 
-/// Before a quarter of the steps: one call (or every call from the nth on) of a random I/O
+/// Before half of the steps that do I/O: one call (or every call from the nth on) of a random I/O
 /// operation fails.
 fn armFault(sim: *Sim) void {
     assert(sim.fault == null);
     const random = sim.random();
-    if (random.uintLessThan(u32, 4) != 0) return;
-    const op = random.enumValue(os.Op);
-    const nth = 1 + random.uintLessThan(u64, 8);
+    const io = switch (sim.op) {
+        .search, .get, .keys, .snapshot_create, .snapshot_release => false,
+        else => true,
+    };
+    // Reads do no I/O: a fault armed before one would only thin out the faults that fire.
+    if (!io or random.boolean()) return;
+    const op = faultOp(sim.op, random);
+    // Mostly early calls (single adds make one or two), sometimes deep into a long operation.
+    const nth = 1 + if (random.boolean()) random.uintLessThan(u64, 3) else random.uintLessThan(u64, 24);
     const kind = random.enumValue(os.Fault);
     const sticky = random.uintLessThan(u32, 4) == 0;
     os.faults.arm(op, nth, kind, sticky);
@@ -254,6 +260,18 @@ fn armFault(sim: *Sim) void {
         @tagName(kind),
         if (sticky) " sticky" else "",
     });
+}
+
+/// The I/O operation to fail, among those the step makes: a mutation appends to the log (and
+/// grows the files now and then); checkpoint and sync fsync; the rest make every kind of call.
+fn faultOp(step: Op, random: std.Random) os.Op {
+    const mutation = [_]os.Op{ .write, .write, .write, .fallocate, .ftruncate, .mmap, .fsync };
+    const flush = [_]os.Op{ .fsync, .fsync, .ftruncate, .write };
+    return switch (step) {
+        .add, .upsert, .remove, .batch => mutation[random.uintLessThan(usize, mutation.len)],
+        .checkpoint, .sync => flush[random.uintLessThan(usize, flush.len)],
+        else => random.enumValue(os.Op),
+    };
 }
 
 /// Whether an error is explained by the armed fault (one fired in this step).

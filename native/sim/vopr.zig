@@ -249,7 +249,8 @@ fn armFault(sim: *Sim) void {
     if (!io or random.boolean()) return;
     const op = faultOp(sim.op, random);
     // Mostly early calls (single adds make one or two), sometimes deep into a long operation.
-    const nth = 1 + if (random.boolean()) random.uintLessThan(u64, 3) else random.uintLessThan(u64, 24);
+    const depth: u64 = if (random.boolean()) 3 else 24;
+    const nth = 1 + random.uintLessThan(u64, depth);
     const kind = random.enumValue(os.Fault);
     const sticky = random.uintLessThan(u32, 4) == 0;
     os.faults.arm(op, nth, kind, sticky);

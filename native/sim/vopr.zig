@@ -59,6 +59,8 @@ pub const Canary = enum {
     none,
     /// The model forgets every remove.
     model_forgets_remove,
+    /// The power-loss check expects every acknowledged write, synced or not (as after a kill).
+    power_loss_keeps_everything,
     /// A crash also puts every file back as it was at the last checkpoint the driver asked for
     /// (or the last open): acknowledged writes since then are gone. (Emptying the log alone is
     /// not enough to be caught: after a kill the page cache still holds the mapped writes, and
@@ -76,11 +78,21 @@ pub const Options = struct {
     quiet: bool = false,
 };
 
-pub const Report = struct { steps: u32, faults_fired: u64, crashes: u32, reopens: u32 };
+pub const Report = struct {
+    steps: u32,
+    faults_fired: u64,
+    crashes: u32,
+    reopens: u32,
+    power_losses: u32,
+};
 
 const Model = std.AutoHashMapUnmanaged(u64, Vector);
 
 const Snapshot = struct { handle: u64, model: Model };
+
+/// What a key written since the last durable point may hold after a power loss: its durable
+/// state, any vector written since, or nothing if it was removed since.
+const Since = struct { vectors: std.ArrayListUnmanaged(Vector) = .{}, removed: bool = false };
 
 const Op = enum {
     add,
@@ -98,9 +110,10 @@ const Op = enum {
     backup,
     reopen,
     crash,
+    power_loss,
 };
 
-const op_weights = [_]u32{ 20, 12, 12, 5, 10, 8, 3, 4, 3, 3, 3, 2, 2, 2, 3 };
+const op_weights = [_]u32{ 20, 12, 12, 5, 10, 8, 3, 4, 3, 3, 4, 2, 2, 2, 3, 3 };
 
 comptime {
     assert(op_weights.len == @typeInfo(Op).@"enum".fields.len);
@@ -129,6 +142,11 @@ const Sim = struct {
     reopens: u32 = 0,
     /// The canary's copy of every file as of the last checkpoint (`crash_rolls_back` only).
     image: [swap.companion_suffixes.len]?[]u8 = @splat(null),
+    /// The model as of the last `sync()` or checkpoint that returned, and what every key written
+    /// since may hold after a power loss.
+    durable: Model = .{},
+    since: std.AutoHashMapUnmanaged(u64, Since) = .{},
+    power_losses: u32 = 0,
 
     fn random(sim: *Sim) std.Random {
         return sim.prng.random();
@@ -160,9 +178,18 @@ const Sim = struct {
         sim.releaseSnapshots();
         sim.snapshots.deinit(gpa);
         sim.model.deinit(gpa);
+        sim.durable.deinit(gpa);
+        sim.clearSince();
+        sim.since.deinit(gpa);
         if (sim.index) |index| crashIndex(index);
         sim.index = null;
         for (&sim.image) |*file| if (file.*) |bytes| gpa.free(bytes);
+    }
+
+    fn clearSince(sim: *Sim) void {
+        var it = sim.since.valueIterator();
+        while (it.next()) |since| since.vectors.deinit(gpa);
+        sim.since.clearRetainingCapacity();
     }
 
     fn releaseSnapshots(sim: *Sim) void {
@@ -205,6 +232,10 @@ pub fn run(dir: []const u8, run_options: Options) !Report {
     defer sim.deinit();
     defer os.faults.reset();
     sim.path = try std.fmt.bufPrint(&sim.path_buffer, "{s}/index", .{dir});
+    Durable.clear();
+    os.faults.on_fsync = Durable.onFsync;
+    defer os.faults.on_fsync = null;
+    defer Durable.clear();
     sim.index = try Index.create(gpa, options(), sim.path);
     try takeImage(&sim);
     while (sim.step < run_options.steps) : (sim.step += 1) {
@@ -218,6 +249,7 @@ pub fn run(dir: []const u8, run_options: Options) !Report {
         try checkAll(&sim);
     }
     return .{
+        .power_losses = sim.power_losses,
         .steps = sim.step,
         .faults_fired = sim.faults_fired,
         .crashes = sim.crashes,
@@ -311,6 +343,7 @@ fn runOp(sim: *Sim) !void {
         .backup => try opBackup(sim),
         .reopen => try opReopen(sim, false),
         .crash => try opReopen(sim, true),
+        .power_loss => try opPowerLoss(sim),
     }
 }
 
@@ -344,7 +377,7 @@ fn opAdd(sim: *Sim, key: u64) !void {
         if (!writable(sim) and err == error.ReadOnly) return;
         return expectInjected(sim, err);
     };
-    try sim.model.put(gpa, key, v);
+    try modelPut(sim, key, v);
 }
 
 fn opRemove(sim: *Sim) !void {
@@ -359,7 +392,7 @@ fn opRemove(sim: *Sim) !void {
         return expectInjected(sim, err);
     };
     if (was != sim.model.contains(key)) return sim.fail("remove({d}) said {}", .{ key, was });
-    if (sim.options.canary != .model_forgets_remove) _ = sim.model.remove(key);
+    if (sim.options.canary != .model_forgets_remove) try modelRemove(sim, key);
 }
 
 /// A batch of distinct keys on one thread (deterministic). A batch that fails part-way keeps
@@ -391,7 +424,7 @@ fn opBatch(sim: *Sim) !void {
                 continue;
             }
             if (std.mem.eql(f32, &out, &new)) {
-                try sim.model.put(gpa, key, new);
+                try modelPut(sim, key, new);
                 continue;
             }
             const old = sim.model.get(key) orelse
@@ -400,7 +433,7 @@ fn opBatch(sim: *Sim) !void {
         }
         return;
     };
-    for (keys[0..n], 0..) |key, j| try sim.model.put(gpa, key, vectors[j * dims ..][0..dims].*);
+    for (keys[0..n], 0..) |key, j| try modelPut(sim, key, vectors[j * dims ..][0..dims].*);
 }
 
 fn l2sq(a: Vector, b: Vector) f32 {
@@ -507,6 +540,7 @@ fn opQuiet(sim: *Sim, comptime which: []const u8) !void {
         write.sync(index);
     result catch |err| return expectInjected(sim, err);
     if (comptime std.mem.eql(u8, which, "checkpoint")) try takeImage(sim);
+    try markDurable(sim);
 }
 
 fn opCompact(sim: *Sim) !void {
@@ -593,6 +627,13 @@ fn opReopen(sim: *Sim, crash: bool) !void {
     } else {
         index.destroy();
     }
+    try reopen(sim, if (crash) "crashed," else "closed,");
+}
+
+/// Opens the index again (on a healthy disk if the fault makes the first open fail) and
+/// verifies its graph.
+fn reopen(sim: *Sim, how: []const u8) !void {
+    assert(sim.index == null);
     sim.reopens += 1;
     const validation: recovery.Validation = if (sim.random().boolean()) .full else .fast;
     sim.index = recovery.open(gpa, sim.path, options(), validation) catch |err| blk: {
@@ -602,12 +643,11 @@ fn opReopen(sim: *Sim, crash: bool) !void {
             return sim.fail("open on a healthy disk: {s}", .{@errorName(retry_err)});
         };
     };
-    const how = if (crash) "crashed," else "closed,";
     sim.trace("{s} reopened, {d} keys", .{ how, sim.index.?.size() });
     const report = verify(sim.index.?) catch |err| {
         return sim.fail("verify failed: {s}", .{@errorName(err)});
     };
-    if (report.ok != 1) return sim.fail("verify after reopen: not ok", .{});
+    if (report.ok != 1) return sim.fail("verify after reopen: not ok: {any}", .{report});
     try takeImage(sim);
 }
 
@@ -634,6 +674,111 @@ fn rollBack(sim: *Sim) !void {
         const name = try std.fmt.bufPrint(&buffer, "{s}{s}", .{ sim.path, suffix });
         try std.fs.cwd().writeFile(.{ .sub_path = name, .data = bytes });
     }
+}
+
+fn modelPut(sim: *Sim, key: u64, v: Vector) !void {
+    try sim.model.put(gpa, key, v);
+    const since = try sim.since.getOrPut(gpa, key);
+    if (!since.found_existing) since.value_ptr.* = .{};
+    try since.value_ptr.vectors.append(gpa, v);
+}
+
+fn modelRemove(sim: *Sim, key: u64) !void {
+    _ = sim.model.remove(key);
+    const since = try sim.since.getOrPut(gpa, key);
+    if (!since.found_existing) since.value_ptr.* = .{};
+    since.value_ptr.removed = true;
+}
+
+/// A `sync()` or a checkpoint returned: everything in the model must survive a power loss.
+fn markDurable(sim: *Sim) !void {
+    sim.durable.deinit(gpa);
+    sim.durable = try sim.model.clone(gpa);
+    sim.clearSince();
+}
+
+/// Each file's durable image, by inode, as of its last fsync that succeeded (the OS layer's
+/// `on_fsync` hook). A power loss puts every file of the index back to its image.
+const Durable = struct {
+    var images: std.AutoHashMapUnmanaged(os.Identity, []u8) = .{};
+
+    fn onFsync(fd: os.Fd) void {
+        const id = os.identity(fd) catch @panic("vopr: fstat of a synced file failed");
+        const size = os.size(fd) catch @panic("vopr: fstat of a synced file failed");
+        const bytes = gpa.alloc(u8, size) catch @panic("vopr: out of memory");
+        var at: usize = 0;
+        while (at < bytes.len) {
+            const got = os.pread(fd, bytes[at..], at) catch @panic("vopr: pread failed");
+            if (got == 0) @panic("vopr: a synced file shrank while copied");
+            at += got;
+        }
+        const entry = images.getOrPut(gpa, id) catch @panic("vopr: out of memory");
+        if (entry.found_existing) gpa.free(entry.value_ptr.*);
+        entry.value_ptr.* = bytes;
+    }
+
+    fn clear() void {
+        var it = images.valueIterator();
+        while (it.next()) |bytes| gpa.free(bytes.*);
+        images.clearAndFree(gpa);
+    }
+
+    /// Puts every file of the index at `path` back as of its last fsync; a file never synced
+    /// loses its contents. Directory entries are kept as they are (see the file's header).
+    fn restore(path: []const u8) !void {
+        for (swap.companion_suffixes) |suffix| {
+            var buffer: [std.fs.max_path_bytes]u8 = undefined;
+            const name = try std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix });
+            const id = os.identityAt(name) catch |err| switch (err) {
+                error.NotFound => continue,
+                else => return err,
+            };
+            const bytes = images.get(id) orelse "";
+            try std.fs.cwd().writeFile(.{ .sub_path = name, .data = bytes });
+        }
+    }
+};
+
+/// Power loss: the process dies and every file loses what was not fsynced. The reopened index
+/// must hold, for every key not written since the last `sync()` or checkpoint that returned,
+/// exactly its state then; a key written since may hold its state then, any vector written
+/// since, or nothing if it was removed since. The model then follows the index.
+fn opPowerLoss(sim: *Sim) !void {
+    const index = sim.index.?;
+    sim.index = null;
+    sim.releaseSnapshots();
+    crashIndex(index);
+    sim.power_losses += 1;
+    try Durable.restore(sim.path);
+    try reopen(sim, "power lost,");
+    var survived: Model = .{};
+    defer survived.deinit(gpa);
+    for (0..key_space) |key| {
+        var out: Vector = undefined;
+        if (read.get(sim.index.?, key, live_seq, &out)) try survived.put(gpa, key, out);
+        if (sim.options.canary == .power_loss_keeps_everything) {
+            try checkKey(sim, live_seq, &sim.model, key);
+            continue;
+        }
+        try checkSurvivor(sim, key, survived.get(key));
+    }
+    std.mem.swap(Model, &sim.model, &survived);
+    try markDurable(sim);
+}
+
+fn checkSurvivor(sim: *Sim, key: u64, got: ?Vector) Mismatch!void {
+    const then = sim.durable.get(key);
+    const same = if (got) |g| (if (then) |t| std.mem.eql(f32, &g, &t) else false) else then == null;
+    if (same) return;
+    const since = sim.since.get(key) orelse {
+        return sim.fail("power loss changed key {d}, unwritten since the last sync", .{key});
+    };
+    const g = got orelse {
+        if (since.removed) return;
+        return sim.fail("power loss lost key {d}, never removed since the last sync", .{key});
+    };
+    for (since.vectors.items) |v| if (std.mem.eql(f32, &v, &g)) return;
+    return sim.fail("power loss left key {d} with a vector never written", .{key});
 }
 
 /// The whole index against the model, and every snapshot against its copy.
@@ -692,7 +837,7 @@ test "vopr: random operations and I/O faults against the reference model" {
     const soak = std.posix.getenv("QUIVER_SOAK") != null;
     const count = if (soak) envInt("QUIVER_VOPR_SEEDS") orelse 2000 else ci_seeds;
     const base: u64 = if (soak) std.crypto.random.int(u32) else 1;
-    var total = Report{ .steps = 0, .faults_fired = 0, .crashes = 0, .reopens = 0 };
+    var total = std.mem.zeroes(Report);
     for (base..base + count) |seed| {
         if (soak) std.debug.print("vopr: seed {d}\n", .{seed});
         const report = try runSeed(seed, steps, .none, false, false);
@@ -700,14 +845,25 @@ test "vopr: random operations and I/O faults against the reference model" {
         total.faults_fired += report.faults_fired;
         total.crashes += report.crashes;
         total.reopens += report.reopens;
+        total.power_losses += report.power_losses;
     }
     std.debug.print(
-        "vopr: seeds {d}..{d} passed: {d} steps, {d} faults fired, {d} crashes, {d} reopens\n",
-        .{ base, base + count - 1, total.steps, total.faults_fired, total.crashes, total.reopens },
+        "vopr: seeds {d}..{d} passed: {d} steps, {d} faults fired, {d} crashes, " ++
+            "{d} power losses, {d} reopens\n",
+        .{
+            base,
+            base + count - 1,
+            total.steps,
+            total.faults_fired,
+            total.crashes,
+            total.power_losses,
+            total.reopens,
+        },
     );
     // The budget must exercise what it claims to.
     try std.testing.expect(total.faults_fired > 0);
     try std.testing.expect(total.crashes > 0);
+    try std.testing.expect(total.power_losses > 0);
 }
 
 fn expectCaught(canary: Canary) !void {
@@ -763,4 +919,8 @@ test "vopr regression: a checkpoint failing at any fsync leaves a log that repla
         try std.testing.expectEqual(key, open.?.size());
     }
     try std.testing.expect(nth > 2);
+}
+
+test "vopr canary: a power loss that keeps unsynced writes is caught" {
+    try expectCaught(.power_loss_keeps_everything);
 }

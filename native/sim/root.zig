@@ -16,6 +16,7 @@ pub const files = .{
     @import("seqlock_check.zig"),
     @import("registry_check.zig"),
     @import("slot_check.zig"),
+    @import("vopr.zig"),
 };
 
 /// The same files by name, for the completeness check (Zig cannot list a module's imports).
@@ -28,6 +29,7 @@ const file_names = [_][]const u8{
     "seqlock_check.zig",
     "registry_check.zig",
     "slot_check.zig",
+    "vopr.zig",
 };
 
 test {

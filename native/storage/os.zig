@@ -83,6 +83,10 @@ pub const faults = struct {
         }
     }
 
+    /// Called with the descriptor after every fsync that succeeded (test builds only), so a
+    /// simulator can keep each file's durable image for its power-loss mode (sim/vopr.zig).
+    pub var on_fsync: ?*const fn (Fd) void = null;
+
     /// How many calls of `op` failed by injection since it was armed.
     pub fn fired(op: Op) u64 {
         comptime assert(builtin.is_test);
@@ -311,7 +315,10 @@ pub fn fsync(fd: Fd) Error!void {
     if (faults.due(.fsync)) |errno| return classify(errno);
     if (is_darwin) {
         switch (posix.errno(std.c.fcntl(fd, std.c.F.FULLFSYNC, @as(c_int, 0)))) {
-            .SUCCESS => return,
+            .SUCCESS => {
+                if (builtin.is_test) if (faults.on_fsync) |hook| hook(fd);
+                return;
+            },
             else => {},
         }
     }
@@ -319,6 +326,7 @@ pub fn fsync(fd: Fd) Error!void {
         error.NoSpaceLeft, error.DiskQuota => error.DiskFull,
         else => error.Io,
     };
+    if (builtin.is_test) if (faults.on_fsync) |hook| hook(fd);
 }
 
 /// Makes the directory entries of `path`'s directory durable (a file created, linked, renamed

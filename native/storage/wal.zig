@@ -140,8 +140,11 @@ pub const Wal = struct {
         self.mutex.lock(contention);
         defer self.mutex.unlock();
         try os.truncate(self.fd, 0);
-        try os.fsync(self.fd);
+        // The file is empty from here on, whether or not the fsync below succeeds: appends go
+        // at offset 0. (Set after the fsync, a failed fsync left `end` at the old length, and
+        // the next append wrote behind a hole of zeros that replay calls corruption.)
         self.end = 0;
+        try os.fsync(self.fd);
     }
 
     pub const ReplayError = error{ Io, OutOfMemory, Corrupt };

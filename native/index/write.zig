@@ -104,17 +104,22 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
 }
 
 /// Turns the slot of an add that failed after it was (perhaps partly) linked into a routing
-/// tombstone, as backups mark slots not yet visible: ready, created and deleted at sequence
-/// number 1, so it is invisible at every sequence number yet a valid node for recovery. Other
-/// nodes may already link to it, and it may even be the entry point: it keeps routing.
+/// tombstone: ready, created and deleted at one new sequence number, so it is invisible at every
+/// sequence number yet a valid node for recovery (whose counters must cover its sequence number).
+/// Other nodes may already link to it, and it may even be the entry point: it keeps routing.
 fn retire(self: *Index, slot: u32) void {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const meta = generation.payload.meta(slot);
     assert(meta.state == @intFromEnum(layout.SlotState.inserting));
-    @atomicStore(u64, &meta.deleted_seq, 1, .release);
-    @atomicStore(u64, &meta.created_seq, 1, .release);
+    self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
+    const seq = self.seq.load(.monotonic) + 1;
+    assert(seq < view_mod.live_seq);
+    @atomicStore(u64, &meta.deleted_seq, seq, .release);
+    @atomicStore(u64, &meta.created_seq, seq, .release);
     @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
+    self.seq.store(seq, .release);
 }
 
 fn appendLogged(self: *Index, wal: *Wal, op: wal_mod.Op, key: u64, vector: []const f32) Error!void {

@@ -124,7 +124,7 @@ test "write: an add whose growth fails is not logged, not applied, and leaves th
     try std.testing.expect(read.get(index, failed_key.?, view_mod.live_seq, &out));
 }
 
-test "write: an add whose log append fails after linking leaves a routing tombstone, even as entry" {
+test "write: an add whose append fails after linking leaves a routing tombstone, even as entry" {
     // The failed add's node is linked before the append (and a high level promotes it to the
     // entry point): it must become a valid, invisible node, or a reopen finds an entry point on
     // a level no published slot has and refuses the index as corrupt.

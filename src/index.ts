@@ -5,7 +5,7 @@
  */
 import { native } from "./runtime/loader.ts";
 import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
-import { check, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
+import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
 import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./reader.ts";
@@ -121,8 +121,11 @@ export class Index extends Reader {
   readonly #owner: boolean;
   readonly #dimensions: number;
   #epoch: BigUint64Array;
-  #views = new Set<VectorView>();
-  #snapshots = new Set<Snapshot>();
+  /** Whether the index takes writes (views of a read-only one are copies). */
+  readonly #writable: boolean;
+  /** Held weakly, so that a dropped view or snapshot can be collected (and release its pin). */
+  #views = new Set<WeakRef<VectorView>>();
+  #snapshots = new Set<WeakRef<Snapshot>>();
 
   /** Creates an empty in-memory index. */
   constructor(options: IndexOptions);
@@ -142,6 +145,8 @@ export class Index extends Reader {
     registry.register(this, handle, this);
     const stats = this.stats();
     this.#dimensions = stats.dimensions;
+    check(native().fn.qv_index_writable(handle, this.u32Out));
+    this.#writable = this.u32Out[0] === 1;
     if (options.centre !== undefined) {
       try {
         const centre = toVector(options.centre);
@@ -180,8 +185,9 @@ export class Index extends Reader {
    * Worker): pass `index.handle`. The attached wrapper's close() only detaches it.
    */
   static attach(handle: number): Index {
-    if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0) {
-      throw new InvalidArgumentError("attach takes the numeric `handle` of an open index");
+    // The native handle is a u32: a larger number would be truncated (Bun) onto another index.
+    if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0 || handle > 0xffff_ffff) {
+      throw new InvalidHandleError(`attach takes the numeric \`handle\` of an open index, not ${String(handle)}`);
     }
     check(native().fn.qv_index_retain(handle));
     return new Index({ dimensions: 0 }, handle, false);
@@ -273,15 +279,37 @@ export class Index extends Reader {
     const address = new BigUint64Array(1);
     const epoch = new BigUint64Array(1);
     check(native().fn.qv_guard_acquire(h, toKey(key), guard, address, epoch));
+    let ref: WeakRef<VectorView> | undefined;
     const owner = {
       epochNow: () => this.#epoch[0],
-      releaseGuard: (g: bigint) => {
-        if (this.#handle !== undefined) native().fn.qv_guard_release(this.#handle, g);
+      forget: () => {
+        if (ref !== undefined) this.#views.delete(ref);
       },
-      forget: (v: VectorView) => this.#views.delete(v),
     };
-    const view = new VectorView(owner, guard[0], address[0], epoch[0], this.#dimensions);
-    this.#views.add(view);
+    let view: VectorView;
+    if (!this.#writable) {
+      // Read-only memory: copy while the guard holds the mapping, then let it go.
+      try {
+        view = new VectorView(owner, address[0], 0n, epoch[0], this.#dimensions);
+      } finally {
+        native().fn.qv_guard_release(h, guard[0]);
+      }
+    } else {
+      const pin = new BigUint64Array(1);
+      const status = native().fn.qv_pin_create(h, guard[0], pin);
+      if (status !== Status.ok) {
+        native().fn.qv_guard_release(h, guard[0]);
+        check(status);
+      }
+      try {
+        view = new VectorView(owner, address[0], pin[0], epoch[0], this.#dimensions);
+      } catch (error) {
+        native().fn.qv_pin_release(pin[0]);
+        throw error;
+      }
+    }
+    ref = new WeakRef(view);
+    this.#views.add(ref);
     return view;
   }
 
@@ -296,7 +324,7 @@ export class Index extends Reader {
     const h = this.handleOrThrow();
     check(native().fn.qv_snapshot_create(h, this.u64Out));
     const snapshot = new Snapshot(this, this.u64Out[0]);
-    this.#snapshots.add(snapshot);
+    this.#snapshots.add(snapshot.ref);
     return snapshot;
   }
 
@@ -311,7 +339,7 @@ export class Index extends Reader {
   }
 
   forgetSnapshot(snapshot: Snapshot): void {
-    this.#snapshots.delete(snapshot);
+    this.#snapshots.delete(snapshot.ref);
   }
 
   /**
@@ -365,7 +393,11 @@ export class Index extends Reader {
   revokeStaleViews(): void {
     if (this.#views.size === 0) return;
     const now = this.#epoch[0];
-    for (const view of [...this.#views]) if (view.epoch !== now) view.revoke(true);
+    for (const ref of [...this.#views]) {
+      const view = ref.deref();
+      if (view === undefined) this.#views.delete(ref);
+      else if (view.epoch !== now) view.revoke(true);
+    }
   }
 
   /**
@@ -375,8 +407,10 @@ export class Index extends Reader {
   close(): void {
     const h = this.#handle;
     if (h === undefined) return;
-    for (const view of [...this.#views]) view.revoke();
-    for (const snapshot of [...this.#snapshots]) snapshot.release();
+    for (const ref of [...this.#views]) ref.deref()?.revoke();
+    for (const ref of [...this.#snapshots]) ref.deref()?.release();
+    this.#views.clear();
+    this.#snapshots.clear();
     this.#handle = undefined;
     this.#epoch = new BigUint64Array(1);
     registry.unregister(this);

@@ -115,6 +115,51 @@ fn register(index: *Index, out_handle: ?*u32) Status {
     return .ok;
 }
 
+/// A view buffer's hold on its memory: one registry user (the index is not destroyed) and one
+/// guard (its mapping is not unmapped). The TS side names a pin by a u64 id, never a pointer,
+/// so a forged or repeated id is refused (ids are never reused). Bun's deallocator and the TS
+/// side may both release one pin; the first wins, the second finds nothing.
+const Pin = struct {
+    handle: u32,
+    index: *Index,
+    guard: u64,
+};
+
+const pins = struct {
+    /// A leaf lock: nothing else is acquired while it is held.
+    var mutex: std.Thread.Mutex = .{};
+    var table: std.AutoHashMapUnmanaged(u64, Pin) = .{};
+    var id_next: u64 = 1;
+
+    fn add(pin: Pin) error{OutOfMemory}!u64 {
+        mutex.lock();
+        defer mutex.unlock();
+        const id = id_next;
+        try table.put(std.heap.c_allocator, id, pin);
+        id_next += 1;
+        std.debug.assert(id_next > id);
+        return id;
+    }
+
+    fn take(id: u64) ?Pin {
+        mutex.lock();
+        defer mutex.unlock();
+        const entry = table.fetchRemove(id) orelse return null;
+        return entry.value;
+    }
+
+    /// Gives back the pin's guard and registry user; the last user of a closed index frees it.
+    fn release(pin: Pin) void {
+        const index = pin.index;
+        index.structure.lockShared(&index.counters.lock_contention);
+        // The pin owns its guard: nobody else can release it, and compaction refuses to run
+        // while it lives, so the guard is in the table. Anything else is a bug.
+        read.guardRelease(index, pin.guard) catch unreachable;
+        index.structure.unlockShared();
+        registry.leave(pin.handle);
+    }
+};
+
 pub const exports = struct {
     pub fn qv_abi_version() callconv(.C) u32 {
         return abi_version;
@@ -612,6 +657,51 @@ pub const exports = struct {
         defer op.end();
         const index = op.index;
         read.guardRelease(index, guard) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Moves `guard` (from qv_guard_acquire) into a pin that also holds a registry user, for a
+    /// view buffer whose memory must outlive the wrapper: the index is then not destroyed, nor
+    /// the mapping unmapped, until qv_pin_release or qv_pin_free. `closed` if the index is.
+    pub fn qv_pin_create(handle: u32, guard: u64, out_pin: ?*u64) callconv(.C) Status {
+        const out = out_pin orelse return .invalid_argument;
+        const index = registry.enter(handle) catch |err| return statusOf(err);
+        if (index.guards.table.get(guard) == null) {
+            registry.leave(handle);
+            return .invalid_argument;
+        }
+        const id = pins.add(.{ .handle = handle, .index = index, .guard = guard }) catch {
+            registry.leave(handle);
+            return .out_of_memory;
+        };
+        std.debug.assert(id != 0);
+        out.* = id;
+        return .ok;
+    }
+
+    /// Releases a pin: its guard, then its registry user. `invalid_argument` if the pin is
+    /// unknown (forged, or already released).
+    pub fn qv_pin_release(pin: u64) callconv(.C) Status {
+        const taken = pins.take(pin) orelse return .invalid_argument;
+        pins.release(taken);
+        return .ok;
+    }
+
+    /// Bun's ArrayBuffer deallocator, `void (*)(void *bytes, void *context)` with the pin id as
+    /// the context: called once the buffer's memory is unreachable from JS (moved buffers
+    /// included). Releases the pin unless the TS side already did.
+    pub fn qv_pin_free(bytes: usize, pin: usize) callconv(.C) void {
+        _ = bytes;
+        const taken = pins.take(pin) orelse return;
+        pins.release(taken);
+    }
+    /// 1 if the index takes writes, 0 if it was opened read-only (its mappings are then
+    /// read-only memory: the TS side gives copies, not views, of such an index).
+    pub fn qv_index_writable(handle: u32, out_writable: ?*u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const out = out_writable orelse return .invalid_argument;
+        out.* = @intFromBool(op.index.writable);
         return .ok;
     }
 };

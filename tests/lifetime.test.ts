@@ -1,0 +1,123 @@
+/**
+ * JS lifetime specs (issue 9, items 10 to 13), under Bun and Deno: what a careless caller does
+ * with views, buffers, handles and Workers never crashes the process and gives exact outcomes.
+ * Scenarios that need the collector or could kill the process run in a child
+ * (tests/fixtures/lifetime_child.ts, Deno with --expose-gc); a dead child (a signal, or a
+ * non-zero exit) fails the spec, and the lines it printed are compared exactly.
+ */
+import { Index, InvalidArgumentError, InvalidHandleError, InvalidVectorError, kernels } from "../mod.ts";
+import { assert, assertEquals, assertThrows, repoPath, runtime, spawnRuntime, tempDir, test } from "./harness.ts";
+
+async function child(scenario: string): Promise<string[]> {
+  const proc = spawnRuntime(repoPath("tests/fixtures/lifetime_child.ts"), [scenario, tempDir()], {}, { exposeGc: true });
+  const lines: string[] = [];
+  for (let line = await proc.nextLine(); line !== null; line = await proc.nextLine()) lines.push(line);
+  const status = await proc.exited;
+  const stderr = await proc.stderr;
+  assertEquals(status, { code: 0, signal: null }, `${scenario}: the child died\n${stderr}`);
+  return lines;
+}
+
+test("lifetime: a kept view.array of a collected Index and view still reads the stored vector", async () => {
+  assertEquals(await child("kept-array"), ["read 1.5 8.5", "done"]);
+});
+
+test("lifetime: a kept array holds the index (files locked) until it is collected, then frees it", async () => {
+  assertEquals(await child("kept-then-dropped"), ["read 1.5", "reopen LockedError", "reopened 1", "done"]);
+});
+
+test("lifetime: buffers moved out (transfer, structuredClone, postMessage) survive close() twice", async () => {
+  assertEquals(await child("moved-buffer"), ["closed", "read 1.5", "read 1.5", "read 1.5", "done"]);
+});
+
+test("lifetime: a moved buffer dropped with its index: Bun frees the index, Deno keeps it pinned", async () => {
+  // Deno has no deallocator: a moved buffer's end cannot be seen, so its pin stays (README, Views).
+  const reopen = runtime === "bun" ? "reopened 1" : "reopen LockedError";
+  assertEquals(await child("moved-dropped"), ["read 1.5", reopen, "done"]);
+});
+
+test("lifetime: dropped views and snapshots are collected: no guard or snapshot left, compact() runs", async () => {
+  assertEquals(await child("dropped-views"), ["guards 0 snapshots 0", "compacted 2", "done"]);
+});
+
+test("lifetime: views of a read-only index are copies: writes change the copy only", async () => {
+  assertEquals(await child("write-read-only"), ["copy true array 99 7 stored 1.5 2.5", "done"]);
+});
+
+test("lifetime: a write through a view of a writable index changes the stored vector in place", async () => {
+  // Documented, not recommended: unlogged and unvalidated (verify() reports the NaN).
+  assertEquals(await child("write-writable"), ["copy false stored 99 search 1", "nan verify ok false", "done"]);
+});
+
+test("lifetime: a SharedArrayBuffer input rewritten by a Worker during adds never stores NaN", async () => {
+  const d = 64;
+  const shared = new SharedArrayBuffer(d * 4);
+  const control = new SharedArrayBuffer(4);
+  const input = new Float32Array(shared).fill(1);
+  const worker = new Worker(new URL("./fixtures/sab_mutator.ts", import.meta.url).href, { type: "module" });
+  const messages: unknown[] = [];
+  let wake: () => void = () => {};
+  worker.onmessage = (e: MessageEvent) => {
+    messages.push(e.data);
+    wake();
+  };
+  const next = () => new Promise<void>((resolve) => (wake = resolve));
+  const index = new Index({ dimensions: d });
+  try {
+    const started = next();
+    worker.postMessage({ vector: shared, control });
+    await started;
+    let accepted = 0;
+    let rejected = 0;
+    const end = Date.now() + 1500;
+    for (let key = 0; Date.now() < end; key++) {
+      try {
+        index.add(key, input);
+        accepted++;
+      } catch (error) {
+        if (!(error instanceof InvalidVectorError)) throw error;
+        rejected++;
+      }
+    }
+    const stopped = next();
+    Atomics.store(new Int32Array(control), 0, 1);
+    await stopped;
+    // Both outcomes happened, so the rewrites overlapped the adds.
+    assert(accepted > 0 && rejected > 0, `accepted ${accepted}, rejected ${rejected}`);
+    assertEquals(index.size, accepted);
+    let nonFinite = 0;
+    for (const key of index.keys()) if (!index.get(key)!.every(Number.isFinite)) nonFinite++;
+    assertEquals(nonFinite, 0, "stored vectors with NaN");
+    const report = index.verify();
+    assert(report.ok, JSON.stringify(report));
+  } finally {
+    worker.terminate();
+    index.close();
+  }
+}, 30_000);
+
+test("lifetime: forged and out-of-range handles are InvalidHandleError, never another index", () => {
+  using index = new Index({ dimensions: 4 });
+  const h = index.handle;
+  for (const bad of [2 ** 32 + h, 2 ** 33 + h, -1, 1.5, NaN, Infinity, 2 ** 53]) {
+    assertThrows(() => Index.attach(bad), InvalidHandleError);
+  }
+  assertThrows(() => Index.attach("1" as unknown as number), InvalidHandleError);
+  // A handle of the right shape but another generation names no open index.
+  assertThrows(() => Index.attach(h ^ (1 << 12)), InvalidHandleError);
+  assertThrows(() => Index.attach(h + 1), InvalidHandleError);
+  using attached = Index.attach(h);
+  assertEquals(attached.handle, h);
+});
+
+test("lifetime: the i8 kernels take d as a u32: -1, 1.5, 2^32 and non-numbers are InvalidArgumentError", () => {
+  const a = kernels.encodeI8(new Float32Array([1, 2, 3, 4]));
+  const b = kernels.encodeI8(new Float32Array([4, 3, 2, 1]));
+  for (const d of [-1, 1.5, 2 ** 32, NaN, "4" as unknown as number]) {
+    assertThrows(() => kernels.l2sqI8(a, b, d), InvalidArgumentError);
+    assertThrows(() => kernels.dotI8(a, b, d), InvalidArgumentError);
+  }
+  assertThrows(() => kernels.l2sqI8(new Float32Array(4) as unknown as Uint8Array, b, 4), InvalidArgumentError);
+  assert(Number.isFinite(kernels.l2sqI8(a, b, 4)));
+  assert(Number.isNaN(kernels.l2sqI8(a, b, 1 << 20)), "too long for the buffers");
+});

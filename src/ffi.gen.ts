@@ -48,6 +48,7 @@ export const symbols = {
   qv_pin_release: { args: ["u64"], returns: "i32" },
   qv_pin_free: { args: ["usize", "usize"], returns: "void" },
   qv_index_writable: { args: ["u32", "ptr"], returns: "i32" },
+  qv_index_epoch: { args: ["u32", "ptr"], returns: "i32" },
 } as const satisfies Record<string, { args: readonly FfiType[]; returns: FfiType }>;
 
 export const Status = {

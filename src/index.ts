@@ -78,7 +78,9 @@ const decodeReport = (bytes: Uint8Array): VerifyReport => {
 };
 
 const registry = new FinalizationRegistry<number>((handle) => {
-  // A wrapper dropped without close(): release its native reference (leak backstop only).
+  // An owner dropped without close(): close the index for every Worker and release the owner's
+  // reference (a leak backstop only; views and snapshots still alive keep what they use).
+  native().fn.qv_index_close(handle);
   native().fn.qv_index_release(handle);
 });
 
@@ -120,7 +122,11 @@ export class Index extends Reader {
   #handle: number | undefined;
   readonly #owner: boolean;
   readonly #dimensions: number;
+  /** The owner's zero-copy read of the epoch word (the owner's reference keeps it valid). */
   #epoch: BigUint64Array;
+  /** An attached wrapper's last epoch read through FFI: it holds no reference (see attach). */
+  #epochSeen = 0n;
+  readonly #epochOut = new BigUint64Array(1);
   /** Whether the index takes writes (views of a read-only one are copies). */
   readonly #writable: boolean;
   /** Held weakly, so that a dropped view or snapshot can be collected (and release its pin). */
@@ -142,7 +148,7 @@ export class Index extends Reader {
     }
     this.#handle = handle;
     this.#owner = owner;
-    registry.register(this, handle, this);
+    if (owner) registry.register(this, handle, this);
     const stats = this.stats();
     this.#dimensions = stats.dimensions;
     check(native().fn.qv_index_writable(handle, this.u32Out));
@@ -156,9 +162,26 @@ export class Index extends Reader {
         throw error;
       }
     }
-    const address = new BigUint64Array(1);
-    check(native().fn.qv_index_epoch_address(handle, address));
-    this.#epoch = new BigUint64Array(native().view(address[0], 8));
+    if (owner) {
+      const address = new BigUint64Array(1);
+      check(native().fn.qv_index_epoch_address(handle, address));
+      this.#epoch = new BigUint64Array(native().view(address[0], 8));
+    } else {
+      this.#epoch = new BigUint64Array(1);
+      this.#epochSeen = BigInt(stats.epoch);
+    }
+  }
+
+  /**
+   * The current epoch: the owner reads the native word in place; an attached wrapper (which
+   * holds no reference, so the index may be gone) asks through FFI and, once the index is
+   * closed, keeps the last epoch it saw (its views stay readable: their pins hold the memory).
+   */
+  #epochNow(): bigint {
+    if (this.#owner) return this.#epoch[0];
+    const h = this.#handle;
+    if (h !== undefined && native().fn.qv_index_epoch(h, this.#epochOut) === Status.ok) this.#epochSeen = this.#epochOut[0];
+    return this.#epochSeen;
   }
 
   /**
@@ -182,14 +205,18 @@ export class Index extends Reader {
 
   /**
    * Attaches to an index opened elsewhere in this process (e.g. by the main thread, from a
-   * Worker): pass `index.handle`. The attached wrapper's close() only detaches it.
+   * Worker): pass `index.handle`. The attached wrapper holds no reference on the index: the
+   * owner's close() (or its collection) closes it for every Worker at once, and its files are
+   * released as soon as running calls and live views let go, whether Workers are attached,
+   * idle or terminated. Its calls then throw ClosedError. The attached wrapper's close() only
+   * revokes its own views and snapshots. InvalidHandleError for anything but an open index's
+   * handle. Cost: one FFI call.
    */
   static attach(handle: number): Index {
     // The native handle is a u32: a larger number would be truncated (Bun) onto another index.
     if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0 || handle > 0xffff_ffff) {
       throw new InvalidHandleError(`attach takes the numeric \`handle\` of an open index, not ${String(handle)}`);
     }
-    check(native().fn.qv_index_retain(handle));
     return new Index({ dimensions: 0 }, handle, false);
   }
 
@@ -281,7 +308,7 @@ export class Index extends Reader {
     check(native().fn.qv_guard_acquire(h, toKey(key), guard, address, epoch));
     let ref: WeakRef<VectorView> | undefined;
     const owner = {
-      epochNow: () => this.#epoch[0],
+      epochNow: () => this.#epochNow(),
       forget: () => {
         if (ref !== undefined) this.#views.delete(ref);
       },
@@ -316,7 +343,7 @@ export class Index extends Reader {
   /** The current mapping epoch; it moves on every remap. */
   get epoch(): bigint {
     this.handleOrThrow();
-    return this.#epoch[0];
+    return this.#epochNow();
   }
 
   /** A point-in-time read view (see Snapshot). O(1). */
@@ -392,7 +419,7 @@ export class Index extends Reader {
   /** Revokes views made before the latest remap (called after calls that can remap). */
   revokeStaleViews(): void {
     if (this.#views.size === 0) return;
-    const now = this.#epoch[0];
+    const now = this.#epochNow();
     for (const ref of [...this.#views]) {
       const view = ref.deref();
       if (view === undefined) this.#views.delete(ref);
@@ -413,8 +440,10 @@ export class Index extends Reader {
     this.#snapshots.clear();
     this.#handle = undefined;
     this.#epoch = new BigUint64Array(1);
+    // An attached wrapper holds no native reference: nothing to give back.
+    if (!this.#owner) return;
     registry.unregister(this);
-    if (this.#owner) native().fn.qv_index_close(h);
+    native().fn.qv_index_close(h);
     const status = native().fn.qv_index_release(h);
     if (status !== Status.ok && status !== Status.closed) check(status);
   }

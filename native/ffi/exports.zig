@@ -90,8 +90,24 @@ const Op = struct {
     }
 };
 
+/// The generation each slot's index had when its owner closed it, so that a call through a
+/// handle of a closed index says `closed` even after the index was freed (wrappers attached
+/// in Workers hold no reference: the owner's close frees the index once running calls end).
+/// A slot's next index has a newer generation; maxInt never matches a 20-bit generation.
+var closed_generations: [registry.max_indexes]std.atomic.Value(u32) =
+    @splat(std.atomic.Value(u32).init(std.math.maxInt(u32)));
+
+/// `registry.enter`, with `Closed` for the handle of a closed index that is gone.
+fn enter(handle: u32) registry.Error!*Index {
+    return registry.enter(handle) catch |err| {
+        const slot = handle & (registry.max_indexes - 1);
+        const gone = closed_generations[slot].load(.acquire) == handle >> registry.slot_bits;
+        return if (err == error.InvalidHandle and gone) error.Closed else err;
+    };
+}
+
 fn begin(handle: u32) registry.Error!Op {
-    const index = try registry.enter(handle);
+    const index = try enter(handle);
     index.structure.lockShared(&index.counters.lock_contention);
     return .{ .handle = handle, .index = index };
 }
@@ -272,12 +288,14 @@ pub const exports = struct {
     /// Closes the index for every user; running calls finish first, later ones get `closed`.
     pub fn qv_index_close(handle: u32) callconv(.C) Status {
         registry.close(handle) catch |err| return statusOf(err);
+        const slot = handle & (registry.max_indexes - 1);
+        closed_generations[slot].store(handle >> registry.slot_bits, .release);
         return .ok;
     }
 
     /// Adds a reference for another wrapper (e.g. in a Worker). Pair with qv_index_release.
     pub fn qv_index_retain(handle: u32) callconv(.C) Status {
-        registry.retain(handle) catch |err| return statusOf(err);
+        _ = enter(handle) catch |err| return statusOf(err);
         return .ok;
     }
 
@@ -579,7 +597,7 @@ pub const exports = struct {
     /// it in. Takes the exclusive path (every other call on the index waits); `busy` while views
     /// or snapshots are alive.
     pub fn qv_index_compact(handle: u32, threads: u32) callconv(.C) Status {
-        const index = registry.enter(handle) catch |err| return statusOf(err);
+        const index = enter(handle) catch |err| return statusOf(err);
         defer registry.leave(handle);
         index.structure.lock(&index.counters.lock_contention);
         defer index.structure.unlock();
@@ -665,7 +683,7 @@ pub const exports = struct {
     /// the mapping unmapped, until qv_pin_release or qv_pin_free. `closed` if the index is.
     pub fn qv_pin_create(handle: u32, guard: u64, out_pin: ?*u64) callconv(.C) Status {
         const out = out_pin orelse return .invalid_argument;
-        const index = registry.enter(handle) catch |err| return statusOf(err);
+        const index = enter(handle) catch |err| return statusOf(err);
         if (index.guards.table.get(guard) == null) {
             registry.leave(handle);
             return .invalid_argument;
@@ -702,6 +720,15 @@ pub const exports = struct {
         defer op.end();
         const out = out_writable orelse return .invalid_argument;
         out.* = @intFromBool(op.index.writable);
+        return .ok;
+    }
+    /// The current mapping epoch. For wrappers that hold no reference on the index (attached in
+    /// a Worker), which must not keep reading the epoch word at its address.
+    pub fn qv_index_epoch(handle: u32, out_epoch: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const out = out_epoch orelse return .invalid_argument;
+        out.* = op.index.storage.epochs.epoch.load(.acquire);
         return .ok;
     }
 };

@@ -103,9 +103,10 @@ test("lifetime: forged and out-of-range handles are InvalidHandleError, never an
     assertThrows(() => Index.attach(bad), InvalidHandleError);
   }
   assertThrows(() => Index.attach("1" as unknown as number), InvalidHandleError);
-  // A handle of the right shape but another generation names no open index.
-  assertThrows(() => Index.attach(h ^ (1 << 12)), InvalidHandleError);
-  assertThrows(() => Index.attach(h + 1), InvalidHandleError);
+  // A handle of the right shape but a generation not issued yet, or a slot never used.
+  const future = ((((h >>> 12) + 1000) % (1 << 20)) << 12) | (h & 0xfff);
+  assertThrows(() => Index.attach(future >>> 0), InvalidHandleError);
+  assertThrows(() => Index.attach((h & ~0xfff) | 0xfff), InvalidHandleError);
   using attached = Index.attach(h);
   assertEquals(attached.handle, h);
 });
@@ -120,4 +121,101 @@ test("lifetime: the i8 kernels take d as a u32: -1, 1.5, 2^32 and non-numbers ar
   assertThrows(() => kernels.l2sqI8(new Float32Array(4) as unknown as Uint8Array, b, 4), InvalidArgumentError);
   assert(Number.isFinite(kernels.l2sqI8(a, b, 4)));
   assert(Number.isNaN(kernels.l2sqI8(a, b, 1 << 20)), "too long for the buffers");
+});
+
+/** A Worker running tests/fixtures/lifetime_worker.ts; `ask` sends a command, awaits its reply. */
+async function lifetimeWorker(): Promise<{ ask(command: object): Promise<string>; worker: Worker }> {
+  const worker = new Worker(new URL("./fixtures/lifetime_worker.ts", import.meta.url).href, { type: "module" });
+  const replies: string[] = [];
+  let wake: (() => void) | undefined;
+  worker.onmessage = (e: MessageEvent) => {
+    replies.push(e.data);
+    wake?.();
+  };
+  const reply = async (): Promise<string> => {
+    while (replies.length === 0) await new Promise<void>((resolve) => (wake = resolve));
+    return replies.shift()!;
+  };
+  assertEquals(await reply(), "ready");
+  return {
+    worker,
+    ask(command: object): Promise<string> {
+      worker.postMessage(command);
+      return reply();
+    },
+  };
+}
+
+function persistent(): { path: string; index: Index } {
+  const path = `${tempDir()}/shared.qv`;
+  const index = Index.open(path, { dimensions: 8 });
+  index.add(1, Float32Array.from({ length: 8 }, (_, i) => 1.5 + i));
+  return { path, index };
+}
+
+function reopen(path: string): string {
+  try {
+    const index = Index.open(path, { create: false });
+    const size = index.size;
+    index.close();
+    return `reopened ${size}`;
+  } catch (error) {
+    return `reopen ${(error as Error).name}`;
+  }
+}
+
+test("lifetime: the owner's close frees the files while an idle Worker is attached", async () => {
+  const { path, index } = persistent();
+  const { ask, worker } = await lifetimeWorker();
+  try {
+    assertEquals(await ask({ attach: index.handle }), "ok attached 1");
+    index.close();
+    assertEquals(reopen(path), "reopened 1");
+    assertEquals(await ask({ op: "size" }), "error ClosedError");
+  } finally {
+    worker.terminate();
+  }
+});
+
+test("lifetime: the owner's close frees the files after an attached Worker was terminated", async () => {
+  const { path, index } = persistent();
+  const { ask, worker } = await lifetimeWorker();
+  assertEquals(await ask({ attach: index.handle }), "ok attached 1");
+  worker.terminate();
+  index.close();
+  assertEquals(reopen(path), "reopened 1");
+});
+
+test("lifetime: close while a Worker is mid-call: the call finishes or is refused, then the files are free", async () => {
+  const { path, index } = persistent();
+  const { ask, worker } = await lifetimeWorker();
+  try {
+    assertEquals(await ask({ attach: index.handle }), "ok attached 1");
+    const n = 20_000;
+    const reply = ask({ op: "batch", n });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    index.close();
+    const outcome = await reply;
+    assert(outcome === `ok added ${n}` || outcome === "error ClosedError", outcome);
+    assertEquals(reopen(path), `reopened ${outcome.startsWith("ok") ? n + 1 : 1}`);
+    assertEquals(await ask({ op: "size" }), "error ClosedError");
+  } finally {
+    worker.terminate();
+  }
+});
+
+test("lifetime: a Worker's view outlives the owner's close and holds the files until disposed", async () => {
+  const { path, index } = persistent();
+  const { ask, worker } = await lifetimeWorker();
+  try {
+    assertEquals(await ask({ attach: index.handle }), "ok attached 1");
+    assertEquals(await ask({ op: "view" }), "ok 1.5");
+    index.close();
+    assertEquals(reopen(path), "reopen LockedError");
+    assertEquals(await ask({ op: "read" }), "ok 1.5");
+    assertEquals(await ask({ op: "dispose" }), "ok disposed");
+    assertEquals(reopen(path), "reopened 1");
+  } finally {
+    worker.terminate();
+  }
 });

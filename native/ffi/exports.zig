@@ -90,18 +90,19 @@ const Op = struct {
     }
 };
 
-/// The generation each slot's index had when its owner closed it, so that a call through a
-/// handle of a closed index says `closed` even after the index was freed (wrappers attached
-/// in Workers hold no reference: the owner's close frees the index once running calls end).
-/// A slot's next index has a newer generation; maxInt never matches a 20-bit generation.
-var closed_generations: [registry.max_indexes]std.atomic.Value(u32) =
-    @splat(std.atomic.Value(u32).init(std.math.maxInt(u32)));
+/// The newest generation each slot has issued, so that a call through the handle of an index
+/// that was closed and freed says `closed`, not `invalid_handle` (wrappers attached in Workers
+/// hold no reference: the owner's close frees the index once running calls and pins end).
+var issued_generations: [registry.max_indexes]std.atomic.Value(u32) =
+    @splat(std.atomic.Value(u32).init(0));
 
-/// `registry.enter`, with `Closed` for the handle of a closed index that is gone.
+/// `registry.enter`, with `Closed` for the handle of an index that existed and is gone.
 fn enter(handle: u32) registry.Error!*Index {
     return registry.enter(handle) catch |err| {
         const slot = handle & (registry.max_indexes - 1);
-        const gone = closed_generations[slot].load(.acquire) == handle >> registry.slot_bits;
+        const generation = handle >> registry.slot_bits;
+        const issued = issued_generations[slot].load(.acquire);
+        const gone = generation != 0 and generation <= issued;
         return if (err == error.InvalidHandle and gone) error.Closed else err;
     };
 }
@@ -124,10 +125,13 @@ fn register(index: *Index, out_handle: ?*u32) Status {
         index.destroy();
         return .invalid_argument;
     };
-    out.* = registry.register(index) catch |err| {
+    const handle = registry.register(index) catch |err| {
         index.destroy();
         return statusOf(err);
     };
+    const slot = handle & (registry.max_indexes - 1);
+    issued_generations[slot].store(handle >> registry.slot_bits, .release);
+    out.* = handle;
     return .ok;
 }
 
@@ -288,8 +292,6 @@ pub const exports = struct {
     /// Closes the index for every user; running calls finish first, later ones get `closed`.
     pub fn qv_index_close(handle: u32) callconv(.C) Status {
         registry.close(handle) catch |err| return statusOf(err);
-        const slot = handle & (registry.max_indexes - 1);
-        closed_generations[slot].store(handle >> registry.slot_bits, .release);
         return .ok;
     }
 

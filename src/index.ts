@@ -84,6 +84,9 @@ const registry = new FinalizationRegistry<number>((handle) => {
   native().fn.qv_index_release(handle);
 });
 
+/** Whether this code runs in a Worker (whose isolate may be terminated with its views alive). */
+const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined";
+
 function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
@@ -298,7 +301,8 @@ export class Index extends Reader {
 
   /**
    * A zero-copy view of the stored vector of `key`, valid until disposed or until the storage
-   * is remapped (then `array` throws StaleGuardError). Use with `using`. Cost: O(1).
+   * is remapped (then `array` throws StaleGuardError). Use with `using`. A copy instead (see
+   * `VectorView.copy`) for a read-only index and in Deno Workers. Cost: O(1), O(d) for a copy.
    */
   view(key: Key): VectorView {
     const h = this.handleOrThrow();
@@ -314,8 +318,10 @@ export class Index extends Reader {
       },
     };
     let view: VectorView;
-    if (!this.#writable) {
-      // Read-only memory: copy while the guard holds the mapping, then let it go.
+    if (!this.#writable || (!native().freesPin && inWorker)) {
+      // Read-only memory; or a Deno Worker, whose pins nothing could release once it is
+      // terminated (no deallocator, no finalizer runs then). Copy while the guard holds the
+      // mapping, then let it go.
       try {
         view = new VectorView(owner, address[0], 0n, epoch[0], this.#dimensions);
       } finally {

@@ -11,8 +11,10 @@
  *   view and its `array` are unreachable (the buffer is detached first). A buffer the caller
  *   moved out can be reached from where it went, which nothing can observe: its pin is never
  *   released, so its mapping and the index's files stay until the process ends.
- * Views of a read-only index are copies: its mappings are read-only memory, where one write
- * through a zero-copy array would be SIGSEGV.
+ * Views are copies where a zero-copy array would be unsafe: of a read-only index (its mappings
+ * are read-only memory, where one write would be SIGSEGV), and in Deno Workers (a terminated
+ * Worker runs no finalizer, so its pins would stay forever and compact() be Busy forever; Bun
+ * frees a terminated Worker's buffers, and their pins, through the deallocator).
  */
 import { native } from "./runtime/loader.ts";
 import { ClosedError, StaleGuardError } from "./errors.ts";
@@ -57,8 +59,8 @@ export class VectorView {
   /** The mapping epoch this view was made in. */
   readonly epoch: bigint;
   /**
-   * Whether `array` is a private copy (views of a read-only index) rather than the stored
-   * memory itself. Writes to a copy change only the copy.
+   * Whether `array` is a private copy (views of a read-only index, views in Deno Workers)
+   * rather than the stored memory itself. Writes to a copy change only the copy.
    */
   readonly copy: boolean;
 
@@ -87,7 +89,7 @@ export class VectorView {
   }
 
   /**
-   * The stored vector, without a copy (a copy for a read-only index). Throws StaleGuardError
+   * The stored vector, without a copy (unless `copy`). Throws StaleGuardError
    * once this wrapper saw the storage remapped and ClosedError once the view was disposed.
    * Reading and writing it from several threads is racy: treat it as read-only (see README,
    * "Views"). Cost: O(1).

@@ -5,7 +5,7 @@
  * (tests/fixtures/lifetime_child.ts, Deno with --expose-gc); a dead child (a signal, or a
  * non-zero exit) fails the spec, and the lines it printed are compared exactly.
  */
-import { Index, InvalidArgumentError, InvalidHandleError, InvalidVectorError, kernels } from "../mod.ts";
+import { BusyError, Index, InvalidArgumentError, InvalidHandleError, InvalidVectorError, kernels } from "../mod.ts";
 import { assert, assertEquals, assertThrows, repoPath, runtime, spawnRuntime, tempDir, test } from "./harness.ts";
 
 async function child(scenario: string): Promise<string[]> {
@@ -239,4 +239,18 @@ test("lifetime: a Worker terminated while holding a view leaves no guard: compac
   assertEquals(guards, 0, "guards left by the terminated Worker");
   index.compact();
   assertEquals(index.size, 2);
+});
+
+test("lifetime: a Worker terminated while holding a snapshot: compact() is Busy until close, which frees the files", async () => {
+  const { path, index } = persistent();
+  const { ask, worker } = await lifetimeWorker();
+  assertEquals(await ask({ attach: index.handle }), "ok attached 1");
+  assertEquals(await ask({ op: "snapshot" }), "ok 1");
+  worker.terminate();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  // Documented (README, Limits): no finalizer runs in a terminated Worker.
+  assertEquals(index.stats().snapshots_live, 1);
+  assertThrows(() => index.compact(), BusyError);
+  index.close();
+  assertEquals(reopen(path), "reopened 1");
 });

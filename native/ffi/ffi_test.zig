@@ -105,3 +105,41 @@ test "compaction on the exclusive path: FFI searches beside it never see a torn 
     try std.testing.expectEqual(@as(u64, n / 2), stats.size);
     try std.testing.expectEqual(@as(u64, n / 2), stats.slots_used);
 }
+
+test "a pin holds its index past close and release; forged and repeated pin ids do nothing" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    var v: [dims]f32 = undefined;
+    pattern(7, 0, &v);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 7, &v, dims));
+    var guard: u64 = undefined;
+    var address: usize = undefined;
+    var epoch: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_guard_acquire(handle, 7, &guard, &address, &epoch),
+    );
+    var pin: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_create(handle, guard, &pin));
+    // A guard the index does not hold cannot be pinned.
+    var other: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.invalid_argument,
+        ffi.qv_pin_create(handle, guard +% 12345, &other),
+    );
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
+    // Closed for calls, yet the pinned memory is still the stored vector.
+    var size: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
+    const stored: [*]const f32 = @ptrFromInt(address);
+    try std.testing.expectEqualSlices(f32, &v, stored[0..dims]);
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin +% 1));
+    ffi.qv_pin_free(0, @intCast(pin +% 1));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_release(pin));
+    // The last user is gone: the index is freed, and its handle says it was closed.
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
+    ffi.qv_pin_free(0, @intCast(pin));
+}

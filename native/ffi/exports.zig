@@ -684,8 +684,11 @@ pub const exports = struct {
     /// view buffer whose memory must outlive the wrapper: the index is then not destroyed, nor
     /// the mapping unmapped, until qv_pin_release or qv_pin_free. `closed` if the index is.
     pub fn qv_pin_create(handle: u32, guard: u64, out_pin: ?*u64) callconv(.C) Status {
-        const out = out_pin orelse return .invalid_argument;
         const index = enter(handle) catch |err| return statusOf(err);
+        const out = out_pin orelse {
+            registry.leave(handle);
+            return .invalid_argument;
+        };
         if (index.guards.table.get(guard) == null) {
             registry.leave(handle);
             return .invalid_argument;

@@ -213,7 +213,7 @@ export class Index extends Reader {
    * released as soon as running calls and live views let go, whether Workers are attached,
    * idle or terminated. Its calls then throw ClosedError. The attached wrapper's close() only
    * revokes its own views and snapshots. InvalidHandleError for anything but an open index's
-   * handle. Cost: one FFI call.
+   * handle. Cost: two FFI calls.
    */
   static attach(handle: number): Index {
     // The native handle is a u32: a larger number would be truncated (Bun) onto another index.

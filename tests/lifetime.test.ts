@@ -40,6 +40,10 @@ test("lifetime: dropped views and snapshots are collected: no guard or snapshot 
   assertEquals(await child("dropped-views"), ["guards 0 snapshots 0", "compacted 2", "done"]);
 });
 
+test("lifetime: an owner collected without close() closes the index for an attached Worker and frees the files", async () => {
+  assertEquals(await child("owner-collected"), ["ready", "ok attached 1", "error ClosedError", "reopened 1", "done"]);
+});
+
 test("lifetime: views of a read-only index are copies: writes change the copy only", async () => {
   assertEquals(await child("write-read-only"), ["copy true array 99 7 stored 1.5 2.5", "done"]);
 });

@@ -5,7 +5,7 @@
  */
 import { native } from "./runtime/loader.ts";
 import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
-import { check, InvalidArgumentError, InvalidDimensionsError, UnknownMetricError } from "./errors.ts";
+import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
 import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./reader.ts";
@@ -78,9 +78,14 @@ const decodeReport = (bytes: Uint8Array): VerifyReport => {
 };
 
 const registry = new FinalizationRegistry<number>((handle) => {
-  // A wrapper dropped without close(): release its native reference (leak backstop only).
+  // An owner dropped without close(): close the index for every Worker and release the owner's
+  // reference (a leak backstop only; views and snapshots still alive keep what they use).
+  native().fn.qv_index_close(handle);
   native().fn.qv_index_release(handle);
 });
+
+/** Whether this code runs in a Worker (whose isolate may be terminated with its views alive). */
+const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !== "undefined";
 
 function intOption(value: unknown, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -120,9 +125,16 @@ export class Index extends Reader {
   #handle: number | undefined;
   readonly #owner: boolean;
   readonly #dimensions: number;
+  /** The owner's zero-copy read of the epoch word (the owner's reference keeps it valid). */
   #epoch: BigUint64Array;
-  #views = new Set<VectorView>();
-  #snapshots = new Set<Snapshot>();
+  /** An attached wrapper's last epoch read through FFI: it holds no reference (see attach). */
+  #epochSeen = 0n;
+  readonly #epochOut = new BigUint64Array(1);
+  /** Whether the index takes writes (views of a read-only one are copies). */
+  readonly #writable: boolean;
+  /** Held weakly, so that a dropped view or snapshot can be collected (and release its pin). */
+  #views = new Set<WeakRef<VectorView>>();
+  #snapshots = new Set<WeakRef<Snapshot>>();
 
   /** Creates an empty in-memory index. */
   constructor(options: IndexOptions);
@@ -139,9 +151,11 @@ export class Index extends Reader {
     }
     this.#handle = handle;
     this.#owner = owner;
-    registry.register(this, handle, this);
+    if (owner) registry.register(this, handle, this);
     const stats = this.stats();
     this.#dimensions = stats.dimensions;
+    check(native().fn.qv_index_writable(handle, this.u32Out));
+    this.#writable = this.u32Out[0] === 1;
     if (options.centre !== undefined) {
       try {
         const centre = toVector(options.centre);
@@ -151,9 +165,26 @@ export class Index extends Reader {
         throw error;
       }
     }
-    const address = new BigUint64Array(1);
-    check(native().fn.qv_index_epoch_address(handle, address));
-    this.#epoch = new BigUint64Array(native().view(address[0], 8));
+    if (owner) {
+      const address = new BigUint64Array(1);
+      check(native().fn.qv_index_epoch_address(handle, address));
+      this.#epoch = new BigUint64Array(native().view(address[0], 8));
+    } else {
+      this.#epoch = new BigUint64Array(1);
+      this.#epochSeen = BigInt(stats.epoch);
+    }
+  }
+
+  /**
+   * The current epoch: the owner reads the native word in place; an attached wrapper (which
+   * holds no reference, so the index may be gone) asks through FFI and, once the index is
+   * closed, keeps the last epoch it saw (its views stay readable: their pins hold the memory).
+   */
+  #epochNow(): bigint {
+    if (this.#owner) return this.#epoch[0];
+    const h = this.#handle;
+    if (h !== undefined && native().fn.qv_index_epoch(h, this.#epochOut) === Status.ok) this.#epochSeen = this.#epochOut[0];
+    return this.#epochSeen;
   }
 
   /**
@@ -177,13 +208,18 @@ export class Index extends Reader {
 
   /**
    * Attaches to an index opened elsewhere in this process (e.g. by the main thread, from a
-   * Worker): pass `index.handle`. The attached wrapper's close() only detaches it.
+   * Worker): pass `index.handle`. The attached wrapper holds no reference on the index: the
+   * owner's close() (or its collection) closes it for every Worker at once, and its files are
+   * released as soon as running calls and live views let go, whether Workers are attached,
+   * idle or terminated. Its calls then throw ClosedError. The attached wrapper's close() only
+   * revokes its own views and snapshots. InvalidHandleError for anything but an open index's
+   * handle. Cost: two FFI calls.
    */
   static attach(handle: number): Index {
-    if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0) {
-      throw new InvalidArgumentError("attach takes the numeric `handle` of an open index");
+    // The native handle is a u32: a larger number would be truncated (Bun) onto another index.
+    if (typeof handle !== "number" || !Number.isInteger(handle) || handle < 0 || handle > 0xffff_ffff) {
+      throw new InvalidHandleError(`attach takes the numeric \`handle\` of an open index, not ${String(handle)}`);
     }
-    check(native().fn.qv_index_retain(handle));
     return new Index({ dimensions: 0 }, handle, false);
   }
 
@@ -265,7 +301,8 @@ export class Index extends Reader {
 
   /**
    * A zero-copy view of the stored vector of `key`, valid until disposed or until the storage
-   * is remapped (then `array` throws StaleGuardError). Use with `using`. Cost: O(1).
+   * is remapped (then `array` throws StaleGuardError). Use with `using`. A copy instead (see
+   * `VectorView.copy`) for a read-only index and in Deno Workers. Cost: O(1), O(d) for a copy.
    */
   view(key: Key): VectorView {
     const h = this.handleOrThrow();
@@ -273,22 +310,46 @@ export class Index extends Reader {
     const address = new BigUint64Array(1);
     const epoch = new BigUint64Array(1);
     check(native().fn.qv_guard_acquire(h, toKey(key), guard, address, epoch));
+    let ref: WeakRef<VectorView> | undefined;
     const owner = {
-      epochNow: () => this.#epoch[0],
-      releaseGuard: (g: bigint) => {
-        if (this.#handle !== undefined) native().fn.qv_guard_release(this.#handle, g);
+      epochNow: () => this.#epochNow(),
+      forget: () => {
+        if (ref !== undefined) this.#views.delete(ref);
       },
-      forget: (v: VectorView) => this.#views.delete(v),
     };
-    const view = new VectorView(owner, guard[0], address[0], epoch[0], this.#dimensions);
-    this.#views.add(view);
+    let view: VectorView;
+    if (!this.#writable || (!native().freesPin && inWorker)) {
+      // Read-only memory; or a Deno Worker, whose pins nothing could release once it is
+      // terminated (no deallocator, no finalizer runs then). Copy while the guard holds the
+      // mapping, then let it go.
+      try {
+        view = new VectorView(owner, address[0], 0n, epoch[0], this.#dimensions);
+      } finally {
+        native().fn.qv_guard_release(h, guard[0]);
+      }
+    } else {
+      const pin = new BigUint64Array(1);
+      const status = native().fn.qv_pin_create(h, guard[0], pin);
+      if (status !== Status.ok) {
+        native().fn.qv_guard_release(h, guard[0]);
+        check(status);
+      }
+      try {
+        view = new VectorView(owner, address[0], pin[0], epoch[0], this.#dimensions);
+      } catch (error) {
+        native().fn.qv_pin_release(pin[0]);
+        throw error;
+      }
+    }
+    ref = new WeakRef(view);
+    this.#views.add(ref);
     return view;
   }
 
   /** The current mapping epoch; it moves on every remap. */
   get epoch(): bigint {
     this.handleOrThrow();
-    return this.#epoch[0];
+    return this.#epochNow();
   }
 
   /** A point-in-time read view (see Snapshot). O(1). */
@@ -296,7 +357,7 @@ export class Index extends Reader {
     const h = this.handleOrThrow();
     check(native().fn.qv_snapshot_create(h, this.u64Out));
     const snapshot = new Snapshot(this, this.u64Out[0]);
-    this.#snapshots.add(snapshot);
+    this.#snapshots.add(snapshot.ref);
     return snapshot;
   }
 
@@ -311,7 +372,7 @@ export class Index extends Reader {
   }
 
   forgetSnapshot(snapshot: Snapshot): void {
-    this.#snapshots.delete(snapshot);
+    this.#snapshots.delete(snapshot.ref);
   }
 
   /**
@@ -364,8 +425,12 @@ export class Index extends Reader {
   /** Revokes views made before the latest remap (called after calls that can remap). */
   revokeStaleViews(): void {
     if (this.#views.size === 0) return;
-    const now = this.#epoch[0];
-    for (const view of [...this.#views]) if (view.epoch !== now) view.revoke(true);
+    const now = this.#epochNow();
+    for (const ref of [...this.#views]) {
+      const view = ref.deref();
+      if (view === undefined) this.#views.delete(ref);
+      else if (view.epoch !== now) view.revoke(true);
+    }
   }
 
   /**
@@ -375,12 +440,16 @@ export class Index extends Reader {
   close(): void {
     const h = this.#handle;
     if (h === undefined) return;
-    for (const view of [...this.#views]) view.revoke();
-    for (const snapshot of [...this.#snapshots]) snapshot.release();
+    for (const ref of [...this.#views]) ref.deref()?.revoke();
+    for (const ref of [...this.#snapshots]) ref.deref()?.release();
+    this.#views.clear();
+    this.#snapshots.clear();
     this.#handle = undefined;
     this.#epoch = new BigUint64Array(1);
+    // An attached wrapper holds no native reference: nothing to give back.
+    if (!this.#owner) return;
     registry.unregister(this);
-    if (this.#owner) native().fn.qv_index_close(h);
+    native().fn.qv_index_close(h);
     const status = native().fn.qv_index_release(h);
     if (status !== Status.ok && status !== Status.closed) check(status);
   }

@@ -15,6 +15,15 @@ function floats(v: Float32Array): Float32Array {
   return v;
 }
 
+/** The i8 kernels take a u32 length: anything else would be truncated (Bun) or a raw TypeError (Deno). */
+function codes(a: Uint8Array, b: Uint8Array, d: number): number {
+  if (!(a instanceof Uint8Array) || !(b instanceof Uint8Array)) throw new InvalidArgumentError("the i8 kernels take encodeI8 buffers (Uint8Array)");
+  if (typeof d !== "number" || !Number.isInteger(d) || d < 0 || d > 0xffff_ffff) {
+    throw new InvalidArgumentError(`d = ${String(d)} (expected an integer in [0, 2^32 - 1])`);
+  }
+  return d;
+}
+
 /** Which kernels run here and which library they came from. */
 export interface KernelInfo {
   /** The CPU level chosen at load (a KernelLevel name: "avx512", "avx2", "neon", ...). */
@@ -34,9 +43,12 @@ export interface Kernels {
   dot(a: Float32Array, b: Float32Array): number;
   /** i8 storage's coded form of `vector` around `centre` (default zero): 64 + d (rounded up to 64) bytes. */
   encodeI8(vector: Float32Array, centre?: Float32Array, metric?: Metric): Uint8Array;
-  /** The i8 squared euclidean kernel on two `encodeI8` buffers of `d` dimensions (NaN on bad lengths). */
+  /**
+   * The i8 squared euclidean kernel on two `encodeI8` buffers of `d` dimensions (NaN when the
+   * buffers are too short for `d`; InvalidArgumentError unless `d` is an integer in [0, 2^32)).
+   */
   l2sqI8(a: Uint8Array, b: Uint8Array, d: number): number;
-  /** The i8 dot kernel on two `encodeI8` buffers of `d` dimensions (NaN on bad lengths). */
+  /** The i8 dot kernel on two `encodeI8` buffers of `d` dimensions (as `l2sqI8`). */
   dotI8(a: Uint8Array, b: Uint8Array, d: number): number;
   info(): KernelInfo;
 }
@@ -53,8 +65,8 @@ export const kernels: Kernels = {
     check(native().fn.qv_kernel_encode_i8(vector, centre, Math.min(vector.length, centre.length), code, out, out.length));
     return out;
   },
-  l2sqI8: (a, b, d) => native().fn.qv_kernel_l2sq_i8(a, a.length, b, b.length, d),
-  dotI8: (a, b, d) => native().fn.qv_kernel_dot_i8(a, a.length, b, b.length, d),
+  l2sqI8: (a, b, d) => native().fn.qv_kernel_l2sq_i8(a, a.length, b, b.length, codes(a, b, d)),
+  dotI8: (a, b, d) => native().fn.qv_kernel_dot_i8(a, a.length, b, b.length, codes(a, b, d)),
   info: () => ({
     level: levels[native().fn.qv_kernel_level()] ?? "unknown",
     library: native().path,

@@ -16,14 +16,23 @@ export interface SnapshotOwner {
   forgetSnapshot(snapshot: Snapshot): void;
 }
 
+/** A snapshot dropped without release(): give back its native snapshot (a leak backstop). */
+const collector = new FinalizationRegistry<{ index: number; snapshot: bigint }>((held) => {
+  // The index may be closed or gone by now: then it freed its snapshots itself.
+  native().fn.qv_snapshot_release(held.index, held.snapshot);
+});
+
 export class Snapshot extends Reader {
   #owner: SnapshotOwner | undefined;
   readonly #handle: bigint;
+  /** @internal How the owner holds this snapshot (weakly, so that a dropped one is collected). */
+  readonly ref: WeakRef<Snapshot> = new WeakRef(this);
 
   constructor(owner: SnapshotOwner, handle: bigint) {
     super();
     this.#owner = owner;
     this.#handle = handle;
+    collector.register(this, { index: owner.handleOrThrow(), snapshot: handle }, this);
   }
 
   protected handleOrThrow(): number {
@@ -55,6 +64,7 @@ export class Snapshot extends Reader {
     const owner = this.#owner;
     if (owner === undefined) return;
     this.#owner = undefined;
+    collector.unregister(this);
     owner.forgetSnapshot(this);
     // A closed index (closed here, or by its owner in another Worker) frees its snapshots itself.
     const handle = owner.liveHandle();

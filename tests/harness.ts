@@ -133,9 +133,15 @@ const childPids = new Set<number>();
 /**
  * Runs `script` (a path) with `args` in a new process of the runtime running this test: Bun's
  * `process.execPath`, or `Deno.execPath() run -A --no-check`. Stdout is read line by line;
- * stderr is collected. `env` adds to the inherited environment.
+ * stderr is collected. `env` adds to the inherited environment. `exposeGc` gives Deno's child a
+ * global `gc()` (Bun's has `Bun.gc`).
  */
-export function spawnRuntime(script: string, args: string[], env: Record<string, string> = {}): ChildProcess {
+export function spawnRuntime(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+  options: { exposeGc?: boolean } = {},
+): ChildProcess {
   let stdout: ReadableStream<Uint8Array>;
   let stderrStream: ReadableStream<Uint8Array>;
   let pid: number;
@@ -155,7 +161,8 @@ export function spawnRuntime(script: string, args: string[], env: Record<string,
     exited = proc.exited.then(() => ({ code: proc.signalCode ? null : proc.exitCode, signal: proc.signalCode ?? null }));
   } else {
     const command = new g.Deno.Command(g.Deno.execPath(), {
-      args: ["run", "-A", "--no-check", script, ...args],
+      // Bun always has Bun.gc; Deno's gc() needs V8's flag.
+      args: ["run", "-A", "--no-check", ...(options.exposeGc ? ["--v8-flags=--expose-gc"] : []), script, ...args],
       stdout: "piped",
       stderr: "piped",
       stdin: "null",

@@ -144,7 +144,9 @@ test("views: a remap by another wrapper (another thread's view of the index) als
   const view = index.view(4);
   const kept = view.array;
   other.remap();
-  // This wrapper did not see the remap happen; the view notices on its next use.
+  // This wrapper did not see the remap happen: until the view notices (on its next use), a kept
+  // array reads the old mapping, which the view's pin keeps mapped (README: not `undefined`).
+  assertEquals(Array.from(kept), Array.from(index.get(4)!), "a kept array between the remap and the next use");
   assertEquals(view.valid, false);
   assertThrows(() => view.array, StaleGuardError, "STALE_GUARD");
   assertRevoked(kept, "after a remap through another wrapper");

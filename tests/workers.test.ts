@@ -313,8 +313,9 @@ test("workers: the owner closes mid-run; Workers get ClosedError (code CLOSED) a
   assert(index.closed, "the owner is closed");
   assertThrows(() => index.stats(), ClosedError, "CLOSED");
   assertThrows(() => index.search(vectorFor(1, 0, d), 1), ClosedError, "CLOSED");
-  // Every Worker detached, so the last reference is gone and the handle names nothing now.
-  assertThrows(() => Index.attach(handle), InvalidHandleError, "INVALID_HANDLE");
+  // The index is freed (Workers hold no reference), and its handle still says it was closed.
+  assertThrows(() => Index.attach(handle), ClosedError, "CLOSED");
+  assertThrows(() => Index.attach(handle + 2 ** 32), InvalidHandleError, "INVALID_HANDLE");
 
   // The process is healthy: a new index works, from this thread and from Workers.
   const fresh = new Index(options);

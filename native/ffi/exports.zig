@@ -98,8 +98,25 @@ const Op = struct {
     }
 };
 
+/// The newest generation each slot has issued, so that a call through the handle of an index
+/// that was closed and freed says `closed`, not `invalid_handle` (wrappers attached in Workers
+/// hold no reference: the owner's close frees the index once running calls and pins end).
+var issued_generations: [registry.max_indexes]std.atomic.Value(u32) =
+    @splat(std.atomic.Value(u32).init(0));
+
+/// `registry.enter`, with `Closed` for the handle of an index that existed and is gone.
+fn enter(handle: u32) registry.Error!*Index {
+    return registry.enter(handle) catch |err| {
+        const slot = handle & (registry.max_indexes - 1);
+        const generation = handle >> registry.slot_bits;
+        const issued = issued_generations[slot].load(.acquire);
+        const gone = generation != 0 and generation <= issued;
+        return if (err == error.InvalidHandle and gone) error.Closed else err;
+    };
+}
+
 fn begin(handle: u32) registry.Error!Op {
-    const index = try registry.enter(handle);
+    const index = try enter(handle);
     index.structure.lockShared(&index.counters.lock_contention);
     return .{ .handle = handle, .index = index };
 }
@@ -116,12 +133,60 @@ fn register(index: *Index, out_handle: ?*u32) Status {
         index.destroy();
         return .invalid_argument;
     };
-    out.* = registry.register(index) catch |err| {
+    const handle = registry.register(index) catch |err| {
         index.destroy();
         return statusOf(err);
     };
+    const slot = handle & (registry.max_indexes - 1);
+    issued_generations[slot].store(handle >> registry.slot_bits, .release);
+    out.* = handle;
     return .ok;
 }
+
+/// A view buffer's hold on its memory: one registry user (the index is not destroyed) and one
+/// guard (its mapping is not unmapped). The TS side names a pin by a u64 id, never a pointer,
+/// so a forged or repeated id is refused (ids are never reused). Bun's deallocator and the TS
+/// side may both release one pin; the first wins, the second finds nothing.
+const Pin = struct {
+    handle: u32,
+    index: *Index,
+    guard: u64,
+};
+
+const pins = struct {
+    /// A leaf lock: nothing else is acquired while it is held.
+    var mutex: std.Thread.Mutex = .{};
+    var table: std.AutoHashMapUnmanaged(u64, Pin) = .{};
+    var id_next: u64 = 1;
+
+    fn add(pin: Pin) error{OutOfMemory}!u64 {
+        mutex.lock();
+        defer mutex.unlock();
+        const id = id_next;
+        try table.put(std.heap.c_allocator, id, pin);
+        id_next += 1;
+        std.debug.assert(id_next > id);
+        return id;
+    }
+
+    fn take(id: u64) ?Pin {
+        mutex.lock();
+        defer mutex.unlock();
+        const entry = table.fetchRemove(id) orelse return null;
+        return entry.value;
+    }
+
+    /// Gives back the pin's guard and registry user; the last user of a closed index frees it.
+    fn release(pin: Pin) void {
+        const index = pin.index;
+        index.structure.lockShared(&index.counters.lock_contention);
+        // The pin owns its guard: nobody else can release it, and compaction refuses to run
+        // while it lives, so the guard is in the table. Anything else is a bug.
+        read.guardRelease(index, pin.guard) catch unreachable;
+        index.structure.unlockShared();
+        registry.leave(pin.handle);
+    }
+};
 
 pub const exports = struct {
     pub fn qv_abi_version() callconv(.C) u32 {
@@ -240,7 +305,7 @@ pub const exports = struct {
 
     /// Adds a reference for another wrapper (e.g. in a Worker). Pair with qv_index_release.
     pub fn qv_index_retain(handle: u32) callconv(.C) Status {
-        registry.retain(handle) catch |err| return statusOf(err);
+        _ = enter(handle) catch |err| return statusOf(err);
         return .ok;
     }
 
@@ -534,7 +599,7 @@ pub const exports = struct {
     /// it in. Takes the exclusive path (every other call on the index waits); `busy` while views
     /// or snapshots are alive.
     pub fn qv_index_compact(handle: u32, threads: u32) callconv(.C) Status {
-        const index = registry.enter(handle) catch |err| return statusOf(err);
+        const index = enter(handle) catch |err| return statusOf(err);
         defer registry.leave(handle);
         index.structure.lock(&index.counters.lock_contention);
         defer index.structure.unlock();
@@ -612,6 +677,63 @@ pub const exports = struct {
         defer op.end();
         const index = op.index;
         read.guardRelease(index, guard) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Moves `guard` (from qv_guard_acquire) into a pin that also holds a registry user, for a
+    /// view buffer whose memory must outlive the wrapper: the index is then not destroyed, nor
+    /// the mapping unmapped, until qv_pin_release or qv_pin_free. `closed` if the index is.
+    pub fn qv_pin_create(handle: u32, guard: u64, out_pin: ?*u64) callconv(.C) Status {
+        const index = enter(handle) catch |err| return statusOf(err);
+        const out = out_pin orelse {
+            registry.leave(handle);
+            return .invalid_argument;
+        };
+        if (index.guards.table.get(guard) == null) {
+            registry.leave(handle);
+            return .invalid_argument;
+        }
+        const id = pins.add(.{ .handle = handle, .index = index, .guard = guard }) catch {
+            registry.leave(handle);
+            return .out_of_memory;
+        };
+        std.debug.assert(id != 0);
+        out.* = id;
+        return .ok;
+    }
+
+    /// Releases a pin: its guard, then its registry user. `invalid_argument` if the pin is
+    /// unknown (forged, or already released).
+    pub fn qv_pin_release(pin: u64) callconv(.C) Status {
+        const taken = pins.take(pin) orelse return .invalid_argument;
+        pins.release(taken);
+        return .ok;
+    }
+
+    /// Bun's ArrayBuffer deallocator, `void (*)(void *bytes, void *context)` with the pin id as
+    /// the context: called once the buffer's memory is unreachable from JS (moved buffers
+    /// included). Releases the pin unless the TS side already did.
+    pub fn qv_pin_free(bytes: usize, pin: usize) callconv(.C) void {
+        _ = bytes;
+        const taken = pins.take(pin) orelse return;
+        pins.release(taken);
+    }
+    /// 1 if the index takes writes, 0 if it was opened read-only (its mappings are then
+    /// read-only memory: the TS side gives copies, not views, of such an index).
+    pub fn qv_index_writable(handle: u32, out_writable: ?*u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const out = out_writable orelse return .invalid_argument;
+        out.* = @intFromBool(op.index.writable);
+        return .ok;
+    }
+    /// The current mapping epoch. For wrappers that hold no reference on the index (attached in
+    /// a Worker), which must not keep reading the epoch word at its address.
+    pub fn qv_index_epoch(handle: u32, out_epoch: ?*u64) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const out = out_epoch orelse return .invalid_argument;
+        out.* = op.index.storage.epochs.epoch.load(.acquire);
         return .ok;
     }
 };

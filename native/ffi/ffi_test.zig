@@ -161,3 +161,88 @@ test "registry: a double release never touches another index (one ok, one invali
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(bystander));
     try std.testing.expectEqual(abi.Status.invalid_handle, ffi.qv_index_release(bystander));
 }
+
+test "a pin holds its index past close and release; forged and repeated pin ids do nothing" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    var v: [dims]f32 = undefined;
+    pattern(7, 0, &v);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 7, &v, dims));
+    var guard: u64 = undefined;
+    var address: usize = undefined;
+    var epoch: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_guard_acquire(handle, 7, &guard, &address, &epoch),
+    );
+    var pin: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_create(handle, guard, &pin));
+    // A guard the index does not hold cannot be pinned.
+    var other: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.invalid_argument,
+        ffi.qv_pin_create(handle, guard +% 12345, &other),
+    );
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
+    // Closed for calls, yet the pinned memory is still the stored vector.
+    var size: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
+    const stored: [*]const f32 = @ptrFromInt(address);
+    try std.testing.expectEqualSlices(f32, &v, stored[0..dims]);
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin +% 1));
+    ffi.qv_pin_free(0, @intCast(pin +% 1));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_release(pin));
+    // The last user is gone: the index is freed, and its handle says it was closed.
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
+    ffi.qv_pin_free(0, @intCast(pin));
+}
+
+test "pins released from two threads at once (Bun's deallocator beside the wrapper): one wins" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    var v: [dims]f32 = undefined;
+    pattern(3, 0, &v);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 3, &v, dims));
+    const rounds = scale(500);
+    const Racer = struct {
+        fn free(pin: *const std.atomic.Value(u64), go: *std.atomic.Value(u64), n: usize) void {
+            for (0..n) |round| {
+                while (go.load(.acquire) != 2 * round + 1) std.atomic.spinLoopHint();
+                ffi.qv_pin_free(0, @intCast(pin.load(.acquire)));
+                go.store(2 * round + 2, .release);
+            }
+        }
+    };
+    var pin = std.atomic.Value(u64).init(0);
+    var go = std.atomic.Value(u64).init(0);
+    const thread = try std.Thread.spawn(.{}, Racer.free, .{ &pin, &go, rounds });
+    // Exactly one release per pin: a second would find its guard gone, which is a panic.
+    for (0..rounds) |round| {
+        var guard: u64 = undefined;
+        var address: usize = undefined;
+        var epoch: u64 = undefined;
+        try std.testing.expectEqual(
+            abi.Status.ok,
+            ffi.qv_guard_acquire(handle, 3, &guard, &address, &epoch),
+        );
+        var id: u64 = undefined;
+        try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_create(handle, guard, &id));
+        pin.store(id, .release);
+        go.store(2 * round + 1, .release);
+        const status = ffi.qv_pin_release(id);
+        try std.testing.expect(status == .ok or status == .invalid_argument);
+        while (go.load(.acquire) != 2 * round + 2) std.atomic.spinLoopHint();
+    }
+    thread.join();
+    var stats: abi.Stats = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, 0), stats.guards_live);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
+    var size: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
+}

@@ -88,7 +88,6 @@ pub const Report = struct {
     crashes: u32,
     reopens: u32,
     power_losses: u32,
-    known_abandoned: u32,
 };
 
 const Model = std.AutoHashMapUnmanaged(u64, Vector);
@@ -152,8 +151,6 @@ const Sim = struct {
     durable: Model = .{},
     since: std.AutoHashMapUnmanaged(u64, Since) = .{},
     power_losses: u32 = 0,
-    /// Reopens where verify() flagged only abandoned `inserting` slots (`onlyAbandoned`).
-    known_abandoned: u32 = 0,
 
     fn random(sim: *Sim) std.Random {
         return sim.prng.random();
@@ -257,7 +254,6 @@ pub fn run(dir: []const u8, run_options: Options) !Report {
     }
     return .{
         .power_losses = sim.power_losses,
-        .known_abandoned = sim.known_abandoned,
         .steps = sim.step,
         .faults_fired = sim.faults_fired,
         .crashes = sim.crashes,
@@ -655,35 +651,10 @@ fn reopen(sim: *Sim, how: []const u8) !void {
     const report = verify(sim.index.?) catch |err| {
         return sim.fail("verify failed: {s}", .{@errorName(err)});
     };
-    if (report.ok != 1 and !(try onlyAbandoned(sim, report))) {
+    if (report.ok != 1) {
         return sim.fail("verify after reopen: not ok: {any}", .{report});
     }
     try takeImage(sim);
-}
-
-/// A known defect, reported and not yet fixed (see the test "vopr known bug" below): an add that
-/// failed after linking its slot leaves it `inserting` (never published); after a crash the
-/// recovery scan skips it when it picks the entry point, yet verify() counts its level against
-/// the entry's and says not ok. Tolerated only when every mismatch is such a slot, and counted,
-/// unless QUIVER_VOPR_STRICT is set.
-fn onlyAbandoned(sim: *Sim, report: abi.VerifyReport) !bool {
-    if (std.posix.getenv("QUIVER_VOPR_STRICT") != null) return false;
-    const bad = report.out_of_range_links + report.self_links + report.duplicate_links +
-        report.over_degree + report.vector_mismatches + report.unreachable_live;
-    if (bad != 0 or report.live != sim.index.?.size()) return false;
-    const index = sim.index.?;
-    const generation = index.storage.pin();
-    defer index.storage.unpin(generation);
-    const regions = generation.payload;
-    var abandoned: u64 = 0;
-    for (0..@min(index.slots_used.load(.acquire), regions.capacity)) |i| {
-        const meta = regions.meta(@intCast(i));
-        if (meta.state != @intFromEnum(layout.SlotState.inserting)) continue;
-        if (meta.level > report.max_level) abandoned += 1;
-    }
-    if (abandoned != report.level_mismatches) return false;
-    sim.known_abandoned += 1;
-    return true;
 }
 
 /// The canary: keeps a copy of every file after a checkpoint or an open.
@@ -838,7 +809,11 @@ fn checkAll(sim: *Sim) !void {
 
 // ---------------------------------------------------------------------------------------------
 
-const ci_seed_list = [_]u64{ 1, 2, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15 };
+// Seeds 7, 9 and 20 are left out: after a power loss that leaves the graph file older than the
+// data file (each rolled back to its own last fsync), the log's replay restores every vector
+// but not every link, and verify() reports 1 or 2 live nodes no search reaches. Open: a repair
+// pass after a dirty open (relink unreachable live nodes) would close it.
+const ci_seed_list = [_]u64{ 1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15 };
 /// The CI budget: the seeds above, ci_steps steps each.
 const ci_seeds: u64 = ci_seed_list.len;
 const ci_steps: u32 = 200;
@@ -885,11 +860,10 @@ test "vopr: random operations and I/O faults against the reference model" {
         total.crashes += report.crashes;
         total.reopens += report.reopens;
         total.power_losses += report.power_losses;
-        total.known_abandoned += report.known_abandoned;
     }
     std.debug.print(
         "vopr: seeds {d}..{d} passed: {d} steps, {d} faults fired, {d} crashes, " ++
-            "{d} power losses, {d} reopens ({d} with the known abandoned-slot defect)\n",
+            "{d} power losses, {d} reopens\n",
         .{
             base,
             base + count - 1,
@@ -898,7 +872,6 @@ test "vopr: random operations and I/O faults against the reference model" {
             total.crashes,
             total.power_losses,
             total.reopens,
-            total.known_abandoned,
         },
     );
     // The budget must exercise what it claims to.
@@ -966,25 +939,22 @@ test "vopr canary: a power loss that keeps unsynced writes is caught" {
     try expectCaught(.power_loss_keeps_everything);
 }
 
-// Found by seed 2: after an add failed past linking its slot (the slot stays `inserting`) and a
-// crash, verify() says not ok (level_mismatches 1: slot 81, key 2, level 2, above the entry
-// point's level 1, which the recovery scan chose without the unpublished slot). Searches are
-// not affected (the slot is never a result and its upper levels are unreachable), but verify's
-// `ok` is wrong, or recovery should reclaim the slot. Not fixed here: run with
-// QUIVER_VOPR_STRICT=1 QUIVER_VOPR_KNOWN=1 to reproduce.
-test "vopr known bug: verify after recovery counts an abandoned inserting slot" {
-    if (std.posix.getenv("QUIVER_VOPR_KNOWN") == null) return error.SkipZigTest;
+// Found by seed 2: after an add failed past linking its slot (the slot stayed `inserting`) and a
+// crash, verify() said not ok (level_mismatches 1: slot 81, key 2, level 2, above the entry
+// point's level 1, which the recovery scan chose without the unpublished slot). Fixed: a failed
+// add retires its slot (index/write.zig `retire`), and verify does not hold an interrupted
+// insert's levels against the top (index/verify.zig).
+test "vopr regression: verify after recovery counts no abandoned slot (a failed add retires)" {
     _ = try runSeed(2, ci_steps, .none, false, false);
 }
 
 // Found by seed 3 (step 16 to 18): an add to an empty index whose log append fails leaves its
 // linked but unpublished slot as the entry point; the clean close writes that entry into the
 // header, and the next open refuses the index (Corrupt: the entry is not on a published slot's
-// top level). Every acknowledged write is then unreachable. The same holds, by reading, for an
-// add that promotes a new top level and then fails. Not fixed here (write.zig's link-before-log
-// order, issue 9 item 1, and recovery.zig's clean-entry check): QUIVER_VOPR_KNOWN=1 runs it.
-test "vopr known bug: a failed first add leaves an entry point that makes the index unopenable" {
-    if (std.posix.getenv("QUIVER_VOPR_KNOWN") == null) return error.SkipZigTest;
+// top level). Every acknowledged write is then unreachable. The same held for an add that
+// promotes a new top level and then fails. Fixed by index/write.zig `retire` (a published
+// routing tombstone with a sequence number of its own).
+test "vopr regression: a failed first add leaves an index that reopens (retired entry point)" {
     defer os.faults.reset();
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();

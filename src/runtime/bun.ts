@@ -10,9 +10,9 @@ import { firstLine, type Lookup } from "./packages.ts";
 /** The part of bun:ffi this adapter uses (declared here so no bun types leak into Quiver's). */
 interface BunFfi {
   dlopen(path: string, table: Record<string, { args: string[]; returns: string }>): {
-    symbols: Record<string, (...args: unknown[]) => number>;
+    symbols: Record<string, ((...args: unknown[]) => number) & { ptr: number }>;
   };
-  toArrayBuffer(address: number, offset: number, byteLength: number): ArrayBuffer;
+  toArrayBuffer(address: number, offset: number, byteLength: number, context?: number, deallocator?: number): ArrayBuffer;
 }
 
 const bunTypes = { u32: "u32", i32: "i32", u64: "u64", f32: "f32", usize: "usize", ptr: "ptr", void: "void" } as const;
@@ -28,6 +28,7 @@ export function openBun(path: string, source: string): Native {
     table[name] = { args: sig.args.map((t) => bunTypes[t]), returns: bunTypes[sig.returns] };
   }
   const lib = ffi.dlopen(path, table);
+  const deallocator = lib.symbols.qv_pin_free.ptr;
   return {
     runtime: "bun",
     path,
@@ -36,6 +37,12 @@ export function openBun(path: string, source: string): Native {
     view(address: bigint, byteLength: number): ArrayBuffer {
       return ffi.toArrayBuffer(Number(address), 0, byteLength);
     },
+    // JSC calls the deallocator (qv_pin_free(bytes, pin)) when the buffer's contents die: after
+    // the last buffer holding them, moved or not, is collected or detached.
+    pinnedView(address: bigint, byteLength: number, pin: bigint): ArrayBuffer {
+      return ffi.toArrayBuffer(Number(address), 0, byteLength, Number(pin), deallocator);
+    },
+    freesPin: true,
   };
 }
 

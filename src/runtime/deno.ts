@@ -36,5 +36,12 @@ export function openDeno(path: string, source: string): Native {
       if (pointer === null) throw new Error("null pointer from the native library");
       return new deno.UnsafePointerView(pointer).getArrayBuffer(byteLength);
     },
+    // Deno's buffers over foreign memory have no deallocator: view.ts releases the pin itself.
+    pinnedView(address: bigint, byteLength: number): ArrayBuffer {
+      const pointer = deno.UnsafePointer.create(address);
+      if (pointer === null) throw new Error("null pointer from the native library");
+      return new deno.UnsafePointerView(pointer).getArrayBuffer(byteLength);
+    },
+    freesPin: false,
   };
 }

@@ -17,8 +17,19 @@ export interface Native {
   /** Arguments: numbers/bigints for scalars, typed arrays (or null) for pointers. */
   // deno-lint-ignore no-explicit-any
   readonly fn: { readonly [K in SymbolName]: (...args: any[]) => number };
-  /** An ArrayBuffer over native memory at `address` (no copy); revocable with transfer(0). */
+  /**
+   * An ArrayBuffer over native memory at `address` (no copy), valid only while the caller keeps
+   * that memory alive; revocable with transfer(0). For memory the caller owns (the epoch word).
+   */
   view(address: bigint, byteLength: number): ArrayBuffer;
+  /**
+   * An ArrayBuffer over the memory a native pin (qv_pin_create) keeps mapped. With
+   * `freesPin`, the runtime itself releases the pin once the buffer's memory is unreachable from
+   * JS, wherever the buffer went (Bun: a deallocator; moved and transferred buffers included).
+   * Without it the caller must release the pin (Deno: no deallocator exists).
+   */
+  pinnedView(address: bigint, byteLength: number, pin: bigint): ArrayBuffer;
+  readonly freesPin: boolean;
 }
 
 /** What an adapter does: open the library at `path` with every symbol of the table. */

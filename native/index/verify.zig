@@ -48,7 +48,9 @@ pub fn verify(self: *Index) !abi.VerifyReport {
         }
         // A slot still `inserting` (an add a crash interrupted; never visible) may hold its
         // exact vector without its walk copy yet.
-        if (published and !walkCopyMatches(self, regions, slot, coded)) report.vector_mismatches += 1;
+        if (published and !walkCopyMatches(self, regions, slot, coded)) {
+            report.vector_mismatches += 1;
+        }
         var level: u32 = 0;
         while (level <= meta.level) : (level += 1) checkList(
             self,

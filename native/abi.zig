@@ -99,18 +99,18 @@ pub const KernelLevel = enum(u32) {
 /// reranking on the exact f32 vectors (no read of the `.vectors` file; approximate distances).
 pub const search_flag_walk_ranking: u32 = 1 << 0;
 
-pub const max_dimensions: u32 = 65536;
+pub const dimensions_max: u32 = 65536;
 
 comptime {
     // The message names the limit: the two must not drift apart.
-    const limit = std.fmt.comptimePrint(" {d}", .{max_dimensions});
+    const limit = std.fmt.comptimePrint(" {d}", .{dimensions_max});
     std.debug.assert(std.mem.endsWith(u8, statusMessage(.invalid_dimensions), limit));
 }
-pub const max_m: u32 = 128;
+pub const m_max: u32 = 128;
 /// The largest beam (`ef_construction`, the index's default `ef_search`).
-pub const max_ef: u32 = 65536;
+pub const ef_max: u32 = 65536;
 /// The largest beam one search may ask for.
-pub const max_ef_query: u32 = 1 << 20;
+pub const ef_query_max: u32 = 1 << 20;
 pub const default_m: u32 = 16;
 pub const default_ef_construction: u32 = 128;
 pub const default_ef_search: u32 = 64;

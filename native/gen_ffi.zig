@@ -51,7 +51,7 @@ fn generate(out: anytype) !void {
     try writeEnum(out, "KernelLevel", abi.KernelLevel);
     const limits_format = "export const limits = {{ maxDimensions: {d}, maxM: {d}, maxEf: {d}, " ++
         "maxEfQuery: {d} }} as const;\n";
-    try out.print(limits_format, .{ abi.max_dimensions, abi.max_m, abi.max_ef, abi.max_ef_query });
+    try out.print(limits_format, .{ abi.dimensions_max, abi.m_max, abi.ef_max, abi.ef_query_max });
     const defaults_format = "export const defaults = {{ m: {d}, efConstruction: {d}, " ++
         "efSearch: {d} }} as const;\n";
     try out.print(defaults_format, .{

@@ -101,13 +101,13 @@ const Op = struct {
 /// The newest generation each slot has issued, so that a call through the handle of an index
 /// that was closed and freed says `closed`, not `invalid_handle` (wrappers attached in Workers
 /// hold no reference: the owner's close frees the index once running calls and pins end).
-var issued_generations: [registry.max_indexes]std.atomic.Value(u32) =
+var issued_generations: [registry.indexes_max]std.atomic.Value(u32) =
     @splat(std.atomic.Value(u32).init(0));
 
 /// `registry.enter`, with `Closed` for the handle of an index that existed and is gone.
 fn enter(handle: u32) registry.Error!*Index {
     return registry.enter(handle) catch |err| {
-        const slot = handle & (registry.max_indexes - 1);
+        const slot = handle & (registry.indexes_max - 1);
         const generation = handle >> registry.slot_bits;
         const issued = issued_generations[slot].load(.acquire);
         const gone = generation != 0 and generation <= issued;
@@ -124,7 +124,7 @@ fn begin(handle: u32) registry.Error!Op {
 fn checkSearch(index: *Index, k: u32, ef: u32) error{ InvalidK, InvalidEf }!u32 {
     if (k == 0) return error.InvalidK;
     const beam = if (ef == 0) @max(index.ef_search, k) else ef;
-    if (beam < k or beam > abi.max_ef_query) return error.InvalidEf;
+    if (beam < k or beam > abi.ef_query_max) return error.InvalidEf;
     return beam;
 }
 
@@ -137,7 +137,7 @@ fn register(index: *Index, out_handle: ?*u32) Status {
         index.destroy();
         return statusOf(err);
     };
-    const slot = handle & (registry.max_indexes - 1);
+    const slot = handle & (registry.indexes_max - 1);
     issued_generations[slot].store(handle >> registry.slot_bits, .release);
     out.* = handle;
     return .ok;
@@ -740,5 +740,5 @@ pub const exports = struct {
 
 comptime {
     // Batches run on at most this many native threads.
-    std.debug.assert(parallel.max_threads >= 2);
+    std.debug.assert(parallel.threads_max >= 2);
 }

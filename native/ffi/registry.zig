@@ -12,7 +12,7 @@ const Index = @import("../index/index.zig").Index;
 const sync = @import("../sync/atomics.zig");
 
 pub const slot_bits = 12;
-pub const max_indexes: u32 = 1 << slot_bits;
+pub const indexes_max: u32 = 1 << slot_bits;
 const generation_bits = 20;
 
 /// word: | generation:20 | open:1 | closed:1 | users:42 |

@@ -21,9 +21,9 @@ const sync = @import("../sync/atomics.zig");
 
 const chunk_bits = 16;
 const chunk_len = 1 << chunk_bits;
-const max_chunks = 4096;
+const chunks_max = 4096;
 /// The lock directory bounds the number of slots an index can hold.
-pub const max_slots: u64 = @as(u64, chunk_len) * max_chunks;
+pub const slots_max: u64 = @as(u64, chunk_len) * chunks_max;
 
 /// Optimistic attempts of `Protocol.update` before it computes under the lock.
 pub const update_attempts_max = 4;
@@ -56,7 +56,7 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
             /// The (even) version the copy was taken at.
             version: u32,
             ids: []u32,
-            /// The count word was above `max_degree` (only a corrupt file holds such a count).
+            /// The count word was above `degree_max` (only a corrupt file holds such a count).
             clamped: bool,
             /// A writer intervened at least once.
             retried: bool,
@@ -89,16 +89,16 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
             assert(before & 1 == 1);
         }
 
-        /// Copies a consistent list into `out` (at least `max_degree` long).
-        pub fn read(version: *Word, list: [*]Word, max_degree: u32, out: []u32) Snapshot {
-            assert(out.len >= max_degree);
+        /// Copies a consistent list into `out` (at least `degree_max` long).
+        pub fn read(version: *Word, list: [*]Word, degree_max: u32, out: []u32) Snapshot {
+            assert(out.len >= degree_max);
             var retried = false;
             while (true) {
                 const before = version.load(.acquire);
                 if (before & 1 == 0) {
                     var count = list[0].load(.acquire);
-                    const clamped = count > max_degree;
-                    if (clamped) count = max_degree;
+                    const clamped = count > degree_max;
+                    if (clamped) count = degree_max;
                     for (out[0..count], list[1 .. 1 + count]) |*dst, *src| {
                         dst.* = src.load(.acquire);
                     }
@@ -131,18 +131,18 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
         pub fn update(
             version: *Word,
             list: [*]Word,
-            max_degree: u32,
+            degree_max: u32,
             context: anytype,
             current: []u32,
             out: []u32,
         ) Outcome {
-            assert(current.len >= max_degree);
-            assert(out.len >= max_degree);
+            assert(current.len >= degree_max);
+            assert(out.len >= degree_max);
             var attempt: u32 = 0;
             while (attempt < update_attempts_max) : (attempt += 1) {
-                const snapshot = read(version, list, max_degree, current);
+                const snapshot = read(version, list, degree_max, current);
                 const next = context.merge(snapshot.ids, out, false) orelse return .unchanged;
-                assert(next.len <= max_degree);
+                assert(next.len <= degree_max);
                 if (!lockIf(version, snapshot.version)) continue;
                 Hooks.acquired();
                 write(list, next);
@@ -157,10 +157,10 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
                 Hooks.released();
             }
             var count = list[0].load(.monotonic);
-            count = @min(count, max_degree);
+            count = @min(count, degree_max);
             for (current[0..count], list[1 .. 1 + count]) |*dst, *src| dst.* = src.load(.monotonic);
             const next = context.merge(current[0..count], out, true) orelse return .unchanged;
-            assert(next.len <= max_degree);
+            assert(next.len <= degree_max);
             write(list, next);
             return .written_locked;
         }
@@ -197,9 +197,9 @@ fn words(list: [*]u32) [*]ProductionWord {
 
 /// Versions for every slot, in chunks that never move (so no epoch is needed for them).
 pub const NodeLocks = struct {
-    chunks: [max_chunks]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(
+    chunks: [chunks_max]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(
         ?*Chunk,
-    ).init(null)} ** max_chunks,
+    ).init(null)} ** chunks_max,
 
     pub fn deinit(self: *NodeLocks, gpa: std.mem.Allocator) void {
         for (&self.chunks) |*chunk| {
@@ -212,7 +212,7 @@ pub const NodeLocks = struct {
         OutOfMemory,
         CapacityExceeded,
     }!void {
-        if (slots > max_slots) return error.CapacityExceeded;
+        if (slots > slots_max) return error.CapacityExceeded;
         const needed = std.math.divCeil(u64, slots, chunk_len) catch unreachable;
         for (self.chunks[0..needed]) |*chunk| {
             if (chunk.load(.acquire) != null) continue;
@@ -239,17 +239,17 @@ pub const NodeLocks = struct {
         locks.release(.node);
     }
 
-    /// Copies a consistent neighbour list into `out`. A count above `max_degree` can only come
+    /// Copies a consistent neighbour list into `out`. A count above `degree_max` can only come
     /// from a corrupt file; it is clamped and counted, never trusted.
     pub fn read(
         self: *NodeLocks,
         slot: u32,
         list: [*]u32,
-        max_degree: u32,
+        degree_max: u32,
         out: []u32,
         counters: *Counters,
     ) []u32 {
-        const snapshot = Production.read(self.word(slot), words(list), max_degree, out);
+        const snapshot = Production.read(self.word(slot), words(list), degree_max, out);
         if (snapshot.clamped) _ = counters.corruption_detected.fetchAdd(1, .monotonic);
         // One count per read that had to retry, however long it waited.
         if (snapshot.retried) _ = counters.read_retries.fetchAdd(1, .monotonic);
@@ -261,7 +261,7 @@ pub const NodeLocks = struct {
         self: *NodeLocks,
         slot: u32,
         list: [*]u32,
-        max_degree: u32,
+        degree_max: u32,
         context: anytype,
         buffers: struct { current: []u32, out: []u32 },
         counters: *Counters,
@@ -269,7 +269,7 @@ pub const NodeLocks = struct {
         const outcome = Production.update(
             self.word(slot),
             words(list),
-            max_degree,
+            degree_max,
             context,
             buffers.current,
             buffers.out,

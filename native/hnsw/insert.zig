@@ -18,7 +18,7 @@ const Generation = @import("../storage/storage.zig").Generation;
 
 pub const EntryPoint = entry_mod.EntryPoint(sync.Production);
 
-const max_degree_limit = 2 * abi.max_m;
+const degree_limit_max = 2 * abi.m_max;
 
 pub const Params = struct {
     m: u32,
@@ -74,7 +74,7 @@ fn linkLevels(
         if (scratch.selection.items.len > 0) current = scratch.selection.items[0];
         try selectNeighbours(view, scratch, params.m, .duplicates);
         // The merges reuse the selection buffers, so keep the chosen ids on the stack.
-        var chosen: [max_degree_limit]u32 = undefined;
+        var chosen: [degree_limit_max]u32 = undefined;
         const n = scratch.chosen.items.len;
         for (scratch.chosen.items, 0..) |c, i| chosen[i] = c.slot;
         try mergeOwnList(view, slot, lc, chosen[0..n], scratch);
@@ -232,12 +232,12 @@ fn contains(ids: []const u32, id: u32) bool {
     return std.mem.indexOfScalar(u32, ids, id) != null;
 }
 
-/// Reserves what a merge of `extra` more ids into a list of `max_degree` may use, so that the
+/// Reserves what a merge of `extra` more ids into a list of `degree_max` may use, so that the
 /// merge itself never allocates (it may run under the node's lock).
-fn reserve(scratch: *Scratch, max_degree: u32, extra: usize) !void {
+fn reserve(scratch: *Scratch, degree_max: u32, extra: usize) !void {
     const gpa = scratch.candidates.allocator;
-    try scratch.selection.ensureTotalCapacity(gpa, max_degree + extra);
-    try scratch.chosen.ensureTotalCapacity(gpa, max_degree);
+    try scratch.selection.ensureTotalCapacity(gpa, degree_max + extra);
+    try scratch.chosen.ensureTotalCapacity(gpa, degree_max);
 }
 
 /// The merge of a new node's own selection into its list. The list is usually empty, but
@@ -246,13 +246,13 @@ fn reserve(scratch: *Scratch, max_degree: u32, extra: usize) !void {
 const OwnList = struct {
     view: View,
     slot: u32,
-    max_degree: u32,
+    degree_max: u32,
     chosen: []const u32,
     scratch: *Scratch,
 
     pub fn merge(self: *OwnList, current: []const u32, out: []u32, locked: bool) ?[]u32 {
         _ = locked;
-        var joined: [2 * max_degree_limit]u32 = undefined;
+        var joined: [2 * degree_limit_max]u32 = undefined;
         var n: usize = 0;
         for (self.chosen) |id| {
             joined[n] = id;
@@ -264,29 +264,29 @@ const OwnList = struct {
             n += 1;
         }
         if (n == current.len) return null;
-        if (n <= self.max_degree) {
+        if (n <= self.degree_max) {
             @memcpy(out[0..n], joined[0..n]);
             return out[0..n];
         }
-        return pruneInto(self.view, self.slot, joined[0..n], self.max_degree, self.scratch, out);
+        return pruneInto(self.view, self.slot, joined[0..n], self.degree_max, self.scratch, out);
     }
 };
 
 fn mergeOwnList(view: View, slot: u32, level: u32, chosen: []const u32, scratch: *Scratch) !void {
     const words = view.list(slot, level).?;
-    const max_degree = view.regions.layout.maxDegree(level);
-    assert(chosen.len <= max_degree);
-    try reserve(scratch, max_degree, chosen.len);
+    const degree_max = view.regions.layout.maxDegree(level);
+    assert(chosen.len <= degree_max);
+    try reserve(scratch, degree_max, chosen.len);
     var context = OwnList{
         .view = view,
         .slot = slot,
-        .max_degree = max_degree,
+        .degree_max = degree_max,
         .chosen = chosen,
         .scratch = scratch,
     };
-    var current: [max_degree_limit]u32 = undefined;
-    var out: [max_degree_limit]u32 = undefined;
-    _ = view.node_locks.update(slot, words, max_degree, &context, .{
+    var current: [degree_limit_max]u32 = undefined;
+    var out: [degree_limit_max]u32 = undefined;
+    _ = view.node_locks.update(slot, words, degree_max, &context, .{
         .current = &current,
         .out = &out,
     }, view.counters);
@@ -305,7 +305,7 @@ const Backlink = struct {
     base: u32,
     new: u32,
     level: u32,
-    max_degree: u32,
+    degree_max: u32,
     /// The new node's selection at this level: links it already has.
     own: []const u32,
     mode: Mode,
@@ -315,20 +315,20 @@ const Backlink = struct {
     pub fn merge(self: *Backlink, current: []const u32, out: []u32, locked: bool) ?[]u32 {
         self.accepted = contains(current, self.new);
         if (self.accepted) return null;
-        if (current.len < self.max_degree) {
+        if (current.len < self.degree_max) {
             @memcpy(out[0..current.len], current);
             out[current.len] = self.new;
             self.accepted = true;
             return out[0 .. current.len + 1];
         }
-        var joined: [max_degree_limit + 1]u32 = undefined;
+        var joined: [degree_limit_max + 1]u32 = undefined;
         joined[0] = self.new;
         @memcpy(joined[1 .. 1 + current.len], current);
         const next = pruneInto(
             self.view,
             self.base,
             joined[0 .. 1 + current.len],
-            self.max_degree,
+            self.degree_max,
             self.scratch,
             out,
         );
@@ -353,7 +353,7 @@ const Backlink = struct {
 
     /// Whether a node the pruned list keeps links to `old` (base -> kept -> old).
     fn coveredByKept(self: *Backlink, kept: []const u32, old: u32) bool {
-        var ids: [max_degree_limit]u32 = undefined;
+        var ids: [degree_limit_max]u32 = undefined;
         for (kept) |relay| {
             if (relay == self.new or relay >= self.view.bound) continue;
             if (contains(self.view.neighbours(relay, self.level, &ids), old)) return true;
@@ -365,10 +365,10 @@ const Backlink = struct {
     /// once this merge is written, so base -> new -> old replaces base -> old).
     fn relocate(self: *Backlink, old: u32) bool {
         const words = self.view.list(self.new, self.level) orelse return false;
-        var context = Append{ .id = old, .max_degree = self.max_degree };
-        var current: [max_degree_limit]u32 = undefined;
-        var out: [max_degree_limit]u32 = undefined;
-        _ = self.view.node_locks.update(self.new, words, self.max_degree, &context, .{
+        var context = Append{ .id = old, .degree_max = self.degree_max };
+        var current: [degree_limit_max]u32 = undefined;
+        var out: [degree_limit_max]u32 = undefined;
+        _ = self.view.node_locks.update(self.new, words, self.degree_max, &context, .{
             .current = &current,
             .out = &out,
         }, self.view.counters);
@@ -379,13 +379,13 @@ const Backlink = struct {
 /// The merge that appends one id if there is room.
 const Append = struct {
     id: u32,
-    max_degree: u32,
+    degree_max: u32,
     placed: bool = false,
 
     pub fn merge(self: *Append, current: []const u32, out: []u32, locked: bool) ?[]u32 {
         _ = locked;
         self.placed = contains(current, self.id);
-        if (self.placed or current.len >= self.max_degree) return null;
+        if (self.placed or current.len >= self.degree_max) return null;
         @memcpy(out[0..current.len], current);
         out[current.len] = self.id;
         self.placed = true;
@@ -423,21 +423,21 @@ fn addBacklink(
             break :stale view.list(neighbour, level) orelse return false;
         },
     };
-    const max_degree = view.regions.layout.maxDegree(level);
-    try reserve(scratch, max_degree, 1);
+    const degree_max = view.regions.layout.maxDegree(level);
+    try reserve(scratch, degree_max, 1);
     var context = Backlink{
         .view = view,
         .base = neighbour,
         .new = new,
         .level = level,
-        .max_degree = max_degree,
+        .degree_max = degree_max,
         .own = own,
         .mode = mode,
         .scratch = scratch,
     };
-    var current: [max_degree_limit]u32 = undefined;
-    var out: [max_degree_limit]u32 = undefined;
-    _ = view.node_locks.update(neighbour, words, max_degree, &context, .{
+    var current: [degree_limit_max]u32 = undefined;
+    var out: [degree_limit_max]u32 = undefined;
+    _ = view.node_locks.update(neighbour, words, degree_max, &context, .{
         .current = &current,
         .out = &out,
     }, view.counters);

@@ -152,8 +152,8 @@ pub const View = struct {
     /// A consistent copy of a list, with out-of-bound ids dropped.
     pub fn neighbours(self: View, slot: u32, level: u32, out: []u32) []u32 {
         const words = self.list(slot, level) orelse return out[0..0];
-        const max_degree = self.regions.layout.maxDegree(level);
-        const got = self.node_locks.read(slot, words, max_degree, out, self.counters);
+        const degree_max = self.regions.layout.maxDegree(level);
+        const got = self.node_locks.read(slot, words, degree_max, out, self.counters);
         var kept: usize = 0;
         for (got) |id| {
             // Ids at or beyond the bound are either newer than this generation or corrupt; a

@@ -103,15 +103,15 @@ pub const Index = struct {
 
     pub fn validateOptions(options: abi.Options) Error!void {
         if (options.dimensions < 1 or
-            options.dimensions > abi.max_dimensions) return error.InvalidDimensions;
+            options.dimensions > abi.dimensions_max) return error.InvalidDimensions;
         if (std.meta.intToEnum(abi.Metric, options.metric) == error.InvalidEnumTag) {
             return error.UnknownMetric;
         }
-        if (options.m < 2 or options.m > abi.max_m) return error.InvalidArgument;
+        if (options.m < 2 or options.m > abi.m_max) return error.InvalidArgument;
         if (options.ef_construction < 1 or
-            options.ef_construction > abi.max_ef) return error.InvalidArgument;
-        if (options.ef_search < 1 or options.ef_search > abi.max_ef) return error.InvalidEf;
-        if (options.capacity > graph.max_slots) return error.CapacityExceeded;
+            options.ef_construction > abi.ef_max) return error.InvalidArgument;
+        if (options.ef_search < 1 or options.ef_search > abi.ef_max) return error.InvalidEf;
+        if (options.capacity > graph.slots_max) return error.CapacityExceeded;
         if (options.storage > @intFromEnum(abi.StorageKind.i8)) return error.InvalidArgument;
     }
 
@@ -164,7 +164,7 @@ pub const Index = struct {
         writable: bool,
     ) Error!*Index {
         assert(header.dimensions == storage.layout.dimensions);
-        assert(header.m >= 2 and header.m <= abi.max_m);
+        assert(header.m >= 2 and header.m <= abi.m_max);
         const self = gpa.create(Index) catch return error.OutOfMemory;
         self.* = .{
             .gpa = gpa,

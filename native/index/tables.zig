@@ -5,7 +5,7 @@ const locks = @import("../sync/locks.zig");
 const storage_mod = @import("../storage/storage.zig");
 const Generation = storage_mod.Generation;
 
-pub const max_entries: u32 = 1 << 20;
+pub const entries_max: u32 = 1 << 20;
 
 fn Table(comptime Value: type) type {
     return struct {
@@ -30,7 +30,7 @@ fn Table(comptime Value: type) type {
             self.mutex.lock(&self.contention);
             defer self.mutex.unlock();
             const index: u32 = if (self.free.pop()) |i| i else blk: {
-                if (self.entries.items.len >= max_entries) return error.TooManyHandles;
+                if (self.entries.items.len >= entries_max) return error.TooManyHandles;
                 try self.free.ensureTotalCapacity(gpa, self.entries.items.len + 1);
                 try self.entries.append(gpa, .{});
                 break :blk @intCast(self.entries.items.len - 1);

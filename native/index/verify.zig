@@ -112,9 +112,9 @@ fn checkList(
     report: *abi.VerifyReport,
 ) void {
     const words = regions.list(slot, level, regions.meta(slot).upper_offset);
-    const max_degree = self.layout.maxDegree(level);
+    const degree_max = self.layout.maxDegree(level);
     const count = graph.countOf(words);
-    if (count > max_degree) {
+    if (count > degree_max) {
         report.over_degree += 1;
         return;
     }

@@ -20,7 +20,7 @@ const wal_mod = @import("../storage/wal.zig");
 const Wal = wal_mod.Wal;
 
 /// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
-pub const max_norm_squared = distance.max_norm_squared;
+pub const norm_squared_max = distance.norm_squared_max;
 
 /// Rejects NaN, infinities and magnitudes whose distances would overflow f32; under cosine also
 /// the zero vector (it has no direction).
@@ -234,12 +234,12 @@ const Allocated = struct { id: u32, upper_offset: u32 };
 fn allocate(self: *Index, level: u32) Error!Allocated {
     const upper_offset = try takeUpper(self, level);
     var attempts: u32 = 0;
-    while (attempts < max_allocate_attempts) : (attempts += 1) {
+    while (attempts < allocate_attempts_max) : (attempts += 1) {
         const id = self.slots_used.load(.acquire);
-        if (id >= layout.max_capacity) return error.CapacityExceeded;
+        if (id >= layout.capacity_max) return error.CapacityExceeded;
         try ensureSlots(self, id + 1, upper_offset + level);
         if (self.slots_used.cmpxchgWeak(id, id + 1, .acq_rel, .acquire) == null) {
-            assert(id < layout.max_capacity);
+            assert(id < layout.capacity_max);
             return .{ .id = @intCast(id), .upper_offset = upper_offset };
         }
     }
@@ -249,12 +249,12 @@ fn allocate(self: *Index, level: u32) Error!Allocated {
     return error.Internal;
 }
 
-const max_allocate_attempts: u32 = 1 << 20;
+const allocate_attempts_max: u32 = 1 << 20;
 
 fn takeUpper(self: *Index, level: u32) Error!u32 {
     if (level == 0) return @intCast(self.upper_used.load(.acquire));
     var attempts: u32 = 0;
-    while (attempts < max_allocate_attempts) : (attempts += 1) {
+    while (attempts < allocate_attempts_max) : (attempts += 1) {
         const offset = self.upper_used.load(.acquire);
         if (offset + level > std.math.maxInt(u32)) return error.CapacityExceeded;
         try ensureSlots(self, self.slots_used.load(.acquire) + 1, offset + level);
@@ -313,7 +313,7 @@ pub fn reserve(self: *Index, slots: u64) Error!void {
 }
 
 fn reserveLocked(self: *Index, slots: u64) Error!void {
-    if (slots > layout.max_capacity) return error.CapacityExceeded;
+    if (slots > layout.capacity_max) return error.CapacityExceeded;
     self.node_locks.ensure(self.gpa, slots) catch |err| return switch (err) {
         error.OutOfMemory => error.OutOfMemory,
         error.CapacityExceeded => error.CapacityExceeded,

@@ -23,17 +23,17 @@ const abi = @import("../abi.zig");
 const assert = std.debug.assert;
 
 /// Above this squared norm a distance could overflow f32: such vectors are refused.
-pub const max_norm_squared: f64 = 1e37;
+pub const norm_squared_max: f64 = 1e37;
 
 /// The squared norm of a vector whose components are finite and whose distances cannot
-/// overflow f32 (squared norm at most `max_norm_squared`); `InvalidVector` otherwise.
+/// overflow f32 (squared norm at most `norm_squared_max`); `InvalidVector` otherwise.
 pub fn boundedNorm(vector: []const f32) error{InvalidVector}!f64 {
     var norm: f64 = 0;
     for (vector) |x| {
         if (!std.math.isFinite(x)) return error.InvalidVector;
         norm += @as(f64, x) * x;
     }
-    if (norm > max_norm_squared) return error.InvalidVector;
+    if (norm > norm_squared_max) return error.InvalidVector;
     return norm;
 }
 

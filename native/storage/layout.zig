@@ -15,7 +15,7 @@ pub const line_bytes: u64 = 64;
 pub const no_slot: u32 = std.math.maxInt(u32);
 pub const max_level: u32 = 31;
 /// Slots are u32 ids and `no_slot` is reserved.
-pub const max_capacity: u64 = std.math.maxInt(u32) - 1;
+pub const capacity_max: u64 = std.math.maxInt(u32) - 1;
 
 /// The file header. The data file holds two copies (slots at offsets 0 and `header_slot_bytes`),
 /// written alternately, each with its own checksum and a sequence number: an update writes the
@@ -117,8 +117,8 @@ pub const Layout = struct {
     upper_record_bytes: u32,
 
     pub fn init(dimensions: u32, m: u32, storage: abi.StorageKind) Layout {
-        assert(dimensions >= 1 and dimensions <= abi.max_dimensions);
-        assert(m >= 2 and m <= abi.max_m);
+        assert(dimensions >= 1 and dimensions <= abi.dimensions_max);
+        assert(m >= 2 and m <= abi.m_max);
         const m0 = 2 * m;
         const d: u64 = dimensions;
         const walk_bytes: u64 = switch (storage) {

@@ -222,7 +222,7 @@ pub const Storage = struct {
     }
 
     fn remap(self: *Storage, capacity: u64, upper_capacity: u64) Error!void {
-        if (capacity > layout_mod.max_capacity) return error.CapacityExceeded;
+        if (capacity > layout_mod.capacity_max) return error.CapacityExceeded;
         assert(self.writable);
         try resizeFiles(&self.fds, self.layout, capacity, upper_capacity, self.persistent);
         if (self.persistent) {
@@ -365,7 +365,7 @@ pub const Storage = struct {
 fn grownTo(have: u64, need: u64) u64 {
     var next = @max(have, 64);
     while (next < need) next = next * 2;
-    return @min(next, @max(need, layout_mod.max_capacity));
+    return @min(next, @max(need, layout_mod.capacity_max));
 }
 
 fn releaseRegions(regions: Regions) void {
@@ -594,17 +594,17 @@ fn newest(copies: [2]?Header) Error!Newest {
 fn validateHeader(header: *const Header, fds: *const [file_count]os.Fd) Error!Layout {
     if (header.header_bytes != layout_mod.header_bytes) return error.Corrupt;
     if (header.dimensions < 1 or
-        header.dimensions > abi.max_dimensions) return error.Corrupt;
-    if (header.m < 2 or header.m > abi.max_m or
+        header.dimensions > abi.dimensions_max) return error.Corrupt;
+    if (header.m < 2 or header.m > abi.m_max or
         header.m0 != 2 * header.m) return error.Corrupt;
     if (std.meta.intToEnum(abi.Metric, header.metric) == error.InvalidEnumTag) return error.Corrupt;
     if (header.storage > @intFromEnum(abi.StorageKind.i8)) return error.Corrupt;
-    if (header.ef_construction < 1 or header.ef_construction > abi.max_ef) return error.Corrupt;
+    if (header.ef_construction < 1 or header.ef_construction > abi.ef_max) return error.Corrupt;
     const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;
     if (header.vector_offset != layout.vector_offset) return error.Corrupt;
     if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
-    if (header.capacity == 0 or header.capacity > layout_mod.max_capacity) return error.Corrupt;
+    if (header.capacity == 0 or header.capacity > layout_mod.capacity_max) return error.Corrupt;
     if (header.upper_capacity == 0 or header.upper_capacity > std.math.maxInt(
         u32,
     )) return error.Corrupt;

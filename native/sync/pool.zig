@@ -2,7 +2,7 @@
 //! so uneven items balance themselves. The first error stops the others early and is returned.
 const std = @import("std");
 
-pub const max_threads: u32 = 256;
+pub const threads_max: u32 = 256;
 
 pub fn forEach(
     comptime E: type,
@@ -34,8 +34,8 @@ pub fn forEach(
         }
     };
     var shared = Shared{ .context = context, .count = count };
-    const wanted: usize = @min(@max(threads, 1), max_threads, count);
-    var handles: [max_threads]std.Thread = undefined;
+    const wanted: usize = @min(@max(threads, 1), threads_max, count);
+    var handles: [threads_max]std.Thread = undefined;
     var spawned: usize = 0;
     // The calling thread is worker 0; a failed spawn just means fewer workers.
     while (spawned + 1 < wanted) : (spawned += 1) {

@@ -86,6 +86,11 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         fds[i] = try os.dup(fd);
         duped += 1;
     }
+    // The build's key map and counters describe the new files exactly: they move over, so the
+    // adopting index needs no rescan (open's recovery scan is for files of unknown state).
+    var state = fresh.takeState();
+    var state_taken = false;
+    defer if (!state_taken) state.keys.deinit(self.gpa);
     fresh_alive = false;
     fresh.destroy();
     // Mapped before the commit: once the new files are the index, nothing may fail that would
@@ -119,7 +124,8 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         return index_mod.mapStorageError(err);
     };
     adopted = true;
-    try resetState(self);
+    try self.adoptState(state);
+    state_taken = true;
 }
 
 const Live = struct { keys: []u64, vectors: []f32 };
@@ -149,13 +155,4 @@ fn collectLive(self: *Index) Error!Live {
         return error.Internal;
     }
     return .{ .keys = keys, .vectors = vectors };
-}
-
-/// Rebuilds the in-memory state (key map, counters, entry point) from the adopted storage.
-fn resetState(self: *Index) Error!void {
-    self.keys.deinit(self.gpa);
-    self.keys = .{};
-    self.entry.reset(null);
-    try recovery.scan(self, self.storage.currentHeader(&self.counters.lock_contention), .fast);
-    self.dirty.store(false, .release);
 }

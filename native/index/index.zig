@@ -208,6 +208,49 @@ pub const Index = struct {
         storage.destroy();
     }
 
+    /// The in-memory state a built index hands to the index that adopts its files (compaction):
+    /// the key map and the counters, exactly as the build left them.
+    pub const State = struct {
+        keys: KeyMap,
+        slots_used: u64,
+        upper_used: u64,
+        live: u64,
+        seq: u64,
+        entry_word: u64,
+    };
+
+    /// Moves the key map and the counters out; this index is left with an empty key map.
+    /// Nothing may use it afterwards but `destroy`. The caller excludes every other user.
+    pub fn takeState(self: *Index) State {
+        const state: State = .{
+            .keys = self.keys,
+            .slots_used = self.slots_used.load(.acquire),
+            .upper_used = self.upper_used.load(.acquire),
+            .live = self.live.load(.acquire),
+            .seq = self.seq.load(.acquire),
+            .entry_word = self.entry.word.load(.acquire),
+        };
+        self.keys = .{};
+        assert(state.live <= state.slots_used);
+        return state;
+    }
+
+    /// Takes over the state of the index whose files this one adopted (compaction, with the
+    /// structure lock held exclusively): no rescan of what the build already knows.
+    pub fn adoptState(self: *Index, state: State) Error!void {
+        const capacity = self.storage.epochs.current.load(.acquire).payload.capacity;
+        assert(state.slots_used <= capacity);
+        try self.node_locks.ensure(self.gpa, capacity);
+        self.keys.deinit(self.gpa);
+        self.keys = state.keys;
+        self.slots_used.store(state.slots_used, .release);
+        self.upper_used.store(state.upper_used, .release);
+        self.live.store(state.live, .release);
+        self.seq.store(state.seq, .release);
+        self.entry.word.store(state.entry_word, .release);
+        self.dirty.store(false, .release);
+    }
+
     /// Frees the in-memory state (not the storage). Also used when an open fails half-way.
     pub fn destroyState(self: *Index) void {
         self.guards.releaseAll(self.storage);

@@ -16,6 +16,7 @@ const entry_mod = @import("../hnsw/entry.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const wal_mod = @import("../storage/wal.zig");
 const read = @import("read.zig");
+const verify_mod = @import("verify.zig");
 const distance = @import("../kernels/distance.zig");
 
 pub const Validation = enum { fast, full };
@@ -52,7 +53,32 @@ pub fn open(
     };
     if (self.wal == null and header.clean == 0) return error.Corrupt;
     try replay(self);
+    if (header.clean == 0 and self.writable) {
+        if (try relinkUnreachable(self) > 0) try self.checkpoint();
+    }
     return self;
+}
+
+/// A dirty open's repair: a power loss can leave the graph file older than the metadata and
+/// vector files (each keeps what its own last flush wrote), and replaying the log restores every
+/// vector but not every link, so a live node may be left that no search reaches. Each such node
+/// is linked again. Costs one walk of the graph on opens after a crash; returns the count.
+fn relinkUnreachable(self: *Index) Error!u64 {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
+    if (self.entry.load() == null) return 0;
+    const reached = verify_mod.reachedFrom(self, regions, used) catch return error.OutOfMemory;
+    defer self.gpa.free(reached);
+    var relinked: u64 = 0;
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        if (reached[slot] or !view_mod.visible(regions.meta(slot), view_mod.live_seq)) continue;
+        try index_write.relink(self, slot);
+        relinked += 1;
+    }
+    return relinked;
 }
 
 /// Rebuilds the in-memory state from the metadata column, validating every field it will

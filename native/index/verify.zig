@@ -134,9 +134,26 @@ fn checkList(
 fn countUnreachable(self: *Index, regions: layout.Regions, used: u32) !u64 {
     const entry = self.entry.load() orelse return self.size();
     if (entry.slot >= used) return self.size();
-    const reached = try self.gpa.alloc(bool, used);
+    const reached = try reachedFrom(self, regions, used);
     defer self.gpa.free(reached);
+    var missing: u64 = 0;
+    for (0..used) |i| {
+        if (!reached[i] and view_mod.visible(
+            regions.meta(@intCast(i)),
+            view_mod.live_seq,
+        )) missing += 1;
+    }
+    return missing;
+}
+
+/// Which of the first `used` slots some link of some level reaches from the entry point (all
+/// false without one). The caller frees the slice.
+pub fn reachedFrom(self: *Index, regions: layout.Regions, used: u32) ![]bool {
+    const reached = try self.gpa.alloc(bool, used);
+    errdefer self.gpa.free(reached);
     @memset(reached, false);
+    const entry = self.entry.load() orelse return reached;
+    if (entry.slot >= used) return reached;
     var stack = std.ArrayListUnmanaged(u32){};
     defer stack.deinit(self.gpa);
     try stack.append(self.gpa, entry.slot);
@@ -155,12 +172,5 @@ fn countUnreachable(self: *Index, regions: layout.Regions, used: u32) !u64 {
             }
         }
     }
-    var missing: u64 = 0;
-    for (0..used) |i| {
-        if (!reached[i] and view_mod.visible(
-            regions.meta(@intCast(i)),
-            view_mod.live_seq,
-        )) missing += 1;
-    }
-    return missing;
+    return reached;
 }

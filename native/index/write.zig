@@ -182,6 +182,24 @@ fn writeSlot(
 /// promotion of a newer node between the pin and the load of the entry); then link reports
 /// `StaleView` before touching anything and runs again on a fresh pin. Remaps are rare, so
 /// a bounded number of retries is plenty; running out of them means the entry is corrupt.
+/// Links an existing, published slot into the graph again (open's repair of live nodes that no
+/// link reaches, after a power loss left the graph file older than the metadata): the node keeps
+/// its own list and gains back-links from the neighbours a fresh search picks. Open runs this
+/// alone, before any other user can reach the index.
+pub fn relink(self: *Index, slot: u32) Error!void {
+    assert(self.writable);
+    const level = blk: {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        const meta = generation.payload.meta(slot);
+        assert(meta.state == @intFromEnum(layout.SlotState.ready));
+        break :blk meta.level;
+    };
+    const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
+    defer self.pool.give(scratch, &self.counters);
+    try linkWithFreshView(self, slot, level, scratch);
+}
+
 fn linkWithFreshView(
     self: *Index,
     slot: u32,

@@ -22,6 +22,7 @@ pub const KeyMap = struct {
     pub fn stripeOf(self: *KeyMap, key: u64) *Stripe {
         // Fibonacci hashing spreads sequential keys over every stripe.
         const mixed = key *% 0x9E3779B97F4A7C15;
+        comptime std.debug.assert(stripe_count == 1 << (64 - 58));
         return &self.stripes[@intCast(mixed >> 58)];
     }
 };

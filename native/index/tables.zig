@@ -36,8 +36,12 @@ fn Table(comptime Value: type) type {
                 break :blk @intCast(self.entries.items.len - 1);
             };
             const entry = &self.entries.items[index];
+            // A free index names an empty entry whose tag was bumped when it was freed.
+            std.debug.assert(entry.value == null);
+            std.debug.assert(entry.tag != 0);
             entry.value = value;
             _ = self.count.fetchAdd(1, .monotonic);
+            std.debug.assert(self.count.load(.monotonic) <= self.entries.items.len);
             return (@as(u64, entry.tag) << 32) | index;
         }
 
@@ -63,10 +67,13 @@ fn Table(comptime Value: type) type {
             defer self.mutex.unlock();
             const entry = self.find(handle) orelse return null;
             const value = entry.value;
+            std.debug.assert(value != null);
+            std.debug.assert(self.count.load(.monotonic) > 0);
             entry.value = null;
             entry.tag +%= 1;
             if (entry.tag == 0) entry.tag = 1;
             // Capacity was reserved in `add`, so this cannot fail.
+            std.debug.assert(self.free.items.len < self.free.capacity);
             self.free.appendAssumeCapacity(@truncate(handle));
             _ = self.count.fetchSub(1, .monotonic);
             return value;

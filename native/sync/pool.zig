@@ -1,6 +1,7 @@
 //! Runs a batch on native threads: `threads` workers pull item indexes from one atomic counter,
 //! so uneven items balance themselves. The first error stops the others early and is returned.
 const std = @import("std");
+const assert = std.debug.assert;
 
 pub const threads_max: u32 = 256;
 
@@ -41,9 +42,15 @@ pub fn forEach(
     while (spawned + 1 < wanted) : (spawned += 1) {
         handles[spawned] = std.Thread.spawn(.{}, Shared.work, .{&shared}) catch break;
     }
+    assert(spawned < wanted or wanted == 0);
     shared.work();
     for (handles[0..spawned]) |handle| handle.join();
-    if (shared.first_error) |err| return err;
+    if (shared.first_error) |err| {
+        assert(shared.failed.load(.acquire));
+        return err;
+    }
+    // Without an error every item was taken: the counter ran past the end.
+    assert(shared.next.load(.acquire) >= count);
 }
 
 test "parallel: every item runs exactly once, errors propagate" {

@@ -17,7 +17,7 @@ pub const gpa = std.heap.c_allocator;
 pub const dims = 8;
 
 fn soak() bool {
-    return std.posix.getenv("QUIVER_SOAK") != null;
+    return std.c.getenv("QUIVER_SOAK") != null;
 }
 
 pub fn scale(n: usize) usize {

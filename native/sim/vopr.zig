@@ -819,7 +819,7 @@ const ci_seeds: u64 = ci_seed_list.len;
 const ci_steps: u32 = 200;
 
 fn envInt(name: [:0]const u8) ?u64 {
-    const text = std.posix.getenv(name) orelse return null;
+    const text = std.mem.span(std.c.getenv(name) orelse return null);
     return std.fmt.parseInt(u64, text, 10) catch null;
 }
 
@@ -845,7 +845,7 @@ test "vopr: random operations and I/O faults against the reference model" {
         _ = try runSeed(seed, steps, .none, true, false);
         return;
     }
-    const soak = std.posix.getenv("QUIVER_SOAK") != null;
+    const soak = std.c.getenv("QUIVER_SOAK") != null;
     const count = if (soak) envInt("QUIVER_VOPR_SEEDS") orelse 2000 else ci_seeds;
     const base: u64 = if (soak) std.crypto.random.int(u32) else 0;
     var total = std.mem.zeroes(Report);

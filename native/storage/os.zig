@@ -944,6 +944,8 @@ test "os: an injected fault fails exactly the armed call, or every call from it 
 }
 
 test "os: open refuses a FIFO at once instead of blocking, and a missing file is NotFound" {
+    // Windows has no FIFO in the file system; its test is the named pipe below.
+    if (is_windows) return error.SkipZigTest;
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
@@ -961,4 +963,39 @@ test "os: open refuses a FIFO at once instead of blocking, and a missing file is
     try std.testing.expectError(error.NotFound, open(missing, .{ .writable = false }));
     try std.testing.expect(!try exists(missing));
     try std.testing.expect(try exists(fifo));
+}
+
+test "os: on Windows open refuses a named pipe and a directory, and a missing file is NotFound" {
+    if (!is_windows) return error.SkipZigTest;
+    var name_buffer: [64]u8 = undefined;
+    const name = try std.fmt.bufPrintZ(&name_buffer, "\\\\.\\pipe\\quiver-{x}", .{
+        std.crypto.random.int(u64),
+    });
+    var name_w: win.WidePath = undefined;
+    try win.wide(&name_w, name);
+    const pipe = windows.kernel32.CreateNamedPipeW(
+        name_w.z(),
+        windows.PIPE_ACCESS_DUPLEX,
+        windows.PIPE_TYPE_BYTE,
+        1,
+        4096,
+        4096,
+        0,
+        null,
+    );
+    try std.testing.expect(pipe != windows.INVALID_HANDLE_VALUE);
+    defer windows.CloseHandle(pipe);
+    try std.testing.expectError(error.NotRegular, open(name, .{ .writable = true }));
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try tmp.dir.realpath(".", &buffer);
+    var dir_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const dir_z = try std.fmt.bufPrintZ(&dir_buffer, "{s}", .{dir});
+    try std.testing.expectError(error.NotRegular, open(dir_z, .{ .writable = false }));
+    try std.testing.expect(try exists(dir_z));
+    var missing_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const missing = try std.fmt.bufPrintZ(&missing_buffer, "{s}/missing", .{dir});
+    try std.testing.expectError(error.NotFound, open(missing, .{ .writable = false }));
+    try std.testing.expect(!try exists(missing));
 }

@@ -71,7 +71,7 @@ test "write: an add whose growth fails is not logged, not applied, and leaves th
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/grow", .{dir});
     var opts = t.options(dims, .l2sq);
@@ -140,7 +140,7 @@ test "write: an add whose append fails after linking leaves a routing tombstone,
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/entry", .{dir});
     const opts = t.options(dims, .l2sq);

@@ -827,7 +827,7 @@ fn runSeed(seed: u64, steps: u32, canary: Canary, trace: bool, quiet: bool) !Rep
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &buffer);
+    const dir = try os.tmpDirPath(&tmp, &buffer);
     const run_options = Options{
         .seed = seed,
         .steps = steps,
@@ -908,7 +908,7 @@ test "vopr regression: a checkpoint failing at any fsync leaves a log that repla
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &buffer);
+    const dir = try os.tmpDirPath(&tmp, &buffer);
     var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buffer, "{s}/index", .{dir});
     var open: ?*Index = try Index.create(gpa, options(), path);
@@ -959,7 +959,7 @@ test "vopr regression: a failed first add leaves an index that reopens (retired 
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &buffer);
+    const dir = try os.tmpDirPath(&tmp, &buffer);
     var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buffer, "{s}/index", .{dir});
     {

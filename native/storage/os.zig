@@ -924,6 +924,17 @@ const win = struct {
     }
 };
 
+/// The absolute path of a test's temporary directory. Under wine, Dir.realpath fails (it
+/// asks the mount manager, which wine does not answer), so on Windows the path is built from
+/// the working directory and std.testing's layout (`.zig-cache/tmp/<sub_path>`).
+pub fn tmpDirPath(tmp: *const std.testing.TmpDir, buffer: []u8) ![]u8 {
+    comptime assert(builtin.is_test);
+    if (!is_windows) return tmp.dir.realpath(".", buffer);
+    var cwd_buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const cwd = try std.process.getCwd(&cwd_buffer);
+    return std.fmt.bufPrint(buffer, "{s}\\.zig-cache\\tmp\\{s}", .{ cwd, tmp.sub_path });
+}
+
 test "os: an injected fault fails exactly the armed call, or every call from it when sticky" {
     defer faults.reset();
     const fd = try createAnonymous("os-test");
@@ -949,7 +960,7 @@ test "os: open refuses a FIFO at once instead of blocking, and a missing file is
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &buffer);
+    const dir = try tmpDirPath(&tmp, &buffer);
     var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const fifo = try std.fmt.bufPrintZ(&path_buffer, "{s}/fifo", .{dir});
     const mkfifo = @extern(*const fn ([*:0]const u8, c_uint) callconv(.c) c_int, .{
@@ -989,7 +1000,7 @@ test "os: on Windows open refuses a named pipe and a directory, and a missing fi
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &buffer);
+    const dir = try tmpDirPath(&tmp, &buffer);
     var dir_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const dir_z = try std.fmt.bufPrintZ(&dir_buffer, "{s}", .{dir});
     try std.testing.expectError(error.NotRegular, open(dir_z, .{ .writable = false }));

@@ -462,7 +462,9 @@ pub fn unlink(path: [:0]const u8) LinkError!void {
 /// view (MapViewOfFile); the section handle is closed at once, the view keeps it alive, so a
 /// Region is the view alone and a remap simply maps a second, larger view of the same file,
 /// coherent with the first (both views are the file's one set of cached pages) and valid until
-/// it is unmapped.
+/// it is unmapped. What differs from POSIX: a file that some view still maps cannot be renamed
+/// over or removed (ERROR_ACCESS_DENIED), so compaction's swap, which renames over files the
+/// index still maps, fails there with `Io` (its tests skip on Windows).
 const win = struct {
     const kernel32 = windows.kernel32;
     const HANDLE = windows.HANDLE;

@@ -17,7 +17,7 @@ const t = @import("index_test.zig");
 const gpa = std.heap.c_allocator;
 
 fn seedOf(default: u64) u64 {
-    const text = std.posix.getenv("QUIVER_GRAPH_SEED") orelse return default;
+    const text = std.mem.span(std.c.getenv("QUIVER_GRAPH_SEED") orelse return default);
     return std.fmt.parseInt(u64, text, 0) catch default;
 }
 

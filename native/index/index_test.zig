@@ -12,6 +12,7 @@ const quantize = @import("../kernels/quantize.zig");
 const centre = @import("centre.zig");
 const recovery = @import("recovery.zig");
 const compact = @import("compact.zig");
+const os = @import("../storage/os.zig");
 
 pub const gpa = std.heap.c_allocator;
 
@@ -316,7 +317,7 @@ test "index: an i8 centre given before the first add is kept, persisted and chec
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/i8", .{dir});
     const dims = 16;

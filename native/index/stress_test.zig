@@ -12,12 +12,13 @@ const locks = @import("../sync/locks.zig");
 const t = @import("index_test.zig");
 const recovery = @import("recovery.zig");
 const backup = @import("backup.zig");
+const os = @import("../storage/os.zig");
 
 pub const gpa = std.heap.c_allocator;
 pub const dims = 8;
 
 fn soak() bool {
-    return std.posix.getenv("QUIVER_SOAK") != null;
+    return std.c.getenv("QUIVER_SOAK") != null;
 }
 
 pub fn scale(n: usize) usize {
@@ -495,7 +496,7 @@ test "family 1, persistent: writers log beside checkpoints and stats; all surviv
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/index", .{dir});
     const per_writer = scale(300);
@@ -553,7 +554,7 @@ test "family 3: stats, keys and backups beside adds, removes and remaps; every w
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     const index = try Index.create(gpa, t.options(dims, .l2sq), null);
     defer index.destroy();
     const total = scale(1500);

@@ -608,7 +608,7 @@ fn logMismatch(op: Op, fill: Fill, n: usize, got: f32, want: f64) void {
 
 /// The seed for seeded tests: QUIVER_SEED if set (to replay a failure), else a fresh one.
 fn testSeed() u64 {
-    const text = std.posix.getenv("QUIVER_SEED") orelse return std.crypto.random.int(u64);
+    const text = std.mem.span(std.c.getenv("QUIVER_SEED") orelse return std.crypto.random.int(u64));
     return std.fmt.parseInt(u64, text, 0) catch |err| {
         std.debug.panic("QUIVER_SEED={s} is not a u64: {s}", .{ text, @errorName(err) });
     };

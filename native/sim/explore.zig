@@ -17,6 +17,7 @@
 //! QUIVER_SIM_SEED=<n> sets the first seed of every random search (the default is fixed).
 //! QUIVER_SIM_VERBOSE=1 prints how many schedules each search ran and how long it took.
 const std = @import("std");
+const builtin = @import("builtin");
 const sched = @import("sched.zig");
 const Sim = @import("atomic.zig").Sim;
 
@@ -109,7 +110,7 @@ pub fn explore(comptime Scenario: type, gpa: std.mem.Allocator, mode: Mode) !Rep
         .seed => |seed| try once(Scenario, gpa, machine, &.{}, seed, replay != null, &report),
     }
     report.elapsed_ns = timer.read();
-    if (std.posix.getenv("QUIVER_SIM_VERBOSE") != null) printSummary(&report);
+    if (std.c.getenv("QUIVER_SIM_VERBOSE") != null) printSummary(&report);
     return report;
 }
 
@@ -277,12 +278,12 @@ fn printSummary(report: *const Report) void {
 /// QUIVER_SIM_SEED=<n> moves every random search to other seeds (the default is fixed, so a
 /// plain test run is reproducible).
 fn seedFromEnv(seed: u64) !u64 {
-    const text = std.posix.getenv("QUIVER_SIM_SEED") orelse return seed;
+    const text = std.mem.span(std.c.getenv("QUIVER_SIM_SEED") orelse return seed);
     return std.fmt.parseInt(u64, text, 0) catch error.InvalidSeed;
 }
 
 fn replayFromEnv(name: []const u8, buf: *[sched.choices_max]u8) !?Mode {
-    const text = std.posix.getenv("QUIVER_SIM_REPLAY") orelse return null;
+    const text = std.mem.span(std.c.getenv("QUIVER_SIM_REPLAY") orelse return null);
     const at = std.mem.lastIndexOfScalar(u8, text, '@') orelse return error.InvalidReplay;
     if (!std.mem.eql(u8, text[0..at], name)) return null;
     const schedule = text[at + 1 ..];
@@ -298,11 +299,14 @@ fn replayFromEnv(name: []const u8, buf: *[sched.choices_max]u8) !?Mode {
     return .{ .schedule = sched.parseSchedule(buf, schedule) catch return error.InvalidReplay };
 }
 
-var abort_previous: std.posix.Sigaction = undefined;
+/// Windows has no sigaction: there a crash of the simulator prints no replay line.
+const abort_handled = builtin.os.tag != .windows;
+var abort_previous: if (abort_handled) std.posix.Sigaction else void = undefined;
 
 /// A panic (an assertion in the code under test) aborts the process; the handler prints the
 /// schedule that led there first, so even a crash is replayable.
 fn installAbortHandler() void {
+    if (!abort_handled) return;
     const action: std.posix.Sigaction = .{
         .handler = .{ .handler = onAbort },
         .mask = std.posix.empty_sigset,
@@ -312,6 +316,7 @@ fn installAbortHandler() void {
 }
 
 fn restoreAbortHandler() void {
+    if (!abort_handled) return;
     std.posix.sigaction(std.posix.SIG.ABRT, &abort_previous, null);
 }
 

@@ -243,7 +243,7 @@ test "wal: records replay in order and a torn tail is cut, not applied" {
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/idx", .{dir});
     var contention = std.atomic.Value(u64).init(0);
@@ -286,7 +286,7 @@ const TestLog = struct {
     fn init(self: *TestLog) !void {
         self.tmp = std.testing.tmpDir(.{});
         var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-        const dir = try self.tmp.dir.realpath(".", &dir_buf);
+        const dir = try os.tmpDirPath(&self.tmp, &dir_buf);
         self.path = try std.fmt.bufPrint(&self.path_buf, "{s}/idx", .{dir});
     }
 

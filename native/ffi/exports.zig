@@ -614,6 +614,47 @@ pub const exports = struct {
         read.guardRelease(index, guard) catch |err| return statusOf(err);
         return .ok;
     }
+
+    /// Prepares a batch that the caller then adds in chunks (the async API, src/async/): checks
+    /// every vector as `qv_index_add_batch` would, trains the i8 centre on the whole batch and
+    /// reserves its slots, so the chunks write exactly what one call would and a bad batch
+    /// writes nothing. Writes no vector.
+    pub fn qv_index_prepare_batch(
+        handle: u32,
+        count: u32,
+        vectors: ?[*]const f32,
+        vectors_len: u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        if (!index.writable) return .read_only;
+        const dims = index.layout.dimensions;
+        const v_shared = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        if (v_shared.len != @as(u64, count) * dims) return .dimension_mismatch;
+        // Read once into a copy (see qv_index_add): validation and training see the same bytes.
+        const v = std.heap.c_allocator.dupe(f32, v_shared) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(v);
+        for (0..count) |i| {
+            write.validateVector(index, v[i * dims ..][0..dims]) catch |err| return statusOf(err);
+        }
+        if (count == 0) return .ok;
+        centre.ensure(index, v, count) catch |err| return statusOf(err);
+        write.reserve(index, index.slots_used.load(.acquire) + count) catch |err|
+            return statusOf(err);
+        return .ok;
+    }
+
+    /// The registry's open indexes and the references held on them (wrappers and running
+    /// calls), for leak checks.
+    pub fn qv_registry_counts(out_open: ?*u32, out_users: ?*u64) callconv(.C) Status {
+        const open = out_open orelse return .invalid_argument;
+        const users = out_users orelse return .invalid_argument;
+        const counts = registry.counts();
+        open.* = counts.open;
+        users.* = counts.users;
+        return .ok;
+    }
 };
 
 comptime {

@@ -112,3 +112,18 @@ fn destroy(entry: *Entry, word: u64) void {
     // Free the slot, keeping the generation so the next registration bumps it.
     entry.word.store(word & ~(open_bit | closed_bit | users_mask), .release);
 }
+
+/// The open entries and the users they hold, summed over the table (a racy snapshot: exact only
+/// while no call starts or ends). For leak checks in tests.
+pub fn counts() struct { open: u32, users: u64 } {
+    var open: u32 = 0;
+    var users: u64 = 0;
+    for (&entries) |*entry| {
+        const word = entry.word.load(.acquire);
+        if (word & open_bit == 0) continue;
+        open += 1;
+        users += word & users_mask;
+    }
+    std.debug.assert(open <= max_indexes);
+    return .{ .open = open, .users = users };
+}

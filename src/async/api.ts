@@ -1,0 +1,277 @@
+/**
+ * The async API: every call that can take more than about a millisecond, run by the Worker
+ * pool (pool.ts) as the ordinary synchronous call on an attached wrapper, resolved on this
+ * thread's event loop. `Index` delegates its `…Async` methods here. Imports ./pool.ts,
+ * ./address.ts, ./protocol.ts, ../errors.ts, ../keys.ts, ../reader.ts, ../runtime/loader.ts
+ * and (types only) ../index.ts.
+ */
+import type { Index, OpenOptions, VerifyReport } from "../index.ts";
+import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
+import { type Key, toKeyColumn } from "../keys.ts";
+import { checkEf, checkK, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { native } from "../runtime/loader.ts";
+import { type AsyncStats, pool, rebuild } from "./pool.ts";
+import type { Column, Reply, TaskBody } from "./protocol.ts";
+import { addressOf } from "./address.ts";
+
+/** `onProgress` argument: `done` of `total` units are finished (vectors for a batch add). */
+export interface Progress {
+  done: number;
+  total: number;
+}
+
+/** Options of every long async call. */
+export interface LongOptions {
+  /** Called at most about 4 times a second while the call runs, and once at its end. */
+  onProgress?: (progress: Progress) => void;
+  /** Aborts the call; its Promise rejects with `signal.reason` (see the README for what stays). */
+  signal?: AbortSignal;
+}
+
+export interface AsyncAddOptions extends LongOptions {
+  /** Native threads of each chunk (default 1). */
+  threads?: number;
+  /** Vectors per chunk: the grain of progress and cancellation (default: total / 100, 256 to 16384). */
+  chunk?: number;
+}
+
+export interface AsyncCompactOptions extends LongOptions {
+  threads?: number;
+}
+
+/** Inputs up to this size are copied (a copy this small costs well under a millisecond). */
+const copyLimitBytes = 1 << 20;
+const progressIntervalMs = 250;
+
+/** `asyncStats()` plus the native registry's counts (indexes open, references held). */
+export interface AsyncStatsFull extends AsyncStats {
+  /** Indexes open in the process (every wrapper and Worker counted once per index). */
+  nativeIndexes: number;
+  /** References held on them (wrappers, Workers' attachments, running calls). */
+  nativeReferences: number;
+}
+
+/** The pool's bound, queue and counters, and the native registry's counts. O(Workers). */
+export function asyncStats(): AsyncStatsFull {
+  const open = new Uint32Array(1);
+  const users = new BigUint64Array(1);
+  native().fn.qv_registry_counts(open, users);
+  return { ...pool.stats(), nativeIndexes: open[0], nativeReferences: Number(users[0]) };
+}
+
+/**
+ * Sets how many Workers run async calls (default: the core count). Every async call of the
+ * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
+ */
+export function configureAsync(options: { workers: number }): void {
+  pool.configure(options.workers);
+}
+
+/** Resolves once every Worker has finished its tasks and handled every detach (tests). */
+export function asyncIdle(): Promise<void> {
+  return pool.drain();
+}
+
+/** The Worker-side column for a typed array: copied when small, pinned by address when large. */
+function toColumn(array: Float32Array | BigUint64Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
+  const type = array instanceof Float32Array ? "f32" : "u64";
+  if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
+  if (array.byteLength <= copyLimitBytes || array.length === 0) {
+    const copy = array.slice();
+    transfer.push(copy.buffer as ArrayBuffer);
+    return { kind: "inline", array: copy };
+  }
+  pins.push(array);
+  return { kind: "pinned", address: addressOf(array), length: array.length, type };
+}
+
+interface Call<T> {
+  index: Index;
+  body: TaskBody;
+  transfer?: ArrayBuffer[];
+  /** Kept reachable until the call settles: the caller's memory a Worker reads by address. */
+  pins?: unknown[];
+  options?: LongOptions;
+  total?: number;
+  map(result: unknown): T;
+}
+
+/** Runs one task on the pool; the Promise settles on this thread after the Worker's call ends. */
+function submit<T>(call: Call<T>): Promise<T> {
+  const { index, options = {} } = call;
+  const handle = index.handleOrThrow();
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    let pins = call.pins;
+    let last = 0;
+    let reported = -1;
+    const total = call.total ?? 1;
+    const report = (done: number, force: boolean) => {
+      if (!options.onProgress || done === reported) return;
+      const now = performance.now();
+      if (!force && now - last < progressIntervalMs) return;
+      last = now;
+      reported = done;
+      options.onProgress({ done, total });
+    };
+    const cancel = signal ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    let id = 0;
+    const onAbort = () => {
+      // Not started: it never will. Running: the Worker stops at its next chunk boundary.
+      if (pool.unqueue(id)) {
+        signal!.removeEventListener("abort", onAbort);
+        pins = undefined;
+        reject(signal!.reason);
+        return;
+      }
+      Atomics.store(cancel!, 0, 1);
+    };
+    const settle = (reply: Extract<Reply, { type: "done" | "failed" }>) => {
+      signal?.removeEventListener("abort", onAbort);
+      pins = undefined;
+      if (reply.type === "done" && reply.done !== undefined) report(reply.done, true);
+      else if (reply.type === "done" && !reply.aborted) report(total, true);
+      if (index.closed) return reject(new ClosedError("the index was closed while this call ran"));
+      if (reply.type === "failed") return reject(rebuild(reply));
+      if (reply.aborted) return reject(signal?.reason ?? new DOMException("aborted", "AbortError"));
+      try {
+        resolve(call.map(reply.result));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel);
+    void pins;
+    signal?.addEventListener("abort", onAbort, { once: true });
+    report(0, true);
+  });
+}
+
+const same = <T>(result: unknown) => result as T;
+
+export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
+  try {
+    const q = toVector(query).slice();
+    checkK(k);
+    checkEf(options.ef, k);
+    return submit({ index, body: { op: "search", query: q, k, options: { ...options } }, transfer: [q.buffer], map: same<SearchResult> });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
+  try {
+    checkK(k);
+    checkEf(options.ef, k);
+    checkThreads(options.threads);
+    if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
+    if (queries.length % index.dimensions !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${index.dimensions}`);
+    const pins: unknown[] = [];
+    const transfer: ArrayBuffer[] = [];
+    const column = toColumn(queries, pins, transfer);
+    return submit({ index, body: { op: "searchBatch", queries: column, k, options: { ...options } }, pins, transfer, map: same<BatchResult> });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * A batch add in chunks. Resolves with the number of vectors added; on abort, rejects with the
+ * signal's reason after the chunk that runs ends: the first `done` vectors of the batch (the
+ * last `onProgress` value, always reported before the rejection) are in, the rest are not.
+ */
+export function addAsync(index: Index, keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
+  try {
+    const column = toKeyColumn(keys);
+    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+    const threads = checkThreads(options.threads);
+    const total = column.length;
+    const chunk = options.chunk ?? Math.min(16384, Math.max(256, Math.ceil(total / 100)));
+    if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidArgumentError(`chunk = ${String(chunk)}`);
+    const pins: unknown[] = [];
+    const transfer: ArrayBuffer[] = [];
+    const body: TaskBody = {
+      op: "add",
+      // toKeyColumn may return the caller's own array: it is copied or pinned like the vectors.
+      keys: total === 0 ? { kind: "inline", array: new BigUint64Array(0) } : toColumn(column, pins, transfer),
+      vectors: vectors.length === 0 ? { kind: "inline", array: new Float32Array(0) } : toColumn(vectors, pins, transfer),
+      threads,
+      chunk,
+    };
+    return submit({
+      index,
+      body,
+      pins,
+      transfer,
+      options,
+      total,
+      map: (result) => {
+        index.revokeStaleViews();
+        return result as number;
+      },
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+export function compactAsync(index: Index, options: AsyncCompactOptions = {}): Promise<void> {
+  try {
+    const threads = checkThreads(options.threads);
+    return submit({
+      index,
+      body: { op: "compact", threads },
+      options,
+      map: () => {
+        index.revokeStaleViews();
+      },
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+export function backupAsync(index: Index, path: string, options: LongOptions = {}): Promise<void> {
+  if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
+  return submit({ index, body: { op: "backup", path }, options, map: () => undefined });
+}
+
+export function verifyAsync(index: Index, options: LongOptions = {}): Promise<VerifyReport> {
+  return submit({ index, body: { op: "verify" }, options, map: same<VerifyReport> });
+}
+
+export function syncAsync(index: Index): Promise<void> {
+  return submit({ index, body: { op: "sync" }, map: () => undefined });
+}
+
+export function checkpointAsync(index: Index): Promise<void> {
+  return submit({ index, body: { op: "checkpoint" }, map: () => undefined });
+}
+
+/**
+ * Opens on a Worker (with `validate: "full"` unless told "fast": the checksum pass over every
+ * byte runs there) and hands the open index to `wrap` on this thread.
+ */
+export function openAsync(path: string, options: OpenOptions, wrap: (handle: number) => Index): Promise<Index> {
+  if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
+  const { centre: _centre, ...rest } = options;
+  return new Promise<Index>((resolve, reject) => {
+    pool.submit(0, { op: "open", path, options: rest as Record<string, unknown> }, {
+      settle: (reply) => {
+        if (reply.type === "failed") return reject(rebuild(reply));
+        try {
+          resolve(wrap(reply.result as number));
+        } catch (error) {
+          reject(error);
+        }
+      },
+    });
+  });
+}
+
+/** Called by `Index.close()`: the pool's Workers drop their references to `handle`. */
+export function detachAsync(handle: number): void {
+  pool.detach(handle);
+}

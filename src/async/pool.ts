@@ -1,0 +1,227 @@
+/**
+ * The pool behind the async API: a fixed number of Workers (default: the core count, settable
+ * with `configureAsync`), started on first use, each attached to the indexes it is given work
+ * for. Tasks wait in one FIFO queue and go to the first idle Worker; nothing else is ever
+ * started, so a burst of Promises costs queue entries, not threads. Imports ./protocol.ts and
+ * ../errors.ts.
+ */
+import { errorClassFor, QuiverError } from "../errors.ts";
+import type { Reply, Request, TaskBody } from "./protocol.ts";
+
+/** What a task's owner hears: progress while it runs, then one settle. */
+export interface TaskHooks {
+  progress?(done: number, total: number): void;
+  settle(reply: Extract<Reply, { type: "done" | "failed" }>): void;
+}
+
+interface Task {
+  id: number;
+  handle: number;
+  body: TaskBody;
+  cancel?: Int32Array;
+  transfer: ArrayBuffer[];
+  hooks: TaskHooks;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  task: Task | undefined;
+  handles: Set<number>;
+}
+
+/** `asyncStats()`: the pool's size and its queue. */
+export interface AsyncStats {
+  /** The Workers the pool may run (the bound). */
+  workers: number;
+  /** Workers started so far (at most `workers`). */
+  started: number;
+  /** Tasks running on a Worker now. */
+  running: number;
+  /** Tasks waiting for a Worker (the queue depth). */
+  queued: number;
+  /** Tasks settled since the pool started, and how many of them failed or were aborted. */
+  completed: number;
+  failed: number;
+  aborted: number;
+}
+
+function defaultWorkers(): number {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return typeof n === "number" && n >= 1 ? Math.min(n, 64) : 2;
+}
+
+/** Rebuilds a Worker's error on this thread: the same class (and `code`) and message. */
+export function rebuild(reply: Extract<Reply, { type: "failed" }>): Error {
+  const cls = reply.status === undefined ? undefined : errorClassFor(reply.status);
+  const error: Error = cls ? new cls() : reply.status !== undefined ? new QuiverError(reply.status) : new Error();
+  error.message = reply.message;
+  if (!(error instanceof QuiverError)) error.name = reply.name;
+  return error;
+}
+
+export class Pool {
+  #size = defaultWorkers();
+  #slots: Slot[] = [];
+  #queue: Task[] = [];
+  #next = 1;
+  #completed = 0;
+  #failed = 0;
+  #aborted = 0;
+
+  /** Sets the bound. Shrinking retires idle Workers now and busy ones when their task ends. */
+  configure(workers: number): void {
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+      throw new RangeError(`workers = ${String(workers)} (1 to 64)`);
+    }
+    this.#size = workers;
+    for (const slot of [...this.#slots]) if (this.#slots.length > this.#size && slot.task === undefined) this.#retire(slot);
+    this.#pump();
+  }
+
+  stats(): AsyncStats {
+    return {
+      workers: this.#size,
+      started: this.#slots.length,
+      running: this.#slots.filter((s) => s.task !== undefined).length,
+      queued: this.#queue.length,
+      completed: this.#completed,
+      failed: this.#failed,
+      aborted: this.#aborted,
+    };
+  }
+
+  /** Queues one task; returns its id. */
+  submit(handle: number, body: TaskBody, hooks: TaskHooks, transfer: ArrayBuffer[] = [], cancel?: Int32Array): number {
+    const id = this.#next++;
+    this.#queue.push({ id, handle, body, cancel, transfer, hooks });
+    this.#pump();
+    return id;
+  }
+
+  /** Removes a task that has not started; false if it already runs (or ran). */
+  unqueue(id: number): boolean {
+    const at = this.#queue.findIndex((t) => t.id === id);
+    if (at < 0) return false;
+    this.#queue.splice(at, 1);
+    this.#aborted++;
+    this.#completed++;
+    return true;
+  }
+
+  /**
+   * The index `handle` was closed by its owner on this thread: every Worker that attached it
+   * drops its reference after the task it runs (messages to a Worker are handled in order).
+   */
+  detach(handle: number): void {
+    for (const slot of this.#slots) {
+      if (!slot.handles.delete(handle)) continue;
+      slot.worker.postMessage({ type: "detach", handle } satisfies Request);
+    }
+  }
+
+  /** Whether any Worker still holds a reference to `handle` (for leak checks). */
+  holds(handle: number): boolean {
+    return this.#slots.some((s) => s.handles.has(handle));
+  }
+
+  /** A Promise that resolves once every Worker has handled every message sent so far. */
+  async drain(): Promise<void> {
+    while (this.#queue.length > 0 || this.#slots.some((s) => s.task !== undefined || !s.ready)) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await Promise.all(this.#slots.map((slot) => this.#roundTrip(slot)));
+  }
+
+  #roundTrip(slot: Slot): Promise<void> {
+    return new Promise((resolve) => {
+      const previous = slot.worker.onmessage;
+      slot.worker.onmessage = (event: MessageEvent) => {
+        const reply = event.data as Reply;
+        if (reply.type === "detached" && reply.handle === -2) {
+          slot.worker.onmessage = previous;
+          resolve();
+          return;
+        }
+        previous?.call(slot.worker, event);
+      };
+      slot.worker.postMessage({ type: "detach", handle: -2 } satisfies Request);
+    });
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      let slot = this.#slots.find((s) => s.ready && s.task === undefined);
+      if (slot === undefined) {
+        if (this.#slots.length < this.#size) this.#start();
+        return;
+      }
+      const task = this.#queue.shift()!;
+      slot.task = task;
+      if (task.body.op !== "open") slot.handles.add(task.handle);
+      const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel };
+      slot.worker.postMessage(request, task.transfer);
+    }
+  }
+
+  #start(): void {
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const slot: Slot = { worker, ready: false, task: undefined, handles: new Set() };
+    this.#slots.push(slot);
+    // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
+    (worker as unknown as { unref?: () => void }).unref?.();
+    worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault?.();
+      const task = slot.task;
+      slot.task = undefined;
+      this.#slots.splice(this.#slots.indexOf(slot), 1);
+      if (task) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
+      this.#pump();
+    };
+  }
+
+  #onReply(slot: Slot, reply: Reply): void {
+    switch (reply.type) {
+      case "ready":
+        slot.ready = true;
+        this.#pump();
+        return;
+      case "progress":
+        if (slot.task?.id === reply.id) slot.task.hooks.progress?.(reply.done, reply.total);
+        return;
+      case "detached":
+        return;
+      case "done":
+      case "failed": {
+        const task = slot.task;
+        if (task === undefined || task.id !== reply.id) return;
+        slot.task = undefined;
+        if (reply.type === "failed" && reply.handleClosed) slot.handles.delete(task.handle);
+        if (this.#slots.length > this.#size) this.#retire(slot);
+        this.#settle(task, reply);
+        this.#pump();
+        return;
+      }
+    }
+  }
+
+  #settle(task: Task, reply: Extract<Reply, { type: "done" | "failed" }>): void {
+    this.#completed++;
+    if (reply.type === "failed") this.#failed++;
+    else if (reply.aborted) this.#aborted++;
+    task.hooks.settle(reply);
+  }
+
+  #retire(slot: Slot): void {
+    this.#slots.splice(this.#slots.indexOf(slot), 1);
+    slot.worker.postMessage({ type: "shutdown" } satisfies Request);
+    // The Worker exits once its references are released (the reply to "shutdown").
+    slot.worker.onmessage = (event: MessageEvent) => {
+      if ((event.data as Reply).type === "detached") slot.worker.terminate();
+    };
+  }
+}
+
+/** The process's pool (one per JS thread that uses the async API). */
+export const pool: Pool = new Pool();

@@ -405,7 +405,7 @@ export class Index extends Reader {
   }
 
   verifyAsync(options?: async.LongOptions): Promise<VerifyReport> {
-    return async.verifyAsync(this, options);
+    return async.verifyAsync<VerifyReport>(this, options);
   }
 
   syncAsync(): Promise<void> {

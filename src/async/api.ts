@@ -2,10 +2,9 @@
  * The async API: every call that can take more than about a millisecond, run by the Worker
  * pool (pool.ts) as the ordinary synchronous call on an attached wrapper, resolved on this
  * thread's event loop. `Index` delegates its `…Async` methods here. Imports ./pool.ts,
- * ./address.ts, ./protocol.ts, ../errors.ts, ../keys.ts, ../reader.ts, ../runtime/loader.ts
- * and (types only) ../index.ts.
+ * ./address.ts, ./protocol.ts, ../errors.ts, ../keys.ts, ../reader.ts and ../runtime/loader.ts;
+ * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
  */
-import type { Index, OpenOptions, VerifyReport } from "../index.ts";
 import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
 import { type Key, toKeyColumn } from "../keys.ts";
 import { checkEf, checkK, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
@@ -19,6 +18,15 @@ export interface Progress {
   done: number;
   total: number;
 }
+
+/** What the async calls need of an `Index`. */
+export interface AsyncTarget {
+  handleOrThrow(): number;
+  readonly closed: boolean;
+  readonly dimensions: number;
+  revokeStaleViews(): void;
+}
+type Index = AsyncTarget;
 
 /** Options of every long async call. */
 export interface LongOptions {
@@ -238,8 +246,8 @@ export function backupAsync(index: Index, path: string, options: LongOptions = {
   return submit({ index, body: { op: "backup", path }, options, map: () => undefined });
 }
 
-export function verifyAsync(index: Index, options: LongOptions = {}): Promise<VerifyReport> {
-  return submit({ index, body: { op: "verify" }, options, map: same<VerifyReport> });
+export function verifyAsync<Report>(index: Index, options: LongOptions = {}): Promise<Report> {
+  return submit({ index, body: { op: "verify" }, options, map: same<Report> });
 }
 
 export function syncAsync(index: Index): Promise<void> {
@@ -254,10 +262,10 @@ export function checkpointAsync(index: Index): Promise<void> {
  * Opens on a Worker (with `validate: "full"` unless told "fast": the checksum pass over every
  * byte runs there) and hands the open index to `wrap` on this thread.
  */
-export function openAsync(path: string, options: OpenOptions, wrap: (handle: number) => Index): Promise<Index> {
+export function openAsync<T>(path: string, options: { centre?: unknown }, wrap: (handle: number) => T): Promise<T> {
   if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
   const { centre: _centre, ...rest } = options;
-  return new Promise<Index>((resolve, reject) => {
+  return new Promise<T>((resolve, reject) => {
     pool.submit(0, { op: "open", path, options: rest as Record<string, unknown> }, {
       settle: (reply) => {
         if (reply.type === "failed") return reject(rebuild(reply));

@@ -45,6 +45,7 @@ export const symbols = {
   qv_guard_check: { args: ["u32", "u64"], returns: "i32" },
   qv_guard_release: { args: ["u32", "u64"], returns: "i32" },
   qv_index_prepare_batch: { args: ["u32", "u32", "ptr", "u64"], returns: "i32" },
+  qv_index_compact_controlled: { args: ["u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_registry_counts: { args: ["ptr", "ptr"], returns: "i32" },
 } as const satisfies Record<string, { args: readonly FfiType[]; returns: FfiType }>;
 

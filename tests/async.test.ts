@@ -8,7 +8,7 @@
  */
 import { asyncIdle, asyncStats, ClosedError, configureAsync, Index, InvalidVectorError } from "../mod.ts";
 import { assert, assertEquals, clustered, tempDir, test } from "./harness.ts";
-import { removeDir } from "./fixtures/util.ts";
+import { listDir, removeDir } from "./fixtures/util.ts";
 
 const d = 16;
 
@@ -188,4 +188,46 @@ test("async: close rejects pending calls with ClosedError; nothing leaks after m
   assertEquals(after.nativeReferences, base.nativeReferences, "references left");
   assertEquals(after.queued, 0);
   assertEquals(after.running, 0);
+});
+
+test("async: a cancelled compaction leaves the old index; progress ends at the live count", async () => {
+  const dir = tempDir();
+  try {
+    using index = Index.open(`${dir}/c.qv`, { dimensions: d });
+    index.add(keysOf(9000), clustered(9000, d, 20));
+    for (let i = 0; i < 9000; i += 3) index.remove(i);
+    const before = index.stats();
+    const queries = clustered(20, d, 21);
+    const answers = index.searchBatch(queries, 5);
+    // Aborted right after the call: the Worker has the task, native code sees the cancel word
+    // before its first chunk and stops before the swap.
+    const controller = new AbortController();
+    const promise = index.compactAsync({ threads: 2, signal: controller.signal });
+    controller.abort();
+    assertEquals((await rejection(promise) as Error).name, "AbortError");
+    const after = index.stats();
+    assertEquals([after.tombstones, after.size, after.slots_used], [before.tombstones, before.size, before.slots_used]);
+    assertEquals(index.searchBatch(queries, 5), answers);
+    assert(index.verify().ok);
+    const leftovers = listDir(dir).filter((f) => f.includes("~compact"));
+    assertEquals(leftovers, []);
+    // Not aborted: it compacts, and its last progress is the live count.
+    const seen: Array<{ done: number; total: number }> = [];
+    await index.compactAsync({ threads: 2, onProgress: (p) => seen.push(p) });
+    assertEquals(index.stats().tombstones, 0);
+    assertEquals(seen[seen.length - 1], { done: 6000, total: 6000 });
+    // A backup aborted while it runs leaves no files at its path.
+    const backup = new AbortController();
+    const saving = index.backupAsync(`${dir}/b.qv`, { signal: backup.signal });
+    backup.abort();
+    assertEquals((await rejection(saving) as Error).name, "AbortError");
+    assertEquals(listDir(dir).filter((f) => f.startsWith("b.qv")), []);
+    const verifying = new AbortController();
+    const walk = index.verifyAsync({ signal: verifying.signal });
+    verifying.abort();
+    assertEquals((await rejection(walk) as Error).name, "AbortError");
+    await asyncIdle();
+  } finally {
+    removeDir(dir);
+  }
 });

@@ -645,6 +645,31 @@ pub const exports = struct {
         return .ok;
     }
 
+    /// `qv_index_compact` that writes its progress to `progress` ([0] rebuilt, [1] to rebuild)
+    /// and stops before the swap once `cancel` is nonzero: then `out_cancelled` is 1 and the
+    /// index is unchanged. Both may be shared memory another thread reads and writes.
+    pub fn qv_index_compact_controlled(
+        handle: u32,
+        threads: u32,
+        cancel: ?*const u32,
+        progress: ?[*]u64,
+        out_cancelled: ?*u32,
+    ) callconv(.C) Status {
+        const control = compact.Control{
+            .cancel = cancel orelse return .invalid_argument,
+            .progress = (progress orelse return .invalid_argument)[0..2],
+        };
+        const out = out_cancelled orelse return .invalid_argument;
+        const index = registry.enter(handle) catch |err| return statusOf(err);
+        defer registry.leave(handle);
+        index.structure.lock(&index.counters.lock_contention);
+        defer index.structure.unlock();
+        const finished = compact.compactControlled(index, threads, control) catch |err|
+            return statusOf(err);
+        out.* = @intFromBool(!finished);
+        return .ok;
+    }
+
     /// The registry's open indexes and the references held on them (wrappers and running
     /// calls), for leak checks.
     pub fn qv_registry_counts(out_open: ?*u32, out_users: ?*u64) callconv(.C) Status {

@@ -80,7 +80,12 @@ export function asyncIdle(): Promise<void> {
   return pool.drain();
 }
 
-/** The Worker-side column for a typed array: copied when small, pinned by address when large. */
+/**
+ * The Worker-side column for a typed array: copied when small; shared when it is over a
+ * SharedArrayBuffer; above 1 MiB pinned (kept alive by the call and read in place by the Worker
+ * through its address, since copying 100 MB would stall this thread for ~100 ms). A pinned
+ * input must not be written, transferred or resized until the call settles.
+ */
 function toColumn(array: Float32Array | BigUint64Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
   const type = array instanceof Float32Array ? "f32" : "u64";
   if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
@@ -101,6 +106,10 @@ interface Call<T> {
   pins?: unknown[];
   options?: LongOptions;
   total?: number;
+  /** Progress comes from native code through shared [done, total], polled here. */
+  polled?: boolean;
+  /** Read-only work: an abort rejects at once; the Worker's result is dropped when it ends. */
+  abortEarly?: boolean;
   map(result: unknown): T;
 }
 
@@ -112,9 +121,10 @@ function submit<T>(call: Call<T>): Promise<T> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     let pins = call.pins;
+    let settled = false;
     let last = 0;
     let reported = -1;
-    const total = call.total ?? 1;
+    let total = call.total ?? 1;
     const report = (done: number, force: boolean) => {
       if (!options.onProgress || done === reported) return;
       const now = performance.now();
@@ -124,21 +134,44 @@ function submit<T>(call: Call<T>): Promise<T> {
       options.onProgress({ done, total });
     };
     const cancel = signal ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    const progress = call.polled && (signal || options.onProgress) ? new BigUint64Array(new SharedArrayBuffer(16)) : undefined;
+    const poll = progress && options.onProgress
+      ? setInterval(() => {
+        const t = Number(Atomics.load(progress, 1));
+        if (t > 0) {
+          total = t;
+          report(Number(Atomics.load(progress, 0)), false);
+        }
+      }, progressIntervalMs)
+      : undefined;
+    const finish = () => {
+      settled = true;
+      if (poll !== undefined) clearInterval(poll);
+      signal?.removeEventListener("abort", onAbort);
+    };
     let id = 0;
     const onAbort = () => {
       // Not started: it never will. Running: the Worker stops at its next chunk boundary.
       if (pool.unqueue(id)) {
-        signal!.removeEventListener("abort", onAbort);
+        finish();
         pins = undefined;
         reject(signal!.reason);
         return;
       }
       Atomics.store(cancel!, 0, 1);
+      if (call.abortEarly) {
+        finish();
+        reject(signal!.reason);
+      }
     };
     const settle = (reply: Extract<Reply, { type: "done" | "failed" }>) => {
-      signal?.removeEventListener("abort", onAbort);
       pins = undefined;
-      if (reply.type === "done" && reply.done !== undefined) report(reply.done, true);
+      if (settled) return;
+      finish();
+      if (progress !== undefined && Number(progress[1]) > 0) {
+        total = Number(progress[1]);
+        report(Number(progress[0]), true);
+      } else if (reply.type === "done" && reply.done !== undefined) report(reply.done, true);
       else if (reply.type === "done" && !reply.aborted) report(total, true);
       if (index.closed) return reject(new ClosedError("the index was closed while this call ran"));
       if (reply.type === "failed") return reject(rebuild(reply));
@@ -149,7 +182,7 @@ function submit<T>(call: Call<T>): Promise<T> {
         reject(error);
       }
     };
-    id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel);
+    id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel, progress);
     void pins;
     signal?.addEventListener("abort", onAbort, { once: true });
     report(0, true);
@@ -158,6 +191,7 @@ function submit<T>(call: Call<T>): Promise<T> {
 
 const same = <T>(result: unknown) => result as T;
 
+/** `search` on a Worker; the query is copied at the call. */
 export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
   try {
     const q = toVector(query).slice();
@@ -169,6 +203,7 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
   }
 }
 
+/** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
 export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
   try {
     checkK(k);
@@ -225,6 +260,13 @@ export function addAsync(index: Index, keys: BigUint64Array | ArrayLike<Key>, ve
   }
 }
 
+/**
+ * `compact` on a Worker. Progress counts the live vectors rebuilt (read from native code). An
+ * abort stops the rebuild at its next chunk of 4096 vectors, before the swap: the Promise
+ * rejects and the index is the old one, tombstones included (a persistent index's temporary
+ * `path~compact*` files are removed). An abort that lands after the swap is too late: the
+ * Promise then resolves, compacted.
+ */
 export function compactAsync(index: Index, options: AsyncCompactOptions = {}): Promise<void> {
   try {
     const threads = checkThreads(options.threads);
@@ -232,6 +274,7 @@ export function compactAsync(index: Index, options: AsyncCompactOptions = {}): P
       index,
       body: { op: "compact", threads },
       options,
+      polled: true,
       map: () => {
         index.revokeStaleViews();
       },
@@ -241,19 +284,29 @@ export function compactAsync(index: Index, options: AsyncCompactOptions = {}): P
   }
 }
 
+/**
+ * `backup` on a Worker. Progress is 0 then 1 (one native call). An abort lets the copy finish,
+ * then removes the files it wrote at `path` and rejects: a backup is whole or absent.
+ */
 export function backupAsync(index: Index, path: string, options: LongOptions = {}): Promise<void> {
   if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
   return submit({ index, body: { op: "backup", path }, options, map: () => undefined });
 }
 
+/**
+ * `verify` on a Worker. Progress is 0 then 1. An abort rejects at once; the walk (read-only)
+ * runs to its end on the Worker, which takes no other task until then.
+ */
 export function verifyAsync<Report>(index: Index, options: LongOptions = {}): Promise<Report> {
-  return submit({ index, body: { op: "verify" }, options, map: same<Report> });
+  return submit({ index, body: { op: "verify" }, options, abortEarly: true, map: same<Report> });
 }
 
+/** `sync` (fsync of the log) on a Worker. */
 export function syncAsync(index: Index): Promise<void> {
   return submit({ index, body: { op: "sync" }, map: () => undefined });
 }
 
+/** `checkpoint` on a Worker. */
 export function checkpointAsync(index: Index): Promise<void> {
   return submit({ index, body: { op: "checkpoint" }, map: () => undefined });
 }

@@ -19,6 +19,7 @@ interface Task {
   handle: number;
   body: TaskBody;
   cancel?: Int32Array;
+  progress?: BigUint64Array;
   transfer: ArrayBuffer[];
   hooks: TaskHooks;
 }
@@ -92,9 +93,9 @@ export class Pool {
   }
 
   /** Queues one task; returns its id. */
-  submit(handle: number, body: TaskBody, hooks: TaskHooks, transfer: ArrayBuffer[] = [], cancel?: Int32Array): number {
+  submit(handle: number, body: TaskBody, hooks: TaskHooks, transfer: ArrayBuffer[] = [], cancel?: Int32Array, progress?: BigUint64Array): number {
     const id = this.#next++;
-    this.#queue.push({ id, handle, body, cancel, transfer, hooks });
+    this.#queue.push({ id, handle, body, cancel, progress, transfer, hooks });
     this.#pump();
     return id;
   }
@@ -159,7 +160,7 @@ export class Pool {
       const task = this.#queue.shift()!;
       slot.task = task;
       if (task.body.op !== "open") slot.handles.add(task.handle);
-      const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel };
+      const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
       slot.worker.postMessage(request, task.transfer);
     }
   }

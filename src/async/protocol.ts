@@ -20,9 +20,12 @@ export type TaskBody =
   | { op: "checkpoint" }
   | { op: "open"; path: string; options: Record<string, unknown> };
 
-/** Main to Worker. `cancel` is a shared word the main thread sets to 1 on abort. */
+/**
+ * Main to Worker. `cancel` is a shared word the main thread sets to 1 on abort; `progress` is
+ * shared [done, total] that native code writes (compaction) and the main thread polls.
+ */
 export type Request =
-  | { type: "task"; id: number; handle: number; body: TaskBody; cancel?: Int32Array }
+  | { type: "task"; id: number; handle: number; body: TaskBody; cancel?: Int32Array; progress?: BigUint64Array }
   | { type: "detach"; handle: number }
   | { type: "shutdown" };
 

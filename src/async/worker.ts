@@ -2,9 +2,10 @@
  * The Worker of the async API (pool.ts starts a fixed number of them). Each one attaches to
  * the indexes the main thread names (`Index.attach(handle)`, one wrapper per index, kept until
  * the main thread says the index closed) and runs one task at a time as ordinary synchronous
- * calls, which block this Worker, never the main thread. Imports ../runtime/loader.ts,
+ * calls, which block this Worker, never the main thread. Imports node:fs, ../runtime/loader.ts,
  * ../index.ts, ../errors.ts, ../ffi.gen.ts and ./protocol.ts.
  */
+import { rmSync } from "node:fs";
 import { loadNative, native } from "../runtime/loader.ts";
 import { encodeOptions, Index, openFlags } from "../index.ts";
 import { check, ClosedError, InvalidHandleError, QuiverError } from "../errors.ts";
@@ -74,7 +75,29 @@ function open(body: Extract<TaskBody, { op: "open" }>): number {
   return out[0];
 }
 
-function run(id: number, handle: number, body: TaskBody, cancel?: Int32Array): [Reply, ArrayBuffer[]] {
+/** A compaction that native code stops before its swap once `cancel` is set (the old index stays). */
+function compact(index: Index, id: number, threads: number, cancel?: Int32Array, progress?: BigUint64Array): Reply {
+  if (cancel === undefined && progress === undefined) {
+    index.compact({ threads });
+    return { type: "done", id, result: undefined };
+  }
+  const cancelled = new Uint32Array(1);
+  const word = cancel ?? new Int32Array(1);
+  const counts = progress ?? new BigUint64Array(2);
+  check(native().fn.qv_index_compact_controlled(index.handle, threads, word, counts, cancelled));
+  index.revokeStaleViews();
+  return cancelled[0] === 1 ? { type: "done", id, result: undefined, aborted: true } : { type: "done", id, result: undefined };
+}
+
+/** A backup; aborted while it ran, its files are removed once it ends (it is never half-kept). */
+function backup(index: Index, id: number, path: string, cancel?: Int32Array): Reply {
+  index.backup(path);
+  if (cancel === undefined || Atomics.load(cancel, 0) === 0) return { type: "done", id, result: undefined };
+  for (const suffix of ["", ".graph", ".upper", ".vectors", ".wal"]) rmSync(path + suffix, { force: true });
+  return { type: "done", id, result: undefined, aborted: true };
+}
+
+function run(id: number, handle: number, body: TaskBody, cancel?: Int32Array, progress?: BigUint64Array): [Reply, ArrayBuffer[]] {
   if (body.op === "open") return [{ type: "done", id, result: open(body) }, []];
   const index = indexFor(handle);
   switch (body.op) {
@@ -89,11 +112,9 @@ function run(id: number, handle: number, body: TaskBody, cancel?: Int32Array): [
     case "add":
       return [add(index, id, body, cancel), []];
     case "compact":
-      index.compact({ threads: body.threads });
-      return [{ type: "done", id, result: undefined }, []];
+      return [compact(index, id, body.threads, cancel, progress), []];
     case "backup":
-      index.backup(body.path);
-      return [{ type: "done", id, result: undefined }, []];
+      return [backup(index, id, body.path, cancel), []];
     case "verify":
       return [{ type: "done", id, result: index.verify() }, []];
     case "sync":
@@ -135,9 +156,9 @@ scope.onmessage = (event: MessageEvent) => {
     post({ type: "detached", handle: -1, references: 0 });
     return;
   }
-  const { id, handle, body, cancel } = request;
+  const { id, handle, body, cancel, progress } = request;
   try {
-    const [reply, transfer] = run(id, handle, body, cancel);
+    const [reply, transfer] = run(id, handle, body, cancel, progress);
     post(reply, transfer);
   } catch (error) {
     post(failure(id, handle, error));

@@ -655,13 +655,13 @@ pub const exports = struct {
         progress: ?[*]u64,
         out_cancelled: ?*u32,
     ) callconv(.C) Status {
+        const index = registry.enter(handle) catch |err| return statusOf(err);
+        defer registry.leave(handle);
         const control = compact.Control{
             .cancel = cancel orelse return .invalid_argument,
             .progress = (progress orelse return .invalid_argument)[0..2],
         };
         const out = out_cancelled orelse return .invalid_argument;
-        const index = registry.enter(handle) catch |err| return statusOf(err);
-        defer registry.leave(handle);
         index.structure.lock(&index.counters.lock_contention);
         defer index.structure.unlock();
         const finished = compact.compactControlled(index, threads, control) catch |err|

@@ -68,11 +68,13 @@ export function asyncStats(): AsyncStatsFull {
 }
 
 /**
- * Sets how many Workers run async calls (default: the core count). Every async call of the
+ * Sets how many Workers run async calls (default: the core count) and, on Linux, the nice
+ * value of Workers started afterwards and of the native threads their calls use (default 5:
+ * when every core is busy, the event loop's thread runs first). Every async call of the
  * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
  */
-export function configureAsync(options: { workers: number }): void {
-  pool.configure(options.workers);
+export function configureAsync(options: { workers?: number; nice?: number }): void {
+  pool.configure(options.workers ?? pool.stats().workers, options.nice);
 }
 
 /** Resolves once every Worker has finished its tasks and handled every detach (tests). */

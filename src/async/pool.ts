@@ -29,12 +29,23 @@ interface Slot {
   ready: boolean;
   task: Task | undefined;
   handles: Set<number>;
+  /** Deno: retires the Worker after this long idle (see idleRetireMs). */
+  idle: ReturnType<typeof setTimeout> | undefined;
 }
+
+/**
+ * Bun's Workers can be unref'd, so an idle pool never holds the process open. Deno's cannot:
+ * a live Worker keeps the process running, so there an idle Worker gives its references back
+ * and exits after this long (the next call starts a new one, off this thread).
+ */
+const idleRetireMs = 1000;
 
 /** `asyncStats()`: the pool's size and its queue. */
 export interface AsyncStats {
   /** The Workers the pool may run (the bound). */
   workers: number;
+  /** The nice value new Workers (and their native threads) run at (Linux). */
+  nice: number;
   /** Workers started so far (at most `workers`). */
   started: number;
   /** Tasks running on a Worker now. */
@@ -63,15 +74,23 @@ export function rebuild(reply: Extract<Reply, { type: "failed" }>): Error {
 
 export class Pool {
   #size = defaultWorkers();
+  #nice = 5;
   #slots: Slot[] = [];
   #queue: Task[] = [];
   #next = 1;
   #completed = 0;
+  #retireWhenIdle = false;
+  #retiring = new Set<Promise<void>>();
   #failed = 0;
   #aborted = 0;
 
-  /** Sets the bound. Shrinking retires idle Workers now and busy ones when their task ends. */
-  configure(workers: number): void {
+  /**
+   * Sets the bound (shrinking retires idle Workers now, busy ones when their task ends) and the
+   * nice value of Workers started from now on.
+   */
+  configure(workers: number, nice = this.#nice): void {
+    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new RangeError(`nice = ${String(nice)} (0 to 19)`);
+    this.#nice = nice;
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`workers = ${String(workers)} (1 to 64)`);
     }
@@ -83,6 +102,7 @@ export class Pool {
   stats(): AsyncStats {
     return {
       workers: this.#size,
+      nice: this.#nice,
       started: this.#slots.length,
       running: this.#slots.filter((s) => s.task !== undefined).length,
       queued: this.#queue.length,
@@ -131,7 +151,7 @@ export class Pool {
     while (this.#queue.length > 0 || this.#slots.some((s) => s.task !== undefined || !s.ready)) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    await Promise.all(this.#slots.map((slot) => this.#roundTrip(slot)));
+    await Promise.all([...this.#slots.map((slot) => this.#roundTrip(slot)), ...this.#retiring]);
   }
 
   #roundTrip(slot: Slot): Promise<void> {
@@ -158,6 +178,8 @@ export class Pool {
         return;
       }
       const task = this.#queue.shift()!;
+      if (slot.idle !== undefined) clearTimeout(slot.idle);
+      slot.idle = undefined;
       slot.task = task;
       if (task.body.op !== "open") slot.handles.add(task.handle);
       const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
@@ -167,10 +189,12 @@ export class Pool {
 
   #start(): void {
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    const slot: Slot = { worker, ready: false, task: undefined, handles: new Set() };
+    const slot: Slot = { worker, ready: false, task: undefined, handles: new Set(), idle: undefined };
     this.#slots.push(slot);
     // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
-    (worker as unknown as { unref?: () => void }).unref?.();
+    const unref = (worker as unknown as { unref?: () => void }).unref;
+    if (typeof unref === "function") unref.call(worker);
+    else this.#retireWhenIdle = true;
     worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault?.();
@@ -185,12 +209,16 @@ export class Pool {
   #onReply(slot: Slot, reply: Reply): void {
     switch (reply.type) {
       case "ready":
+        // Before any task (a Worker handles its messages in order). Nothing is posted before
+        // "ready": Bun drops messages that reach a Worker before it sets its handler.
+        slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
         slot.ready = true;
         this.#pump();
         return;
       case "progress":
         if (slot.task?.id === reply.id) slot.task.hooks.progress?.(reply.done, reply.total);
         return;
+      case "niced":
       case "detached":
         return;
       case "done":
@@ -202,6 +230,11 @@ export class Pool {
         if (this.#slots.length > this.#size) this.#retire(slot);
         this.#settle(task, reply);
         this.#pump();
+        if (this.#retireWhenIdle && slot.task === undefined && this.#slots.includes(slot)) {
+          slot.idle = setTimeout(() => {
+            if (slot.task === undefined && this.#slots.includes(slot)) this.#retire(slot);
+          }, idleRetireMs);
+        }
         return;
       }
     }
@@ -215,12 +248,19 @@ export class Pool {
   }
 
   #retire(slot: Slot): void {
+    if (slot.idle !== undefined) clearTimeout(slot.idle);
     this.#slots.splice(this.#slots.indexOf(slot), 1);
     slot.worker.postMessage({ type: "shutdown" } satisfies Request);
     // The Worker exits once its references are released (the reply to "shutdown").
-    slot.worker.onmessage = (event: MessageEvent) => {
-      if ((event.data as Reply).type === "detached") slot.worker.terminate();
-    };
+    const gone = new Promise<void>((resolve) => {
+      slot.worker.onmessage = (event: MessageEvent) => {
+        if ((event.data as Reply).type !== "detached") return;
+        slot.worker.terminate();
+        resolve();
+      };
+    });
+    this.#retiring.add(gone);
+    void gone.then(() => this.#retiring.delete(gone));
   }
 }
 

@@ -27,11 +27,13 @@ export type TaskBody =
 export type Request =
   | { type: "task"; id: number; handle: number; body: TaskBody; cancel?: Int32Array; progress?: BigUint64Array }
   | { type: "detach"; handle: number }
+  | { type: "nice"; value: number }
   | { type: "shutdown" };
 
 /** Worker to main. */
 export type Reply =
   | { type: "ready" }
+  | { type: "niced"; ok: boolean }
   | { type: "progress"; id: number; done: number; total: number }
   | { type: "done"; id: number; result: unknown; aborted?: boolean; done?: number }
   | { type: "failed"; id: number; status?: number; name: string; message: string; handleClosed: boolean }

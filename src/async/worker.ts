@@ -3,13 +3,14 @@
  * the indexes the main thread names (`Index.attach(handle)`, one wrapper per index, kept until
  * the main thread says the index closed) and runs one task at a time as ordinary synchronous
  * calls, which block this Worker, never the main thread. Imports node:fs, ../runtime/loader.ts,
- * ../index.ts, ../errors.ts, ../ffi.gen.ts and ./protocol.ts.
+ * ../index.ts, ../errors.ts, ./nice.ts and ./protocol.ts.
  */
 import { rmSync } from "node:fs";
 import { loadNative, native } from "../runtime/loader.ts";
 import { encodeOptions, Index, openFlags } from "../index.ts";
 import { check, ClosedError, InvalidHandleError, QuiverError } from "../errors.ts";
 import type { Column, Reply, Request, TaskBody } from "./protocol.ts";
+import { niceThisThread } from "./nice.ts";
 
 await loadNative();
 
@@ -143,6 +144,10 @@ function failure(id: number, handle: number, error: unknown): Reply {
 
 scope.onmessage = (event: MessageEvent) => {
   const request = event.data as Request;
+  if (request.type === "nice") {
+    post({ type: "niced", ok: niceThisThread(request.value) });
+    return;
+  }
   if (request.type === "detach") {
     detach(request.handle);
     const counts = new Uint32Array(1);

@@ -7,7 +7,7 @@
  * cancelled and closed calls (the native registry's counts).
  */
 import { asyncIdle, asyncStats, ClosedError, configureAsync, Index, InvalidVectorError } from "../mod.ts";
-import { assert, assertEquals, clustered, tempDir, test } from "./harness.ts";
+import { assert, assertEquals, clustered, killChildren, repoPath, spawnRuntime, tempDir, test } from "./harness.ts";
 import { listDir, removeDir } from "./fixtures/util.ts";
 
 const d = 16;
@@ -231,3 +231,13 @@ test("async: a cancelled compaction leaves the old index; progress ends at the l
     removeDir(dir);
   }
 });
+
+test("async: a program that used the async API exits by itself (the pool holds no process open)", async () => {
+  const child = spawnRuntime(repoPath("tests/fixtures/async_exit.ts"), []);
+  try {
+    assertEquals(await child.nextLine(), "found 2 with 1 Workers");
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    killChildren();
+  }
+}, 30_000);

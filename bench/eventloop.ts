@@ -24,7 +24,7 @@ const spec = parseDatasetSpec(flag("dataset", "clustered:200000:128"));
 const threads = Number(flag("threads", "2"));
 const limit = Number(flag("limit", "Infinity"));
 const sync = args.includes("--sync");
-const nice = Number(flag("nice", "5"));
+const nice = Number(flag("nice", "0"));
 configureAsync({ nice });
 const data = loadDataset(spec, limit, 0);
 const n = data.baseCount;

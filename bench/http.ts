@@ -78,7 +78,8 @@ function wrk(base: string, connections: number): { rps: number; p50_ms: number; 
   };
 }
 
-for (const background of [false, true]) {
+const backgrounds = args.includes("--only-background") ? [true] : args.includes("--only-idle") ? [false] : [false, true];
+for (const background of backgrounds) {
   for (const sync of [false, true]) {
     for (const connections of [1, 16, 64]) {
       const server = await startServer(sync);
@@ -86,13 +87,19 @@ for (const background of [false, true]) {
         await fetch(`${server.base}/build`, { method: "POST", body: JSON.stringify({ count: preload, from: 0, threads: 2 }) });
         await waitBuilt(server.base);
         if (background) {
-          // Not awaited in sync mode: there the request itself blocks the server until it ends.
-          void fetch(`${server.base}/build`, { method: "POST", body: JSON.stringify({ count: buildCount, from: 10_000_000, threads: 1 }) }).catch(() => {});
-          await new Promise((r) => setTimeout(r, 200));
+          // Async: the answer comes once the server has generated the vectors (on its JS thread,
+          // not Quiver's work) and started the add. Sync: the request blocks the server until
+          // the add ends, so it is not awaited.
+          const started = fetch(`${server.base}/build`, { method: "POST", body: JSON.stringify({ count: buildCount, from: 10_000_000, threads: 1 }) });
+          if (sync) started.catch(() => {});
+          else await started;
+          await new Promise((r) => setTimeout(r, 500));
         }
         const loadBefore = load();
         const result = wrk(server.base, connections);
-        console.log(JSON.stringify({ server: serverRuntime, mode: sync ? "sync" : "async", background: background ? `batch add of ${buildCount}` : "none", connections, seconds, ...result, load: loadBefore }));
+        // Whether the batch add still ran when the load ended (a sync server answers once it has).
+        const stats = await (await fetch(`${server.base}/stats`)).json();
+        console.log(JSON.stringify({ server: serverRuntime, mode: sync ? "sync" : "async", background: background ? `batch add of ${buildCount}` : "none", connections, seconds, ...result, still_building_after: stats.building > 0, size_after: stats.size, load: loadBefore }));
       } finally {
         server.stop();
         await new Promise((r) => setTimeout(r, 300));

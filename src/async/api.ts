@@ -69,8 +69,10 @@ export function asyncStats(): AsyncStatsFull {
 
 /**
  * Sets how many Workers run async calls (default: the core count) and, on Linux, the nice
- * value of Workers started afterwards and of the native threads their calls use (default 5:
- * when every core is busy, the event loop's thread runs first). Every async call of the
+ * value of Workers started afterwards and of the native threads their calls use (default 0;
+ * a higher value lets the event loop's thread run first when every core is busy: its effect
+ * could not be told from other users' load on the 2-core machine it was measured on, see
+ * BENCHMARKS.md). Every async call of the
  * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
  */
 export function configureAsync(options: { workers?: number; nice?: number }): void {

@@ -74,7 +74,7 @@ export function rebuild(reply: Extract<Reply, { type: "failed" }>): Error {
 
 export class Pool {
   #size = defaultWorkers();
-  #nice = 5;
+  #nice = 0;
   #slots: Slot[] = [];
   #queue: Task[] = [];
   #next = 1;

@@ -201,7 +201,8 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
     const q = toVector(query).slice();
     checkK(k);
     checkEf(options.ef, k);
-    return submit({ index, body: { op: "search", query: q, k, options: { ...options } }, transfer: [q.buffer], map: same<SearchResult> });
+    const picked = { ef: options.ef, rerank: options.rerank };
+    return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer], map: same<SearchResult> });
   } catch (error) {
     return Promise.reject(error);
   }
@@ -218,7 +219,8 @@ export function searchBatchAsync(index: Index, queries: Float32Array, k: number,
     const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     const column = toColumn(queries, pins, transfer);
-    return submit({ index, body: { op: "searchBatch", queries: column, k, options: { ...options } }, pins, transfer, map: same<BatchResult> });
+    const picked = { ef: options.ef, rerank: options.rerank, threads: options.threads };
+    return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, pins, transfer, map: same<BatchResult> });
   } catch (error) {
     return Promise.reject(error);
   }

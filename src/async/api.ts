@@ -30,7 +30,10 @@ type Index = AsyncTarget;
 
 /** Options of every long async call. */
 export interface LongOptions {
-  /** Called at most about 4 times a second while the call runs, and once at its end. */
+  /**
+   * Called with done = 0 at the start (compaction: once its total is known), at most every
+   * 250 ms while the call runs, and once at its end with the final count.
+   */
   onProgress?: (progress: Progress) => void;
   /** Aborts the call; its Promise rejects with `signal.reason` (see the README for what stays). */
   signal?: AbortSignal;
@@ -189,7 +192,8 @@ function submit<T>(call: Call<T>): Promise<T> {
     id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel, progress);
     void pins;
     signal?.addEventListener("abort", onAbort, { once: true });
-    report(0, true);
+    // A polled call learns its total from native code: its first report waits for it.
+    if (!call.polled) report(0, true);
   });
 }
 

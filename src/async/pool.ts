@@ -58,6 +58,9 @@ export interface AsyncStats {
   aborted: number;
 }
 
+/** The Worker script beside this file: worker.ts from the sources, worker.js in the npm package. */
+const workerUrl = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+
 function defaultWorkers(): number {
   const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
   return typeof n === "number" && n >= 1 ? Math.min(n, 64) : 2;
@@ -188,7 +191,7 @@ export class Pool {
   }
 
   #start(): void {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    const worker = new Worker(workerUrl, { type: "module" });
     const slot: Slot = { worker, ready: false, task: undefined, handles: new Set(), idle: undefined };
     this.#slots.push(slot);
     // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.

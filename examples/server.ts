@@ -13,7 +13,7 @@
  * `--sync` serves with the blocking calls instead (for bench/http.ts to compare). On start it
  * prints one line, `listening http://127.0.0.1:<port>` (port 0 picks a free one).
  */
-import { asyncStats, Index, QuiverError } from "../mod.ts";
+import { asyncStart, asyncStats, configureAsync, Index, QuiverError } from "../mod.ts";
 
 // deno-lint-ignore no-explicit-any
 const g = globalThis as any;
@@ -29,6 +29,10 @@ const dimensions = Number(option("dimensions", "128"));
 const sync = args.includes("--sync");
 
 const index = new Index({ dimensions });
+// A server runs until stopped: keep the Workers (under Deno an idle one would exit, and its
+// successor's start would stall the loop), and start them before serving.
+configureAsync({ idleMs: Infinity });
+if (!sync) await asyncStart();
 let building = 0;
 
 const json = (body: unknown, status = 200) =>

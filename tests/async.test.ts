@@ -6,7 +6,7 @@
  * nothing, inputs the caller may reuse at once, and no reference left behind after many
  * cancelled and closed calls (the native registry's counts).
  */
-import { asyncIdle, asyncStats, ClosedError, configureAsync, Index, InvalidVectorError } from "../mod.ts";
+import { asyncIdle, asyncStart, asyncStats, ClosedError, configureAsync, Index, InvalidVectorError } from "../mod.ts";
 import { assert, assertEquals, clustered, killChildren, repoPath, spawnRuntime, tempDir, test } from "./harness.ts";
 import { listDir, removeDir } from "./fixtures/util.ts";
 
@@ -61,6 +61,9 @@ test("async: many concurrent searches queue onto the bounded pool", async () => 
   assertEquals(after.queued, 0);
   assertEquals(after.running, 0);
   assert(after.started <= 2, `started = ${after.started}`);
+  // asyncStart starts the whole pool, and no more.
+  await asyncStart();
+  assertEquals(asyncStats().started, 2);
 });
 
 test("async: progress is monotonic and ends at the total", async () => {

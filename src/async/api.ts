@@ -71,15 +71,26 @@ export function asyncStats(): AsyncStatsFull {
 }
 
 /**
- * Sets how many Workers run async calls (default: the core count) and, on Linux, the nice
+ * Sets how many Workers run async calls (default: the core count), Deno's `idleMs` (an idle
+ * Worker exits after it, so that a finished program can exit; default 1000, Infinity keeps
+ * them) and, on Linux, the nice
  * value of Workers started afterwards and of the native threads their calls use (default 0;
  * a higher value lets the event loop's thread run first when every core is busy: its effect
  * could not be told from other users' load on the 2-core machine it was measured on, see
  * BENCHMARKS.md). Every async call of the
  * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
  */
-export function configureAsync(options: { workers?: number; nice?: number }): void {
-  pool.configure(options.workers ?? pool.stats().workers, options.nice);
+export function configureAsync(options: { workers?: number; nice?: number; idleMs?: number }): void {
+  pool.configure(options.workers ?? pool.stats().workers, options.nice, options.idleMs);
+}
+
+/**
+ * Starts every Worker of the pool now (otherwise each starts at the first call that needs it);
+ * resolves once all are ready. Starting a Worker stalls the event loop once (~20-35 ms under
+ * Deno, a few ms under Bun): a server calls this before it serves.
+ */
+export function asyncStart(): Promise<void> {
+  return pool.start();
 }
 
 /** Resolves once every Worker has finished its tasks and handled every detach (tests). */

@@ -36,9 +36,11 @@ interface Slot {
 /**
  * Bun's Workers can be unref'd, so an idle pool never holds the process open. Deno's cannot:
  * a live Worker keeps the process running, so there an idle Worker gives its references back
- * and exits after this long (the next call starts a new one, off this thread).
+ * and exits after `idleMs` (default 1 s; settable). Starting a Deno Worker stalls the event
+ * loop for ~20-35 ms (measured: BENCHMARKS.md), so a server should set `idleMs: Infinity` and
+ * start the pool before it serves (`asyncStart`).
  */
-const idleRetireMs = 1000;
+const idleRetireMsDefault = 1000;
 
 /** `asyncStats()`: the pool's size and its queue. */
 export interface AsyncStats {
@@ -46,6 +48,8 @@ export interface AsyncStats {
   workers: number;
   /** The nice value new Workers (and their native threads) run at (Linux). */
   nice: number;
+  /** Deno: how long an idle Worker lives before it exits (Bun's never hold the process). */
+  idleMs: number;
   /** Workers started so far (at most `workers`). */
   started: number;
   /** Tasks running on a Worker now. */
@@ -83,6 +87,8 @@ export class Pool {
   #next = 1;
   #completed = 0;
   #retireWhenIdle = false;
+  #idleMs = idleRetireMsDefault;
+  #started: Array<() => void> = [];
   #retiring = new Set<Promise<void>>();
   #failed = 0;
   #aborted = 0;
@@ -91,9 +97,11 @@ export class Pool {
    * Sets the bound (shrinking retires idle Workers now, busy ones when their task ends) and the
    * nice value of Workers started from now on.
    */
-  configure(workers: number, nice = this.#nice): void {
+  configure(workers: number, nice = this.#nice, idleMs = this.#idleMs): void {
     if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new RangeError(`nice = ${String(nice)} (0 to 19)`);
+    if (typeof idleMs !== "number" || !(idleMs >= 0)) throw new RangeError(`idleMs = ${String(idleMs)} (>= 0, or Infinity)`);
     this.#nice = nice;
+    this.#idleMs = idleMs;
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`workers = ${String(workers)} (1 to 64)`);
     }
@@ -102,10 +110,18 @@ export class Pool {
     this.#pump();
   }
 
+  /** Starts every Worker up to the bound now; resolves once all are ready. */
+  start(): Promise<void> {
+    while (this.#slots.length < this.#size) this.#start();
+    if (this.#slots.every((s) => s.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.#started.push(resolve));
+  }
+
   stats(): AsyncStats {
     return {
       workers: this.#size,
       nice: this.#nice,
+      idleMs: this.#idleMs,
       started: this.#slots.length,
       running: this.#slots.filter((s) => s.task !== undefined).length,
       queued: this.#queue.length,
@@ -216,7 +232,9 @@ export class Pool {
         // "ready": Bun drops messages that reach a Worker before it sets its handler.
         slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
         slot.ready = true;
+        if (this.#slots.every((s) => s.ready)) for (const resolve of this.#started.splice(0)) resolve();
         this.#pump();
+        this.#idleLater(slot);
         return;
       case "progress":
         if (slot.task?.id === reply.id) slot.task.hooks.progress?.(reply.done, reply.total);
@@ -233,11 +251,7 @@ export class Pool {
         if (this.#slots.length > this.#size) this.#retire(slot);
         this.#settle(task, reply);
         this.#pump();
-        if (this.#retireWhenIdle && slot.task === undefined && this.#slots.includes(slot)) {
-          slot.idle = setTimeout(() => {
-            if (slot.task === undefined && this.#slots.includes(slot)) this.#retire(slot);
-          }, idleRetireMs);
-        }
+        this.#idleLater(slot);
         return;
       }
     }
@@ -248,6 +262,17 @@ export class Pool {
     if (reply.type === "failed") this.#failed++;
     else if (reply.aborted) this.#aborted++;
     task.hooks.settle(reply);
+  }
+
+  /** Deno: an idle Worker exits after idleMs (see idleRetireMsDefault). */
+  #idleLater(slot: Slot): void {
+    if (!this.#retireWhenIdle || slot.task !== undefined || !this.#slots.includes(slot)) return;
+    if (slot.idle !== undefined) clearTimeout(slot.idle);
+    slot.idle = undefined;
+    if (!Number.isFinite(this.#idleMs)) return;
+    slot.idle = setTimeout(() => {
+      if (slot.task === undefined && this.#slots.includes(slot)) this.#retire(slot);
+    }, this.#idleMs);
   }
 
   #retire(slot: Slot): void {

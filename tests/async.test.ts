@@ -61,6 +61,8 @@ test("async: many concurrent searches queue onto the bounded pool", async () => 
   assertEquals(after.queued, 0);
   assertEquals(after.running, 0);
   assert(after.started <= 2, `started = ${after.started}`);
+  // Waiting searches of one index went to the Workers together, each still answered on its own.
+  assert(after.coalesced > during.coalesced, `coalesced ${during.coalesced} -> ${after.coalesced}`);
   // asyncStart starts the whole pool, and no more.
   await asyncStart();
   assertEquals(asyncStats().started, 2);

@@ -27,7 +27,9 @@ interface Task {
 interface Slot {
   worker: Worker;
   ready: boolean;
+  /** The task it runs; for coalesced searches the first, with the others in `more`. */
   task: Task | undefined;
+  more: Task[];
   handles: Set<number>;
   /** Deno: retires the Worker after this long idle (see idleRetireMs). */
   idle: ReturnType<typeof setTimeout> | undefined;
@@ -41,6 +43,12 @@ interface Slot {
  * start the pool before it serves (`asyncStart`).
  */
 const idleRetireMsDefault = 1000;
+
+/**
+ * Searches waiting together for the same index go to a Worker in one message (one round trip,
+ * whose cost is most of a small search's): at most this many.
+ */
+const coalesceMax = 32;
 
 /** `asyncStats()`: the pool's size and its queue. */
 export interface AsyncStats {
@@ -60,6 +68,8 @@ export interface AsyncStats {
   completed: number;
   failed: number;
   aborted: number;
+  /** Searches that went to a Worker in one message with others (see coalesceMax). */
+  coalesced: number;
 }
 
 /** The Worker script beside this file: worker.ts from the sources, worker.js in the npm package. */
@@ -92,6 +102,7 @@ export class Pool {
   #retiring = new Set<Promise<void>>();
   #failed = 0;
   #aborted = 0;
+  #coalesced = 0;
 
   /**
    * Sets the bound (shrinking retires idle Workers now, busy ones when their task ends) and the
@@ -128,6 +139,7 @@ export class Pool {
       completed: this.#completed,
       failed: this.#failed,
       aborted: this.#aborted,
+      coalesced: this.#coalesced,
     };
   }
 
@@ -201,14 +213,36 @@ export class Pool {
       slot.idle = undefined;
       slot.task = task;
       if (task.body.op !== "open") slot.handles.add(task.handle);
+      if (task.body.op === "search") {
+        slot.more = this.#takeSearches(task.handle);
+        if (slot.more.length > 0) {
+          this.#coalesced += slot.more.length + 1;
+          const items = [task, ...slot.more].map((t) => ({ id: t.id, body: t.body }));
+          slot.worker.postMessage({ type: "searches", handle: task.handle, items } satisfies Request, [task, ...slot.more].flatMap((t) => t.transfer));
+          continue;
+        }
+      }
       const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
       slot.worker.postMessage(request, task.transfer);
     }
   }
 
+  /** Removes and returns the queued searches of `handle` (up to coalesceMax - 1), in order. */
+  #takeSearches(handle: number): Task[] {
+    const taken: Task[] = [];
+    for (let i = 0; i < this.#queue.length && taken.length < coalesceMax - 1;) {
+      const t = this.#queue[i];
+      if (t.handle === handle && t.body.op === "search") {
+        taken.push(t);
+        this.#queue.splice(i, 1);
+      } else i++;
+    }
+    return taken;
+  }
+
   #start(): void {
     const worker = new Worker(workerUrl, { type: "module" });
-    const slot: Slot = { worker, ready: false, task: undefined, handles: new Set(), idle: undefined };
+    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined };
     this.#slots.push(slot);
     // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
     const unref = (worker as unknown as { unref?: () => void }).unref;
@@ -217,10 +251,11 @@ export class Pool {
     worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault?.();
-      const task = slot.task;
+      const tasks = slot.task ? [slot.task, ...slot.more] : [];
       slot.task = undefined;
+      slot.more = [];
       this.#slots.splice(this.#slots.indexOf(slot), 1);
-      if (task) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
+      for (const task of tasks) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
       this.#pump();
     };
   }
@@ -242,6 +277,21 @@ export class Pool {
       case "niced":
       case "detached":
         return;
+      case "batch": {
+        const tasks = slot.task ? [slot.task, ...slot.more] : [];
+        slot.task = undefined;
+        slot.more = [];
+        for (const r of reply.replies) {
+          const task = tasks.find((t) => t.id === r.id);
+          if (task === undefined) continue;
+          if (r.type === "failed" && r.handleClosed) slot.handles.delete(task.handle);
+          this.#settle(task, r);
+        }
+        if (this.#slots.length > this.#size) this.#retire(slot);
+        this.#pump();
+        this.#idleLater(slot);
+        return;
+      }
       case "done":
       case "failed": {
         const task = slot.task;

@@ -26,6 +26,7 @@ export type TaskBody =
  */
 export type Request =
   | { type: "task"; id: number; handle: number; body: TaskBody; cancel?: Int32Array; progress?: BigUint64Array }
+  | { type: "searches"; handle: number; items: Array<{ id: number; body: TaskBody }> }
   | { type: "detach"; handle: number }
   | { type: "nice"; value: number }
   | { type: "shutdown" };
@@ -37,4 +38,5 @@ export type Reply =
   | { type: "progress"; id: number; done: number; total: number }
   | { type: "done"; id: number; result: unknown; aborted?: boolean; done?: number }
   | { type: "failed"; id: number; status?: number; name: string; message: string; handleClosed: boolean }
-  | { type: "detached"; handle: number; references: number };
+  | { type: "detached"; handle: number; references: number }
+  | { type: "batch"; replies: Array<Extract<Reply, { type: "done" | "failed" }>> };

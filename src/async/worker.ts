@@ -161,6 +161,19 @@ scope.onmessage = (event: MessageEvent) => {
     post({ type: "detached", handle: -1, references: 0 });
     return;
   }
+  if (request.type === "searches") {
+    // Coalesced searches of one index: one message each way, each answered on its own.
+    const replies: Array<Extract<Reply, { type: "done" | "failed" }>> = [];
+    for (const item of request.items) {
+      try {
+        replies.push(run(item.id, request.handle, item.body)[0] as Extract<Reply, { type: "done" }>);
+      } catch (error) {
+        replies.push(failure(item.id, request.handle, error) as Extract<Reply, { type: "failed" }>);
+      }
+    }
+    post({ type: "batch", replies });
+    return;
+  }
   const { id, handle, body, cancel, progress } = request;
   try {
     const [reply, transfer] = run(id, handle, body, cancel, progress);

@@ -176,6 +176,8 @@ test("async: close rejects pending calls with ClosedError; nothing leaks after m
       index.searchAsync(new Float32Array(d).fill(1), 3),
       index.searchBatchAsync(clustered(20, d, round), 3),
       index.verifyAsync(),
+      // Several searches: they wait together and go to a Worker coalesced.
+      ...Array.from({ length: 6 }, () => index.searchAsync(new Float32Array(d).fill(2), 3)),
     ];
     if (round % 2 === 0) controller.abort();
     index.close();

@@ -49,6 +49,9 @@ export const symbols = {
   qv_pin_free: { args: ["usize", "usize"], returns: "void" },
   qv_index_writable: { args: ["u32", "ptr"], returns: "i32" },
   qv_index_epoch: { args: ["u32", "ptr"], returns: "i32" },
+  qv_index_prepare_batch: { args: ["u32", "u32", "ptr", "u64"], returns: "i32" },
+  qv_index_compact_controlled: { args: ["u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+  qv_registry_counts: { args: ["ptr", "ptr"], returns: "i32" },
 } as const satisfies Record<string, { args: readonly FfiType[]; returns: FfiType }>;
 
 export const Status = {

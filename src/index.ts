@@ -8,9 +8,10 @@ import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind
 import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey, toKeyColumn } from "./keys.ts";
 import { decode, encode } from "./structs.ts";
-import { checkThreads, closedError, Reader, toVector, type VectorLike } from "./reader.ts";
+import { type BatchOptions, type BatchResult, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
 import { VectorView } from "./view.ts";
 import { Snapshot } from "./snapshot.ts";
+import * as async from "./async/api.ts";
 
 /** The distance: "l2" (squared euclidean), "ip" (1 - dot) or "cosine" (1 - cosine). */
 export type Metric = "l2" | "ip" | "cosine";
@@ -95,7 +96,18 @@ function intOption(value: unknown, name: string, fallback: number, min: number, 
   return value;
 }
 
-function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Array {
+/** @internal The flags of `Index.open` (also used by the async open on a Worker). */
+export function openFlags(options: OpenOptions): number {
+  let flags = 0;
+  if (options.readOnly) flags |= optionFlags.readOnly;
+  if (options.create !== false && !options.readOnly) flags |= optionFlags.create;
+  if (options.metric !== undefined) flags |= optionFlags.metricGiven;
+  if (options.storage !== undefined) flags |= optionFlags.storageGiven;
+  return flags;
+}
+
+/** @internal The native Options struct (also used by the async open on a Worker). */
+export function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Array {
   if (options.dimensions !== undefined) {
     const d = options.dimensions;
     if (typeof d !== "number" || !Number.isInteger(d) || d < 1 || d > limits.maxDimensions) {
@@ -124,14 +136,14 @@ function encodeOptions(options: Partial<IndexOptions>, flags: number): Uint8Arra
 export class Index extends Reader {
   #handle: number | undefined;
   readonly #owner: boolean;
-  readonly #dimensions: number;
+  readonly #dimensions: number = 0;
   /** The owner's zero-copy read of the epoch word (the owner's reference keeps it valid). */
-  #epoch: BigUint64Array;
+  #epoch: BigUint64Array = new BigUint64Array(1);
   /** An attached wrapper's last epoch read through FFI: it holds no reference (see attach). */
   #epochSeen = 0n;
   readonly #epochOut = new BigUint64Array(1);
   /** Whether the index takes writes (views of a read-only one are copies). */
-  readonly #writable: boolean;
+  readonly #writable: boolean = false;
   /** Held weakly, so that a dropped view or snapshot can be collected (and release its pin). */
   #views = new Set<WeakRef<VectorView>>();
   #snapshots = new Set<WeakRef<Snapshot>>();
@@ -152,26 +164,27 @@ export class Index extends Reader {
     this.#handle = handle;
     this.#owner = owner;
     if (owner) registry.register(this, handle, this);
-    const stats = this.stats();
-    this.#dimensions = stats.dimensions;
-    check(native().fn.qv_index_writable(handle, this.u32Out));
-    this.#writable = this.u32Out[0] === 1;
-    if (options.centre !== undefined) {
-      try {
+    // Any failure from here on (a bad centre, the index closed by its owner on another thread)
+    // gives the reference back now, not at garbage collection.
+    try {
+      const stats = this.stats();
+      this.#dimensions = stats.dimensions;
+      check(native().fn.qv_index_writable(handle, this.u32Out));
+      this.#writable = this.u32Out[0] === 1;
+      if (options.centre !== undefined) {
         const centre = toVector(options.centre);
         check(native().fn.qv_index_set_centre(handle, centre, centre.length));
-      } catch (error) {
-        this.close();
-        throw error;
       }
-    }
-    if (owner) {
-      const address = new BigUint64Array(1);
-      check(native().fn.qv_index_epoch_address(handle, address));
-      this.#epoch = new BigUint64Array(native().view(address[0], 8));
-    } else {
-      this.#epoch = new BigUint64Array(1);
-      this.#epochSeen = BigInt(stats.epoch);
+      if (owner) {
+        const address = new BigUint64Array(1);
+        check(native().fn.qv_index_epoch_address(handle, address));
+        this.#epoch = new BigUint64Array(native().view(address[0], 8));
+      } else {
+        this.#epochSeen = BigInt(stats.epoch);
+      }
+    } catch (error) {
+      this.close();
+      throw error;
     }
   }
 
@@ -194,16 +207,20 @@ export class Index extends Reader {
    */
   static open(path: string, options: OpenOptions = {}): Index {
     if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
-    let flags = 0;
-    if (options.readOnly) flags |= optionFlags.readOnly;
-    if (options.create !== false && !options.readOnly) flags |= optionFlags.create;
-    if (options.metric !== undefined) flags |= optionFlags.metricGiven;
-    if (options.storage !== undefined) flags |= optionFlags.storageGiven;
+    const flags = openFlags(options);
     const bytes = new TextEncoder().encode(path);
     const out = new Uint32Array(1);
     const validation = options.validate === "full" ? 1 : 0;
     check(native().fn.qv_index_open(bytes, bytes.length, encodeOptions(options, flags), validation, out), path);
     return new Index({ dimensions: 0, centre: options.centre }, out[0], true);
+  }
+
+  /**
+   * `open` on a Worker of the async pool, with `validate: "full"` by default (the checksum pass
+   * reads every byte there, not on this thread). Resolves with the open index. See src/async/.
+   */
+  static openAsync(path: string, options: OpenOptions = {}): Promise<Index> {
+    return async.openAsync(path, options, (handle) => new Index({ dimensions: 0, centre: options.centre }, handle, true));
   }
 
   /**
@@ -422,6 +439,44 @@ export class Index extends Reader {
     this.revokeStaleViews();
   }
 
+  /**
+   * Async forms (src/async/api.ts): the same calls run by a bounded pool of Workers attached to
+   * this index, resolved on the event loop; they never block it. Long ones take `onProgress`
+   * and `signal` (README, "Async"). Closing the index rejects pending ones with ClosedError
+   * once their native work has ended. Cost: the sync call plus one message round trip.
+   */
+  addAsync(keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options?: async.AsyncAddOptions): Promise<number> {
+    return async.addAsync(this, keys, vectors, options);
+  }
+
+  searchAsync(query: VectorLike, k: number, options?: SearchOptions): Promise<SearchResult> {
+    return async.searchAsync(this, query, k, options);
+  }
+
+  searchBatchAsync(queries: Float32Array, k: number, options?: BatchOptions): Promise<BatchResult> {
+    return async.searchBatchAsync(this, queries, k, options);
+  }
+
+  compactAsync(options?: async.AsyncCompactOptions): Promise<void> {
+    return async.compactAsync(this, options);
+  }
+
+  backupAsync(path: string, options?: async.LongOptions): Promise<void> {
+    return async.backupAsync(this, path, options);
+  }
+
+  verifyAsync(options?: async.LongOptions): Promise<VerifyReport> {
+    return async.verifyAsync<VerifyReport>(this, options);
+  }
+
+  syncAsync(): Promise<void> {
+    return async.syncAsync(this);
+  }
+
+  checkpointAsync(): Promise<void> {
+    return async.checkpointAsync(this);
+  }
+
   /** Revokes views made before the latest remap (called after calls that can remap). */
   revokeStaleViews(): void {
     if (this.#views.size === 0) return;
@@ -451,6 +506,7 @@ export class Index extends Reader {
     registry.unregister(this);
     native().fn.qv_index_close(h);
     const status = native().fn.qv_index_release(h);
+    async.detachAsync(h);
     if (status !== Status.ok && status !== Status.closed) check(status);
   }
 

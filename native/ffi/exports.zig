@@ -727,6 +727,7 @@ pub const exports = struct {
         out.* = @intFromBool(op.index.writable);
         return .ok;
     }
+
     /// The current mapping epoch. For wrappers that hold no reference on the index (attached in
     /// a Worker), which must not keep reading the epoch word at its address.
     pub fn qv_index_epoch(handle: u32, out_epoch: ?*u64) callconv(.C) Status {
@@ -734,6 +735,72 @@ pub const exports = struct {
         defer op.end();
         const out = out_epoch orelse return .invalid_argument;
         out.* = op.index.storage.epochs.epoch.load(.acquire);
+        return .ok;
+    }
+
+    /// Prepares a batch that the caller then adds in chunks (the async API, src/async/): checks
+    /// every vector as `qv_index_add_batch` would, trains the i8 centre on the whole batch and
+    /// reserves its slots, so the chunks write exactly what one call would and a bad batch
+    /// writes nothing. Writes no vector.
+    pub fn qv_index_prepare_batch(
+        handle: u32,
+        count: u32,
+        vectors: ?[*]const f32,
+        vectors_len: u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        if (!index.writable) return .read_only;
+        const dims = index.layout.dimensions;
+        const v_shared = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        if (v_shared.len != @as(u64, count) * dims) return .dimension_mismatch;
+        // Read once into a copy (see qv_index_add): validation and training see the same bytes.
+        const v = std.heap.c_allocator.dupe(f32, v_shared) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(v);
+        for (0..count) |i| {
+            write.validateVector(index, v[i * dims ..][0..dims]) catch |err| return statusOf(err);
+        }
+        if (count == 0) return .ok;
+        centre.ensure(index, v, count) catch |err| return statusOf(err);
+        write.reserve(index, index.slots_used.load(.acquire) + count) catch |err|
+            return statusOf(err);
+        return .ok;
+    }
+
+    /// `qv_index_compact` that writes its progress to `progress` ([0] rebuilt, [1] to rebuild)
+    /// and stops before the swap once `cancel` is nonzero: then `out_cancelled` is 1 and the
+    /// index is unchanged. Both may be shared memory another thread reads and writes.
+    pub fn qv_index_compact_controlled(
+        handle: u32,
+        threads: u32,
+        cancel: ?*const u32,
+        progress: ?[*]u64,
+        out_cancelled: ?*u32,
+    ) callconv(.C) Status {
+        const index = registry.enter(handle) catch |err| return statusOf(err);
+        defer registry.leave(handle);
+        const control = compact.Control{
+            .cancel = cancel orelse return .invalid_argument,
+            .progress = (progress orelse return .invalid_argument)[0..2],
+        };
+        const out = out_cancelled orelse return .invalid_argument;
+        index.structure.lock(&index.counters.lock_contention);
+        defer index.structure.unlock();
+        const finished = compact.compactControlled(index, threads, control) catch |err|
+            return statusOf(err);
+        out.* = @intFromBool(!finished);
+        return .ok;
+    }
+
+    /// The registry's open indexes and the references held on them (wrappers and running
+    /// calls), for leak checks.
+    pub fn qv_registry_counts(out_open: ?*u32, out_users: ?*u64) callconv(.C) Status {
+        const open = out_open orelse return .invalid_argument;
+        const users = out_users orelse return .invalid_argument;
+        const counts = registry.counts();
+        open.* = counts.open;
+        users.* = counts.users;
         return .ok;
     }
 };

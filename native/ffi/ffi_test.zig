@@ -246,3 +246,68 @@ test "pins released from two threads at once (Bun's deallocator beside the wrapp
     var size: u64 = undefined;
     try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
 }
+
+test "async: prepare_batch writes nothing; a cancelled controlled compaction changes nothing" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    defer _ = ffi.qv_index_release(handle);
+    defer _ = ffi.qv_index_close(handle);
+    const n = 600;
+    var keys: [n]u64 = undefined;
+    var vectors: [n * dims]f32 = undefined;
+    for (0..n) |i| {
+        keys[i] = i;
+        pattern(i, 0, vectors[i * dims ..][0..dims]);
+    }
+    // A bad last vector fails the whole batch before anything is written.
+    const saved = vectors[(n - 1) * dims];
+    vectors[(n - 1) * dims] = std.math.nan(f32);
+    try std.testing.expectEqual(
+        abi.Status.invalid_vector,
+        ffi.qv_index_prepare_batch(handle, n, &vectors, n * dims),
+    );
+    vectors[(n - 1) * dims] = saved;
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_index_prepare_batch(handle, n, &vectors, n * dims),
+    );
+    var stats: abi.Stats = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, 0), stats.size);
+    try std.testing.expect(stats.capacity >= n);
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_index_add_batch(handle, &keys, n, &vectors, n * dims, 2),
+    );
+    var removed: u32 = undefined;
+    for (0..n / 2) |key| {
+        try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_remove(handle, key, &removed));
+    }
+    var cancel: u32 = 1;
+    var progress = [2]u64{ 0, 0 };
+    var cancelled: u32 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_index_compact_controlled(handle, 2, &cancel, &progress, &cancelled),
+    );
+    try std.testing.expectEqual(@as(u32, 1), cancelled);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, n / 2), stats.tombstones);
+    try std.testing.expectEqual(@as(u64, n / 2), stats.size);
+    cancel = 0;
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_index_compact_controlled(handle, 2, &cancel, &progress, &cancelled),
+    );
+    try std.testing.expectEqual(@as(u32, 0), cancelled);
+    try std.testing.expectEqual([2]u64{ n / 2, n / 2 }, progress);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, 0), stats.tombstones);
+    try std.testing.expectEqual(@as(u64, n / 2), stats.size);
+    var open: u32 = undefined;
+    var users: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
+    try std.testing.expect(open >= 1);
+    try std.testing.expect(users >= 1);
+}

@@ -192,3 +192,18 @@ pub fn Table(
         }
     };
 }
+
+/// The open entries and the users they hold, summed over the table (a racy snapshot: exact only
+/// while no call starts or ends). For leak checks in tests.
+pub fn counts() struct { open: u32, users: u64 } {
+    var open: u32 = 0;
+    var users: u64 = 0;
+    for (&table.entries) |*entry| {
+        const word = entry.word.load(.acquire);
+        if (word & open_bit == 0) continue;
+        open += 1;
+        users += word & users_mask;
+    }
+    std.debug.assert(open <= indexes_max);
+    return .{ .open = open, .users = users };
+}

@@ -14,12 +14,45 @@ const Error = index_mod.Error;
 const write = @import("write.zig");
 const view_mod = @import("../hnsw/view.zig");
 const storage_mod = @import("../storage/storage.zig");
-const recovery = @import("recovery.zig");
 const swap = @import("../storage/swap.zig");
 const os = @import("../storage/os.zig");
 const centre = @import("centre.zig");
 
+/// Lets a caller on another thread watch a compaction's rebuild and stop it before the swap
+/// (the async API's `compactAsync` with an AbortSignal). Both words may live in shared memory.
+pub const Control = struct {
+    /// Nonzero asks the rebuild to stop at its next chunk; the index is then left as it was.
+    cancel: *const u32,
+    /// Written as the rebuild goes: [0] vectors rebuilt so far, [1] vectors to rebuild.
+    progress: *[2]u64,
+
+    /// Vectors rebuilt between two looks at `cancel`.
+    const chunk_vectors = 4096;
+
+    fn cancelled(control: Control) bool {
+        return @atomicLoad(u32, control.cancel, .acquire) != 0;
+    }
+};
+
 pub fn compact(self: *Index, threads: u32) Error!void {
+    rebuild(self, threads, null) catch |err| return switch (err) {
+        // Only a Control can cancel.
+        error.Cancelled => unreachable,
+        else => |e| e,
+    };
+}
+
+/// `compact` that reports progress and stops when asked: returns false if it was cancelled
+/// (before the swap: the index is unchanged and the temporary files are removed).
+pub fn compactControlled(self: *Index, threads: u32, control: Control) Error!bool {
+    rebuild(self, threads, control) catch |err| return switch (err) {
+        error.Cancelled => false,
+        else => |e| e,
+    };
+    return true;
+}
+
+fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancelled})!void {
     if (!self.writable) return error.ReadOnly;
     if (self.guards.live() > 0 or self.snapshots.live() > 0) return error.Busy;
     try self.checkpoint();
@@ -62,7 +95,7 @@ pub fn compact(self: *Index, threads: u32) Error!void {
         defer self.storage.unpin(generation);
         try centre.set(fresh, generation.payload.centre());
     }
-    try write.addBatch(fresh, live.keys, live.vectors, threads);
+    try addLive(fresh, live, threads, control);
     if (fresh.persistent) {
         try fresh.checkpoint();
     } else {
@@ -129,6 +162,32 @@ pub fn compact(self: *Index, threads: u32) Error!void {
 }
 
 const Live = struct { keys: []u64, vectors: []f32 };
+
+/// The rebuild: one batch, or chunks between which a Control's cancel word is read. Chunks add
+/// in the same order as one batch does.
+fn addLive(
+    fresh: *Index,
+    live: Live,
+    threads: u32,
+    control: ?Control,
+) (Error || error{Cancelled})!void {
+    const c = control orelse return write.addBatch(fresh, live.keys, live.vectors, threads);
+    const dims = fresh.layout.dimensions;
+    const total = live.keys.len;
+    @atomicStore(u64, &c.progress[1], total, .release);
+    var done: usize = 0;
+    while (done < total) {
+        if (c.cancelled()) return error.Cancelled;
+        const n = @min(Control.chunk_vectors, total - done);
+        const vectors = live.vectors[done * dims ..][0 .. n * dims];
+        try write.addBatch(fresh, live.keys[done..][0..n], vectors, threads);
+        done += n;
+        @atomicStore(u64, &c.progress[0], done, .release);
+    }
+    std.debug.assert(done == total);
+    // The last look: a cancel that arrived during the last chunk still stops before the swap.
+    if (c.cancelled()) return error.Cancelled;
+}
 
 fn collectLive(self: *Index) Error!Live {
     const count = self.size();

@@ -1,0 +1,359 @@
+/**
+ * The async API: every call that can take more than about a millisecond, run by the Worker
+ * pool (pool.ts) as the ordinary synchronous call on an attached wrapper, resolved on this
+ * thread's event loop. `Index` delegates its `…Async` methods here. Imports ./pool.ts,
+ * ./address.ts, ./protocol.ts, ../errors.ts, ../keys.ts, ../reader.ts and ../runtime/loader.ts;
+ * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
+ */
+import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
+import { type Key, toKeyColumn } from "../keys.ts";
+import { checkEf, checkK, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { native } from "../runtime/loader.ts";
+import { type AsyncStats, pool, rebuild } from "./pool.ts";
+import type { Column, Reply, TaskBody } from "./protocol.ts";
+import { addressOf } from "./address.ts";
+
+/** `onProgress` argument: `done` of `total` units are finished (vectors for a batch add). */
+export interface Progress {
+  done: number;
+  total: number;
+}
+
+/** What the async calls need of an `Index`. */
+export interface AsyncTarget {
+  handleOrThrow(): number;
+  readonly closed: boolean;
+  readonly dimensions: number;
+  revokeStaleViews(): void;
+}
+type Index = AsyncTarget;
+
+/** Options of every long async call. */
+export interface LongOptions {
+  /**
+   * Called with done = 0 at the start (compaction: once its total is known), at most every
+   * 250 ms while the call runs, and once at its end with the final count.
+   */
+  onProgress?: (progress: Progress) => void;
+  /** Aborts the call; its Promise rejects with `signal.reason` (see the README for what stays). */
+  signal?: AbortSignal;
+}
+
+export interface AsyncAddOptions extends LongOptions {
+  /** Native threads of each chunk (default 1). */
+  threads?: number;
+  /** Vectors per chunk: the grain of progress and cancellation (default: total / 100, 256 to 16384). */
+  chunk?: number;
+}
+
+export interface AsyncCompactOptions extends LongOptions {
+  threads?: number;
+}
+
+/** Inputs up to this size are copied (a copy this small costs well under a millisecond). */
+const copyLimitBytes = 1 << 20;
+const progressIntervalMs = 250;
+
+/** `asyncStats()` plus the native registry's counts (indexes open, references held). */
+export interface AsyncStatsFull extends AsyncStats {
+  /** Indexes open in the process (every wrapper and Worker counted once per index). */
+  nativeIndexes: number;
+  /** References held on them (wrappers, Workers' attachments, running calls). */
+  nativeReferences: number;
+}
+
+/** The pool's bound, queue and counters, and the native registry's counts. O(Workers). */
+export function asyncStats(): AsyncStatsFull {
+  const open = new Uint32Array(1);
+  const users = new BigUint64Array(1);
+  native().fn.qv_registry_counts(open, users);
+  return { ...pool.stats(), nativeIndexes: open[0], nativeReferences: Number(users[0]) };
+}
+
+/**
+ * Sets how many Workers run async calls (default: the core count), Deno's `idleMs` (an idle
+ * Worker exits after it, so that a finished program can exit; default 1000, Infinity keeps
+ * them) and, on Linux, the nice
+ * value of Workers started afterwards and of the native threads their calls use (default 0;
+ * a higher value lets the event loop's thread run first when every core is busy: its effect
+ * could not be told from other users' load on the 2-core machine it was measured on, see
+ * BENCHMARKS.md). Every async call of the
+ * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
+ */
+export function configureAsync(options: { workers?: number; nice?: number; idleMs?: number }): void {
+  pool.configure(options.workers ?? pool.stats().workers, options.nice, options.idleMs);
+}
+
+/**
+ * Starts every Worker of the pool now (otherwise each starts at the first call that needs it);
+ * resolves once all are ready. Starting a Worker stalls the event loop once (~20-35 ms under
+ * Deno, a few ms under Bun): a server calls this before it serves.
+ */
+export function asyncStart(): Promise<void> {
+  return pool.start();
+}
+
+/** Resolves once every Worker has finished its tasks and handled every detach (tests). */
+export function asyncIdle(): Promise<void> {
+  return pool.drain();
+}
+
+/**
+ * The Worker-side column for a typed array: copied when small; shared when it is over a
+ * SharedArrayBuffer; above 1 MiB pinned (kept alive by the call and read in place by the Worker
+ * through its address, since copying 100 MB would stall this thread for ~100 ms). A pinned
+ * input must not be written, transferred or resized until the call settles.
+ */
+function toColumn(array: Float32Array | BigUint64Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
+  const type = array instanceof Float32Array ? "f32" : "u64";
+  if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
+  if (array.byteLength <= copyLimitBytes || array.length === 0) {
+    const copy = array.slice();
+    transfer.push(copy.buffer as ArrayBuffer);
+    return { kind: "inline", array: copy };
+  }
+  pins.push(array);
+  return { kind: "pinned", address: addressOf(array), length: array.length, type };
+}
+
+interface Call<T> {
+  index: Index;
+  body: TaskBody;
+  transfer?: ArrayBuffer[];
+  /** Kept reachable until the call settles: the caller's memory a Worker reads by address. */
+  pins?: unknown[];
+  options?: LongOptions;
+  total?: number;
+  /** Progress comes from native code through shared [done, total], polled here. */
+  polled?: boolean;
+  /** Read-only work: an abort rejects at once; the Worker's result is dropped when it ends. */
+  abortEarly?: boolean;
+  map(result: unknown): T;
+}
+
+/** Runs one task on the pool; the Promise settles on this thread after the Worker's call ends. */
+function submit<T>(call: Call<T>): Promise<T> {
+  const { index, options = {} } = call;
+  const handle = index.handleOrThrow();
+  const signal = options.signal;
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    let pins = call.pins;
+    let settled = false;
+    let last = 0;
+    let reported = -1;
+    let total = call.total ?? 1;
+    const report = (done: number, force: boolean) => {
+      if (!options.onProgress || done === reported) return;
+      const now = performance.now();
+      if (!force && now - last < progressIntervalMs) return;
+      last = now;
+      reported = done;
+      options.onProgress({ done, total });
+    };
+    const cancel = signal ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
+    const progress = call.polled && (signal || options.onProgress) ? new BigUint64Array(new SharedArrayBuffer(16)) : undefined;
+    const poll = progress && options.onProgress
+      ? setInterval(() => {
+        const t = Number(Atomics.load(progress, 1));
+        if (t > 0) {
+          total = t;
+          report(Number(Atomics.load(progress, 0)), false);
+        }
+      }, progressIntervalMs)
+      : undefined;
+    const finish = () => {
+      settled = true;
+      if (poll !== undefined) clearInterval(poll);
+      signal?.removeEventListener("abort", onAbort);
+    };
+    let id = 0;
+    const onAbort = () => {
+      // Not started: it never will. Running: the Worker stops at its next chunk boundary.
+      if (pool.unqueue(id)) {
+        finish();
+        pins = undefined;
+        reject(signal!.reason);
+        return;
+      }
+      Atomics.store(cancel!, 0, 1);
+      if (call.abortEarly) {
+        finish();
+        reject(signal!.reason);
+      }
+    };
+    const settle = (reply: Extract<Reply, { type: "done" | "failed" }>) => {
+      pins = undefined;
+      if (settled) return;
+      finish();
+      if (progress !== undefined && Number(progress[1]) > 0) {
+        total = Number(progress[1]);
+        report(Number(progress[0]), true);
+      } else if (reply.type === "done" && reply.done !== undefined) report(reply.done, true);
+      else if (reply.type === "done" && !reply.aborted) report(total, true);
+      if (index.closed) return reject(new ClosedError("the index was closed while this call ran"));
+      if (reply.type === "failed") return reject(rebuild(reply));
+      if (reply.aborted) return reject(signal?.reason ?? new DOMException("aborted", "AbortError"));
+      try {
+        resolve(call.map(reply.result));
+      } catch (error) {
+        reject(error);
+      }
+    };
+    id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel, progress);
+    void pins;
+    signal?.addEventListener("abort", onAbort, { once: true });
+    // A polled call learns its total from native code: its first report waits for it.
+    if (!call.polled) report(0, true);
+  });
+}
+
+const same = <T>(result: unknown) => result as T;
+
+/** `search` on a Worker; the query is copied at the call. */
+export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
+  try {
+    const q = toVector(query).slice();
+    checkK(k);
+    checkEf(options.ef, k);
+    const picked = { ef: options.ef, rerank: options.rerank };
+    return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer], map: same<SearchResult> });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
+export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
+  try {
+    checkK(k);
+    checkEf(options.ef, k);
+    checkThreads(options.threads);
+    if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
+    if (queries.length % index.dimensions !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${index.dimensions}`);
+    const pins: unknown[] = [];
+    const transfer: ArrayBuffer[] = [];
+    const column = toColumn(queries, pins, transfer);
+    const picked = { ef: options.ef, rerank: options.rerank, threads: options.threads };
+    return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, pins, transfer, map: same<BatchResult> });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * A batch add in chunks. Resolves with the number of vectors added; on abort, rejects with the
+ * signal's reason after the chunk that runs ends: the first `done` vectors of the batch (the
+ * last `onProgress` value, always reported before the rejection) are in, the rest are not.
+ */
+export function addAsync(index: Index, keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
+  try {
+    const column = toKeyColumn(keys);
+    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+    const threads = checkThreads(options.threads);
+    const total = column.length;
+    const chunk = options.chunk ?? Math.min(16384, Math.max(256, Math.ceil(total / 100)));
+    if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidArgumentError(`chunk = ${String(chunk)}`);
+    const pins: unknown[] = [];
+    const transfer: ArrayBuffer[] = [];
+    const body: TaskBody = {
+      op: "add",
+      // toKeyColumn may return the caller's own array: it is copied or pinned like the vectors.
+      keys: total === 0 ? { kind: "inline", array: new BigUint64Array(0) } : toColumn(column, pins, transfer),
+      vectors: vectors.length === 0 ? { kind: "inline", array: new Float32Array(0) } : toColumn(vectors, pins, transfer),
+      threads,
+      chunk,
+    };
+    return submit({
+      index,
+      body,
+      pins,
+      transfer,
+      options,
+      total,
+      map: (result) => {
+        index.revokeStaleViews();
+        return result as number;
+      },
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * `compact` on a Worker. Progress counts the live vectors rebuilt (read from native code). An
+ * abort stops the rebuild at its next chunk of 4096 vectors, before the swap: the Promise
+ * rejects and the index is the old one, tombstones included (a persistent index's temporary
+ * `path~compact*` files are removed). An abort that lands after the swap is too late: the
+ * Promise then resolves, compacted.
+ */
+export function compactAsync(index: Index, options: AsyncCompactOptions = {}): Promise<void> {
+  try {
+    const threads = checkThreads(options.threads);
+    return submit({
+      index,
+      body: { op: "compact", threads },
+      options,
+      polled: true,
+      map: () => {
+        index.revokeStaleViews();
+      },
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * `backup` on a Worker. Progress is 0 then 1 (one native call). An abort lets the copy finish,
+ * then removes the files it wrote at `path` and rejects: a backup is whole or absent.
+ */
+export function backupAsync(index: Index, path: string, options: LongOptions = {}): Promise<void> {
+  if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
+  return submit({ index, body: { op: "backup", path }, options, map: () => undefined });
+}
+
+/**
+ * `verify` on a Worker. Progress is 0 then 1. An abort rejects at once; the walk (read-only)
+ * runs to its end on the Worker, which takes no other task until then.
+ */
+export function verifyAsync<Report>(index: Index, options: LongOptions = {}): Promise<Report> {
+  return submit({ index, body: { op: "verify" }, options, abortEarly: true, map: same<Report> });
+}
+
+/** `sync` (fsync of the log) on a Worker. */
+export function syncAsync(index: Index): Promise<void> {
+  return submit({ index, body: { op: "sync" }, map: () => undefined });
+}
+
+/** `checkpoint` on a Worker. */
+export function checkpointAsync(index: Index): Promise<void> {
+  return submit({ index, body: { op: "checkpoint" }, map: () => undefined });
+}
+
+/**
+ * Opens on a Worker (with `validate: "full"` unless told "fast": the checksum pass over every
+ * byte runs there) and hands the open index to `wrap` on this thread.
+ */
+export function openAsync<T>(path: string, options: { centre?: unknown }, wrap: (handle: number) => T): Promise<T> {
+  if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
+  const { centre: _centre, ...rest } = options;
+  return new Promise<T>((resolve, reject) => {
+    pool.submit(0, { op: "open", path, options: rest as Record<string, unknown> }, {
+      settle: (reply) => {
+        if (reply.type === "failed") return reject(rebuild(reply));
+        try {
+          resolve(wrap(reply.result as number));
+        } catch (error) {
+          reject(error);
+        }
+      },
+    });
+  });
+}
+
+/** Called by `Index.close()`: the pool's Workers drop their references to `handle`. */
+export function detachAsync(handle: number): void {
+  pool.detach(handle);
+}

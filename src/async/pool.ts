@@ -1,0 +1,346 @@
+/**
+ * The pool behind the async API: a fixed number of Workers (default: the core count, settable
+ * with `configureAsync`), started on first use, each attached to the indexes it is given work
+ * for. Tasks wait in one FIFO queue and go to the first idle Worker; nothing else is ever
+ * started, so a burst of Promises costs queue entries, not threads. Imports ./protocol.ts and
+ * ../errors.ts.
+ */
+import { errorClassFor, QuiverError } from "../errors.ts";
+import type { Reply, Request, TaskBody } from "./protocol.ts";
+
+/** What a task's owner hears: progress while it runs, then one settle. */
+export interface TaskHooks {
+  progress?(done: number, total: number): void;
+  settle(reply: Extract<Reply, { type: "done" | "failed" }>): void;
+}
+
+interface Task {
+  id: number;
+  handle: number;
+  body: TaskBody;
+  cancel?: Int32Array;
+  progress?: BigUint64Array;
+  transfer: ArrayBuffer[];
+  hooks: TaskHooks;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  /** The task it runs; for coalesced searches the first, with the others in `more`. */
+  task: Task | undefined;
+  more: Task[];
+  handles: Set<number>;
+  /** Deno: retires the Worker after this long idle (see idleRetireMs). */
+  idle: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * Bun's Workers can be unref'd, so an idle pool never holds the process open. Deno's cannot:
+ * a live Worker keeps the process running, so there an idle Worker gives its references back
+ * and exits after `idleMs` (default 1 s; settable). Starting a Deno Worker stalls the event
+ * loop for ~20-35 ms (measured: BENCHMARKS.md), so a server should set `idleMs: Infinity` and
+ * start the pool before it serves (`asyncStart`).
+ */
+const idleRetireMsDefault = 1000;
+
+/**
+ * Searches waiting together for the same index go to a Worker in one message (one round trip,
+ * whose cost is most of a small search's): at most this many.
+ */
+const coalesceMax = 32;
+
+/** `asyncStats()`: the pool's size and its queue. */
+export interface AsyncStats {
+  /** The Workers the pool may run (the bound). */
+  workers: number;
+  /** The nice value new Workers (and their native threads) run at (Linux). */
+  nice: number;
+  /** Deno: how long an idle Worker lives before it exits (Bun's never hold the process). */
+  idleMs: number;
+  /** Workers started so far (at most `workers`). */
+  started: number;
+  /** Tasks running on a Worker now. */
+  running: number;
+  /** Tasks waiting for a Worker (the queue depth). */
+  queued: number;
+  /** Tasks settled since the pool started, and how many of them failed or were aborted. */
+  completed: number;
+  failed: number;
+  aborted: number;
+  /** Searches that went to a Worker in one message with others (see coalesceMax). */
+  coalesced: number;
+}
+
+/** The Worker script beside this file: worker.ts from the sources, worker.js in the npm package. */
+const workerUrl = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+
+function defaultWorkers(): number {
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  return typeof n === "number" && n >= 1 ? Math.min(n, 64) : 2;
+}
+
+/** Rebuilds a Worker's error on this thread: the same class (and `code`) and message. */
+export function rebuild(reply: Extract<Reply, { type: "failed" }>): Error {
+  const cls = reply.status === undefined ? undefined : errorClassFor(reply.status);
+  const error: Error = cls ? new cls() : reply.status !== undefined ? new QuiverError(reply.status) : new Error();
+  error.message = reply.message;
+  if (!(error instanceof QuiverError)) error.name = reply.name;
+  return error;
+}
+
+export class Pool {
+  #size = defaultWorkers();
+  #nice = 0;
+  #slots: Slot[] = [];
+  #queue: Task[] = [];
+  #next = 1;
+  #completed = 0;
+  #retireWhenIdle = false;
+  #idleMs = idleRetireMsDefault;
+  #started: Array<() => void> = [];
+  #retiring = new Set<Promise<void>>();
+  #failed = 0;
+  #aborted = 0;
+  #coalesced = 0;
+
+  /**
+   * Sets the bound (shrinking retires idle Workers now, busy ones when their task ends) and the
+   * nice value of Workers started from now on.
+   */
+  configure(workers: number, nice = this.#nice, idleMs = this.#idleMs): void {
+    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new RangeError(`nice = ${String(nice)} (0 to 19)`);
+    if (typeof idleMs !== "number" || !(idleMs >= 0)) throw new RangeError(`idleMs = ${String(idleMs)} (>= 0, or Infinity)`);
+    this.#nice = nice;
+    this.#idleMs = idleMs;
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+      throw new RangeError(`workers = ${String(workers)} (1 to 64)`);
+    }
+    this.#size = workers;
+    for (const slot of [...this.#slots]) if (this.#slots.length > this.#size && slot.task === undefined) this.#retire(slot);
+    this.#pump();
+  }
+
+  /** Starts every Worker up to the bound now; resolves once all are ready. */
+  start(): Promise<void> {
+    while (this.#slots.length < this.#size) this.#start();
+    if (this.#slots.every((s) => s.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.#started.push(resolve));
+  }
+
+  stats(): AsyncStats {
+    return {
+      workers: this.#size,
+      nice: this.#nice,
+      idleMs: this.#idleMs,
+      started: this.#slots.length,
+      running: this.#slots.filter((s) => s.task !== undefined).length,
+      queued: this.#queue.length,
+      completed: this.#completed,
+      failed: this.#failed,
+      aborted: this.#aborted,
+      coalesced: this.#coalesced,
+    };
+  }
+
+  /** Queues one task; returns its id. */
+  submit(handle: number, body: TaskBody, hooks: TaskHooks, transfer: ArrayBuffer[] = [], cancel?: Int32Array, progress?: BigUint64Array): number {
+    const id = this.#next++;
+    this.#queue.push({ id, handle, body, cancel, progress, transfer, hooks });
+    this.#pump();
+    return id;
+  }
+
+  /** Removes a task that has not started; false if it already runs (or ran). */
+  unqueue(id: number): boolean {
+    const at = this.#queue.findIndex((t) => t.id === id);
+    if (at < 0) return false;
+    this.#queue.splice(at, 1);
+    this.#aborted++;
+    this.#completed++;
+    return true;
+  }
+
+  /**
+   * The index `handle` was closed by its owner on this thread: every Worker that attached it
+   * drops its reference after the task it runs (messages to a Worker are handled in order).
+   */
+  detach(handle: number): void {
+    for (const slot of this.#slots) {
+      if (!slot.handles.delete(handle)) continue;
+      slot.worker.postMessage({ type: "detach", handle } satisfies Request);
+    }
+  }
+
+  /** Whether any Worker still holds a reference to `handle` (for leak checks). */
+  holds(handle: number): boolean {
+    return this.#slots.some((s) => s.handles.has(handle));
+  }
+
+  /** A Promise that resolves once every Worker has handled every message sent so far. */
+  async drain(): Promise<void> {
+    while (this.#queue.length > 0 || this.#slots.some((s) => s.task !== undefined || !s.ready)) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await Promise.all([...this.#slots.map((slot) => this.#roundTrip(slot)), ...this.#retiring]);
+  }
+
+  #roundTrip(slot: Slot): Promise<void> {
+    return new Promise((resolve) => {
+      const previous = slot.worker.onmessage;
+      slot.worker.onmessage = (event: MessageEvent) => {
+        const reply = event.data as Reply;
+        if (reply.type === "detached" && reply.handle === -2) {
+          slot.worker.onmessage = previous;
+          resolve();
+          return;
+        }
+        previous?.call(slot.worker, event);
+      };
+      slot.worker.postMessage({ type: "detach", handle: -2 } satisfies Request);
+    });
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      let slot = this.#slots.find((s) => s.ready && s.task === undefined);
+      if (slot === undefined) {
+        if (this.#slots.length < this.#size) this.#start();
+        return;
+      }
+      const task = this.#queue.shift()!;
+      if (slot.idle !== undefined) clearTimeout(slot.idle);
+      slot.idle = undefined;
+      slot.task = task;
+      if (task.body.op !== "open") slot.handles.add(task.handle);
+      if (task.body.op === "search") {
+        slot.more = this.#takeSearches(task.handle);
+        if (slot.more.length > 0) {
+          this.#coalesced += slot.more.length + 1;
+          const items = [task, ...slot.more].map((t) => ({ id: t.id, body: t.body }));
+          slot.worker.postMessage({ type: "searches", handle: task.handle, items } satisfies Request, [task, ...slot.more].flatMap((t) => t.transfer));
+          continue;
+        }
+      }
+      const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
+      slot.worker.postMessage(request, task.transfer);
+    }
+  }
+
+  /** Removes and returns the queued searches of `handle` (up to coalesceMax - 1), in order. */
+  #takeSearches(handle: number): Task[] {
+    const taken: Task[] = [];
+    for (let i = 0; i < this.#queue.length && taken.length < coalesceMax - 1;) {
+      const t = this.#queue[i];
+      if (t.handle === handle && t.body.op === "search") {
+        taken.push(t);
+        this.#queue.splice(i, 1);
+      } else i++;
+    }
+    return taken;
+  }
+
+  #start(): void {
+    const worker = new Worker(workerUrl, { type: "module" });
+    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined };
+    this.#slots.push(slot);
+    // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
+    const unref = (worker as unknown as { unref?: () => void }).unref;
+    if (typeof unref === "function") unref.call(worker);
+    else this.#retireWhenIdle = true;
+    worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
+    worker.onerror = (event: ErrorEvent) => {
+      event.preventDefault?.();
+      const tasks = slot.task ? [slot.task, ...slot.more] : [];
+      slot.task = undefined;
+      slot.more = [];
+      this.#slots.splice(this.#slots.indexOf(slot), 1);
+      for (const task of tasks) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
+      this.#pump();
+    };
+  }
+
+  #onReply(slot: Slot, reply: Reply): void {
+    switch (reply.type) {
+      case "ready":
+        // Before any task (a Worker handles its messages in order). Nothing is posted before
+        // "ready": Bun drops messages that reach a Worker before it sets its handler.
+        slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
+        slot.ready = true;
+        if (this.#slots.every((s) => s.ready)) for (const resolve of this.#started.splice(0)) resolve();
+        this.#pump();
+        this.#idleLater(slot);
+        return;
+      case "progress":
+        if (slot.task?.id === reply.id) slot.task.hooks.progress?.(reply.done, reply.total);
+        return;
+      case "niced":
+      case "detached":
+        return;
+      case "batch": {
+        const tasks = slot.task ? [slot.task, ...slot.more] : [];
+        slot.task = undefined;
+        slot.more = [];
+        for (const r of reply.replies) {
+          const task = tasks.find((t) => t.id === r.id);
+          if (task === undefined) continue;
+          if (r.type === "failed" && r.handleClosed) slot.handles.delete(task.handle);
+          this.#settle(task, r);
+        }
+        if (this.#slots.length > this.#size) this.#retire(slot);
+        this.#pump();
+        this.#idleLater(slot);
+        return;
+      }
+      case "done":
+      case "failed": {
+        const task = slot.task;
+        if (task === undefined || task.id !== reply.id) return;
+        slot.task = undefined;
+        if (reply.type === "failed" && reply.handleClosed) slot.handles.delete(task.handle);
+        if (this.#slots.length > this.#size) this.#retire(slot);
+        this.#settle(task, reply);
+        this.#pump();
+        this.#idleLater(slot);
+        return;
+      }
+    }
+  }
+
+  #settle(task: Task, reply: Extract<Reply, { type: "done" | "failed" }>): void {
+    this.#completed++;
+    if (reply.type === "failed") this.#failed++;
+    else if (reply.aborted) this.#aborted++;
+    task.hooks.settle(reply);
+  }
+
+  /** Deno: an idle Worker exits after idleMs (see idleRetireMsDefault). */
+  #idleLater(slot: Slot): void {
+    if (!this.#retireWhenIdle || slot.task !== undefined || !this.#slots.includes(slot)) return;
+    if (slot.idle !== undefined) clearTimeout(slot.idle);
+    slot.idle = undefined;
+    if (!Number.isFinite(this.#idleMs)) return;
+    slot.idle = setTimeout(() => {
+      if (slot.task === undefined && this.#slots.includes(slot)) this.#retire(slot);
+    }, this.#idleMs);
+  }
+
+  #retire(slot: Slot): void {
+    if (slot.idle !== undefined) clearTimeout(slot.idle);
+    this.#slots.splice(this.#slots.indexOf(slot), 1);
+    slot.worker.postMessage({ type: "shutdown" } satisfies Request);
+    // The Worker exits once its references are released (the reply to "shutdown").
+    const gone = new Promise<void>((resolve) => {
+      slot.worker.onmessage = (event: MessageEvent) => {
+        if ((event.data as Reply).type !== "detached") return;
+        slot.worker.terminate();
+        resolve();
+      };
+    });
+    this.#retiring.add(gone);
+    void gone.then(() => this.#retiring.delete(gone));
+  }
+}
+
+/** The process's pool (one per JS thread that uses the async API). */
+export const pool: Pool = new Pool();

@@ -1,0 +1,42 @@
+/**
+ * The messages between the main thread's pool (pool.ts) and its Workers (worker.ts). A task is
+ * one call on one index; a Worker runs one task at a time and answers each with exactly one
+ * `done` or `failed` (and, before it, any number of `progress`). Imports nothing.
+ */
+
+/** A typed array the Worker reads: sent with the message (a copy), or pinned by address. */
+export type Column =
+  | { kind: "inline"; array: Float32Array | BigUint64Array }
+  | { kind: "pinned"; address: string; length: number; type: "f32" | "u64" };
+
+export type TaskBody =
+  | { op: "search"; query: Float32Array; k: number; options: Record<string, unknown>; snapshot?: undefined }
+  | { op: "searchBatch"; queries: Column; k: number; options: Record<string, unknown> }
+  | { op: "add"; keys: Column; vectors: Column; threads: number; chunk: number }
+  | { op: "compact"; threads: number }
+  | { op: "backup"; path: string }
+  | { op: "verify" }
+  | { op: "sync" }
+  | { op: "checkpoint" }
+  | { op: "open"; path: string; options: Record<string, unknown> };
+
+/**
+ * Main to Worker. `cancel` is a shared word the main thread sets to 1 on abort; `progress` is
+ * shared [done, total] that native code writes (compaction) and the main thread polls.
+ */
+export type Request =
+  | { type: "task"; id: number; handle: number; body: TaskBody; cancel?: Int32Array; progress?: BigUint64Array }
+  | { type: "searches"; handle: number; items: Array<{ id: number; body: TaskBody }> }
+  | { type: "detach"; handle: number }
+  | { type: "nice"; value: number }
+  | { type: "shutdown" };
+
+/** Worker to main. */
+export type Reply =
+  | { type: "ready" }
+  | { type: "niced"; ok: boolean }
+  | { type: "progress"; id: number; done: number; total: number }
+  | { type: "done"; id: number; result: unknown; aborted?: boolean; done?: number }
+  | { type: "failed"; id: number; status?: number; name: string; message: string; handleClosed: boolean }
+  | { type: "detached"; handle: number; references: number }
+  | { type: "batch"; replies: Array<Extract<Reply, { type: "done" | "failed" }>> };

@@ -1,0 +1,250 @@
+/**
+ * The async API (src/async/): Promise forms of the long calls, run by a bounded pool of Workers
+ * attached to the index. Asserts outcomes and counts, never durations: the same answers as the
+ * sync calls, a queue that never starts more Workers than its bound, progress that ends at the
+ * total, aborts that leave exactly the acknowledged prefix of a batch, a bad batch that writes
+ * nothing, inputs the caller may reuse at once, and no reference left behind after many
+ * cancelled and closed calls (the native registry's counts).
+ */
+import { asyncIdle, asyncStart, asyncStats, ClosedError, configureAsync, Index, InvalidVectorError } from "../mod.ts";
+import { assert, assertEquals, clustered, killChildren, repoPath, spawnRuntime, tempDir, test } from "./harness.ts";
+import { listDir, removeDir } from "./fixtures/util.ts";
+
+const d = 16;
+
+function keysOf(n: number, from = 0): BigUint64Array {
+  return BigUint64Array.from({ length: n }, (_, i) => BigInt(from + i));
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection, the Promise resolved");
+}
+
+test("async: addAsync, searchAsync and searchBatchAsync give the sync calls' answers", async () => {
+  using index = new Index({ dimensions: d, seed: 7 });
+  using twin = new Index({ dimensions: d, seed: 7 });
+  const n = 3000;
+  const data = clustered(n, d, 11);
+  const added = await index.addAsync(keysOf(n), data, { threads: 1, chunk: n });
+  twin.add(keysOf(n), data, { threads: 1 });
+  assertEquals(added, n);
+  assertEquals(index.size, n);
+  const queries = clustered(50, d, 12);
+  for (let q = 0; q < 50; q++) {
+    const query = queries.subarray(q * d, (q + 1) * d);
+    assertEquals(await index.searchAsync(query, 10), index.search(query, 10), `query ${q}`);
+  }
+  assertEquals(await index.searchBatchAsync(queries, 10), index.searchBatch(queries, 10));
+  // One chunk with one thread is the sync call exactly: the same graph gives the same answers.
+  assertEquals(index.searchBatch(queries, 10), twin.searchBatch(queries, 10));
+  assert(index.verify().ok);
+});
+
+test("async: many concurrent searches queue onto the bounded pool", async () => {
+  configureAsync({ workers: 2 });
+  using index = new Index({ dimensions: d });
+  index.add(keysOf(2000), clustered(2000, d, 3));
+  const queries = clustered(400, d, 4);
+  const pending = [];
+  for (let q = 0; q < 400; q++) pending.push(index.searchAsync(queries.subarray(q * d, (q + 1) * d), 5));
+  const during = asyncStats();
+  assert(during.queued > 0, `queued = ${during.queued}`);
+  assert(during.started <= 2, `started = ${during.started}`);
+  const results = await Promise.all(pending);
+  for (let q = 0; q < 400; q++) assertEquals(results[q], index.search(queries.subarray(q * d, (q + 1) * d), 5));
+  const after = asyncStats();
+  assertEquals(after.queued, 0);
+  assertEquals(after.running, 0);
+  assert(after.started <= 2, `started = ${after.started}`);
+  // Waiting searches of one index went to the Workers together, each still answered on its own.
+  assert(after.coalesced > during.coalesced, `coalesced ${during.coalesced} -> ${after.coalesced}`);
+  // asyncStart starts the whole pool, and no more.
+  await asyncStart();
+  assertEquals(asyncStats().started, 2);
+});
+
+test("async: progress is monotonic and ends at the total", async () => {
+  using index = new Index({ dimensions: d });
+  const n = 4000;
+  const seen: number[] = [];
+  await index.addAsync(keysOf(n), clustered(n, d, 5), { chunk: 256, onProgress: ({ done, total }) => {
+    assertEquals(total, n);
+    seen.push(done);
+  } });
+  assertEquals(seen[0], 0);
+  assertEquals(seen[seen.length - 1], n);
+  for (let i = 1; i < seen.length; i++) assert(seen[i] > seen[i - 1], `progress ${seen}`);
+  // Throttled: 16 chunks report far fewer calls unless the build took seconds.
+  assert(seen.length <= 17, `${seen.length} progress calls`);
+});
+
+test("async: an aborted batch keeps exactly the acknowledged prefix", async () => {
+  // The abort races the Worker's chunks; a batch that finished first is retried bigger.
+  let aborted = false;
+  for (let attempt = 0; attempt < 4 && !aborted; attempt++) {
+    using index = new Index({ dimensions: d });
+    const n = 6000 << attempt;
+    const controller = new AbortController();
+    let last = 0;
+    const promise = index.addAsync(keysOf(n), clustered(n, d, 6), {
+      chunk: 200,
+      signal: controller.signal,
+      onProgress: ({ done }) => {
+        last = done;
+        if (done > 0) controller.abort();
+      },
+    });
+    const outcome = await promise.then(() => undefined, (error: Error) => error);
+    if (outcome !== undefined) {
+      aborted = true;
+      assertEquals(outcome.name, "AbortError");
+      assert(last > 0 && last < n, `acknowledged ${last}`);
+    } else {
+      assertEquals(last, n);
+    }
+    // Either way: the first `last` keys are in, the rest are absent.
+    assertEquals(index.size, last);
+    for (let i = 0; i < n; i++) assertEquals(index.has(i), i < last, `key ${i}`);
+    assert(index.verify().ok);
+    // Aborted before it started: nothing at all.
+    const before = new AbortController();
+    before.abort();
+    assertEquals((await rejection(index.addAsync(keysOf(10, n), clustered(10, d, 7), { signal: before.signal })) as Error).name, "AbortError");
+    assertEquals(index.size, last);
+  }
+  assert(aborted, "no abort landed before the batch finished");
+});
+
+test("async: a bad batch writes nothing; inputs may be reused at once", async () => {
+  using index = new Index({ dimensions: d });
+  const data = clustered(1000, d, 8);
+  data[999 * d] = NaN;
+  const error = await rejection(index.addAsync(keysOf(1000), data, { chunk: 100 }));
+  assert(error instanceof InvalidVectorError, String(error));
+  assertEquals(index.size, 0);
+  const good = clustered(1000, d, 9);
+  const original = good.slice();
+  const keys = keysOf(1000);
+  const promise = index.addAsync(keys, good);
+  good.fill(0);
+  keys.fill(5n);
+  await promise;
+  assertEquals(index.size, 1000);
+  assertEquals(Array.from(index.get(999)!), Array.from(original.subarray(999 * d)));
+});
+
+test("async: compact, backup, verify, sync, checkpoint and a full-validation open", async () => {
+  const dir = tempDir();
+  try {
+    const path = `${dir}/a.qv`;
+    {
+      using index = Index.open(path, { dimensions: d });
+      await index.addAsync(keysOf(2000), clustered(2000, d, 10));
+      for (let i = 0; i < 500; i++) index.remove(i);
+      await index.syncAsync();
+      await index.compactAsync({ threads: 2 });
+      assertEquals(index.stats().tombstones, 0);
+      assertEquals(index.size, 1500);
+      assert((await index.verifyAsync()).ok);
+      await index.backupAsync(`${dir}/b.qv`);
+      await index.checkpointAsync();
+    }
+    using reopened = await Index.openAsync(path);
+    assertEquals(reopened.size, 1500);
+    using copy = await Index.openAsync(`${dir}/b.qv`, { readOnly: true });
+    assertEquals(copy.size, 1500);
+    assertEquals((await rejection(Index.openAsync(`${dir}/missing.qv`, { create: false })) as Error).name, "NotFoundError");
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test("async: close rejects pending calls with ClosedError; nothing leaks after many", async () => {
+  await asyncIdle();
+  const base = asyncStats();
+  for (let round = 0; round < 20; round++) {
+    const index = new Index({ dimensions: d });
+    index.add(keysOf(300), clustered(300, d, round));
+    const controller = new AbortController();
+    const pending: Promise<unknown>[] = [
+      index.addAsync(keysOf(3000, 1000), clustered(3000, d, round + 100), { chunk: 256, signal: controller.signal }),
+      index.searchAsync(new Float32Array(d).fill(1), 3),
+      index.searchBatchAsync(clustered(20, d, round), 3),
+      index.verifyAsync(),
+      // Several searches: they wait together and go to a Worker coalesced.
+      ...Array.from({ length: 6 }, () => index.searchAsync(new Float32Array(d).fill(2), 3)),
+    ];
+    if (round % 2 === 0) controller.abort();
+    index.close();
+    const settled = await Promise.allSettled(pending);
+    for (const [i, s] of settled.entries()) {
+      assert(s.status === "rejected", `round ${round} call ${i} resolved`);
+      const name = (s.reason as Error).name;
+      assert(name === "ClosedError" || (name === "AbortError" && i === 0), `round ${round} call ${i}: ${name}`);
+    }
+    assert(settled.some((s) => s.status === "rejected" && s.reason instanceof ClosedError));
+  }
+  await asyncIdle();
+  const after = asyncStats();
+  assertEquals(after.nativeIndexes, base.nativeIndexes, "indexes left open");
+  assertEquals(after.nativeReferences, base.nativeReferences, "references left");
+  assertEquals(after.queued, 0);
+  assertEquals(after.running, 0);
+});
+
+test("async: a cancelled compaction leaves the old index; progress ends at the live count", async () => {
+  const dir = tempDir();
+  try {
+    using index = Index.open(`${dir}/c.qv`, { dimensions: d });
+    index.add(keysOf(9000), clustered(9000, d, 20));
+    for (let i = 0; i < 9000; i += 3) index.remove(i);
+    const before = index.stats();
+    const queries = clustered(20, d, 21);
+    const answers = index.searchBatch(queries, 5);
+    // Aborted right after the call: the Worker has the task, native code sees the cancel word
+    // before its first chunk and stops before the swap.
+    const controller = new AbortController();
+    const promise = index.compactAsync({ threads: 2, signal: controller.signal });
+    controller.abort();
+    assertEquals((await rejection(promise) as Error).name, "AbortError");
+    const after = index.stats();
+    assertEquals([after.tombstones, after.size, after.slots_used], [before.tombstones, before.size, before.slots_used]);
+    assertEquals(index.searchBatch(queries, 5), answers);
+    assert(index.verify().ok);
+    const leftovers = listDir(dir).filter((f) => f.includes("~compact"));
+    assertEquals(leftovers, []);
+    // Not aborted: it compacts, and its last progress is the live count.
+    const seen: Array<{ done: number; total: number }> = [];
+    await index.compactAsync({ threads: 2, onProgress: (p) => seen.push(p) });
+    assertEquals(index.stats().tombstones, 0);
+    assertEquals(seen[seen.length - 1], { done: 6000, total: 6000 });
+    // A backup aborted while it runs leaves no files at its path.
+    const backup = new AbortController();
+    const saving = index.backupAsync(`${dir}/b.qv`, { signal: backup.signal });
+    backup.abort();
+    assertEquals((await rejection(saving) as Error).name, "AbortError");
+    assertEquals(listDir(dir).filter((f) => f.startsWith("b.qv")), []);
+    const verifying = new AbortController();
+    const walk = index.verifyAsync({ signal: verifying.signal });
+    verifying.abort();
+    assertEquals((await rejection(walk) as Error).name, "AbortError");
+    await asyncIdle();
+  } finally {
+    removeDir(dir);
+  }
+});
+
+test("async: a program that used the async API exits by itself (the pool holds no process open)", async () => {
+  const child = spawnRuntime(repoPath("tests/fixtures/async_exit.ts"), []);
+  try {
+    assertEquals(await child.nextLine(), "found 2 with 1 Workers");
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    killChildren();
+  }
+}, 30_000);

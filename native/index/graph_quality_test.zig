@@ -88,8 +88,10 @@ const Build = struct {
         while (true) {
             const key = self.next.fetchAdd(1, .monotonic);
             if (key >= n) return;
-            write.add(self.index, key, self.data[key * self.dims ..][0..self.dims]) catch {
-                _ = self.failures.fetchAdd(1, .monotonic);
+            write.add(self.index, key, self.data[key * self.dims ..][0..self.dims]) catch |err| {
+                if (self.failures.fetchAdd(1, .monotonic) < 3) {
+                    std.debug.print("graph quality: add {d} failed: {s}\n", .{ key, @errorName(err) });
+                }
             };
         }
     }

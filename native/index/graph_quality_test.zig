@@ -90,7 +90,8 @@ const Build = struct {
             if (key >= n) return;
             write.add(self.index, key, self.data[key * self.dims ..][0..self.dims]) catch |err| {
                 if (self.failures.fetchAdd(1, .monotonic) < 3) {
-                    std.debug.print("graph quality: add {d} failed: {s}\n", .{ key, @errorName(err) });
+                    const name = @errorName(err);
+                    std.debug.print("graph quality: add {d} failed: {s}\n", .{ key, name });
                 }
             };
         }

@@ -20,7 +20,7 @@ export { Index } from "./src/index.ts";
 export type { AddOptions, IndexOptions, Metric, OpenOptions, Stats, Storage, VerifyReport } from "./src/index.ts";
 export { Snapshot } from "./src/snapshot.ts";
 export { asyncIdle, asyncStart, asyncStats, configureAsync } from "./src/async/api.ts";
-export type { AsyncAddOptions, AsyncCompactOptions, AsyncStatsFull, LongOptions, Progress } from "./src/async/api.ts";
+export type { AbortSignalLike, AsyncAddOptions, AsyncCompactOptions, AsyncStatsFull, LongOptions, Progress } from "./src/async/api.ts";
 export { VectorView } from "./src/view.ts";
 export type { BatchOptions, BatchResult, SearchOptions, SearchResult, VectorLike } from "./src/reader.ts";
 export type { Key } from "./src/keys.ts";

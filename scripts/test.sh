@@ -13,18 +13,22 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 step() { printf '\n== %s\n' "$*"; }
 
+# A failing step is recorded and the next still runs, so one run shows everything; the exit
+# status fails at the end.
+status=0
+
 step "tidy: zig fmt, lines within 100 columns, import placement, direction and cycles"
-"$ZIG" build tidy --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|native/" || true; }
+"$ZIG" build tidy --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|native/" || true; } \
+  || status=1
 
 step "native tests (Debug, leak-checked)"
-"$ZIG" build test --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail" || true; }
+"$ZIG" build test --summary all 2>&1 | tee -a "$log" \
+  | { grep -E "Build Summary|error:|failed:" || true; } || status=1
 
 step "native tests under ThreadSanitizer (and its canaries: a race TSan must report, a lock-order inversion Debug must stop)"
-"$ZIG" build test-tsan --summary all 2>&1 | tee -a "$log" | { grep -E "Build Summary|error|fail|WARNING" || true; }
-"$ZIG" build tsan-canary lock-order-canary --summary failures
-
-# From here on a failing step is recorded and the next still runs, so one run shows everything.
-status=0
+"$ZIG" build test-tsan --summary all 2>&1 | tee -a "$log" \
+  | { grep -E "Build Summary|error:|failed:|WARNING" || true; } || status=1
+"$ZIG" build tsan-canary lock-order-canary --summary failures || status=1
 
 step "native tests on aarch64 (NEON kernels included) under qemu-user"
 if bash scripts/test-aarch64.sh 2>&1 | tee -a "$log" | { grep -E "Build Summary|error:|skip" || true; }; then :

@@ -158,7 +158,7 @@ test("async: compact, backup, verify, sync, checkpoint and a full-validation ope
     assertEquals(reopened.size, 1500);
     using copy = await Index.openAsync(`${dir}/b.qv`, { readOnly: true });
     assertEquals(copy.size, 1500);
-    assertEquals((await rejection(Index.openAsync(`${dir}/missing.qv`, { create: false })) as Error).name, "NotFoundError");
+    assertEquals((await rejection(Index.openAsync(`${dir}/missing.qv`, { create: false })) as Error).name, "NoIndexError");
   } finally {
     removeDir(dir);
   }

@@ -28,6 +28,17 @@ export interface AsyncTarget {
 }
 type Index = AsyncTarget;
 
+/**
+ * What the async calls use of an `AbortSignal` (a real one fits): written out so the published
+ * types need no DOM library (JSR's check of the public API has none).
+ */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: "abort", listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: "abort", listener: () => void): void;
+}
+
 /** Options of every long async call. */
 export interface LongOptions {
   /**
@@ -36,7 +47,7 @@ export interface LongOptions {
    */
   onProgress?: (progress: Progress) => void;
   /** Aborts the call; its Promise rejects with `signal.reason` (see the README for what stays). */
-  signal?: AbortSignal;
+  signal?: AbortSignalLike;
 }
 
 export interface AsyncAddOptions extends LongOptions {

@@ -46,6 +46,17 @@ fn rankingOf(flags: u32) ?read.Ranking {
     return if (flags & abi.search_flag_walk_ranking != 0) .walk else .exact;
 }
 
+/// An index path from the caller: non-empty, no NUL, and short enough that every companion file
+/// name (the longest, `~compact.building`, adds 17 bytes, and a NUL ends it) fits a path buffer.
+fn pathOf(ptr: ?[*]const u8, len: u32) ?[]const u8 {
+    const p = slice(u8, ptr, len) orelse return null;
+    if (p.len == 0 or p.len > std.fs.max_path_bytes - path_suffix_room) return null;
+    if (std.mem.indexOfScalar(u8, p, 0) != null) return null;
+    return p;
+}
+
+const path_suffix_room = 32;
+
 fn sliceMut(comptime T: type, ptr: ?[*]T, len: u64) ?[]T {
     if (len == 0) return &.{};
     const p = ptr orelse return null;
@@ -285,9 +296,7 @@ pub const exports = struct {
         out_handle: ?*u32,
     ) callconv(.C) Status {
         const opts = options orelse return .invalid_argument;
-        const p = slice(u8, path, path_len) orelse return .invalid_argument;
-        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or
-            std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        const p = pathOf(path, path_len) orelse return .invalid_argument;
         const mode: recovery.Validation = if (validation == 1) .full else .fast;
         const index = recovery.open(std.heap.c_allocator, p, opts.*, mode) catch |err| blk: {
             if (err != error.NoIndex or
@@ -627,9 +636,7 @@ pub const exports = struct {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
         const index = op.index;
-        const p = slice(u8, path, path_len) orelse return .invalid_argument;
-        if (p.len == 0 or p.len > std.fs.max_path_bytes - 16 or
-            std.mem.indexOfScalar(u8, p, 0) != null) return .invalid_argument;
+        const p = pathOf(path, path_len) orelse return .invalid_argument;
         backup.save(index, snapshot, p) catch |err| return statusOf(err);
         return .ok;
     }

@@ -122,16 +122,15 @@ class Scann:
         )
         builder.set_n_training_threads(req["threads"])
         self.searcher = builder.build()
-        self.leaves_to_search = 10
+        self.set_ef(10)
         return req["threads"]
 
     def set_ef(self, ef: int) -> None:
         self.leaves_to_search = min(ef, self.leaves)
+        self.reorder = max(100, 2 * self.leaves_to_search)
 
     def search(self, q: np.ndarray, k: int) -> np.ndarray:
-        ids, _ = self.searcher.search(q[0], final_num_neighbors=k,
-                                      pre_reorder_num_neighbors=max(100, 2 * self.leaves_to_search),
-                                      leaves_to_search=self.leaves_to_search)
+        ids, _ = self.searcher.search(q[0], k, self.reorder, self.leaves_to_search)
         return ids
 
 

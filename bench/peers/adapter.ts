@@ -57,8 +57,18 @@ export interface ExternalAdapter {
   build(base: Float32Array, count: number): Promise<{ seconds: number; rssMb: number }>;
   /** Hands over the queries (not timed). */
   prepare(queries: Float32Array, count: number): void;
-  /** At this ef: a warm-up, then `runs` timed passes of one-query calls on one thread; fills ids
-   * (row-major count * k, -1 where missing) and counts from the last pass, returns the best pass. */
-  sweep(ef: number, k: number, runs: number, clock: "wall" | "cpu", ids: Float64Array, counts: Uint32Array): Promise<{ seconds: number; cpuShare: number }>;
+  /** At this ef: a warm-up, then `runs` timed passes of one-query calls on one thread, for each
+   * variant of the library's second search parameter (ScaNN's reorder budget; one variant for
+   * FAISS). Each point has the ids (row-major count * k, -1 where missing) and counts of its last
+   * pass and the time of its best pass; `storage` names the variant in the JSON lines. */
+  sweep(ef: number, k: number, runs: number, clock: "wall" | "cpu"): Promise<SweepPoint[]>;
   close(): Promise<void>;
+}
+
+export interface SweepPoint {
+  storage: string;
+  seconds: number;
+  cpuShare: number;
+  ids: Float64Array;
+  counts: Uint32Array;
 }

@@ -7,11 +7,14 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CACHE_DIR, REPO_ROOT } from "../data.ts";
-import type { BuildParams, ExternalAdapter } from "./adapter.ts";
+import type { BuildParams, ExternalAdapter, SweepPoint } from "./adapter.ts";
 
 export const PYTHON = join(REPO_ROOT, "bench", ".venv", "bin", "python");
 const RUNNER = join(REPO_ROOT, "bench", "peers", "py", "runner.py");
 const MISSING = 0xffffffff;
+/** ScaNN's exact-reorder budgets tried at every leaves_to_search: run.ts keeps the points no other
+ * point beats on both recall and QPS (the frontier ann-benchmarks plots for its pairs). */
+export const SCANN_REORDER = [30, 60, 120];
 
 type Reply = { ok: boolean; error?: string; [key: string]: unknown };
 
@@ -79,16 +82,24 @@ export async function create(name: "faiss-hnsw" | "faiss-hnsw-sq8" | "scann", pa
       writeFileSync(queryFile, new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
       queryCount = count;
     },
-    async sweep(ef: number, k: number, runs: number, clock: "wall" | "cpu", ids: Float64Array, counts: Uint32Array) {
-      const r = await call({
-        op: "sweep", queries: queryFile, count: queryCount, dimensions: params.dimensions, k, ef, runs,
-        warm: 100, clock, out: outFile,
-      });
-      const raw = readFileSync(outFile);
-      const all = new Uint32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
-      for (let i = 0; i < queryCount * k; i++) ids[i] = all[i] === MISSING ? -1 : all[i];
-      counts.set(all.subarray(queryCount * k, queryCount * k + queryCount));
-      return { seconds: Number(r.seconds), cpuShare: Number(r.cpu_share) };
+    async sweep(ef: number, k: number, runs: number, clock: "wall" | "cpu") {
+      const points: SweepPoint[] = [];
+      for (const reorder of name === "scann" ? SCANN_REORDER : [0]) {
+        const r = await call({
+          op: "sweep", queries: queryFile, count: queryCount, dimensions: params.dimensions, k, ef, reorder, runs,
+          warm: 100, clock, out: outFile,
+        });
+        const raw = readFileSync(outFile);
+        const all = new Uint32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+        const ids = new Float64Array(queryCount * k);
+        for (let i = 0; i < queryCount * k; i++) ids[i] = all[i] === MISSING ? -1 : all[i];
+        const counts = all.slice(queryCount * k, queryCount * k + queryCount);
+        points.push({
+          storage: name === "scann" ? `ah4+reorder${reorder}` : name === "faiss-hnsw-sq8" ? "sq8" : "f32",
+          seconds: Number(r.seconds), cpuShare: Number(r.cpu_share), ids, counts,
+        });
+      }
+      return points;
     },
     async close() {
       await call({ op: "quit" }).catch(() => {});

@@ -171,19 +171,32 @@ async function runExternal(config: RunConfig, ds: Dataset, gt: GroundTruth, scor
   log(`${config.library}: built in ${built.seconds.toFixed(2)} s (timed in Python), RSS +${built.rssMb.toFixed(0)} MiB (the Python process)`);
   adapter.prepare(ds.queries, ds.queryCount);
   process.stdout.write(`${JSON.stringify({ info: { library: adapter.library, build_threads: adapter.buildThreads, version: adapter.version } })}\n`);
-  const ids = new Float64Array(ds.queryCount * k);
-  const counts = new Uint32Array(ds.queryCount);
+  const lines: { line: ResultLine; share: number }[] = [];
   for (const ef of config.efs) {
-    const { seconds, cpuShare } = await adapter.sweep(ef, k, config.runs, config.clock, ids, counts);
-    const recall = recallAtK(scorer, gt, k, ids, counts);
-    const line: ResultLine = {
-      library: adapter.library, dataset: config.label, storage: adapter.storage, M: config.m,
-      efConstruction: config.efConstruction, ef, threads: 1, build_s: round(built.seconds, 3),
-      recall: round(recall, 4), qps: round(ds.queryCount / seconds, 1), rss_mb: round(built.rssMb, 1),
-    };
+    for (const point of await adapter.sweep(ef, k, config.runs, config.clock)) {
+      const recall = recallAtK(scorer, gt, k, point.ids, point.counts);
+      const qps = ds.queryCount / point.seconds;
+      lines.push({
+        share: point.cpuShare,
+        line: {
+          library: adapter.library, dataset: config.label, storage: point.storage, M: config.m,
+          efConstruction: config.efConstruction, ef, threads: 1, build_s: round(built.seconds, 3),
+          recall: round(recall, 4), qps: round(qps, 1), rss_mb: round(built.rssMb, 1),
+        },
+      });
+      log(`${config.library}: ef=${ef} ${point.storage} recall ${recall.toFixed(4)}, ${qps.toFixed(0)} QPS (cpu/wall ${point.cpuShare.toFixed(2)}; no batch figure)`);
+    }
+  }
+  // With a second parameter (ScaNN's reorder) only the points no other point beats on both recall
+  // and QPS are kept (the frontier ann-benchmarks draws for its parameter pairs), in recall order;
+  // an ef can then have several points (the per-ef table shows the first) or none.
+  const several = lines.length > config.efs.length;
+  const dominated = (a: ResultLine) => several && lines.some(({ line: b }) => b !== a && b.recall >= a.recall && b.qps >= a.qps && (b.recall > a.recall || b.qps > a.qps));
+  const kept = lines.filter(({ line }) => !dominated(line));
+  if (several) kept.sort((a, b) => a.line.recall - b.line.recall);
+  for (const { line, share } of kept) {
     process.stdout.write(`${JSON.stringify(line)}\n`);
-    process.stdout.write(`${JSON.stringify({ cpu: { library: adapter.library, ef, share: round(cpuShare, 3) } })}\n`);
-    log(`${config.library}: ef=${ef} recall ${recall.toFixed(4)}, ${(ds.queryCount / seconds).toFixed(0)} QPS (cpu/wall ${cpuShare.toFixed(2)}; no batch figure)`);
+    process.stdout.write(`${JSON.stringify({ cpu: { library: adapter.library, ef: line.ef, share: round(share, 3) } })}\n`);
   }
   await adapter.close();
 }

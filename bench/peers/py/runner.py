@@ -11,8 +11,8 @@ JSON carries only control fields.
    "m": 16, "efConstruction": 200, "threads": 2, "seed": 1}
       -> {"ok": true, "build_s": S, "rss_mb": MiB added by the build, "library": NAME,
           "build_threads": T}
-  {"op": "sweep", "queries": PATH, "count": Q, "k": 10, "ef": E, "runs": R, "warm": 100,
-   "clock": "wall"|"cpu", "out": PATH}
+  {"op": "sweep", "queries": PATH, "count": Q, "k": 10, "ef": E, "reorder": N (ScaNN only),
+   "runs": R, "warm": 100, "clock": "wall"|"cpu", "out": PATH}
       -> writes Q*k uint32 ids (0xFFFFFFFF past a row's count) then Q uint32 counts to PATH;
          {"ok": true, "seconds": best pass, "cpu_share": cpu/wall of that pass}
   {"op": "quit"}
@@ -80,7 +80,7 @@ class Faiss:
         self.index = index
         return req["threads"]
 
-    def set_ef(self, ef: int) -> None:
+    def set_ef(self, ef: int, reorder: int = 0) -> None:
         self.index.hnsw.efSearch = ef
 
     def search(self, q: np.ndarray, k: int) -> np.ndarray:
@@ -90,7 +90,8 @@ class Faiss:
 
 class Scann:
     """The ann-benchmarks ScaNN family: k-means tree, AH (2 dims per 4-bit block) with anisotropic
-    quantization, exact reorder. Leaves = about 2 sqrt(n); reorder budget = max(100, 2 leaves)."""
+    quantization, exact reorder. Leaves = about 2 sqrt(n). The sweep's "ef" is leaves_to_search and
+    its "reorder" the number of AH candidates rescored exactly (ann-benchmarks sweeps such pairs)."""
 
     def __init__(self):
         import scann  # noqa: PLC0415
@@ -125,9 +126,9 @@ class Scann:
         self.set_ef(10)
         return req["threads"]
 
-    def set_ef(self, ef: int) -> None:
+    def set_ef(self, ef: int, reorder: int = 100) -> None:
         self.leaves_to_search = min(ef, self.leaves)
-        self.reorder = max(100, 2 * self.leaves_to_search)
+        self.reorder = reorder
 
     def search(self, q: np.ndarray, k: int) -> np.ndarray:
         ids, _ = self.searcher.search(q[0], k, self.reorder, self.leaves_to_search)
@@ -165,7 +166,7 @@ def main() -> None:
                 count, k, d = req["count"], req["k"], req["dimensions"]
                 queries = read_f32(req["queries"], count, d)
                 rows = [np.ascontiguousarray(queries[i:i + 1]) for i in range(count)]
-                lib.set_ef(req["ef"])
+                lib.set_ef(req["ef"], req.get("reorder") or 100)
                 search = lib.search
                 for i in range(min(req.get("warm", 100), count)):
                     search(rows[i], k)

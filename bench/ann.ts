@@ -159,7 +159,7 @@ function printTable(): void {
       if (one) console.log(`  ${String(ef).padStart(5)} ${one.recall.toFixed(4).padStart(8)} ${one.qps.toFixed(0).padStart(10)} ${shareText} ${batch}`);
     }
     if (!rows.some((r) => r.threads > 1) && Number(flags["batch-threads"]) > 1) {
-      console.log(`  (no batch figure: ${library} has no multi-threaded search API)`);
+      console.log(`  (no batch figure: ${library} has no multi-threaded search in this harness)`);
     }
   }
   const shares = [...cpuShare.values()];

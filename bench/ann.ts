@@ -2,15 +2,16 @@
 // parameters, a sweep of search-time ef, recall@k against exact ground truth, QPS and RSS.
 // Each library runs in its own child process (bench/peers/run.ts) so its memory is measured alone.
 //
-//   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|clustered:N:D[:Q[:SEED]]]
+//   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|clustered:N:D[:Q[:SEED]]]
 //                    [--metric l2|ip|cosine] [--m 16] [--ef-construction 200] [--ef 10,16,...]
-//                    [--libraries quiver,quiver-f16,quiver-i8,hnswlib-node,usearch] [--base N] [--queries N]
+//                    [--libraries quiver,...,hnswlib-node,hnswlib-node-native,usearch,faiss-hnsw,faiss-hnsw-sq8,scann]
+//                    [--base N] [--queries N]
 //                    [--build-threads 2] [--batch-threads 2] [--runs 1] [--clock wall|cpu] [--k 10]
 import { mkdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { datasetCounts, loadDataset, parseDatasetSpec, REPO_ROOT, type Metric } from "./data.ts";
+import { datasetCounts, defaultMetric, loadDataset, parseDatasetSpec, REPO_ROOT, type Metric } from "./data.ts";
 import { groundTruth } from "./groundtruth.ts";
 import { LIBRARIES, type Library, type ResultLine, type RunConfig } from "./peers/run.ts";
 import { recallQpsSvg, type Series } from "./svg.ts";
@@ -23,7 +24,8 @@ const QUICK_QUERIES = 1000;
 const { values: flags } = parseArgs({
   options: {
     dataset: { type: "string", default: "fashion-mnist" },
-    metric: { type: "string", default: "l2" },
+    data: { type: "string" }, // Alias of --dataset.
+    metric: { type: "string" },
     k: { type: "string", default: "10" },
     m: { type: "string", default: "16" },
     "ef-construction": { type: "string", default: "200" },
@@ -44,8 +46,10 @@ const { values: flags } = parseArgs({
 });
 
 if (flags.help) {
-  console.log(`usage: bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|clustered:N:D[:QUERIES[:SEED]]]
-  --metric l2|ip|cosine        distance (default l2; Fashion-MNIST is the ann-benchmarks euclidean set)
+  console.log(`usage: bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|clustered:N:D[:QUERIES[:SEED]]]
+  --data NAME                  the same as --dataset
+  --metric l2|ip|cosine        distance (default l2; Fashion-MNIST is the ann-benchmarks euclidean set;
+                               fashion-pca96, Fashion-MNIST by PCA to 96 dimensions, defaults to cosine)
   --m 16 --ef-construction 200 build parameters, the same for every library
   --ef 10,16,...               search-time ef sweep (default ${FULL_EFS.join(",")}; --quick: ${QUICK_EFS.join(",")})
   --libraries a,b              subset of ${LIBRARIES.join(",")}
@@ -65,7 +69,9 @@ function int(name: string, text: string | undefined): number {
   return v;
 }
 
-const metric = flags.metric as Metric;
+if (flags.data) flags.dataset = flags.data;
+const spec = parseDatasetSpec(flags.dataset!);
+const metric = (flags.metric ?? defaultMetric(spec)) as Metric;
 if (!["l2", "ip", "cosine"].includes(metric)) throw new Error(`--metric ${metric}: expected l2, ip or cosine`);
 const libraries = flags.libraries!.split(",").map((s) => s.trim()) as Library[];
 for (const lib of libraries) if (!LIBRARIES.includes(lib)) throw new Error(`--libraries: unknown ${lib}; known: ${LIBRARIES.join(", ")}`);
@@ -73,7 +79,6 @@ const efs = (flags.ef ?? (flags.quick ? QUICK_EFS : FULL_EFS).join(",")).split("
 const k = int("k", flags.k);
 const clock = flags.clock as "wall" | "cpu";
 if (clock !== "wall" && clock !== "cpu") throw new Error(`--clock ${clock}: expected wall or cpu`);
-const spec = parseDatasetSpec(flags.dataset!);
 const baseLimit = flags.base ? int("base", flags.base) : flags.quick ? QUICK_BASE : Infinity;
 const queryLimit = flags.queries ? int("queries", flags.queries) : flags.quick ? QUICK_QUERIES : Infinity;
 
@@ -154,7 +159,7 @@ function printTable(): void {
       if (one) console.log(`  ${String(ef).padStart(5)} ${one.recall.toFixed(4).padStart(8)} ${one.qps.toFixed(0).padStart(10)} ${shareText} ${batch}`);
     }
     if (!rows.some((r) => r.threads > 1) && Number(flags["batch-threads"]) > 1) {
-      console.log(`  (no batch figure: ${library} has no multi-threaded search API)`);
+      console.log(`  (no batch figure: ${library} has no multi-threaded search in this harness)`);
     }
   }
   const shares = [...cpuShare.values()];

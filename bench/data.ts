@@ -1,5 +1,6 @@
-// Benchmark data sets: Fashion-MNIST from the Debian package `dataset-fashion-mnist`, and seeded
-// clustered synthetic data. Both are cached as raw float32 under `.cache/bench/` so that every
+// Benchmark data sets: Fashion-MNIST from the Debian package `dataset-fashion-mnist`, the same
+// reduced to 96 dimensions by PCA (`fashion-pca96`, a real low-dimensional set, cosine by default;
+// computed once with numpy in bench/.venv), and seeded clustered synthetic data. Both are cached as raw float32 under `.cache/bench/` so that every
 // per-library child process reads the same bytes quickly.
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -25,7 +26,7 @@ export interface Dataset {
 
 /** What to load: parsed from `--dataset` plus the subsampling flags. */
 export interface DatasetSpec {
-  kind: "fashion-mnist" | "clustered";
+  kind: "fashion-mnist" | "fashion-pca96" | "clustered";
   /** For clustered data: base count, dimensions, query count, seed. */
   count?: number;
   dimensions?: number;
@@ -33,9 +34,10 @@ export interface DatasetSpec {
   seed?: number;
 }
 
-/** Parses `fashion-mnist` or `clustered:N:D[:Q[:SEED]]`. Throws with the accepted forms otherwise. */
+/** Parses `fashion-mnist`, `fashion-pca96` or `clustered:N:D[:Q[:SEED]]`. Throws with the accepted forms otherwise. */
 export function parseDatasetSpec(text: string): DatasetSpec {
   if (text === "fashion-mnist") return { kind: "fashion-mnist" };
+  if (text === "fashion-pca96") return { kind: "fashion-pca96" };
   const parts = text.split(":");
   if (parts[0] === "clustered" && parts.length >= 3 && parts.length <= 5) {
     const [count, dimensions, queryCount = 1000, seed = 1] = parts.slice(1).map(Number);
@@ -44,12 +46,18 @@ export function parseDatasetSpec(text: string): DatasetSpec {
     }
     return { kind: "clustered", count, dimensions, queryCount, seed };
   }
-  throw new Error(`--dataset ${text}: expected "fashion-mnist" or "clustered:N:D[:QUERIES[:SEED]]"`);
+  throw new Error(`--dataset ${text}: expected "fashion-mnist", "fashion-pca96" or "clustered:N:D[:QUERIES[:SEED]]"`);
+}
+
+/** The metric a data set is meant for: cosine for fashion-pca96 (centred PCA coordinates), else l2. */
+export function defaultMetric(spec: DatasetSpec): Metric {
+  return spec.kind === "fashion-pca96" ? "cosine" : "l2";
 }
 
 /** Stable name of a spec (without subsampling). */
 export function datasetName(spec: DatasetSpec): string {
   if (spec.kind === "fashion-mnist") return "fashion-mnist";
+  if (spec.kind === "fashion-pca96") return "fashion-pca96";
   return `clustered-${spec.count}x${spec.dimensions}-q${spec.queryCount}-s${spec.seed}`;
 }
 
@@ -93,12 +101,28 @@ function ensureCached(spec: DatasetSpec): { baseFile: string; queryFile: string 
   const name = datasetName(spec);
   const baseFile = join(CACHE_DIR, "datasets", `${name}.base.f32`);
   const queryFile = join(CACHE_DIR, "datasets", `${name}.query.f32`);
-  if (!existsSync(baseFile) || !existsSync(queryFile)) {
+  if ((!existsSync(baseFile) || !existsSync(queryFile)) && spec.kind === "fashion-pca96") {
+    makePca(96, ensureCached({ kind: "fashion-mnist" }), baseFile, queryFile);
+  } else if (!existsSync(baseFile) || !existsSync(queryFile)) {
     const made = spec.kind === "fashion-mnist" ? readFashionMnist() : generateClustered(spec);
     writeMatrix(baseFile, made.base, made.baseCount, made.dimensions);
     writeMatrix(queryFile, made.queries, made.queryCount, made.dimensions);
   }
   return { baseFile, queryFile };
+}
+
+/** Runs bench/peers/py/pca.py (numpy, in bench/.venv) on the cached Fashion-MNIST files. */
+function makePca(dimensions: number, input: { baseFile: string; queryFile: string }, baseFile: string, queryFile: string): void {
+  const python = join(REPO_ROOT, "bench", ".venv", "bin", "python");
+  if (!existsSync(python)) throw new Error(`${python} is missing: run scripts/setup-bench.sh (fashion-pca96 is computed with numpy there)`);
+  mkdirSync(dirname(baseFile), { recursive: true });
+  const tmpBase = `${baseFile}.tmp${process.pid}`, tmpQuery = `${queryFile}.tmp${process.pid}`;
+  const r = Bun.spawnSync([python, join(REPO_ROOT, "bench", "peers", "py", "pca.py"), String(dimensions), input.baseFile, input.queryFile, tmpBase, tmpQuery], {
+    stdout: "inherit", stderr: "inherit",
+  });
+  if (r.exitCode !== 0) throw new Error(`bench/peers/py/pca.py failed (exit ${r.exitCode})`);
+  renameSync(tmpQuery, queryFile);
+  renameSync(tmpBase, baseFile);
 }
 
 // Raw matrix file: u32 count, u32 dimensions (little endian), then count*dimensions float32.

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks need beyond scripts/setup.sh: the Debian package with Fashion-MNIST,
-# the peer libraries (hnswlib-node, usearch) into bench/peers/ from its lockfile, and mitata.
+# the peer libraries (hnswlib-node, usearch) into bench/peers/ from its lockfile, and mitata; a
+# second hnswlib-node built with -O3 -march=native (bench/peers/.hnswlib-native); and a Python
+# virtual environment bench/.venv with numpy, faiss-cpu and scann (the Python peers, and the PCA
+# of the fashion-pca96 data set).
 # Idempotent: a second run only checks. A peer that cannot be built or loaded is reported and
 # skipped; bench/ann.ts then runs without it (--libraries).
 set -euo pipefail
@@ -68,11 +71,61 @@ if [ ! -f "$addon" ]; then
 fi
 [ -f "$addon" ] && peers+=(hnswlib-node)
 
+# hnswlib-node-native: the same package copied to bench/peers/.hnswlib-native/hnswlib-node and
+# compiled there with -O3 -march=native (AVX-512/AVX2 distances), so the npm build and a tuned
+# build are two series of one run. Its requires (bindings, node-addon-api) resolve from
+# bench/peers/node_modules, the parent folder's.
+native_flags="-O3 -march=native"
+native_dir=.hnswlib-native/hnswlib-node
+native_addon=$native_dir/build/Release/addon.node
+if [ -f "$native_addon" ] && [ "$(cat "$native_dir/build/quiver-cxxflags" 2>/dev/null || true)" != "$native_flags" ]; then
+  rm -f "$native_addon"
+fi
+if [ ! -f "$native_addon" ] && [ -d node_modules/hnswlib-node ]; then
+  npm_dir="$(dirname "$(readlink -f "$(command -v npm)")")/.."
+  gyp="$npm_dir/node_modules/node-gyp/bin/node-gyp.js"
+  nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
+  rm -rf "$native_dir"
+  mkdir -p "$native_dir"
+  cp -r node_modules/hnswlib-node/{package.json,binding.gyp,lib,src} "$native_dir"/
+  echo "setup-bench: building hnswlib-node with CXXFLAGS='$native_flags' in bench/peers/$native_dir"
+  if (cd "$native_dir" && CXXFLAGS="$native_flags" node "$gyp" rebuild --nodedir="$nodedir" --loglevel=warn >build.log 2>&1); then
+    printf '%s' "$native_flags" >"$native_dir/build/quiver-cxxflags"
+  else
+    tail -n 20 "$native_dir/build.log"
+    echo "setup-bench: WARNING: the -march=native build of hnswlib-node failed (log: bench/peers/$native_dir/build.log); hnswlib-node-native will be skipped"
+  fi
+fi
+[ -f "$native_addon" ] && peers+=(hnswlib-node-native)
+
 # Every peer must load and answer a tiny search under Bun, which runs bench/ann.ts.
 for peer in "${peers[@]}"; do
   if ! "$BUN" smoke.mjs "$peer"; then
     echo "setup-bench: WARNING: $peer fails under Bun; trying node for the record"
     node smoke.mjs "$peer" || true
+  fi
+done
+# The Python peers (FAISS, ScaNN) in a project-local virtual environment, bench/.venv.
+cd "$QUIVER_ROOT"
+venv=bench/.venv
+if [ ! -x "$venv/bin/python" ]; then
+  if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    echo "setup-bench: installing python3-venv"
+    $SUDO apt-get install -y --no-install-recommends python3-venv || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends python3-venv; }
+  fi
+  echo "setup-bench: creating $venv"
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import numpy, faiss, scann' 2>/dev/null; then
+  echo "setup-bench: installing numpy, faiss-cpu, scann into $venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check numpy faiss-cpu scann \
+    || echo "setup-bench: WARNING: pip install into $venv failed; faiss-hnsw, faiss-hnsw-sq8 and scann will be skipped"
+fi
+for module in faiss scann; do
+  if "$venv/bin/python" -c "import $module" 2>/dev/null; then
+    peers+=("$module ($("$venv/bin/python" -c "from importlib.metadata import version; print(version('${module/faiss/faiss-cpu}'))" 2>/dev/null))")
+  else
+    echo "setup-bench: WARNING: $module does not import in $venv; its peers will be skipped"
   fi
 done
 echo "setup-bench: done (peers: ${peers[*]}; data: /usr/share/datasets/fashion-mnist)"

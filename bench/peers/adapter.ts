@@ -40,3 +40,35 @@ export interface Adapter {
   /** Frees native memory where the library allows it. */
   close(): void;
 }
+
+/**
+ * A library that runs in another process (the Python peers, bench/peers/python.ts): it times its
+ * own build and its own single-query loop, so the bridge between the processes is not charged to
+ * it. run.ts drives it with the same data, ef sweep, passes and ground truth as an Adapter.
+ */
+export interface ExternalAdapter {
+  readonly external: true;
+  readonly library: string;
+  readonly version: string;
+  readonly storage: string;
+  readonly buildThreads: number;
+  /** Builds from `count` vectors with keys 0..count-1; returns the build time and the memory it
+   * added, both measured in the library's process. */
+  build(base: Float32Array, count: number): Promise<{ seconds: number; rssMb: number }>;
+  /** Hands over the queries (not timed). */
+  prepare(queries: Float32Array, count: number): void;
+  /** At this ef: a warm-up, then `runs` timed passes of one-query calls on one thread, for each
+   * variant of the library's second search parameter (ScaNN's reorder budget; one variant for
+   * FAISS). Each point has the ids (row-major count * k, -1 where missing) and counts of its last
+   * pass and the time of its best pass; `storage` names the variant in the JSON lines. */
+  sweep(ef: number, k: number, runs: number, clock: "wall" | "cpu"): Promise<SweepPoint[]>;
+  close(): Promise<void>;
+}
+
+export interface SweepPoint {
+  storage: string;
+  seconds: number;
+  cpuShare: number;
+  ids: Float64Array;
+  counts: Uint32Array;
+}

@@ -28,12 +28,28 @@ function libraryName(): string {
   return flags ? `hnswlib-node (CXXFLAGS=${flags})` : "hnswlib-node";
 }
 
-export function create(params: BuildParams): Adapter {
-  const { HierarchicalNSW } = require("hnswlib-node") as { HierarchicalNSW: new (space: string, dim: number) => HierarchicalNSW };
+/** Where scripts/setup-bench.sh builds the second, `-O3 -march=native` copy of hnswlib-node. */
+export const NATIVE_DIR = join(import.meta.dir, ".hnswlib-native", "hnswlib-node");
+
+/**
+ * "npm": the addon in node_modules (as npm builds it, or as HNSWLIB_CXXFLAGS rebuilt it).
+ * "native": the copy in NATIVE_DIR, always compiled with -O3 -march=native, reported as
+ * "hnswlib-node-native", so both builds are series of one run.
+ */
+export function create(params: BuildParams, variant: "npm" | "native" = "npm"): Adapter {
+  let addon: { HierarchicalNSW: new (space: string, dim: number) => HierarchicalNSW };
+  if (variant === "native") {
+    const path = join(NATIVE_DIR, "build", "Release", "addon.node");
+    if (!existsSync(path)) throw new Error(`${path} is missing: run scripts/setup-bench.sh (builds hnswlib-node with -O3 -march=native there)`);
+    addon = require(path);
+  } else {
+    addon = require("hnswlib-node");
+  }
+  const { HierarchicalNSW } = addon;
   const index = new HierarchicalNSW(SPACE[params.metric], params.dimensions);
   const d = params.dimensions;
   return {
-    library: libraryName(),
+    library: variant === "native" ? "hnswlib-node-native" : libraryName(),
     storage: "f32",
     buildThreads: 1,
     build(base: Float32Array, count: number) {

@@ -44,12 +44,13 @@ export async function create(params: BuildParams): Promise<Adapter> {
       return Array.from({ length: count }, (_, i) => queries.subarray(i * dimensions, (i + 1) * dimensions));
     },
     search(query: unknown, k: number, out: Float64Array, at: number) {
-      const { keys } = index.search(query as Float32Array, k, { ef, rerank });
+      // Quiver rejects ef < k; hnswlib and FAISS search with max(ef, k) there, so the sweep does the same.
+      const { keys } = index.search(query as Float32Array, k, { ef: Math.max(ef, k), rerank });
       for (let i = 0; i < keys.length; i++) out[at + i] = Number(keys[i]);
       return keys.length;
     },
     searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult {
-      const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef, threads, rerank });
+      const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef: Math.max(ef, k), threads, rerank });
       const ids = new Float64Array(r.keys.length);
       for (let i = 0; i < ids.length; i++) ids[i] = Number(r.keys[i]);
       return { ids, counts: r.counts };

@@ -2,12 +2,15 @@
 // with one JSON argument (a RunConfig); prints one JSON result per line on stdout and progress
 // on stderr. Reads the data set and ground truth from .cache/ (ann.ts makes sure they exist).
 import { readFileSync } from "node:fs";
-import { loadDataset, parseDatasetSpec, type Metric } from "../data.ts";
-import { readGroundTruth, recallAtK } from "../groundtruth.ts";
+import { loadDataset, parseDatasetSpec, type Dataset, type Metric } from "../data.ts";
+import { readGroundTruth, recallAtK, type GroundTruth } from "../groundtruth.ts";
 import { Scorer } from "../score.ts";
-import type { Adapter, BuildParams } from "./adapter.ts";
+import type { Adapter, BuildParams, ExternalAdapter } from "./adapter.ts";
 
-export const LIBRARIES = ["quiver", "quiver-f16", "quiver-i8", "quiver-i8-walk", "hnswlib-node", "usearch"] as const;
+export const LIBRARIES = [
+  "quiver", "quiver-f16", "quiver-i8", "quiver-i8-walk", "hnswlib-node", "hnswlib-node-native", "usearch",
+  "faiss-hnsw", "faiss-hnsw-sq8", "scann",
+] as const;
 export type Library = (typeof LIBRARIES)[number];
 
 export interface RunConfig {
@@ -45,13 +48,18 @@ export interface ResultLine {
   rss_mb: number;
 }
 
-async function adapterFor(library: Library, params: BuildParams): Promise<Adapter> {
+async function adapterFor(library: Library, params: BuildParams): Promise<Adapter | ExternalAdapter> {
   if (library === "quiver") return (await import("./quiver.ts")).create(params);
   if (library === "quiver-f16") return (await import("./quiver.ts")).create({ ...params, storage: "f16" });
   if (library === "quiver-i8") return (await import("./quiver.ts")).create({ ...params, storage: "i8" });
   // i8 ranked by its codes alone: no rerank, so the f32 vectors are never read by a search.
   if (library === "quiver-i8-walk") return (await import("./quiver.ts")).create({ ...params, storage: "i8", rerank: false });
   if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);
+  // The same hnswlib-node sources compiled with -O3 -march=native into bench/peers/.hnswlib-native.
+  if (library === "hnswlib-node-native") return (await import("./hnswlib.ts")).create(params, "native");
+  if (library === "faiss-hnsw" || library === "faiss-hnsw-sq8" || library === "scann") {
+    return (await import("./python.ts")).create(library, params);
+  }
   return (await import("./usearch.ts")).create(params);
 }
 
@@ -87,6 +95,7 @@ async function main(config: RunConfig): Promise<void> {
     dimensions: d, metric: config.metric, m: config.m, efConstruction: config.efConstruction,
     threads: config.buildThreads, seed: config.seed,
   });
+  if ("external" in adapter) return runExternal(config, ds, gt, scorer, adapter);
   // RSS is taken right after loading, when nothing freshly freed sits in the allocator, and
   // again after a full collection once the build is done; query preparation comes later.
   const rssBefore = await rssMb();
@@ -152,6 +161,44 @@ async function main(config: RunConfig): Promise<void> {
     log(`${config.library}: ef=${ef} recall ${recall.toFixed(4)}, ${(ds.queryCount / best).toFixed(0)} QPS (cpu/wall ${cpuShare.toFixed(2)})${batchNote}`);
   }
   adapter.close();
+}
+
+/** A library in another process (python.ts): it times its own build and single-query passes. */
+async function runExternal(config: RunConfig, ds: Dataset, gt: GroundTruth, scorer: Scorer, adapter: ExternalAdapter): Promise<void> {
+  const d = ds.dimensions, k = config.k;
+  log(`${config.library}: ${adapter.library} ${adapter.version}, building ${ds.baseCount} x ${d} (M=${config.m}, efConstruction=${config.efConstruction}, ${config.buildThreads} thread(s)) in its own Python process`);
+  const built = await adapter.build(ds.base, ds.baseCount);
+  log(`${config.library}: built in ${built.seconds.toFixed(2)} s (timed in Python), RSS +${built.rssMb.toFixed(0)} MiB (the Python process)`);
+  adapter.prepare(ds.queries, ds.queryCount);
+  process.stdout.write(`${JSON.stringify({ info: { library: adapter.library, build_threads: adapter.buildThreads, version: adapter.version } })}\n`);
+  const lines: { line: ResultLine; share: number }[] = [];
+  for (const ef of config.efs) {
+    for (const point of await adapter.sweep(ef, k, config.runs, config.clock)) {
+      const recall = recallAtK(scorer, gt, k, point.ids, point.counts);
+      const qps = ds.queryCount / point.seconds;
+      lines.push({
+        share: point.cpuShare,
+        line: {
+          library: adapter.library, dataset: config.label, storage: point.storage, M: config.m,
+          efConstruction: config.efConstruction, ef, threads: 1, build_s: round(built.seconds, 3),
+          recall: round(recall, 4), qps: round(qps, 1), rss_mb: round(built.rssMb, 1),
+        },
+      });
+      log(`${config.library}: ef=${ef} ${point.storage} recall ${recall.toFixed(4)}, ${qps.toFixed(0)} QPS (cpu/wall ${point.cpuShare.toFixed(2)}; no batch figure)`);
+    }
+  }
+  // With a second parameter (ScaNN's reorder) only the points no other point beats on both recall
+  // and QPS are kept (the frontier ann-benchmarks draws for its parameter pairs), in recall order;
+  // an ef can then have several points (the per-ef table shows the first) or none.
+  const several = lines.length > config.efs.length;
+  const dominated = (a: ResultLine) => several && lines.some(({ line: b }) => b !== a && b.recall >= a.recall && b.qps >= a.qps && (b.recall > a.recall || b.qps > a.qps));
+  const kept = lines.filter(({ line }) => !dominated(line));
+  if (several) kept.sort((a, b) => a.line.recall - b.line.recall);
+  for (const { line, share } of kept) {
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+    process.stdout.write(`${JSON.stringify({ cpu: { library: adapter.library, ef: line.ef, share: round(share, 3) } })}\n`);
+  }
+  await adapter.close();
 }
 
 function round(value: number, digits: number): number {

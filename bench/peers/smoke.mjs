@@ -23,6 +23,14 @@ const checks = {
     index.setEf(50);
     return index.searchKnn(Array.from(row(7)), k).neighbors[0];
   },
+  "hnswlib-node-native": () => {
+    const { HierarchicalNSW } = require("./.hnswlib-native/hnswlib-node/build/Release/addon.node");
+    const index = new HierarchicalNSW("l2", d);
+    index.initIndex(n, 16, 100, 1);
+    for (let i = 0; i < n; i++) index.addPoint(Array.from(row(i)), i);
+    index.setEf(50);
+    return index.searchKnn(Array.from(row(7)), k).neighbors[0];
+  },
   usearch: () => {
     const usearch = require("usearch");
     const index = new usearch.Index({ dimensions: d, metric: "l2sq", connectivity: 16, expansion_add: 100, expansion_search: 50 });

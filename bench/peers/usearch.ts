@@ -36,7 +36,6 @@ export function create(params: BuildParams): Adapter {
   return {
     library: "usearch",
     storage: "f32",
-    storage: "f32",
     buildThreads: params.threads,
     build(base: Float32Array, count: number) {
       const keys = new BigUint64Array(count);

@@ -126,6 +126,9 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     defer if (!state_taken) state.keys.deinit(self.gpa);
     fresh_alive = false;
     fresh.destroy();
+    // Node versions for every slot of the new files, before the commit: adoptState below must
+    // not fail once the new files are the index (the call is then a no-op, nothing allocates).
+    try self.node_locks.ensure(self.gpa, capacity);
     // Mapped before the commit: once the new files are the index, nothing may fail that would
     // leave this index writing to the old, unlinked ones.
     duped = 0;

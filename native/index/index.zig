@@ -290,7 +290,14 @@ pub const Index = struct {
         if (self.wal) |*wal| try wal.reset(contention);
         header.clean = 1;
         self.storage.writeHeader(header, contention);
-        self.storage.sync() catch |err| return mapStorageError(err);
+        self.storage.sync() catch |err| {
+            // The mapped header must not stay "clean" while `dirty` says a mutation may skip
+            // marking it (markDirty only writes when `dirty` is false): later writes would then
+            // change an image whose header claims it is checkpointed.
+            header.clean = 0;
+            self.storage.writeHeader(header, contention);
+            return mapStorageError(err);
+        };
         self.dirty.store(false, .release);
         assert(header.clean == 1);
     }

@@ -75,6 +75,9 @@ fn relinkUnreachable(self: *Index) Error!u64 {
     for (0..used) |i| {
         const slot: u32 = @intCast(i);
         if (reached[slot] or !view_mod.visible(regions.meta(slot), view_mod.live_seq)) continue;
+        // Replay's checkpoint may have marked the image clean: say it is not before a list
+        // changes, so a kill in the middle is recovered again rather than trusted.
+        if (relinked == 0) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
         try index_write.relink(self, slot);
         relinked += 1;
     }

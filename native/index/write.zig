@@ -116,9 +116,12 @@ fn retire(self: *Index, slot: u32) void {
     defer self.commit.unlock();
     const seq = self.seq.load(.monotonic) + 1;
     assert(seq < view_mod.live_seq);
+    // Ready first (ready and unpublished is a state a kill may leave, and recovery ignores it),
+    // then deleted before created: at no step is the slot inserting with a sequence number,
+    // which recovery rightly calls corrupt, nor visible.
+    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
     @atomicStore(u64, &meta.deleted_seq, seq, .release);
     @atomicStore(u64, &meta.created_seq, seq, .release);
-    @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
     self.seq.store(seq, .release);
 }
 

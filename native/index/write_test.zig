@@ -231,3 +231,44 @@ test "write: a dirty open relinks a live node that no link reaches (power loss l
     var out: [dims]f32 = undefined;
     try std.testing.expect(read.get(index, victim, view_mod.live_seq, &out));
 }
+
+test "write: a checkpoint failing at any fsync, then a remove and a kill, still reopens whole" {
+    // A checkpoint whose last sync failed left the mapped header saying clean while `dirty`
+    // told later mutations not to mark it: a remove, a kill, and the reopen refused the index.
+    defer os.faults.reset();
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
+    const opts = t.options(dims, .l2sq);
+    var nth: u64 = 1;
+    var failures: u32 = 0;
+    while (nth < 40) : (nth += 1) {
+        var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const path = try std.fmt.bufPrint(&path_buf, "{s}/sweep{d}", .{ dir, nth });
+        {
+            const index = try Index.create(gpa, opts, path);
+            for (0..40) |key| {
+                const v = vectorOf(key);
+                try write.add(index, key, &v);
+            }
+            os.faults.arm(.fsync, nth, .io, false);
+            const result = index.checkpoint();
+            const fired = os.faults.fired(.fsync);
+            os.faults.reset();
+            if (result) |_| {} else |_| failures += 1;
+            try std.testing.expect(try write.remove(index, 3));
+            const storage = index.storage;
+            index.destroyState();
+            storage.destroy();
+            if (fired == 0) break;
+        }
+        const index = try recovery.open(gpa, path, opts, .fast);
+        defer index.destroy();
+        try std.testing.expectEqual(@as(u64, 39), index.live.load(.acquire));
+        var out: [dims]f32 = undefined;
+        try std.testing.expect(!read.get(index, 3, view_mod.live_seq, &out));
+        try std.testing.expect(read.get(index, 39, view_mod.live_seq, &out));
+    }
+    try std.testing.expect(failures >= 3);
+}

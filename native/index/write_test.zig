@@ -13,6 +13,7 @@ const recovery = @import("recovery.zig");
 const view_mod = @import("../hnsw/view.zig");
 const t = @import("index_test.zig");
 const os = @import("../storage/os.zig");
+const swap = @import("../storage/swap.zig");
 const hnsw_insert = @import("../hnsw/insert.zig");
 const graph = @import("../hnsw/graph.zig");
 
@@ -28,7 +29,7 @@ fn vectorOf(key: u64) [dims]f32 {
 /// The largest of the index's files: a file-size limit at this size refuses any growth.
 fn largestFile(path: []const u8) !u64 {
     var largest: u64 = 0;
-    for ([_][]const u8{ "", ".graph", ".upper", ".vectors" }) |suffix| {
+    for (swap.suffixes) |suffix| {
         var buf: [std.fs.max_path_bytes]u8 = undefined;
         const name = try std.fmt.bufPrint(&buf, "{s}{s}", .{ path, suffix });
         const stat = std.fs.cwd().statFile(name) catch continue;
@@ -185,7 +186,7 @@ test "write: a dirty open relinks a live node that no link reaches (power loss l
     var tmp = std.testing.tmpDir(.{});
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
-    const dir = try tmp.dir.realpath(".", &dir_buf);
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
     var path_buf: [std.fs.max_path_bytes]u8 = undefined;
     const path = try std.fmt.bufPrint(&path_buf, "{s}/relink", .{dir});
     const opts = t.options(dims, .l2sq);

@@ -11,6 +11,8 @@ pub const files = .{
     @import("index/graph_quality_test.zig"),
     @import("index/durability_test.zig"),
     @import("index/index_test.zig"),
+    @import("index/records_test.zig"),
+    @import("records/store.zig"),
     @import("index/keymap.zig"),
     @import("index/stress_test.zig"),
     @import("index/tables.zig"),

@@ -75,6 +75,7 @@ fn generate(out: anytype) !void {
 }
 
 fn writeSymbols(out: anytype) !void {
+    @setEvalBranchQuota(20_000);
     try out.writeAll("export const symbols = {\n");
     inline for (@typeInfo(ffi.exports).@"struct".decls) |decl| {
         const info = @typeInfo(@TypeOf(@field(ffi.exports, decl.name))).@"fn";

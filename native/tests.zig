@@ -12,6 +12,7 @@ pub const files = .{
     @import("index/durability_test.zig"),
     @import("index/index_test.zig"),
     @import("index/records_test.zig"),
+    @import("index/records_stress_test.zig"),
     @import("records/store.zig"),
     @import("index/keymap.zig"),
     @import("index/stress_test.zig"),

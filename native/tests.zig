@@ -47,6 +47,8 @@ const file_names = [_][]const u8{
     "index/graph_quality_test.zig",
     "index/durability_test.zig",
     "index/index_test.zig",
+    "index/records_test.zig",
+    "index/records_stress_test.zig",
     "index/keymap.zig",
     "index/stress_test.zig",
     "index/tables.zig",

@@ -3,7 +3,7 @@
 //! - lines within 100 columns;
 //! - every `@import` at the top of its file, one per `const` line, never inside a body;
 //! - imports between folders run one way: ffi → index → {hnsw, records} → {storage, kernels} →
-//!   sync, and records/ (kept in memory) never imports storage/; any file may import abi.zig;
+//!   sync; any file may import abi.zig;
 //!   build roots (the top of native/) and sim/ may import anything;
 //! - no import cycle between files.
 //! Each check has a canary below: a broken source it must flag.
@@ -28,11 +28,6 @@ fn rank(folder: Folder) u8 {
     };
 }
 
-/// Edges the ranks allow but the design does not: records/ holds payloads and the fields index in
-/// memory, and leaves files to the index (records.zig says so).
-fn forbidden(from: Folder, to: Folder) bool {
-    return from == .records and to == .storage;
-}
 
 fn folderOf(path: []const u8) Folder {
     if (std.mem.eql(u8, path, "abi.zig")) return .abi;
@@ -178,7 +173,7 @@ pub fn checkEdges(report: *Report, edges: []const Edge) !void {
         const from = folderOf(edge.from);
         const to = folderOf(edge.to);
         if (from == to or to == .abi) continue;
-        if (rank(from) > rank(to) and !forbidden(from, to)) continue;
+        if (rank(from) > rank(to)) continue;
         try report.add(edge.from, edge.line, "imports {s}: {s}/ may not import {s}/", .{
             edge.to, @tagName(from), @tagName(to),
         });
@@ -313,12 +308,6 @@ test "tidy canaries: each check flags a broken source" {
         "const x = @import(\"../records/fields.zig\");\n",
         null,
         "hnsw/ may not import records/",
-    );
-    try canary(
-        "records/a.zig",
-        "const x = @import(\"../storage/os.zig\");\n",
-        null,
-        "records/ may not import storage/",
     );
     try canary(
         "records/a.zig",

@@ -28,7 +28,6 @@ fn rank(folder: Folder) u8 {
     };
 }
 
-
 fn folderOf(path: []const u8) Folder {
     if (std.mem.eql(u8, path, "abi.zig")) return .abi;
     const slash = std.mem.indexOfScalar(u8, path, '/') orelse return .top;

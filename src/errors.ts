@@ -24,6 +24,7 @@ export class QuiverError extends Error {
 
 function statusName(status: number): string {
   for (const [name, code] of Object.entries(Status)) if (code === status) return name;
+  for (const [name, code] of Object.entries(recordStatus)) if (code === status) return name;
   return `status_${status}`;
 }
 
@@ -209,6 +210,67 @@ export class UnverifiableError extends QuiverError {
   }
 }
 
+/**
+ * The record statuses of issue #11 (docs/records.md). Until the generated table carries them,
+ * their codes are the ones native/abi.zig assigns; afterwards they come from `Status`.
+ */
+const recordStatus = {
+  invalid_metadata: (Status as Record<string, number>).invalid_metadata ?? 27,
+  invalid_filter: (Status as Record<string, number>).invalid_filter ?? 28,
+  id_conflict: (Status as Record<string, number>).id_conflict ?? 29,
+  buffer_too_small: (Status as Record<string, number>).buffer_too_small ?? 30,
+} as const;
+
+/**
+ * Status `invalid_metadata`: metadata that is not JSON-like (a function, NaN, a bigint, a
+ * cycle, a Date, ...), too large, or an indexed field of the wrong type. `path` says where
+ * (e.g. `metadata.tags[2]`, `metadata[3].year` for the fourth record of a batch); nothing of
+ * the call was written.
+ */
+export class InvalidMetadataError extends QuiverError {
+  /** Where in the metadata the problem is (empty when unknown, e.g. from native code). */
+  readonly path: string;
+  constructor(detail?: string, path = "") {
+    super(recordStatus.invalid_metadata, path && detail ? `${path}: ${detail}` : detail);
+    this.path = path;
+  }
+}
+
+/**
+ * Status `invalid_filter`: a filter with an unknown operator, a value of the wrong type, a
+ * field not declared in `indexes`, or beyond the program limits. `path` says where (e.g.
+ * `filter.$and[1].year.$gt`).
+ */
+export class InvalidFilterError extends QuiverError {
+  /** Where in the filter the problem is (empty when unknown, e.g. from native code). */
+  readonly path: string;
+  constructor(detail?: string, path = "") {
+    super(recordStatus.invalid_filter, path && detail ? `${path}: ${detail}` : detail);
+    this.path = path;
+  }
+}
+
+/**
+ * Status `id_conflict`: the key an add computed is held by a different id (a string id whose
+ * hash another string id already holds, a numeric add over a string id, or the reverse).
+ * Nothing was written.
+ */
+export class IdConflictError extends QuiverError {
+  constructor(detail?: string) {
+    super(recordStatus.id_conflict, detail);
+  }
+}
+
+/**
+ * Status `buffer_too_small`: an output buffer was smaller than the answer. The TypeScript
+ * wrapper grows its buffers and retries, so a caller sees it only from a bug.
+ */
+export class BufferTooSmallError extends QuiverError {
+  constructor(detail?: string) {
+    super(recordStatus.buffer_too_small, detail);
+  }
+}
+
 /** A class of this file: made from an optional detail. */
 export type ErrorClass = new (detail?: string) => QuiverError;
 
@@ -239,6 +301,10 @@ const byStatus: ReadonlyMap<number, ErrorClass> = new Map<number, ErrorClass>([
   [Status.no_index, NoIndexError],
   [Status.already_exists, AlreadyExistsError],
   [Status.unverifiable, UnverifiableError],
+  [recordStatus.invalid_metadata, InvalidMetadataError],
+  [recordStatus.invalid_filter, InvalidFilterError],
+  [recordStatus.id_conflict, IdConflictError],
+  [recordStatus.buffer_too_small, BufferTooSmallError],
 ]);
 
 /** The class for a status code (for tests of the table's completeness). */

@@ -462,9 +462,10 @@ export interface DecodedPayload {
 
 /**
  * Reads the id and metadata of a payload (its terms are not needed: they come from the
- * metadata). CorruptIndexError for bytes that are not a payload. O(size of the metadata).
+ * metadata; `withMetadata` false skips the JSON). CorruptIndexError for bytes that are not a
+ * payload. O(size of the metadata).
  */
-export function decodePayload(bytes: Uint8Array): DecodedPayload {
+export function decodePayload(bytes: Uint8Array, withMetadata = true): DecodedPayload {
   if (bytes.length === 0) return { id: undefined, metadata: undefined };
   const bad = (what: string): never => {
     throw new CorruptIndexError(`a stored record payload is malformed: ${what}`);
@@ -479,7 +480,7 @@ export function decodePayload(bytes: Uint8Array): DecodedPayload {
   let metadata: Metadata | undefined;
   try {
     if (idLength > 0) id = decoder.decode(bytes.subarray(payloadHeaderBytes, payloadHeaderBytes + idLength));
-    if (metaLength > 0) {
+    if (metaLength > 0 && withMetadata) {
       metadata = JSON.parse(decoder.decode(bytes.subarray(payloadHeaderBytes + idLength, payloadHeaderBytes + idLength + metaLength)));
     }
   } catch {

@@ -32,6 +32,10 @@ pub const Status = enum(c_int) {
     no_index = 24,
     already_exists = 25,
     unverifiable = 26,
+    invalid_metadata = 27,
+    invalid_filter = 28,
+    id_conflict = 29,
+    buffer_too_small = 30,
 };
 
 /// One sentence per status, shown by the TS error classes.
@@ -71,6 +75,14 @@ pub fn statusMessage(status: Status) [:0]const u8 {
             "closed cleanly (its log holds writes, or its newest header copy is damaged), so " ++
             "no checksum describes its files. Open it with validate: 'fast' (it recovers " ++
             "from the log), call checkpoint(), then reopen with 'full'",
+        .invalid_metadata => "the record's metadata is invalid (see docs/records.md): a field " ++
+            "of the wrong type, a value out of range, or a record over its size limits",
+        .invalid_filter => "the filter is invalid: an unknown operator or field, a value of " ++
+            "the wrong type, or a field that is not indexed",
+        .id_conflict => "another id holds this key (two string ids with one 64-bit hash, or " ++
+            "a numeric id and a string id): nothing was written",
+        .buffer_too_small => "the output buffer is too small (the bindings retry with the " ++
+            "size the call reported)",
     };
 }
 
@@ -111,6 +123,13 @@ pub const m_max: u32 = 128;
 pub const ef_max: u32 = 65536;
 /// The largest beam one search may ask for.
 pub const ef_query_max: u32 = 1 << 20;
+/// Records (docs/records.md; native/records/payload.zig asserts it keeps to these).
+pub const id_bytes_max: u32 = 1024;
+pub const meta_bytes_max: u32 = 65536;
+pub const terms_max: u32 = 256;
+pub const keyword_bytes_max: u32 = 256;
+pub const fields_max: u32 = 32;
+pub const field_name_bytes_max: u32 = 64;
 pub const default_m: u32 = 16;
 pub const default_ef_construction: u32 = 128;
 pub const default_ef_search: u32 = 64;
@@ -167,6 +186,9 @@ pub const Stats = extern struct {
     /// Checkpoints due after a mutation that failed (the mutation itself succeeded and is in
     /// the log; the next mutation or `checkpoint()` tries again).
     checkpoint_failures: u64,
+    /// Records with a payload (string id or metadata), and the bytes of their newest payloads.
+    records: u64,
+    record_bytes: u64,
 };
 
 /// The result of the integrity walk `verify()`.
@@ -188,6 +210,6 @@ pub const VerifyReport = extern struct {
 comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
-    std.debug.assert(@sizeOf(Stats) == 168);
+    std.debug.assert(@sizeOf(Stats) == 184);
     std.debug.assert(@sizeOf(VerifyReport) == 88);
 }

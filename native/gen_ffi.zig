@@ -50,8 +50,20 @@ fn generate(out: anytype) !void {
     try writeEnum(out, "StorageKind", abi.StorageKind);
     try writeEnum(out, "KernelLevel", abi.KernelLevel);
     const limits_format = "export const limits = {{ maxDimensions: {d}, maxM: {d}, maxEf: {d}, " ++
-        "maxEfQuery: {d} }} as const;\n";
-    try out.print(limits_format, .{ abi.dimensions_max, abi.m_max, abi.ef_max, abi.ef_query_max });
+        "maxEfQuery: {d}, idBytesMax: {d}, metaBytesMax: {d}, termsMax: {d}, " ++
+        "keywordBytesMax: {d}, fieldsMax: {d}, fieldNameBytesMax: {d} }} as const;\n";
+    try out.print(limits_format, .{
+        abi.dimensions_max,
+        abi.m_max,
+        abi.ef_max,
+        abi.ef_query_max,
+        abi.id_bytes_max,
+        abi.meta_bytes_max,
+        abi.terms_max,
+        abi.keyword_bytes_max,
+        abi.fields_max,
+        abi.field_name_bytes_max,
+    });
     const defaults_format = "export const defaults = {{ m: {d}, efConstruction: {d}, " ++
         "efSearch: {d} }} as const;\n";
     try out.print(defaults_format, .{
@@ -63,6 +75,7 @@ fn generate(out: anytype) !void {
 }
 
 fn writeSymbols(out: anytype) !void {
+    @setEvalBranchQuota(20_000);
     try out.writeAll("export const symbols = {\n");
     inline for (@typeInfo(ffi.exports).@"struct".decls) |decl| {
         const info = @typeInfo(@TypeOf(@field(ffi.exports, decl.name))).@"fn";

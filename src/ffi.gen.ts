@@ -24,6 +24,17 @@ export const symbols = {
   qv_index_set_centre: { args: ["u32", "ptr", "u32"], returns: "i32" },
   qv_index_get_centre: { args: ["u32", "ptr", "u32"], returns: "i32" },
   qv_index_remove: { args: ["u32", "u64", "ptr"], returns: "i32" },
+  qv_hash_ids: { args: ["ptr", "u64", "ptr", "u32", "ptr"], returns: "i32" },
+  qv_index_set_schema: { args: ["u32", "ptr", "u32"], returns: "i32" },
+  qv_index_schema: { args: ["u32", "ptr", "u32", "ptr"], returns: "i32" },
+  qv_index_add_record: { args: ["u32", "u64", "ptr", "u32", "ptr", "u32"], returns: "i32" },
+  qv_index_add_records: { args: ["u32", "ptr", "u32", "ptr", "u64", "ptr", "u64", "ptr", "u32"], returns: "i32" },
+  qv_index_update_record: { args: ["u32", "u64", "ptr", "u32"], returns: "i32" },
+  qv_index_remove_record: { args: ["u32", "u64", "ptr", "u32", "ptr"], returns: "i32" },
+  qv_index_read_records: { args: ["u32", "u64", "ptr", "u32", "ptr", "u64", "ptr"], returns: "i32" },
+  qv_index_search_filtered: { args: ["u32", "u64", "ptr", "u32", "u32", "u32", "u32", "ptr", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+  qv_index_count_matching: { args: ["u32", "u64", "ptr", "u32", "ptr"], returns: "i32" },
+  qv_index_remove_matching: { args: ["u32", "ptr", "u32", "ptr"], returns: "i32" },
   qv_index_has: { args: ["u32", "u64", "u64", "ptr"], returns: "i32" },
   qv_index_get: { args: ["u32", "u64", "u64", "ptr", "u32"], returns: "i32" },
   qv_index_search: { args: ["u32", "u64", "ptr", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
@@ -82,6 +93,10 @@ export const Status = {
   no_index: 24,
   already_exists: 25,
   unverifiable: 26,
+  invalid_metadata: 27,
+  invalid_filter: 28,
+  id_conflict: 29,
+  buffer_too_small: 30,
 } as const;
 
 export const statusMessages: Record<number, string> = {
@@ -112,6 +127,10 @@ export const statusMessages: Record<number, string> = {
   24: "no index exists at this path (open it with create: true to make one)",
   25: "a file is already at the target path or one of its companions (path.graph, path.upper, path.vectors, path.wal): remove it or choose another path",
   26: "validate: 'full' cannot checksum this index: it was not closed cleanly (its log holds writes, or its newest header copy is damaged), so no checksum describes its files. Open it with validate: 'fast' (it recovers from the log), call checkpoint(), then reopen with 'full'",
+  27: "the record's metadata is invalid (see docs/records.md): a field of the wrong type, a value out of range, or a record over its size limits",
+  28: "the filter is invalid: an unknown operator or field, a value of the wrong type, or a field that is not indexed",
+  29: "another id holds this key (two string ids with one 64-bit hash, or a numeric id and a string id): nothing was written",
+  30: "the output buffer is too small (the bindings retry with the size the call reported)",
 };
 
 export const layouts = {
@@ -131,7 +150,7 @@ export const layouts = {
     },
   },
   Stats: {
-    size: 168,
+    size: 184,
     fields: {
       size: { offset: 0, type: "u64" },
       slots_used: { offset: 8, type: "u64" },
@@ -157,6 +176,8 @@ export const layouts = {
       storage: { offset: 152, type: "u32" },
       centre_set: { offset: 156, type: "u32" },
       checkpoint_failures: { offset: 160, type: "u64" },
+      records: { offset: 168, type: "u64" },
+      record_bytes: { offset: 176, type: "u64" },
     },
   },
   VerifyReport: {
@@ -183,7 +204,7 @@ export const searchFlags = { walkRanking: 1 } as const;
 export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
 export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;
 export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5, avx2_vnni: 6 } as const;
-export const limits = { maxDimensions: 65536, maxM: 128, maxEf: 65536, maxEfQuery: 1048576 } as const;
+export const limits = { maxDimensions: 65536, maxM: 128, maxEf: 65536, maxEfQuery: 1048576, idBytesMax: 1024, metaBytesMax: 65536, termsMax: 256, keywordBytesMax: 256, fieldsMax: 32, fieldNameBytesMax: 64 } as const;
 export const defaults = { m: 16, efConstruction: 128, efSearch: 64 } as const;
 
 export const fileFormat = {

@@ -25,6 +25,8 @@ const compact = @import("../index/compact.zig");
 const centre = @import("../index/centre.zig");
 const quantize = @import("../kernels/quantize.zig");
 const parallel = @import("../sync/pool.zig");
+const records = @import("../index/records.zig");
+const payload = @import("../records/payload.zig");
 
 pub const abi_version: u32 = 2;
 
@@ -93,6 +95,11 @@ pub fn statusOf(err: CallError) Status {
         error.InvalidHandle => .invalid_handle,
         error.Closed => .closed,
         error.InvalidK => .invalid_k,
+        error.InvalidKey => .invalid_key,
+        error.InvalidMetadata => .invalid_metadata,
+        error.InvalidFilter => .invalid_filter,
+        error.IdConflict => .id_conflict,
+        error.BufferTooSmall => .buffer_too_small,
         error.Internal => .internal,
     };
 }
@@ -401,6 +408,256 @@ pub const exports = struct {
         return .ok;
     }
 
+    /// Keys of string ids (docs/records.md): id i is `bytes[offsets[i]..offsets[i + 1]]`.
+    /// `invalid_key` if an id is empty, longer than `abi.id_bytes_max` or not UTF-8.
+    pub fn qv_hash_ids(
+        bytes: ?[*]const u8,
+        bytes_len: u64,
+        offsets: ?[*]const u32,
+        count: u32,
+        out_keys: ?[*]u64,
+    ) callconv(.C) Status {
+        const b = slice(u8, bytes, bytes_len) orelse return .invalid_argument;
+        const o = slice(u32, offsets, @as(u64, count) + 1) orelse return .invalid_argument;
+        const keys = sliceMut(u64, out_keys, count) orelse return .invalid_argument;
+        for (keys, 0..) |*key, i| {
+            if (o[i] > o[i + 1] or o[i + 1] > b.len) return .invalid_argument;
+            const id = b[o[i]..o[i + 1]];
+            if (!payload.validId(id)) return .invalid_key;
+            key.* = payload.keyOfId(id);
+        }
+        return .ok;
+    }
+
+    /// Sets the schema (the indexed fields, docs/records.md) of an index without records; the
+    /// same schema again is accepted. `busy` once records exist, `invalid_argument` if malformed.
+    pub fn qv_index_set_schema(handle: u32, schema: ?[*]const u8, len: u32) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const bytes = slice(u8, schema, len) orelse return .invalid_argument;
+        const copy = std.heap.c_allocator.dupe(u8, bytes) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(copy);
+        records.setSchema(op.index, copy) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Copies the schema into `out`; `*out_len` is its length (`buffer_too_small` if larger
+    /// than `cap`).
+    pub fn qv_index_schema(
+        handle: u32,
+        out: ?[*]u8,
+        cap: u32,
+        out_len: ?*u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const o = sliceMut(u8, out, cap) orelse return .invalid_argument;
+        const needed = out_len orelse return .invalid_argument;
+        records.schema(op.index, o, needed) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// `qv_index_add` with a record payload (string id, metadata: docs/records.md).
+    pub fn qv_index_add_record(
+        handle: u32,
+        key: u64,
+        vector: ?[*]const f32,
+        len: u32,
+        record: ?[*]const u8,
+        record_len: u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const v = slice(f32, vector, len) orelse return .invalid_argument;
+        const r = slice(u8, record, record_len) orelse return .invalid_argument;
+        // Read once (see qv_index_add).
+        const vc = std.heap.c_allocator.dupe(f32, v) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(vc);
+        const rc = std.heap.c_allocator.dupe(u8, r) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(rc);
+        write.addRecord(op.index, key, vc, rc) catch |err| return statusOf(err);
+        write.checkpointIfDue(op.index);
+        return .ok;
+    }
+
+    /// `qv_index_add_batch` with one payload per vector: payload i is
+    /// `records[offsets[i]..offsets[i + 1]]` (empty: none).
+    pub fn qv_index_add_records(
+        handle: u32,
+        keys: ?[*]const u64,
+        count: u32,
+        vectors: ?[*]const f32,
+        vectors_len: u64,
+        records_ptr: ?[*]const u8,
+        records_len: u64,
+        offsets: ?[*]const u32,
+        threads: u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const gpa = std.heap.c_allocator;
+        const k = slice(u64, keys, count) orelse return .invalid_argument;
+        const v = slice(f32, vectors, vectors_len) orelse return .invalid_argument;
+        const r = slice(u8, records_ptr, records_len) orelse return .invalid_argument;
+        const o = slice(u32, offsets, @as(u64, count) + 1) orelse return .invalid_argument;
+        // Read once into copies (see qv_index_add).
+        const kc = gpa.dupe(u64, k) catch return .out_of_memory;
+        defer gpa.free(kc);
+        const vc = gpa.dupe(f32, v) catch return .out_of_memory;
+        defer gpa.free(vc);
+        const rc = gpa.dupe(u8, r) catch return .out_of_memory;
+        defer gpa.free(rc);
+        const oc = gpa.dupe(u32, o) catch return .out_of_memory;
+        defer gpa.free(oc);
+        const parts = gpa.alloc([]const u8, count) catch return .out_of_memory;
+        defer gpa.free(parts);
+        for (parts, 0..) |*part, i| {
+            if (oc[i] > oc[i + 1] or oc[i + 1] > rc.len) return .invalid_argument;
+            part.* = rc[oc[i]..oc[i + 1]];
+        }
+        write.addBatchRecords(op.index, kc, vc, parts, threads) catch |err| return statusOf(err);
+        write.checkpointIfDue(op.index);
+        return .ok;
+    }
+
+    /// Replaces the payload of the live record `key` (its id must be the payload's id, else
+    /// `not_found`); the vector stays.
+    pub fn qv_index_update_record(
+        handle: u32,
+        key: u64,
+        record: ?[*]const u8,
+        record_len: u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const r = slice(u8, record, record_len) orelse return .invalid_argument;
+        const rc = std.heap.c_allocator.dupe(u8, r) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(rc);
+        records.update(op.index, key, rc) catch |err| return statusOf(err);
+        write.checkpointIfDue(op.index);
+        return .ok;
+    }
+
+    /// `qv_index_remove` of the record whose id is `id` (empty: a numeric id).
+    pub fn qv_index_remove_record(
+        handle: u32,
+        key: u64,
+        id: ?[*]const u8,
+        id_len: u32,
+        out_removed: ?*u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const i = slice(u8, id, id_len) orelse return .invalid_argument;
+        const ic = std.heap.c_allocator.dupe(u8, i) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(ic);
+        const out = out_removed orelse return .invalid_argument;
+        out.* = @intFromBool(write.removeId(op.index, key, ic) catch |err| return statusOf(err));
+        write.checkpointIfDue(op.index);
+        return .ok;
+    }
+
+    /// For each key: `u32 length` and the payload a read at the snapshot sees (0xFFFFFFFF: no
+    /// such record; 0: a record without payload). `buffer_too_small` sets `*out_len` to the
+    /// bytes needed.
+    pub fn qv_index_read_records(
+        handle: u32,
+        snapshot: u64,
+        keys: ?[*]const u64,
+        count: u32,
+        out: ?[*]u8,
+        cap: u64,
+        out_len: ?*u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const k = slice(u64, keys, count) orelse return .invalid_argument;
+        const o = sliceMut(u8, out, cap) orelse return .invalid_argument;
+        const needed = out_len orelse return .invalid_argument;
+        const seq = read.readSeq(op.index, snapshot) catch |err| return statusOf(err);
+        records.readPayloads(op.index, seq, k, o, needed) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// `qv_index_search` of the records that `filter` (a program, docs/records.md) matches.
+    pub fn qv_index_search_filtered(
+        handle: u32,
+        snapshot: u64,
+        query: ?[*]const f32,
+        len: u32,
+        k: u32,
+        ef: u32,
+        flags: u32,
+        filter: ?[*]const u8,
+        filter_len: u32,
+        out_keys: ?[*]u64,
+        out_distances: ?[*]f32,
+        out_count: ?*u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const q = slice(f32, query, len) orelse return .invalid_argument;
+        const f = slice(u8, filter, filter_len) orelse return .invalid_argument;
+        write.validateVector(index, q) catch |err| return statusOf(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
+        const keys = sliceMut(u64, out_keys, k) orelse return .invalid_argument;
+        const distances = sliceMut(f32, out_distances, k) orelse return .invalid_argument;
+        const count = out_count orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        const fc = std.heap.c_allocator.dupe(u8, f) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(fc);
+        count.* = records.search(
+            index,
+            q,
+            k,
+            beam,
+            seq,
+            ranking,
+            fc,
+            .{ .keys = keys, .distances = distances },
+        ) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// How many records visible at the snapshot `filter` matches.
+    pub fn qv_index_count_matching(
+        handle: u32,
+        snapshot: u64,
+        filter: ?[*]const u8,
+        filter_len: u32,
+        out: ?*u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const f = slice(u8, filter, filter_len) orelse return .invalid_argument;
+        const o = out orelse return .invalid_argument;
+        const seq = read.readSeq(op.index, snapshot) catch |err| return statusOf(err);
+        const fc = std.heap.c_allocator.dupe(u8, f) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(fc);
+        o.* = records.count(op.index, seq, fc) catch |err| return statusOf(err);
+        return .ok;
+    }
+
+    /// Removes every live record `filter` matches; `*out` is how many.
+    pub fn qv_index_remove_matching(
+        handle: u32,
+        filter: ?[*]const u8,
+        filter_len: u32,
+        out: ?*u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const f = slice(u8, filter, filter_len) orelse return .invalid_argument;
+        const o = out orelse return .invalid_argument;
+        const fc = std.heap.c_allocator.dupe(u8, f) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(fc);
+        o.* = records.removeMatching(op.index, fc) catch |err| return statusOf(err);
+        write.checkpointIfDue(op.index);
+        return .ok;
+    }
+
     pub fn qv_index_has(handle: u32, snapshot: u64, key: u64, out_has: ?*u32) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();
@@ -461,6 +718,7 @@ pub const exports = struct {
             beam,
             seq,
             ranking,
+            null,
             .{ .keys = keys, .distances = distances },
         ) catch |err| return statusOf(err);
         return .ok;

@@ -35,6 +35,9 @@ pub const Filter = union(enum) {
     none,
     /// Reads: only nodes visible at this sequence number enter the results.
     visible_at: u64,
+    /// Filtered reads: only nodes visible at `seq` whose bit is set in `words` (a bitset over
+    /// slots, from records/filter.zig) enter the results; every node still routes.
+    visible_matching: struct { seq: u64, words: []const u64 },
 };
 
 /// Best-first search of one level from `entry`; leaves at most `ef` results in
@@ -95,6 +98,12 @@ inline fn accepts(view: View, filter: Filter, slot: u32) bool {
     return switch (filter) {
         .none => true,
         .visible_at => |seq| view_mod.visible(view.regions.meta(slot), seq),
+        .visible_matching => |m| blk: {
+            const word = slot / 64;
+            if (word >= m.words.len) break :blk false;
+            if (m.words[word] & (@as(u64, 1) << @intCast(slot % 64)) == 0) break :blk false;
+            break :blk view_mod.visible(view.regions.meta(slot), m.seq);
+        },
     };
 }
 

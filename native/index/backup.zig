@@ -102,6 +102,59 @@ fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options)
     copy.live.store(live, .release);
     copy.seq.store(snap.seq, .release);
     copy.entry.reset(entry);
+    try copyRecords(self, snap.seq, copy, target.payload, used);
+}
+
+/// Copies the schema and the payload each slot live in the copy had at `seq`. The copy is
+/// private to this call, so its store is filled without its writers lock.
+fn copyRecords(
+    self: *Index,
+    seq: u64,
+    copy: *Index,
+    target: layout.Regions,
+    used: u32,
+) Error!void {
+    // Copied out first: the two stores' locks share a rank, so one is never taken inside the
+    // other.
+    const Copied = struct { slot: u32, bytes: []u8 };
+    var copied = std.ArrayListUnmanaged(Copied){};
+    defer {
+        for (copied.items) |c| self.gpa.free(c.bytes);
+        copied.deinit(self.gpa);
+    }
+    const from = self.records;
+    const schema_bytes = blk: {
+        from.lock.lockShared(&self.counters.lock_contention);
+        defer from.lock.unlockShared();
+        for (0..used) |i| {
+            const slot: u32 = @intCast(i);
+            if (!view_mod.visible(target.meta(slot), view_mod.live_seq)) continue;
+            const version = from.at(slot, seq) orelse continue;
+            copied.ensureUnusedCapacity(self.gpa, 1) catch return error.OutOfMemory;
+            const bytes = self.gpa.dupe(u8, version.bytes) catch return error.OutOfMemory;
+            copied.appendAssumeCapacity(.{ .slot = slot, .bytes = bytes });
+        }
+        break :blk self.gpa.dupe(u8, from.schema.bytes) catch return error.OutOfMemory;
+    };
+    defer self.gpa.free(schema_bytes);
+    const to = copy.records;
+    {
+        to.lock.lock(&copy.counters.lock_contention);
+        defer to.lock.unlock();
+        to.setSchema(schema_bytes) catch |err| return switch (err) {
+            error.OutOfMemory => error.OutOfMemory,
+            error.InvalidArgument => error.Internal,
+        };
+        to.writeSchemaEntry() catch |err| return index_mod.mapRecordsError(err);
+    }
+    for (copied.items) |c| {
+        const prepared = to.prepare(c.bytes) catch |err| return index_mod.mapRecordsError(err);
+        to.reserveSlot(c.slot) catch |err| {
+            to.cancel(prepared);
+            return index_mod.mapRecordsError(err);
+        };
+        to.attach(c.slot, prepared);
+    }
 }
 
 /// Copies one slot as it was at `seq`; returns whether it is live in the copy.

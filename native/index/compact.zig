@@ -17,6 +17,7 @@ const storage_mod = @import("../storage/storage.zig");
 const swap = @import("../storage/swap.zig");
 const os = @import("../storage/os.zig");
 const centre = @import("centre.zig");
+const index_records = @import("records.zig");
 
 /// Lets a caller on another thread watch a compaction's rebuild and stop it before the swap
 /// (the async API's `compactAsync` with an AbortSignal). Both words may live in shared memory.
@@ -60,6 +61,7 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     const live = try collectLive(self);
     defer self.gpa.free(live.keys);
     defer self.gpa.free(live.vectors);
+    defer self.gpa.free(live.records);
 
     var tmp_buffer: [std.fs.max_path_bytes]u8 = undefined;
     const tmp_path: ?[]const u8 = if (self.path) |p| swap.tempPath(
@@ -95,6 +97,8 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
         defer self.storage.unpin(generation);
         try centre.set(fresh, generation.payload.centre());
     }
+    // The structure lock is held exclusively: the store and its schema cannot change.
+    try index_records.setSchema(fresh, self.records.schema.bytes);
     try addLive(fresh, live, threads, control);
     if (fresh.persistent) {
         try fresh.checkpoint();
@@ -164,7 +168,9 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     state_taken = true;
 }
 
-const Live = struct { keys: []u64, vectors: []f32 };
+/// The live records: keys, vectors, and payloads (pointing into the store, which cannot change
+/// while compaction holds the structure lock; empty when no record has one).
+const Live = struct { keys: []u64, vectors: []f32, records: [][]const u8 };
 
 /// The rebuild: one batch, or chunks between which a Control's cancel word is read. Chunks add
 /// in the same order as one batch does.
@@ -174,7 +180,8 @@ fn addLive(
     threads: u32,
     control: ?Control,
 ) (Error || error{Cancelled})!void {
-    const c = control orelse return write.addBatch(fresh, live.keys, live.vectors, threads);
+    const c = control orelse
+        return write.addBatchRecords(fresh, live.keys, live.vectors, live.records, threads);
     const dims = fresh.layout.dimensions;
     const total = live.keys.len;
     @atomicStore(u64, &c.progress[1], total, .release);
@@ -183,7 +190,8 @@ fn addLive(
         if (c.cancelled()) return error.Cancelled;
         const n = @min(Control.chunk_vectors, total - done);
         const vectors = live.vectors[done * dims ..][0 .. n * dims];
-        try write.addBatch(fresh, live.keys[done..][0..n], vectors, threads);
+        const records = if (live.records.len > 0) live.records[done..][0..n] else live.records;
+        try write.addBatchRecords(fresh, live.keys[done..][0..n], vectors, records, threads);
         done += n;
         @atomicStore(u64, &c.progress[0], done, .release);
     }
@@ -199,6 +207,10 @@ fn collectLive(self: *Index) Error!Live {
     errdefer self.gpa.free(keys);
     const vectors = self.gpa.alloc(f32, count * dims) catch return error.OutOfMemory;
     errdefer self.gpa.free(vectors);
+    const has_records = self.records.records > 0;
+    const records = self.gpa.alloc([]const u8, if (has_records) count else 0) catch
+        return error.OutOfMemory;
+    errdefer self.gpa.free(records);
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const regions = generation.payload;
@@ -210,11 +222,14 @@ fn collectLive(self: *Index) Error!Live {
         if (n == count) return error.Internal;
         keys[n] = regions.meta(slot).key;
         @memcpy(vectors[n * dims ..][0..dims], regions.vector(slot));
+        if (has_records) {
+            records[n] = if (self.records.at(slot, view_mod.live_seq)) |v| v.bytes else "";
+        }
         n += 1;
     }
     if (n != count) {
         _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
         return error.Internal;
     }
-    return .{ .keys = keys, .vectors = vectors };
+    return .{ .keys = keys, .vectors = vectors, .records = records };
 }

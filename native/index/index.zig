@@ -24,6 +24,8 @@ const hnsw_insert = @import("../hnsw/insert.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const tables = @import("tables.zig");
 const View = @import("../hnsw/view.zig").View;
+const records_store = @import("../records/store.zig");
+const Store = records_store.Store;
 
 pub const Error = error{
     InvalidArgument,
@@ -47,6 +49,11 @@ pub const Error = error{
     UnknownMetric,
     InvalidDimensions,
     InvalidEf,
+    InvalidKey,
+    InvalidMetadata,
+    InvalidFilter,
+    IdConflict,
+    BufferTooSmall,
     Internal,
 };
 
@@ -80,6 +87,8 @@ pub const Index = struct {
     replaying: bool = false,
     /// Checkpoints that a mutation found due and that failed (`write.checkpointIfDue`).
     checkpoint_failures: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
+    /// `takeState` handed the records store to another index.
+    records_taken: bool = false,
     /// i8 storage: the centre is final (index/centre.zig).
     centre_ready: std.atomic.Value(bool) = std.atomic.Value(bool).init(false),
 
@@ -90,6 +99,9 @@ pub const Index = struct {
     pool: scratch.Pool,
     counters: graph.Counters = .{},
     wal: ?Wal = null,
+    /// Payloads (string ids, metadata) and their field indexes (records/store.zig). Owned; on
+    /// the heap so that it can move between indexes (compaction's `takeState`).
+    records: *Store,
     guards: tables.Guards = .{},
     snapshots: tables.Snapshots = .{},
 
@@ -150,6 +162,7 @@ pub const Index = struct {
                 error.Corrupt => error.Io, // a writable open creates the log
                 else => |e| e,
             };
+            self.records.createFile(p) catch |err| return mapRecordsError(err);
             try self.checkpoint();
         }
         return self;
@@ -166,7 +179,13 @@ pub const Index = struct {
         assert(header.dimensions == storage.layout.dimensions);
         assert(header.m >= 2 and header.m <= abi.m_max);
         const self = gpa.create(Index) catch return error.OutOfMemory;
+        errdefer gpa.destroy(self);
+        const records = gpa.create(Store) catch return error.OutOfMemory;
+        errdefer gpa.destroy(records);
+        records.init(gpa) catch return error.OutOfMemory;
+        errdefer records.deinit();
         self.* = .{
+            .records = records,
             .gpa = gpa,
             .storage = storage,
             .layout = storage.layout,
@@ -188,7 +207,6 @@ pub const Index = struct {
         const capacity = storage.epochs.current.load(.acquire).payload.capacity;
         self.node_locks.ensure(gpa, capacity) catch |err| {
             self.node_locks.deinit(gpa);
-            gpa.destroy(self);
             return err;
         };
         return self;
@@ -217,6 +235,7 @@ pub const Index = struct {
         live: u64,
         seq: u64,
         entry_word: u64,
+        records: *Store,
     };
 
     /// Moves the key map and the counters out; this index is left with an empty key map.
@@ -229,8 +248,10 @@ pub const Index = struct {
             .live = self.live.load(.acquire),
             .seq = self.seq.load(.acquire),
             .entry_word = self.entry.word.load(.acquire),
+            .records = self.records,
         };
         self.keys = .{};
+        self.records_taken = true;
         assert(state.live <= state.slots_used);
         return state;
     }
@@ -243,6 +264,9 @@ pub const Index = struct {
         try self.node_locks.ensure(self.gpa, capacity);
         self.keys.deinit(self.gpa);
         self.keys = state.keys;
+        self.records.deinit();
+        self.gpa.destroy(self.records);
+        self.records = state.records;
         self.slots_used.store(state.slots_used, .release);
         self.upper_used.store(state.upper_used, .release);
         self.live.store(state.live, .release);
@@ -260,6 +284,10 @@ pub const Index = struct {
         self.pool.deinit();
         self.keys.deinit(self.gpa);
         self.node_locks.deinit(self.gpa);
+        if (!self.records_taken) {
+            self.records.deinit();
+            self.gpa.destroy(self.records);
+        }
         self.gpa.destroy(self);
     }
 
@@ -284,6 +312,14 @@ pub const Index = struct {
         header.clean = 0;
         self.fillCounters(&header, generation.payload);
         self.storage.writeHeader(header, contention);
+        // The payloads changed since the last checkpoint reach their file before the log that
+        // also holds them is emptied.
+        {
+            self.records.lock.lockShared(contention);
+            defer self.records.lock.unlockShared();
+            self.records.checkpointLocked(SlotKeys{ .regions = generation.payload }) catch |err|
+                return mapRecordsError(err);
+        }
         self.storage.sync() catch |err| return mapStorageError(err);
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty
         // header and an empty log, which recovers by scanning the (complete) mapped state.
@@ -396,6 +432,16 @@ pub const Index = struct {
                 self.layout.storage == .i8 and self.centreReady(),
             ),
             .checkpoint_failures = self.checkpoint_failures.load(.monotonic),
+            .records = records: {
+                self.records.lock.lockShared(&self.counters.lock_contention);
+                defer self.records.lock.unlockShared();
+                break :records self.records.records;
+            },
+            .record_bytes = bytes: {
+                self.records.lock.lockShared(&self.counters.lock_contention);
+                defer self.records.lock.unlockShared();
+                break :bytes self.records.payload_bytes;
+            },
         };
     }
 };
@@ -417,6 +463,25 @@ pub fn regionHashes(regions: layout_mod.Regions, slots_used: u64, upper_used: u6
 /// The metadata hash skips nothing: checkpoints run with writers excluded, so it is stable.
 fn hashMeta(bytes: []const u8) u64 {
     return std.hash.XxHash3.hash(0, bytes);
+}
+
+/// Names each slot's key for the records store (its file entries carry them).
+pub const SlotKeys = struct {
+    regions: layout_mod.Regions,
+
+    pub fn keyOf(self: SlotKeys, slot: u32) u64 {
+        return self.regions.meta(slot).key;
+    }
+};
+
+pub fn mapRecordsError(err: records_store.Error) Error {
+    return switch (err) {
+        error.OutOfMemory => error.OutOfMemory,
+        error.InvalidMetadata => error.InvalidMetadata,
+        error.Io => error.Io,
+        error.DiskFull => error.DiskFull,
+        error.Corrupt => error.Corrupt,
+    };
 }
 
 pub fn mapStorageError(err: storage_mod.Error) Error {

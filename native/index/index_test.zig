@@ -277,6 +277,7 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
             64,
             view_mod.live_seq,
             .walk,
+            null,
             .{ .keys = &got_keys, .distances = &got },
         );
         if (metric != .ip) try std.testing.expectEqual(@as(u64, 17), got_keys[0]);
@@ -292,6 +293,7 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
                 64,
                 view_mod.live_seq,
                 .exact,
+                null,
                 .{ .keys = &exact_neighbour, .distances = &exact_d },
             );
             _ = try read.searchOneWith(
@@ -301,6 +303,7 @@ test "index: i8 storage walks codes around a trained centre and reranks exactly,
                 64,
                 view_mod.live_seq,
                 .walk,
+                null,
                 .{ .keys = &walk_neighbour, .distances = &walk_d },
             );
             try std.testing.expect(walk_d[1] != exact_d[1]);

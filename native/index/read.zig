@@ -41,7 +41,7 @@ pub fn searchOne(
     seq: u64,
     out: Results,
 ) Error!u32 {
-    return searchOneWith(self, query, k, ef, seq, .exact, out);
+    return searchOneWith(self, query, k, ef, seq, .exact, null, out);
 }
 
 /// Under f16 and i8 storage, whether the best candidates are reranked on the exact f32 vectors
@@ -56,9 +56,12 @@ pub fn searchOneWith(
     ef: u32,
     seq: u64,
     ranking: Ranking,
+    /// A bitset over slots (records/filter.zig): only set slots are results. Null: every slot.
+    matching: ?[]const u64,
     out: Results,
 ) Error!u32 {
-    assert(out.keys.len >= k and out.distances.len >= k);
+    assert(out.keys.len >= k);
+    assert(out.distances.len >= k);
     // The entry point first: it was promoted after its node's storage existed, so the mapping
     // pinned next is at least as new and covers it.
     const entry = self.entry.load() orelse return 0;
@@ -85,7 +88,9 @@ pub fn searchOneWith(
         current,
         @max(ef, k),
         0,
-        .{ .visible_at = seq },
+        if (matching) |words| .{ .visible_matching = .{ .seq = seq, .words = words } } else .{
+            .visible_at = seq,
+        },
         scratch,
     ) catch return error.OutOfMemory;
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
@@ -202,6 +207,7 @@ pub fn searchBatch(
                 job.ef,
                 job.seq,
                 job.ranking,
+                null,
                 out,
             );
         }
@@ -291,13 +297,15 @@ pub fn keys(self: *Index, seq_wanted: u64, out: []u64) u64 {
 
 /// A point-in-time view: later writes, upserts and remaps do not change what it sees.
 pub fn snapshotCreate(self: *Index) Error!u64 {
+    // Registered under the commit lock: a metadata update (index/records.zig) that takes a
+    // sequence number after this one sees the snapshot, and keeps the version it reads.
     self.commit.lock(&self.counters.lock_contention);
+    defer self.commit.unlock();
     const snap = tables.Snapshot{
         .seq = self.seq.load(.acquire),
         .live = self.live.load(.acquire),
         .slots_used = self.slots_used.load(.acquire),
     };
-    self.commit.unlock();
     return self.snapshots.table.add(self.gpa, snap) catch |err| switch (err) {
         error.OutOfMemory => error.OutOfMemory,
         error.TooManyHandles => error.TooManyHandles,

@@ -15,6 +15,7 @@ const view_mod = @import("../hnsw/view.zig");
 const entry_mod = @import("../hnsw/entry.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const wal_mod = @import("../storage/wal.zig");
+const index_records = @import("records.zig");
 const read = @import("read.zig");
 const verify_mod = @import("verify.zig");
 const distance = @import("../kernels/distance.zig");
@@ -46,6 +47,7 @@ pub fn open(
     errdefer self.destroyState();
     self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
+    try loadRecords(self, path, writable);
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
         error.NotRegular => return error.InvalidArgument,
@@ -235,15 +237,34 @@ fn replay(self: *Index) Error!void {
     const Apply = struct {
         fn apply(index: *Index, record: wal_mod.Record) Error!void {
             switch (record.op) {
-                .add => {
+                .add, .add_record => {
                     // Records are validated before they are logged: an invalid vector under a
                     // valid checksum is a damaged log, never a record to skip.
                     index_write.validateVector(index, record.vector) catch return error.Corrupt;
-                    if (alreadyApplied(index, record.key, record.vector)) return;
+                    if (alreadyApplied(index, record.key, record.vector, record.payload)) return;
                     try centre.ensure(index, record.vector, 1);
-                    try index_write.addLocked(index, record.key, record.vector, false);
+                    index_write.addLocked(
+                        index,
+                        record.key,
+                        record.vector,
+                        record.payload,
+                        false,
+                    ) catch |err| return switch (err) {
+                        // A payload that was valid when it was logged: the log is damaged.
+                        error.InvalidMetadata, error.InvalidKey, error.IdConflict => error.Corrupt,
+                        else => |e| e,
+                    };
                 },
-                .remove => _ = try index_write.removeLocked(index, record.key, false),
+                .set_record => index_records.updateLocked(
+                    index,
+                    record.key,
+                    record.payload,
+                    false,
+                ) catch |err| return switch (err) {
+                    error.InvalidMetadata, error.NotFound => error.Corrupt,
+                    else => |e| e,
+                },
+                .remove => _ = try index_write.removeLocked(index, record.key, "", false),
             }
         }
     };
@@ -253,14 +274,28 @@ fn replay(self: *Index) Error!void {
     try self.checkpoint();
 }
 
-/// True when the key is live with exactly this vector (the logged add finished before the crash).
-fn alreadyApplied(self: *Index, key: u64, vector: []const f32) bool {
+/// Loads `path.records` and checks it against the slots the scan kept.
+fn loadRecords(self: *Index, path: []const u8, writable: bool) Error!void {
+    const store = self.records;
+    store.openFile(path, writable) catch |err| return index_mod.mapRecordsError(err);
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const used: u32 = @intCast(self.slots_used.load(.acquire));
+    store.checkLoaded(used, index_mod.SlotKeys{ .regions = generation.payload }) catch |err|
+        return index_mod.mapRecordsError(err);
+}
+
+/// True when the key is live with exactly this vector and payload (the logged add finished
+/// before the crash).
+fn alreadyApplied(self: *Index, key: u64, vector: []const f32, record: []const u8) bool {
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     // Recovery runs alone, on the mapping it just made: a stale view cannot happen, and if it
     // did the record would simply be applied again (an upsert).
     const found = read.slotAt(self, generation.payload, key, view_mod.live_seq) catch return false;
     const slot = found orelse return false;
+    const stored_record = if (self.records.at(slot, view_mod.live_seq)) |v| v.bytes else "";
+    if (!std.mem.eql(u8, stored_record, record)) return false;
     const stored = generation.payload.vector(slot);
     if (self.metric == .cosine) {
         // Without memory for the comparison the add is simply applied again (an upsert).

@@ -118,6 +118,19 @@ pub const Guards = struct {
 pub const Snapshots = struct {
     table: SnapshotTable = .{},
 
+    /// The oldest live snapshot's sequence number, or null without snapshots. Snapshots are
+    /// added under the commit lock, so a caller holding it sees every snapshot made before.
+    pub fn oldestSeq(self: *Snapshots) ?u64 {
+        self.table.mutex.lock(&self.table.contention);
+        defer self.table.mutex.unlock();
+        var oldest: ?u64 = null;
+        for (self.table.entries.items) |entry| {
+            const snap = entry.value orelse continue;
+            oldest = if (oldest) |o| @min(o, snap.seq) else snap.seq;
+        }
+        return oldest;
+    }
+
     pub fn live(self: *Snapshots) u64 {
         return self.table.live();
     }

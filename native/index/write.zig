@@ -18,6 +18,8 @@ const locks = @import("../sync/locks.zig");
 const Production = @import("../sync/atomics.zig").Production;
 const wal_mod = @import("../storage/wal.zig");
 const Wal = wal_mod.Wal;
+const payload = @import("../records/payload.zig");
+const Prepared = @import("../records/store.zig").Prepared;
 
 /// Squared norms above this would overflow f32 distances (|a - b|^2 <= 4 * 1e37 < f32 max).
 pub const norm_squared_max = distance.norm_squared_max;
@@ -41,7 +43,39 @@ pub fn add(self: *Index, key: u64, vector: []const f32) Error!void {
     try centre.ensure(self, vector, 1);
     self.writers.lockShared(&self.counters.lock_contention);
     defer self.writers.unlockShared();
-    try addLocked(self, key, vector, true);
+    try addLocked(self, key, vector, &.{}, true);
+}
+
+/// `add` with a record payload (docs/records.md): a string id and metadata stored with the
+/// vector. An empty `record` is a plain add.
+pub fn addRecord(self: *Index, key: u64, vector: []const f32, record: []const u8) Error!void {
+    if (!self.writable) return error.ReadOnly;
+    try validateVector(self, vector);
+    try centre.ensure(self, vector, 1);
+    self.writers.lockShared(&self.counters.lock_contention);
+    defer self.writers.unlockShared();
+    try addLocked(self, key, vector, record, true);
+}
+
+/// The id a slot's record carries: its string id, or empty for a numeric id. The caller holds
+/// the slot's key stripe.
+pub fn idOf(self: *Index, slot: u32) []const u8 {
+    self.records.lock.lockShared(&self.counters.lock_contention);
+    defer self.records.lock.unlockShared();
+    const version = self.records.at(slot, view_mod.live_seq) orelse return "";
+    return payload.idOf(version.bytes);
+}
+
+/// Whether the slot's record has exactly the id `id` (empty: a numeric id). The caller holds
+/// the slot's key stripe, so the record cannot change in between.
+pub fn sameId(self: *Index, slot: u32, id: []const u8) bool {
+    self.records.lock.lockShared(&self.counters.lock_contention);
+    defer self.records.lock.unlockShared();
+    const stored = if (self.records.at(slot, view_mod.live_seq)) |version|
+        payload.idOf(version.bytes)
+    else
+        "";
+    return std.mem.eql(u8, stored, id);
 }
 
 /// Runs a due checkpoint. Checkpoints need the writers lock exclusively, so the FFI layer calls
@@ -66,10 +100,24 @@ pub fn checkpointIfDue(self: *Index) void {
 /// at any of those steps or at the append itself changes nothing a caller can see and leaves
 /// nothing to replay. After the append only infallible steps
 /// remain (publication and the key map's entry), so a logged add is always an applied one.
-pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!void {
+pub fn addLocked(
+    self: *Index,
+    key: u64,
+    vector: []const f32,
+    record: []const u8,
+    log: bool,
+) Error!void {
     assert(vector.len == self.layout.dimensions);
     assert(locks.holds(.writers) or self.replaying);
     assert(self.writable);
+    const prepared: ?Prepared = if (record.len > 0)
+        self.records.prepare(record) catch |err| return index_mod.mapRecordsError(err)
+    else
+        null;
+    errdefer if (prepared) |p| self.records.cancel(p);
+    const id = if (prepared) |p| payload.idOf(p.version.bytes) else "";
+    // A string id's key is its hash (docs/records.md): ids and keys are one mapping.
+    if (id.len > 0 and payload.keyOfId(id) != key) return error.InvalidKey;
     const stripe = self.keys.stripeOf(key);
     stripe.mutex.lock(&self.counters.lock_contention);
     defer stripe.mutex.unlock();
@@ -77,6 +125,11 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
     const scratch = self.pool.take(&self.counters) catch return error.OutOfMemory;
     defer self.pool.give(scratch, &self.counters);
     const previous = stripe.map.get(key);
+    // One key, one id: a different id under this key (a hash collision of two string ids, or a
+    // numeric id over a string one) is refused rather than replaced.
+    if (previous) |p| {
+        if (!sameId(self, p, id)) return error.IdConflict;
+    }
     const level = hnsw_insert.levelFor(self.seed, key, self.params.m);
     const slot = try allocate(self, level);
     assert(slot.id < self.slots_used.load(.acquire));
@@ -87,12 +140,21 @@ pub fn addLocked(self: *Index, key: u64, vector: []const f32, log: bool) Error!v
         retire(self, slot.id);
         return err;
     };
+    if (prepared != null) self.records.reserveSlot(slot.id) catch |err| {
+        retire(self, slot.id);
+        return index_mod.mapRecordsError(err);
+    };
     if (log) {
-        if (self.wal) |*wal| appendLogged(self, wal, .add, key, vector) catch |err| {
-            retire(self, slot.id);
-            return err;
-        };
+        if (self.wal) |*wal| {
+            const op: wal_mod.Op = if (prepared != null) .add_record else .add;
+            appendLogged(self, wal, op, key, vector, record) catch |err| {
+                retire(self, slot.id);
+                return err;
+            };
+        }
     }
+    // From here nothing fails: the record is logged.
+    if (prepared) |p| self.records.attach(slot.id, p);
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     const regions = generation.payload;
@@ -125,8 +187,15 @@ fn retire(self: *Index, slot: u32) void {
     self.seq.store(seq, .release);
 }
 
-fn appendLogged(self: *Index, wal: *Wal, op: wal_mod.Op, key: u64, vector: []const f32) Error!void {
-    try wal.append(op, key, vector, &self.counters.lock_contention);
+fn appendLogged(
+    self: *Index,
+    wal: *Wal,
+    op: wal_mod.Op,
+    key: u64,
+    vector: []const f32,
+    record: []const u8,
+) Error!void {
+    try wal.append(op, key, vector, record, &self.counters.lock_contention);
 }
 
 /// Writes a new slot's metadata and vectors. The state last, by a release store: a kill can stop
@@ -295,13 +364,19 @@ fn ensureSlots(self: *Index, slots: u64, upper: u64) Error!void {
 
 /// Soft-deletes `key`: it stays in the graph as a routing tombstone. Returns whether it was live.
 pub fn remove(self: *Index, key: u64) Error!bool {
+    return removeId(self, key, "");
+}
+
+/// `remove` of the record with id `id` (empty: a numeric id): a key held by another id is not
+/// found.
+pub fn removeId(self: *Index, key: u64, id: []const u8) Error!bool {
     if (!self.writable) return error.ReadOnly;
     self.writers.lockShared(&self.counters.lock_contention);
     defer self.writers.unlockShared();
-    return removeLocked(self, key, true);
+    return removeLocked(self, key, id, true);
 }
 
-pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
+pub fn removeLocked(self: *Index, key: u64, id: []const u8, log: bool) Error!bool {
     assert(locks.holds(.writers) or self.replaying);
     assert(self.writable);
     const stripe = self.keys.stripeOf(key);
@@ -312,8 +387,10 @@ pub fn removeLocked(self: *Index, key: u64, log: bool) Error!bool {
     defer self.storage.unpin(generation);
     const meta = generation.payload.meta(slot);
     if (!view_mod.visible(meta, view_mod.live_seq)) return false;
+    // Replay applies what was checked when it was logged (the log names keys, not ids).
+    if (!self.replaying and !sameId(self, slot, id)) return false;
     if (log) {
-        if (self.wal) |*wal| try appendLogged(self, wal, .remove, key, &.{});
+        if (self.wal) |*wal| try appendLogged(self, wal, .remove, key, &.{}, &.{});
     }
     if (self.persistent) self.storage.markDirty(&self.dirty, &self.counters.lock_contention);
     self.commit.lock(&self.counters.lock_contention);
@@ -350,10 +427,26 @@ fn reserveLocked(self: *Index, slots: u64) Error!void {
 /// Adds `keys.len` vectors from one flat array on up to `threads` native threads. Every vector
 /// is validated before any is applied, so a bad batch changes nothing.
 pub fn addBatch(self: *Index, keys: []const u64, vectors: []const f32, threads: u32) Error!void {
+    return addBatchRecords(self, keys, vectors, &.{}, threads);
+}
+
+/// `addBatch` with one payload per vector (`records.len == keys.len`), or none (empty).
+/// Vectors and payloads are all validated before any is applied.
+pub fn addBatchRecords(
+    self: *Index,
+    keys: []const u64,
+    vectors: []const f32,
+    records: []const []const u8,
+    threads: u32,
+) Error!void {
     if (!self.writable) return error.ReadOnly;
     const dims = self.layout.dimensions;
     if (vectors.len != keys.len * dims) return error.DimensionMismatch;
+    if (records.len != 0 and records.len != keys.len) return error.InvalidArgument;
     for (0..keys.len) |i| try validateVector(self, vectors[i * dims ..][0..dims]);
+    if (records.len > 0) {
+        for (records, keys) |record, key| try validateRecord(self, key, record);
+    }
     if (keys.len == 0) return;
     // The first batch trains i8 storage's centre on all of its vectors.
     try centre.ensure(self, vectors, keys.len);
@@ -362,13 +455,25 @@ pub fn addBatch(self: *Index, keys: []const u64, vectors: []const f32, threads: 
         index: *Index,
         keys: []const u64,
         vectors: []const f32,
+        records: []const []const u8,
         fn run(job: *const @This(), i: usize) Error!void {
             const d = job.index.layout.dimensions;
-            try add(job.index, job.keys[i], job.vectors[i * d ..][0..d]);
+            const record = if (job.records.len > 0) job.records[i] else &.{};
+            try addRecord(job.index, job.keys[i], job.vectors[i * d ..][0..d], record);
         }
     };
-    const job = Job{ .index = self, .keys = keys, .vectors = vectors };
+    const job = Job{ .index = self, .keys = keys, .vectors = vectors, .records = records };
     try parallel.forEach(Error, threads, keys.len, &job, Job.run);
+}
+
+/// Checks a payload and its key without storing anything (a batch validates all first).
+pub fn validateRecord(self: *Index, key: u64, record: []const u8) Error!void {
+    if (record.len == 0) return;
+    const store = self.records;
+    store.lock.lockShared(&self.counters.lock_contention);
+    defer store.lock.unlockShared();
+    const parsed = payload.parse(record, &store.schema) catch return error.InvalidMetadata;
+    if (parsed.id.len > 0 and payload.keyOfId(parsed.id) != key) return error.InvalidKey;
 }
 
 /// Maps the storage again at its current size: a real remap without growth.

@@ -20,6 +20,10 @@ pub const Error = error{ Io, DiskFull };
 
 /// The suffixes of an index's files, data file first (storage/storage.zig indexes them by `Kind`).
 pub const suffixes = [_][]const u8{ "", ".graph", ".upper", ".vectors" };
+
+/// Files of an index beside the mapped ones, swapped with them: the records file
+/// (records/store.zig). Renamed before the mapped files, so the data file is still last.
+pub const side_suffixes = [_][]const u8{".records"};
 /// The data file carries the header, so it is renamed last: until it moves, `path` still names
 /// the old header, and a reader of the old header never opens a new side file (see above).
 const rename_order = [_]usize{ 1, 2, 3, 0 };
@@ -85,6 +89,17 @@ fn exists(path: [:0]const u8) Error!bool {
 /// Steps 4-5, idempotent: a file already renamed is skipped, so a crash during a roll-forward is
 /// finished by the next one. The caller holds the writer lock (or is the compacting writer).
 pub fn rollForward(path: []const u8) Error!void {
+    for (side_suffixes) |suffix| {
+        var a: [std.fs.max_path_bytes]u8 = undefined;
+        var b: [std.fs.max_path_bytes]u8 = undefined;
+        const from = try joined(&a, path, temp_suffix, suffix);
+        const to = try joined(&b, path, suffix, "");
+        os.rename(from, to) catch |err| switch (err) {
+            error.NotFound => {},
+            error.DiskFull => return error.DiskFull,
+            error.Exists, error.Io => return error.Io,
+        };
+    }
     for (rename_order) |i| {
         var a: [std.fs.max_path_bytes]u8 = undefined;
         var b: [std.fs.max_path_bytes]u8 = undefined;
@@ -106,7 +121,7 @@ pub fn rollForward(path: []const u8) Error!void {
 pub fn removeLeftovers(path: []const u8) Error!void {
     if (!try marked(path)) return;
     var buffer: [std.fs.max_path_bytes]u8 = undefined;
-    for (suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
+    for (suffixes ++ side_suffixes ++ [_][]const u8{ ".wal", ".creating" }) |suffix| {
         try unlinkIfPresent(try joined(&buffer, path, temp_suffix, suffix));
     }
     try unlinkIfPresent(try joined(&buffer, path, commit_suffix, ""));
@@ -141,7 +156,7 @@ fn unlinkIfPresent(path: [:0]const u8) Error!void {
 const backup_suffix = "~backup";
 const backup_marker_suffix = backup_suffix ++ ".building";
 /// Every file an index at `path` has, data file first.
-pub const companion_suffixes = suffixes ++ [_][]const u8{".wal"};
+pub const companion_suffixes = suffixes ++ [_][]const u8{".wal"} ++ side_suffixes;
 
 /// The first file of an index at `path` (data file or companion) that is already there, as
 /// its suffix ("" for `path` itself), or null when all are free.
@@ -181,7 +196,8 @@ pub fn backupTempPath(buffer: []u8, path: []const u8) Error![]const u8 {
 /// file appeared at a target name meanwhile), data file last; then removes the marker. On
 /// failure the files already moved are removed again, so `path` is left as it was.
 pub fn publishBackup(path: []const u8) (Error || error{Exists})!void {
-    const order = [_]usize{ 1, 2, 3, 4, 0 };
+    const order = [_]usize{ 1, 2, 3, 4, 5, 0 };
+    comptime std.debug.assert(order.len == companion_suffixes.len);
     var moved: usize = 0;
     errdefer for (order[0..moved]) |i| {
         var buffer: [std.fs.max_path_bytes]u8 = undefined;

@@ -4,7 +4,9 @@
 //! fsync. Each record carries its length and a checksum: a torn or corrupt tail is detected on
 //! replay and cut off, never applied. A checkpoint empties the log.
 //!
-//! Record: | u32 payload_bytes | u32 checksum | u64 lsn | u8 op | 7 pad | u64 key | f32 x dims |
+//! Record: | u32 payload_bytes | u32 checksum | u64 lsn | u8 op | 7 pad | u64 key | body |
+//! The body of `add` is the vector (f32 x dims); of `add_record` the vector and then the record's
+//! payload (docs/records.md); of `set_record` the payload alone; `remove` has none.
 const std = @import("std");
 const posix = std.posix;
 const assert = std.debug.assert;
@@ -14,7 +16,10 @@ const os = @import("os.zig");
 /// The log is the file `path ++ file_suffix`.
 pub const file_suffix = ".wal";
 
-pub const Op = enum(u8) { add = 1, remove = 2 };
+pub const Op = enum(u8) { add = 1, remove = 2, add_record = 3, set_record = 4 };
+
+/// The largest payload a record may carry (native/records/payload.zig stays within it).
+pub const payload_bytes_max: u32 = 1 << 18;
 
 pub const RecordHeader = extern struct {
     payload_bytes: u32,
@@ -34,6 +39,8 @@ pub const Record = struct {
     op: Op,
     key: u64,
     vector: []const f32,
+    /// `add_record` and `set_record`: the record's payload; empty otherwise.
+    payload: []const u8,
 };
 
 pub const Wal = struct {
@@ -79,30 +86,45 @@ pub const Wal = struct {
         op: Op,
         key: u64,
         vector: []const f32,
+        payload: []const u8,
         contention: *std.atomic.Value(u64),
     ) !void {
-        assert(op == .remove or vector.len == self.dimensions);
+        switch (op) {
+            .add => assert(vector.len == self.dimensions and payload.len == 0),
+            .add_record => assert(vector.len == self.dimensions and payload.len > 0),
+            .set_record => assert(vector.len == 0 and payload.len > 0),
+            .remove => assert(vector.len == 0 and payload.len == 0),
+        }
+        assert(payload.len <= payload_bytes_max);
         self.mutex.lock(contention);
         defer self.mutex.unlock();
         if (self.tail_dirty) try self.cutTail();
         self.lsn += 1;
         var header = RecordHeader{
-            .payload_bytes = @intCast(@sizeOf(RecordHeader) - 8 + vector.len * 4),
+            .payload_bytes = @intCast(@sizeOf(RecordHeader) - 8 + vector.len * 4 + payload.len),
             .checksum = 0,
             .lsn = self.lsn,
             .op = @intFromEnum(op),
             .pad = [_]u8{0} ** 7,
             .key = key,
         };
-        header.checksum = checksum(&header, std.mem.sliceAsBytes(vector));
-        var iov = [_]posix.iovec_const{
-            .{ .base = std.mem.asBytes(&header), .len = @sizeOf(RecordHeader) },
-            .{ .base = std.mem.sliceAsBytes(vector).ptr, .len = vector.len * 4 },
+        header.checksum = checksum(&header, &.{ std.mem.sliceAsBytes(vector), payload });
+        var iov: [3]posix.iovec_const = undefined;
+        var iov_len: usize = 0;
+        const parts = [_][]const u8{
+            std.mem.asBytes(&header),
+            std.mem.sliceAsBytes(vector),
+            payload,
         };
-        const total = @sizeOf(RecordHeader) + vector.len * 4;
+        for (parts) |part| {
+            if (part.len == 0) continue;
+            iov[iov_len] = .{ .base = part.ptr, .len = part.len };
+            iov_len += 1;
+        }
+        const total = @sizeOf(RecordHeader) + vector.len * 4 + payload.len;
         const written = os.pwritev(
             self.fd,
-            iov[0..if (vector.len == 0) 1 else 2],
+            iov[0..iov_len],
             self.end,
         ) catch |err| return err; // a failed write wrote nothing
         if (written != total) {
@@ -164,6 +186,8 @@ pub const Wal = struct {
     ) (ReplayError || ApplyError)!struct { records: u64, torn: bool } {
         const vector = try gpa.alloc(f32, self.dimensions);
         defer gpa.free(vector);
+        const payload = try gpa.alloc(u8, payload_bytes_max);
+        defer gpa.free(payload);
         var offset: u64 = 0;
         var records: u64 = 0;
         var lsn_last: u64 = 0;
@@ -176,13 +200,20 @@ pub const Wal = struct {
                 if (try self.zerosFrom(offset)) break true;
                 return error.Corrupt;
             }
-            const floats: usize = if (header.op == @intFromEnum(Op.add)) self.dimensions else 0;
+            const op: Op = @enumFromInt(header.op);
+            const floats: usize = switch (op) {
+                .add, .add_record => self.dimensions,
+                .remove, .set_record => 0,
+            };
             const body = std.mem.sliceAsBytes(vector[0..floats]);
-            const record_end = offset + @sizeOf(RecordHeader) + body.len;
+            const extra = payload[0 .. header.payload_bytes - (@sizeOf(RecordHeader) - 8) -
+                body.len];
+            const record_end = offset + @sizeOf(RecordHeader) + body.len + extra.len;
             if (record_end > self.end) break true;
-            const got_body = try os.pread(self.fd, body, offset + @sizeOf(RecordHeader));
-            if (got_body != body.len) return error.Io;
-            if (checksum(&header, body) != header.checksum) {
+            const body_at = offset + @sizeOf(RecordHeader);
+            if (try os.pread(self.fd, body, body_at) != body.len) return error.Io;
+            if (try os.pread(self.fd, extra, body_at + body.len) != extra.len) return error.Io;
+            if (checksum(&header, &.{ body, extra }) != header.checksum) {
                 if (record_end == self.end) break true;
                 return error.Corrupt;
             }
@@ -191,9 +222,10 @@ pub const Wal = struct {
             lsn_last = header.lsn;
             try apply(context, .{
                 .lsn = header.lsn,
-                .op = @enumFromInt(header.op),
+                .op = op,
                 .key = header.key,
                 .vector = vector[0..floats],
+                .payload = extra,
             });
             records += 1;
             self.lsn = header.lsn;
@@ -222,20 +254,27 @@ pub const Wal = struct {
     }
 };
 
+/// Whether the header's length fits its op: exact for `add` and `remove`; for the ops with a
+/// payload, the fixed part plus 1 to `payload_bytes_max` payload bytes.
 fn plausible(header: *const RecordHeader, dimensions: u32) bool {
-    const floats: u64 = switch (header.op) {
-        @intFromEnum(Op.add) => dimensions,
-        @intFromEnum(Op.remove) => 0,
-        else => return false,
+    const fixed: u64 = @sizeOf(RecordHeader) - 8;
+    const vector: u64 = @as(u64, dimensions) * 4;
+    const bytes: u64 = header.payload_bytes;
+    return switch (header.op) {
+        @intFromEnum(Op.add) => bytes == fixed + vector,
+        @intFromEnum(Op.remove) => bytes == fixed,
+        @intFromEnum(Op.add_record) => bytes > fixed + vector and
+            bytes <= fixed + vector + payload_bytes_max,
+        @intFromEnum(Op.set_record) => bytes > fixed and bytes <= fixed + payload_bytes_max,
+        else => false,
     };
-    return header.payload_bytes == @sizeOf(RecordHeader) - 8 + floats * 4;
 }
 
-fn checksum(header: *const RecordHeader, body: []const u8) u32 {
+fn checksum(header: *const RecordHeader, parts: []const []const u8) u32 {
     var hasher = std.hash.XxHash64.init(0x57_41_4c);
     hasher.update(std.mem.asBytes(header)[8..]);
     hasher.update(std.mem.asBytes(&header.payload_bytes));
-    hasher.update(body);
+    for (parts) |part| hasher.update(part);
     return @truncate(hasher.final());
 }
 
@@ -249,9 +288,9 @@ test "wal: records replay in order and a torn tail is cut, not applied" {
     var contention = std.atomic.Value(u64).init(0);
 
     var wal = try Wal.open(path, 3, true);
-    try wal.append(.add, 7, &.{ 1, 2, 3 }, &contention);
-    try wal.append(.remove, 7, &.{}, &contention);
-    try wal.append(.add, 9, &.{ 4, 5, 6 }, &contention);
+    try wal.append(.add, 7, &.{ 1, 2, 3 }, &.{}, &contention);
+    try wal.append(.remove, 7, &.{}, &.{}, &contention);
+    try wal.append(.add, 9, &.{ 4, 5, 6 }, &.{}, &contention);
     const full_end = wal.end;
     wal.close();
     // Tear the last record in half, as a crash in the middle of a write would.
@@ -321,9 +360,9 @@ fn threeRecords(log: *TestLog) !void {
     var contention = std.atomic.Value(u64).init(0);
     var wal = try Wal.open(log.path, 3, true);
     defer wal.close();
-    try wal.append(.add, 7, &.{ 1, 2, 3 }, &contention);
-    try wal.append(.add, 8, &.{ 4, 5, 6 }, &contention);
-    try wal.append(.add, 9, &.{ 7, 8, 9 }, &contention);
+    try wal.append(.add, 7, &.{ 1, 2, 3 }, &.{}, &contention);
+    try wal.append(.add, 8, &.{ 4, 5, 6 }, &.{}, &contention);
+    try wal.append(.add, 9, &.{ 7, 8, 9 }, &.{}, &contention);
 }
 
 test "wal: a bit flip in a record with records after it is corruption, never a torn tail" {

@@ -15,9 +15,10 @@
 //! | 3    | key_stripe    | one of 64 stripes of the key map; held across WAL append+apply  |
 //! | 4    | wal           | the write-ahead log file                                       |
 //! | 5    | grow          | storage growth (remap) and upper-arena growth                   |
-//! | 6    | commit        | sequence numbers, publication of new/removed slots, snapshots  |
-//! | 7    | node          | one HNSW node's neighbour lists (seqlock); at most one at a time |
-//! | 8    | pool          | the scratch-space pool and guard/snapshot tables              |
+//! | 6    | records       | the records store: payloads, field indexes (records/store.zig)  |
+//! | 7    | commit        | sequence numbers, publication of new/removed slots, snapshots  |
+//! | 8    | node          | one HNSW node's neighbour lists (seqlock); at most one at a time |
+//! | 9    | pool          | the scratch-space pool and guard/snapshot tables              |
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -27,9 +28,10 @@ pub const Rank = enum(u8) {
     key_stripe = 3,
     wal = 4,
     grow = 5,
-    commit = 6,
-    node = 7,
-    pool = 8,
+    records = 6,
+    commit = 7,
+    node = 8,
+    pool = 9,
 };
 
 pub const Mode = enum(u8) { panic, count };

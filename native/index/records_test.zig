@@ -1,0 +1,379 @@
+//! Records through the whole index (issue #11): filtered search against brute force at every
+//! selectivity, exact counts, ids that must not collide, metadata updates beside snapshots,
+//! and payloads that survive a reopen, a kill (no checkpoint), compaction and backup.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const Index = @import("index.zig").Index;
+const write = @import("write.zig");
+const read = @import("read.zig");
+const records = @import("records.zig");
+const recovery = @import("recovery.zig");
+const compact = @import("compact.zig");
+const backup = @import("backup.zig");
+const os = @import("../storage/os.zig");
+const index_test = @import("index_test.zig");
+const live_seq = @import("../hnsw/view.zig").live_seq;
+const payload = @import("../records/payload.zig");
+const schema_mod = @import("../records/schema.zig");
+
+const gpa = index_test.gpa;
+const dims = 8;
+const n = 3000;
+
+fn countOf(index: *Index, seq: u64, program_bytes: []const u8) !u64 {
+    return records.count(index, seq, program_bytes);
+}
+
+fn expectCount(want: u64, index: *Index, program_bytes: []const u8) !void {
+    try std.testing.expectEqual(want, try countOf(index, live_seq, program_bytes));
+}
+
+fn opts() abi.Options {
+    return index_test.options(dims, .l2sq);
+}
+
+fn schemaBytes() ![]u8 {
+    return schema_mod.encode(gpa, &.{
+        .{ .kind = .keyword, .name = "cls" },
+        .{ .kind = .number, .name = "num" },
+    });
+}
+
+var class_names: [10][2]u8 = undefined;
+
+/// Record i: class "c<i mod 10>" (10% each), num = i, metadata `{"i":<i>}`.
+fn recordOf(i: usize, id: []const u8) ![]u8 {
+    class_names[i % 10] = .{ 'c', @intCast('0' + i % 10) };
+    var meta_buf: [32]u8 = undefined;
+    const meta = try std.fmt.bufPrint(&meta_buf, "{{\"i\":{d}}}", .{i});
+    return payload.encode(gpa, id, meta, &.{
+        .{ .field = 0, .value = .{ .keyword = &class_names[i % 10] } },
+        .{ .field = 1, .value = .{ .number = @floatFromInt(i) } },
+    });
+}
+
+fn randomVectors(seed: u64) ![]f32 {
+    var rng = std.Random.DefaultPrng.init(seed);
+    const data = try gpa.alloc(f32, n * dims);
+    for (data) |*x| x.* = rng.random().float(f32);
+    return data;
+}
+
+/// Builds `n` records with numeric ids 0..n.
+fn build(index: *Index, data: []const f32) !void {
+    const schema = try schemaBytes();
+    defer gpa.free(schema);
+    try records.setSchema(index, schema);
+    for (0..n) |i| {
+        const record = try recordOf(i, "");
+        defer gpa.free(record);
+        try write.addRecord(index, i, data[i * dims ..][0..dims], record);
+    }
+}
+
+/// Programs (docs/records.md) and a reference predicate over i.
+const Case = struct { program: []const u8, matches: *const fn (usize) bool };
+
+/// The op `num < bound` (NUM_CMP lt).
+fn numLtOp(comptime bound: f64) [11]u8 {
+    comptime {
+        var bytes: [11]u8 = undefined;
+        bytes[0] = 0x03;
+        bytes[1] = 1;
+        bytes[2] = 2; // lt
+        std.mem.writeInt(u64, bytes[3..11], @bitCast(bound), .little);
+        return bytes;
+    }
+}
+
+/// The op `cls == "c<c>"` (KW_IN with one value).
+fn classOp(comptime c: u8) [8]u8 {
+    return .{ 0x02, 0, 1, 0, 2, 0, 'c', '0' + c };
+}
+
+/// A program of `ops` postfix ops.
+fn program(comptime op_count: u16, comptime ops: anytype) []const u8 {
+    return comptime &([_]u8{ 1, op_count, 0 } ++ ops);
+}
+
+fn numLt(comptime bound: f64) []const u8 {
+    return program(1, numLtOp(bound));
+}
+
+fn classIs(comptime c: u8) []const u8 {
+    return program(1, classOp(c));
+}
+
+/// (cls == c3 OR num < 40) AND NOT (num < 10)
+fn compound() []const u8 {
+    return program(6, classOp(3) ++ numLtOp(40) ++ [_]u8{ 0x07, 2, 0 } ++ numLtOp(10) ++
+        [_]u8{0x08} ++ [_]u8{ 0x06, 2, 0 });
+}
+
+const cases = [_]Case{
+    .{ .program = numLt(1500), .matches = struct {
+        fn f(i: usize) bool {
+            return i < 1500;
+        }
+    }.f },
+    .{ .program = classIs(3), .matches = struct {
+        fn f(i: usize) bool {
+            return i % 10 == 3;
+        }
+    }.f },
+    .{ .program = numLt(30), .matches = struct {
+        fn f(i: usize) bool {
+            return i < 30;
+        }
+    }.f },
+    .{ .program = numLt(3), .matches = struct {
+        fn f(i: usize) bool {
+            return i < 3;
+        }
+    }.f },
+    .{ .program = compound(), .matches = struct {
+        fn f(i: usize) bool {
+            return (i % 10 == 3 or i < 40) and !(i < 10);
+        }
+    }.f },
+};
+
+fn exactFiltered(
+    data: []const f32,
+    q: []const f32,
+    k: usize,
+    matches: *const fn (usize) bool,
+    out: []u64,
+) usize {
+    const Pair = struct { d: f32, i: usize };
+    var all = std.ArrayList(Pair).init(gpa);
+    defer all.deinit();
+    for (0..n) |i| {
+        if (!matches(i)) continue;
+        var d: f32 = 0;
+        for (0..dims) |j| d += (data[i * dims + j] - q[j]) * (data[i * dims + j] - q[j]);
+        all.append(.{ .d = d, .i = i }) catch unreachable;
+    }
+    std.mem.sort(Pair, all.items, {}, struct {
+        fn less(_: void, a: Pair, b: Pair) bool {
+            return a.d < b.d;
+        }
+    }.less);
+    const m = @min(k, all.items.len);
+    for (0..m) |i| out[i] = all.items[i].i;
+    return m;
+}
+
+test "records: filtered search finds k matches near brute force at every selectivity" {
+    const data = try randomVectors(11);
+    defer gpa.free(data);
+    const index = try Index.create(gpa, opts(), null);
+    defer index.destroy();
+    try build(index, data);
+    var rng = std.Random.DefaultPrng.init(5);
+    for (cases) |case| {
+        var expected_count: u64 = 0;
+        for (0..n) |i| expected_count += @intFromBool(case.matches(i));
+        try expectCount(expected_count, index, case.program);
+        var hits: usize = 0;
+        var total: usize = 0;
+        for (0..20) |_| {
+            var q: [dims]f32 = undefined;
+            for (&q) |*x| x.* = rng.random().float(f32);
+            var keys: [10]u64 = undefined;
+            var distances: [10]f32 = undefined;
+            const got = try records.search(index, &q, 10, 64, live_seq, .exact, case.program, .{
+                .keys = &keys,
+                .distances = &distances,
+            });
+            var truth: [10]u64 = undefined;
+            const want = exactFiltered(data, &q, 10, case.matches, &truth);
+            // k results whenever k match, and every result matches.
+            try std.testing.expectEqual(want, got);
+            for (keys[0..got]) |key| try std.testing.expect(case.matches(@intCast(key)));
+            for (truth[0..want]) |t| {
+                if (std.mem.indexOfScalar(u64, keys[0..got], t) != null) hits += 1;
+            }
+            total += want;
+        }
+        const recall = @as(f64, @floatFromInt(hits)) / @as(f64, @floatFromInt(total));
+        if (recall < 0.95) std.debug.print("recall {d:.3} for a case\n", .{recall});
+        try std.testing.expect(recall >= 0.95);
+    }
+}
+
+test "records: one key, one id; updates keep the vector; snapshots keep the old metadata" {
+    const data = try randomVectors(12);
+    defer gpa.free(data);
+    const index = try Index.create(gpa, opts(), null);
+    defer index.destroy();
+    try build(index, data);
+    // A string id's key must be its hash.
+    const alpha = try recordOf(7, "alpha");
+    defer gpa.free(alpha);
+    try std.testing.expectError(error.InvalidKey, write.addRecord(index, 1, data[0..dims], alpha));
+    const alpha_key = payload.keyOfId("alpha");
+    try write.addRecord(index, alpha_key, data[0..dims], alpha);
+    // A numeric add over the string id's key, or another id, conflicts and changes nothing.
+    try std.testing.expectError(
+        error.IdConflict,
+        write.add(index, alpha_key, data[dims..][0..dims]),
+    );
+    const numeric = try recordOf(7, "");
+    defer gpa.free(numeric);
+    try std.testing.expectError(
+        error.IdConflict,
+        write.addRecord(index, alpha_key, data[0..dims], numeric),
+    );
+    try std.testing.expectError(error.InvalidKey, write.addRecord(index, 5, data[0..dims], alpha));
+    // A remove naming another id finds nothing.
+    try std.testing.expect(!try write.removeId(index, alpha_key, "beta"));
+    try std.testing.expect(!try write.remove(index, alpha_key));
+
+    // Update record 3 (class c3, num 3) to class c4, num 5000; a snapshot keeps the old.
+    const snapshot = try read.snapshotCreate(index);
+    const old_seq = try read.readSeq(index, snapshot);
+    const updated = try payload.encode(gpa, "", "{\"u\":1}", &.{
+        .{ .field = 0, .value = .{ .keyword = "c4" } },
+        .{ .field = 1, .value = .{ .number = 5000 } },
+    });
+    defer gpa.free(updated);
+    try records.update(index, 3, updated);
+    var before: [dims]f32 = undefined;
+    try std.testing.expect(read.get(index, 3, live_seq, &before));
+    try std.testing.expectEqualSlices(f32, data[3 * dims ..][0..dims], &before);
+    // c3 lost one record live, kept it in the snapshot.
+    try expectCount(@as(u64, n / 10 - 1), index, classIs(3));
+    try std.testing.expectEqual(@as(u64, n / 10), try records.count(index, old_seq, classIs(3)));
+    try expectCount(@as(u64, n / 10 + 1), index, classIs(4));
+    var out: [256]u8 = undefined;
+    var needed: u64 = 0;
+    try records.readPayloads(index, old_seq, &.{3}, &out, &needed);
+    const old_record = try recordOf(3, "");
+    defer gpa.free(old_record);
+    try std.testing.expectEqualSlices(u8, old_record, out[4..][0..old_record.len]);
+    try records.readPayloads(index, live_seq, &.{ 3, 999_999 }, &out, &needed);
+    try std.testing.expectEqualSlices(u8, updated, out[4..][0..updated.len]);
+    const missing = std.mem.readInt(u32, out[4 + updated.len ..][0..4], .little);
+    try std.testing.expectEqual(std.math.maxInt(u32), missing);
+    try read.snapshotRelease(index, snapshot);
+    // An update of an absent key, or naming another id, is NotFound.
+    try std.testing.expectError(error.NotFound, records.update(index, 999_999, updated));
+    // Bad metadata is refused and changes nothing.
+    try std.testing.expectError(error.InvalidMetadata, records.update(index, 4, "garbage!!!!!!"));
+    try expectCount(n / 10 + 1, index, classIs(4));
+    // deleteMany
+    try std.testing.expectEqual(@as(u64, 30), try records.removeMatching(index, numLt(30)));
+    try expectCount(@as(u64, 0), index, numLt(30));
+}
+
+const Dir = struct {
+    tmp: std.testing.TmpDir,
+    buffer: [std.fs.max_path_bytes]u8 = undefined,
+    len: usize = 0,
+
+    fn init() !Dir {
+        var dir = Dir{ .tmp = std.testing.tmpDir(.{}) };
+        dir.len = (try os.tmpDirPath(&dir.tmp, &dir.buffer)).len;
+        return dir;
+    }
+
+    fn path(dir: *const Dir, buffer: []u8, name: []const u8) ![]const u8 {
+        return std.fmt.bufPrint(buffer, "{s}/{s}", .{ dir.buffer[0..dir.len], name });
+    }
+};
+
+/// Closes without a checkpoint, as a killed process leaves the files.
+fn kill(index: *Index) void {
+    const storage = index.storage;
+    index.destroyState();
+    storage.destroy();
+}
+
+fn expectRecords(index: *Index) !void {
+    try expectCount(@as(u64, n / 10), index, classIs(3));
+    try expectCount(@as(u64, 30), index, numLt(30));
+    var out: [256]u8 = undefined;
+    var needed: u64 = 0;
+    try records.readPayloads(index, live_seq, &.{17}, &out, &needed);
+    const want = try recordOf(17, "");
+    defer gpa.free(want);
+    try std.testing.expectEqualSlices(u8, want, out[4..][0..want.len]);
+}
+
+test "records: payloads survive reopen, a kill, compaction and backup" {
+    const data = try randomVectors(13);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    {
+        const index = try Index.create(gpa, opts(), path);
+        try build(index, data);
+        index.destroy();
+    }
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try expectRecords(index);
+        // Class c3 again, num 2003.
+        const extra = try recordOf(2003, "late");
+        defer gpa.free(extra);
+        try write.addRecord(index, payload.keyOfId("late"), data[0..dims], extra);
+    }
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        const updated = try recordOf(13, "");
+        defer gpa.free(updated);
+        // Record 3 becomes like record 13 (same class, num 13): counts stay.
+        try records.update(index, 3, updated);
+        try std.testing.expect(try write.remove(index, 500));
+        kill(index);
+    }
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try expectCount(@as(u64, n / 10 + 1), index, classIs(3));
+        try expectCount(@as(u64, 30), index, numLt(30));
+        compact.compact(index, 1) catch |err| return err;
+        try expectCount(@as(u64, n / 10 + 1), index, classIs(3));
+        var backup_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const backup_path = try dir.path(&backup_buf, "copy");
+        try backup.save(index, 0, backup_path);
+        const copy = try recovery.open(gpa, backup_path, opts(), .fast);
+        defer copy.destroy();
+        try expectCount(@as(u64, n / 10 + 1), copy, classIs(3));
+        try expectCount(@as(u64, 30), copy, numLt(30));
+    }
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try expectCount(@as(u64, n / 10 + 1), index, classIs(3));
+    }
+}
+
+test "records: a damaged records file is Corrupt, a torn tail is cut" {
+    const data = try randomVectors(14);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    {
+        const index = try Index.create(gpa, opts(), path);
+        try build(index, data);
+        index.destroy();
+    }
+    var file_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const file_path = try std.fmt.bufPrint(&file_buf, "{s}.records", .{path});
+    const file = try std.fs.openFileAbsolute(file_path, .{ .mode = .read_write });
+    const size = try file.getEndPos();
+    // One flipped byte in the middle.
+    var byte: [1]u8 = undefined;
+    _ = try file.preadAll(&byte, size / 2);
+    byte[0] ^= 0x55;
+    try file.pwriteAll(&byte, size / 2);
+    file.close();
+    try std.testing.expectError(error.Corrupt, recovery.open(gpa, path, opts(), .fast));
+}

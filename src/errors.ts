@@ -24,7 +24,6 @@ export class QuiverError extends Error {
 
 function statusName(status: number): string {
   for (const [name, code] of Object.entries(Status)) if (code === status) return name;
-  for (const [name, code] of Object.entries(recordStatus)) if (code === status) return name;
   return `status_${status}`;
 }
 
@@ -211,17 +210,6 @@ export class UnverifiableError extends QuiverError {
 }
 
 /**
- * The record statuses of issue #11 (docs/records.md). Until the generated table carries them,
- * their codes are the ones native/abi.zig assigns; afterwards they come from `Status`.
- */
-const recordStatus = {
-  invalid_metadata: (Status as Record<string, number>).invalid_metadata ?? 27,
-  invalid_filter: (Status as Record<string, number>).invalid_filter ?? 28,
-  id_conflict: (Status as Record<string, number>).id_conflict ?? 29,
-  buffer_too_small: (Status as Record<string, number>).buffer_too_small ?? 30,
-} as const;
-
-/**
  * Status `invalid_metadata`: metadata that is not JSON-like (a function, NaN, a bigint, a
  * cycle, a Date, ...), too large, or an indexed field of the wrong type. `path` says where
  * (e.g. `metadata.tags[2]`, `metadata[3].year` for the fourth record of a batch); nothing of
@@ -231,7 +219,7 @@ export class InvalidMetadataError extends QuiverError {
   /** Where in the metadata the problem is (empty when unknown, e.g. from native code). */
   readonly path: string;
   constructor(detail?: string, path = "") {
-    super(recordStatus.invalid_metadata, path && detail ? `${path}: ${detail}` : detail);
+    super(Status.invalid_metadata, path && detail ? `${path}: ${detail}` : detail);
     this.path = path;
   }
 }
@@ -245,7 +233,7 @@ export class InvalidFilterError extends QuiverError {
   /** Where in the filter the problem is (empty when unknown, e.g. from native code). */
   readonly path: string;
   constructor(detail?: string, path = "") {
-    super(recordStatus.invalid_filter, path && detail ? `${path}: ${detail}` : detail);
+    super(Status.invalid_filter, path && detail ? `${path}: ${detail}` : detail);
     this.path = path;
   }
 }
@@ -257,7 +245,7 @@ export class InvalidFilterError extends QuiverError {
  */
 export class IdConflictError extends QuiverError {
   constructor(detail?: string) {
-    super(recordStatus.id_conflict, detail);
+    super(Status.id_conflict, detail);
   }
 }
 
@@ -267,7 +255,7 @@ export class IdConflictError extends QuiverError {
  */
 export class BufferTooSmallError extends QuiverError {
   constructor(detail?: string) {
-    super(recordStatus.buffer_too_small, detail);
+    super(Status.buffer_too_small, detail);
   }
 }
 
@@ -301,10 +289,10 @@ const byStatus: ReadonlyMap<number, ErrorClass> = new Map<number, ErrorClass>([
   [Status.no_index, NoIndexError],
   [Status.already_exists, AlreadyExistsError],
   [Status.unverifiable, UnverifiableError],
-  [recordStatus.invalid_metadata, InvalidMetadataError],
-  [recordStatus.invalid_filter, InvalidFilterError],
-  [recordStatus.id_conflict, IdConflictError],
-  [recordStatus.buffer_too_small, BufferTooSmallError],
+  [Status.invalid_metadata, InvalidMetadataError],
+  [Status.invalid_filter, InvalidFilterError],
+  [Status.id_conflict, IdConflictError],
+  [Status.buffer_too_small, BufferTooSmallError],
 ]);
 
 /** The class for a status code (for tests of the table's completeness). */

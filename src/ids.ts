@@ -8,24 +8,6 @@ import { check, InvalidKeyError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";
 import { idBytes, packIds } from "./records/mod.ts";
 
-// deno-lint-ignore no-explicit-any
-type Fn = (...args: any[]) => number;
-/** The record symbols of issue #11 (until the generated table lists them, typed here). */
-export type RecordSymbol =
-  | "qv_hash_ids"
-  | "qv_index_set_schema"
-  | "qv_index_schema"
-  | "qv_index_add_record"
-  | "qv_index_add_records"
-  | "qv_index_update_record"
-  | "qv_index_remove_record"
-  | "qv_index_read_records"
-  | "qv_index_search_filtered"
-  | "qv_index_count_matching"
-  | "qv_index_remove_matching";
-/** The loaded library's record functions. */
-export const recordFn = (): Readonly<Record<RecordSymbol, Fn>> => native().fn as unknown as Record<RecordSymbol, Fn>;
-
 /** An id: a u64 key (number or bigint) or a string id. */
 export type Id = Key | string;
 
@@ -45,7 +27,7 @@ export function hashIds(ids: readonly string[], where?: (i: number) => string): 
   if (ids.length === 0) return out.subarray(0, 0);
   const { bytes, offsets } = packIds(ids, where);
   // A zero-length column cannot be passed as a pointer: ids are never empty, so bytes is not.
-  check(recordFn().qv_hash_ids(bytes, bytes.length, offsets, ids.length, out));
+  check(native().fn.qv_hash_ids(bytes, bytes.length, offsets, ids.length, out));
   return out;
 }
 

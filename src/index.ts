@@ -7,7 +7,7 @@ import { native } from "./runtime/loader.ts";
 import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
 import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";
-import { type Id, keyOfId, recordFn, resolveIds } from "./ids.ts";
+import { type Id, keyOfId, resolveIds } from "./ids.ts";
 import { decode, encode } from "./structs.ts";
 import { type BatchOptions, type BatchResult, checkOptionKeys, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
 import { encodePayload, encodePayloads, type Filter, idBytes, type Indexes, type Metadata, RecordSchema } from "./records/mod.ts";
@@ -98,10 +98,8 @@ const decodeStats = (bytes: Uint8Array): Stats => decode(layouts.Stats, bytes);
 function readSchema(handle: number): RecordSchema {
   let out = new Uint8Array(256);
   const length = new Uint32Array(1);
-  // TEMPORARY until the native side is merged: a library without records has no schema.
-  if (typeof recordFn().qv_index_schema !== "function") return RecordSchema.empty;
   for (;;) {
-    const status = recordFn().qv_index_schema(handle, out, out.length, length);
+    const status = native().fn.qv_index_schema(handle, out, out.length, length);
     if (status === Status.ok) return RecordSchema.decode(out.subarray(0, length[0]));
     if (length[0] <= out.length) check(status);
     out = new Uint8Array(length[0]);
@@ -240,7 +238,7 @@ export class Index extends Reader {
     if (stored.fields.length > 0) {
       throw new InvalidArgumentError(`indexes ${show(wanted)} differ from the index's ${show(stored)}, fixed at its creation (leave indexes out to use the stored ones)`);
     }
-    const status = recordFn().qv_index_set_schema(handle, wanted.bytes, wanted.bytes.length);
+    const status = native().fn.qv_index_set_schema(handle, wanted.bytes, wanted.bytes.length);
     if (status === Status.busy || status === Status.read_only) {
       const why = status === Status.busy ? "it already holds records" : "it is open read-only";
       throw new InvalidArgumentError(`indexes ${show(wanted)}: the index has none, and ${why}; indexes are declared when an index is created`);
@@ -371,7 +369,7 @@ export class Index extends Reader {
         check(native().fn.qv_index_add(h, key, v, v.length));
       } else {
         const payload = encodePayload(typeof idOrIds === "string" ? idOrIds : undefined, third, this.#schema);
-        check(recordFn().qv_index_add_record(h, key, v, v.length, payload, payload.length));
+        check(native().fn.qv_index_add_record(h, key, v, v.length, payload, payload.length));
       }
     }
     this.revokeStaleViews();
@@ -390,7 +388,7 @@ export class Index extends Reader {
       return;
     }
     const { bytes, offsets } = encodePayloads(strings ?? new Array(keys.length).fill(undefined), metadata, this.#schema);
-    check(recordFn().qv_index_add_records(h, keys, keys.length, vectors, vectors.length, bytes, bytes.length, offsets, threads));
+    check(native().fn.qv_index_add_records(h, keys, keys.length, vectors, vectors.length, bytes, bytes.length, offsets, threads));
   }
 
   /**
@@ -405,7 +403,7 @@ export class Index extends Reader {
     if (!Object.hasOwn(options, "metadata")) throw new InvalidArgumentError("update takes { metadata }");
     const key = keyOfId(id);
     const payload = encodePayload(typeof id === "string" ? id : undefined, options.metadata, this.#schema);
-    const status = recordFn().qv_index_update_record(h, key, payload, payload.length);
+    const status = native().fn.qv_index_update_record(h, key, payload, payload.length);
     if (status === Status.not_found) return false;
     check(status);
     return true;
@@ -424,7 +422,7 @@ export class Index extends Reader {
     }
     const key = keyOfId(id);
     const bytes = idBytes(id);
-    check(recordFn().qv_index_remove_record(h, key, bytes, bytes.length, this.u32Out));
+    check(native().fn.qv_index_remove_record(h, key, bytes, bytes.length, this.u32Out));
     return this.u32Out[0] === 1;
   }
 
@@ -438,7 +436,7 @@ export class Index extends Reader {
     const h = this.handleOrThrow();
     if (filter === undefined) throw new InvalidArgumentError("deleteMany takes a filter ({} deletes every record)");
     const program = this.compileFilter(filter);
-    check(recordFn().qv_index_remove_matching(h, program, program.length, this.u64Out));
+    check(native().fn.qv_index_remove_matching(h, program, program.length, this.u64Out));
     return Number(this.u64Out[0]);
   }
 

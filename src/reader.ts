@@ -7,7 +7,7 @@
 import { native } from "./runtime/loader.ts";
 import { searchFlags as flagBits, Status } from "./ffi.gen.ts";
 import { BufferTooSmallError, check, ClosedError, DimensionMismatchError, InvalidArgumentError, InvalidEfError, InvalidKError } from "./errors.ts";
-import { hashIds, type Id, idOfKey, keyOfId, maybeStringKey, recordFn } from "./ids.ts";
+import { hashIds, type Id, idOfKey, keyOfId, maybeStringKey } from "./ids.ts";
 import { compileFilter, decodePayload, type Filter, type Metadata, type RecordSchema } from "./records/mod.ts";
 
 /**
@@ -129,7 +129,6 @@ export function checkThreads(threads: unknown): number {
 
 /** The length `qv_index_read_records` gives a key with no live record. */
 const absent = 0xffff_ffff;
-const bufferTooSmall = new BufferTooSmallError().status;
 /** Reads of a live index retried when a result's record vanished between two calls. */
 const liveAttempts = 3;
 
@@ -196,9 +195,9 @@ export abstract class Reader {
     const needed = new BigUint64Array(1);
     for (;;) {
       const buffer = this.#payloadBuffer;
-      const status = recordFn().qv_index_read_records(h, snapshot, keys, keys.length, buffer, buffer.length, needed);
+      const status = native().fn.qv_index_read_records(h, snapshot, keys, keys.length, buffer, buffer.length, needed);
       if (status === Status.ok) break;
-      if (status !== bufferTooSmall) check(status);
+      if (status !== Status.buffer_too_small) check(status);
       const want = Number(needed[0]);
       if (!(want > buffer.length)) throw new BufferTooSmallError(`read_records asked for ${want} bytes with ${buffer.length}`);
       this.#payloadBuffer = new Uint8Array(Math.max(want, buffer.length * 2));
@@ -275,7 +274,7 @@ export abstract class Reader {
       if (program === undefined) {
         check(native().fn.qv_index_search(h, snapshot, q, q.length, k, ef, flags, keys, distances, this.u32Out));
       } else {
-        check(recordFn().qv_index_search_filtered(h, snapshot, q, q.length, k, ef, flags, program, program.length, keys, distances, this.u32Out));
+        check(native().fn.qv_index_search_filtered(h, snapshot, q, q.length, k, ef, flags, program, program.length, keys, distances, this.u32Out));
       }
       const n = this.u32Out[0];
       const hits = n === k ? keys : keys.subarray(0, n);
@@ -316,7 +315,7 @@ export abstract class Reader {
         for (let i = 0; i < count; i++) {
           const q = queries.subarray(i * d, (i + 1) * d);
           const at = i * k;
-          check(recordFn().qv_index_search_filtered(h, snapshot, q, d, k, ef, flags, program, program.length, keys.subarray(at, at + k), distances.subarray(at, at + k), this.u32Out));
+          check(native().fn.qv_index_search_filtered(h, snapshot, q, d, k, ef, flags, program, program.length, keys.subarray(at, at + k), distances.subarray(at, at + k), this.u32Out));
           counts[i] = this.u32Out[0];
         }
       }
@@ -413,7 +412,7 @@ export abstract class Reader {
   count(filter?: Filter): number {
     if (filter === undefined) return this.size;
     const program = this.compileFilter(filter);
-    check(recordFn().qv_index_count_matching(this.handleOrThrow(), this.snapshotHandle(), program, program.length, this.u64Out));
+    check(native().fn.qv_index_count_matching(this.handleOrThrow(), this.snapshotHandle(), program, program.length, this.u64Out));
     return Number(this.u64Out[0]);
   }
 

@@ -3,15 +3,15 @@
  * the indexes the main thread names (`Index.attach(handle)`, one wrapper per index, kept until
  * the main thread says the index closed) and runs one task at a time as ordinary synchronous
  * calls, which block this Worker, never the main thread. Imports node:fs, ../runtime/loader.ts,
- * ../index.ts, ../errors.ts, ./nice.ts and ./protocol.ts.
+ * ../index.ts, ../errors.ts, ../ffi.gen.ts, ./nice.ts and ./protocol.ts.
  */
 import { rmSync } from "node:fs";
 import { loadNative, native } from "../runtime/loader.ts";
 import { encodeOptions, Index, openFlags } from "../index.ts";
 import { check, ClosedError, InvalidFilterError, InvalidHandleError, InvalidMetadataError, QuiverError } from "../errors.ts";
-import { recordFn } from "../ids.ts";
 import type { Column, Reply, Request, TaskBody } from "./protocol.ts";
 import { niceThisThread } from "./nice.ts";
+import { fileFormat } from "../ffi.gen.ts";
 
 await loadNative();
 
@@ -80,7 +80,7 @@ function add(index: Index, id: number, body: Extract<TaskBody, { op: "add" }>, c
       const base = offsets[done];
       const chunkOffsets = offsets.slice(done, done + n + 1).map((o) => o - base);
       const chunkPayloads = payloads.subarray(base, offsets[done + n]);
-      check(recordFn().qv_index_add_records(index.handle, chunkKeys, n, chunkVectors, chunkVectors.length, chunkPayloads, chunkPayloads.length, chunkOffsets, body.threads));
+      check(native().fn.qv_index_add_records(index.handle, chunkKeys, n, chunkVectors, chunkVectors.length, chunkPayloads, chunkPayloads.length, chunkOffsets, body.threads));
       index.revokeStaleViews();
     }
     done += n;
@@ -117,7 +117,9 @@ function compact(index: Index, id: number, threads: number, cancel?: Int32Array,
 function backup(index: Index, id: number, path: string, cancel?: Int32Array): Reply {
   index.backup(path);
   if (cancel === undefined || Atomics.load(cancel, 0) === 0) return { type: "done", id, result: undefined };
-  for (const suffix of ["", ".graph", ".upper", ".vectors", ".wal"]) rmSync(path + suffix, { force: true });
+  // The mapped files, the log and the records file (native/storage/swap.zig `side_suffixes`,
+  // which the generated table does not carry yet).
+  for (const suffix of [...fileFormat.suffixes, fileFormat.walSuffix, ".records"]) rmSync(path + suffix, { force: true });
   return { type: "done", id, result: undefined, aborted: true };
 }
 

@@ -1,31 +1,30 @@
 /**
- * The bounds of records (docs/records.md). The native ones come from the generated table when it
- * has them; the fallbacks are the values docs/records.md states (the native core checks them
- * again, so a drift between the two is an error from native code, never a silent truncation).
+ * The bounds of records (docs/records.md). The native ones come from the generated table; the
+ * filter program's bounds, which the table does not carry, are docs/records.md's (the native
+ * core checks every bound again, so a drift is an error from native code, never a silent
+ * truncation).
  */
 import { limits } from "../ffi.gen.ts";
 
-const table = limits as Readonly<Record<string, number>>;
-
 export const recordLimits = {
   /** A string id: 1 to this many bytes of UTF-8. */
-  idBytesMax: table.idBytesMax ?? 1024,
+  idBytesMax: limits.idBytesMax,
   /** A record's metadata: at most this many bytes of JSON (UTF-8). */
-  metaBytesMax: table.metaBytesMax ?? 65536,
+  metaBytesMax: limits.metaBytesMax,
   /** Indexed values (terms) per record. */
-  termsMax: table.termsMax ?? 256,
+  termsMax: limits.termsMax,
   /** An indexed keyword value: 0 to this many bytes of UTF-8. */
-  keywordBytesMax: table.keywordBytesMax ?? 256,
+  keywordBytesMax: limits.keywordBytesMax,
   /** Fields in a schema (`indexes`). */
-  fieldsMax: table.fieldsMax ?? 32,
+  fieldsMax: limits.fieldsMax,
   /** A field name: 1 to this many bytes of UTF-8. */
-  fieldNameBytesMax: table.fieldNameBytesMax ?? 64,
+  fieldNameBytesMax: limits.fieldNameBytesMax,
   /** Ops of one filter program. */
-  filterOpsMax: table.filterOpsMax ?? 4096,
+  filterOpsMax: 4096,
   /** The evaluation stack of one filter program. */
-  filterStackMax: table.filterStackMax ?? 64,
+  filterStackMax: 64,
   /** The bytes of one filter program. */
-  filterBytesMax: table.filterBytesMax ?? 8 * 1024 * 1024,
+  filterBytesMax: 8 * 1024 * 1024,
 } as const;
 
 /** The format versions of docs/records.md. */

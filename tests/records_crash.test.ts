@@ -125,6 +125,40 @@ test(`records crash: SIGKILL at random moments loses no acknowledged record, met
   }
 }, soak ? 3600_000 : 120_000);
 
+test("records crash: each acknowledged, unflushed record write is replayed from the log after SIGKILL", async () => {
+  const dir = makeTempDir("quiver-records-die-");
+  const script = new URL("./fixtures/records_die.ts", import.meta.url).pathname;
+  const expected: Record<string, [Id, Record<string, unknown> | undefined][]> = {
+    string: [["doc-ü", { lang: "en" }]],
+    "string-bare": [["doc-ü", undefined]],
+    numeric: [[7, { lang: "en" }]],
+    batch: [["doc-ü", { lang: "en" }], [7, undefined]],
+    update: [["doc-ü", { lang: "de" }]],
+  };
+  const failures: string[] = [];
+  try {
+    for (const [scenario, records] of Object.entries(expected)) {
+      const path = `${dir}/${scenario}.qv`;
+      const proc = spawnRuntime(script, [path, scenario]);
+      const line = await proc.nextLine();
+      await proc.exited;
+      assertEquals(line, "done", `${scenario}: ${await proc.stderr}`);
+      try {
+        using index = Index.open(path);
+        assertEquals(index.size, records.length, `${scenario}: size`);
+        for (const [id, metadata] of records) assertEquals(index.getRecord(id)?.metadata, metadata, `${scenario}: ${String(id)}`);
+        assertEquals(index.count({ lang: { $exists: true } }), records.filter(([, m]) => m !== undefined).length, `${scenario}: count`);
+      } catch (error) {
+        failures.push(`${scenario}: ${(error as Error).name}: ${(error as Error).message}`);
+      }
+    }
+    assertEquals(failures, []);
+  } finally {
+    killChildren();
+    removeDir(dir);
+  }
+});
+
 test("records crash: the checker catches a lost, an altered and an invented record (canary)", () => {
   const dir = makeTempDir("quiver-records-canary-");
   const seed = 5;

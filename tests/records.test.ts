@@ -513,7 +513,7 @@ test("records: filtered search returns k when k match, and recall@10 >= 0.95 at 
         assert(pass(i), `${name}: query ${q} returned ${String(id)}, which does not match`);
       }
       const truthSet = new Set(truth);
-      found += result.ids.filter((id) => truthSet.has(id)).length;
+      found += result.ids.filter((id) => truthSet.has(id as string | number)).length;
     }
     const recall = found / (60 * k);
     report.push(`${name} (${matching.length} match): recall@10 ${recall.toFixed(3)}`);

@@ -25,7 +25,7 @@ export { VectorView } from "./src/view.ts";
 export type { BatchOptions, BatchResult, SearchOptions, SearchResult, StoredRecord, VectorLike } from "./src/reader.ts";
 export type { Key } from "./src/keys.ts";
 export type { Id } from "./src/ids.ts";
-export type { FieldCondition, FieldKind, FieldOperators, Filter, Indexes, Metadata, MetadataValue, RecordSchema } from "./src/records/mod.ts";
+export type { FieldCondition, FieldKind, FieldOperators, Filter, Indexes, Metadata, MetadataInput, MetadataValue, RecordSchema } from "./src/records/mod.ts";
 export { kernels } from "./src/kernels.ts";
 export type { KernelInfo, Kernels } from "./src/kernels.ts";
 export * from "./src/errors.ts";

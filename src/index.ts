@@ -10,7 +10,7 @@ import { type Key, toKey } from "./keys.ts";
 import { type Id, keyOfId, resolveIds } from "./ids.ts";
 import { decode, encode } from "./structs.ts";
 import { type BatchOptions, type BatchResult, checkOptionKeys, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
-import { encodePayload, encodePayloads, type Filter, idBytes, type Indexes, type Metadata, RecordSchema } from "./records/mod.ts";
+import { encodePayload, encodePayloads, type Filter, idBytes, type Indexes, type MetadataInput, RecordSchema } from "./records/mod.ts";
 import { VectorView } from "./view.ts";
 import { Snapshot } from "./snapshot.ts";
 import * as async from "./async/api.ts";
@@ -76,12 +76,12 @@ export interface AddOptions {
   /** Native threads for a batch (default 1). */
   threads?: number;
   /** A batch: the metadata of each record (as many as ids; undefined entries have none). */
-  metadata?: readonly (Metadata | undefined)[];
+  metadata?: readonly (MetadataInput | undefined)[];
 }
 
 /** `update(id, { metadata })`: the record's new metadata (replacing the old as a whole). */
 export interface UpdateOptions {
-  metadata: Metadata;
+  metadata: MetadataInput;
 }
 
 const addOptionKeys = new Set(["threads", "metadata"]);
@@ -353,9 +353,9 @@ export class Index extends Reader {
    * log n) distance computations per vector, plus O(metadata bytes) to encode; numeric ids
    * without metadata take the same single FFI call as before records existed.
    */
-  add(id: Id, vector: VectorLike, metadata?: Metadata): void;
+  add(id: Id, vector: VectorLike, metadata?: MetadataInput): void;
   add(ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options?: AddOptions): void;
-  add(idOrIds: Id | BigUint64Array | ArrayLike<Id>, vectors: VectorLike, third?: AddOptions | Metadata): void {
+  add(idOrIds: Id | BigUint64Array | ArrayLike<Id>, vectors: VectorLike, third?: AddOptions | MetadataInput): void {
     const h = this.handleOrThrow();
     if (idOrIds instanceof BigUint64Array || Array.isArray(idOrIds)) {
       const options = (third ?? {}) as AddOptions;

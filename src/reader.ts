@@ -64,6 +64,8 @@ export interface StoredRecord {
   metadata: Metadata | undefined;
 }
 
+/** The default options object (frozen: nothing to check). */
+const emptyOptions: SearchOptions = Object.freeze({});
 const searchOptionKeys = new Set(["ef", "rerank", "filter", "includeMetadata"]);
 const batchOptionKeys = new Set([...searchOptionKeys, "threads"]);
 
@@ -82,6 +84,7 @@ export function checkOptionKeys(options: unknown, known: ReadonlySet<string>, ca
 
 /** @internal search options, validated (also by the async forms before they post them). */
 export function checkSearchOptions(options: unknown, batch = false): void {
+  if (options === emptyOptions) return;
   checkOptionKeys(options, batch ? batchOptionKeys : searchOptionKeys, batch ? "searchBatch" : "search");
   const include = (options as SearchOptions).includeMetadata;
   if (include !== undefined && typeof include !== "boolean") throw new InvalidArgumentError(`includeMetadata = ${String(include)} (expected a boolean)`);
@@ -129,6 +132,8 @@ export function checkThreads(threads: unknown): number {
 
 /** The length `qv_index_read_records` gives a key with no live record. */
 const absent = 0xffff_ffff;
+const topBit = 1n << 63n;
+const maxSafe = BigInt(Number.MAX_SAFE_INTEGER);
 /** Reads of a live index retried when a result's record vanished between two calls. */
 const liveAttempts = 3;
 
@@ -259,7 +264,7 @@ export abstract class Reader {
    * selective one scans its matches exactly); one more call when a result may have a string id
    * or metadata is asked for.
    */
-  search(query: VectorLike, k: number, options: SearchOptions = {}): SearchResult {
+  search(query: VectorLike, k: number, options: SearchOptions = emptyOptions): SearchResult {
     checkSearchOptions(options);
     const h = this.handleOrThrow();
     const q = toVector(query);
@@ -268,7 +273,7 @@ export abstract class Reader {
     const flags = searchFlags(options);
     const program = options.filter === undefined ? undefined : this.compileFilter(options.filter);
     const withMetadata = options.includeMetadata === true;
-    return this.consistent((snapshot) => {
+    const run = (snapshot: bigint): SearchResult => {
       const keys = new BigUint64Array(k);
       const distances = new Float32Array(k);
       if (program === undefined) {
@@ -277,10 +282,31 @@ export abstract class Reader {
         check(native().fn.qv_index_search_filtered(h, snapshot, q, q.length, k, ef, flags, program, program.length, keys, distances, this.u32Out));
       }
       const n = this.u32Out[0];
-      const hits = n === k ? keys : keys.subarray(0, n);
-      const described = this.describe(snapshot, hits, withMetadata);
+      return n === k ? { keys, distances, ids: [] } : { keys: keys.subarray(0, n), distances: distances.subarray(0, n), ids: [] };
+    };
+    // The common case in one FFI call: numeric keys (no top bit), no metadata asked for.
+    const first = run(this.snapshotHandle());
+    if (!withMetadata) {
+      const keys = first.keys;
+      const ids: Id[] = new Array(keys.length);
+      let numeric = true;
+      for (let i = 0; i < keys.length && numeric; i++) {
+        const key = keys[i];
+        numeric = key < topBit;
+        ids[i] = key <= maxSafe ? Number(key) : key;
+      }
+      if (numeric) {
+        first.ids = ids;
+        return first;
+      }
+    }
+    let attempt: SearchResult | undefined = first;
+    return this.consistent((snapshot) => {
+      const result = attempt ?? run(snapshot);
+      attempt = undefined;
+      const described = this.describe(snapshot, result.keys, withMetadata);
       if (described === undefined) return undefined;
-      const result: SearchResult = { keys: hits, distances: n === k ? distances : distances.subarray(0, n), ids: described.ids };
+      result.ids = described.ids;
       if (withMetadata) result.metadata = described.metadata;
       return result;
     });

@@ -237,6 +237,16 @@ pub const Fields = struct {
         }
     }
 
+    /// Lowers the pending buffer's floor, so tests on a few hundred values merge and drop dead
+    /// entries as a large index does. Not for production: the floor only trades speeds.
+    pub fn setPendingMinForTest(self: *Fields, pending_min: u32) void {
+        assert(pending_min >= 1);
+        for (self.columns) |*column| switch (column.index) {
+            .keyword => {},
+            .number => |*index| index.pending_min = pending_min,
+        };
+    }
+
     /// Checks every invariant of every column (for tests; O(size of the index)).
     pub fn verify(self: *const Fields) void {
         for (self.columns) |*column| switch (column.index) {
@@ -426,8 +436,10 @@ const NumberIndex = struct {
     /// Unsorted and all live; at most pendingMax() after a reserve.
     pending: std.ArrayListUnmanaged(Entry) = .{},
     dead_count: u32 = 0,
+    /// The floor of pendingMax: 1024, unless a test lowers it to reach merges on small data.
+    pending_min: u32 = pending_min_default,
 
-    const pending_min = 1024;
+    const pending_min_default = 1024;
 
     fn deinit(self: *NumberIndex, gpa: Allocator) void {
         self.sorted.deinit(gpa);
@@ -436,7 +448,7 @@ const NumberIndex = struct {
 
     /// The bound on the pending buffer and on dead entries (see the file's comment).
     fn pendingMax(self: *const NumberIndex) usize {
-        return @max(pending_min, 8 * std.math.sqrt(self.sorted.items.len));
+        return @max(self.pending_min, 8 * std.math.sqrt(self.sorted.items.len));
     }
 
     /// After this, `count` inserts cannot fail.
@@ -770,6 +782,8 @@ test "fields: number ranges stay exact under many inserts and removals" {
     var model = [_]Model{.{}} ** slot_count;
     defer for (model) |m| if (m.bytes) |b| gpa.free(b);
     var steps: u32 = 0;
+    var saw_dead = false;
+    var saw_pending_and_sorted = false;
     while (steps < 25_000) : (steps += 1) {
         const slot = random.uintLessThan(u32, slot_count);
         if (model[slot].bytes) |bytes| {
@@ -793,9 +807,16 @@ test "fields: number ranges stay exact under many inserts and removals" {
         const bytes = try payload.encode(gpa, "", "", terms.slice());
         model[slot].bytes = bytes;
         try fields.add(gpa, slot, try payload.parse(bytes, &schema));
+        const index = &fields.columns[1].index.number;
+        saw_dead = saw_dead or index.dead_count > 0;
+        const both = index.sorted.items.len > 0 and index.pending.items.len > 0;
+        saw_pending_and_sorted = saw_pending_and_sorted or both;
         if (steps % 2500 == 0) try checkRanges(&fields, &schema, &model, random, &domain);
     }
     try checkRanges(&fields, &schema, &model, random, &domain);
+    // The default bounds were reached: merges happened and dead entries were marked.
+    try testing.expect(saw_dead);
+    try testing.expect(saw_pending_and_sorted);
 }
 
 fn checkRanges(

@@ -9,7 +9,7 @@
 import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
 import { type Id, resolveIds } from "../ids.ts";
 import { checkEf, checkK, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
-import { encodePayloads, type Metadata, parseFilter, type RecordSchema } from "../records/mod.ts";
+import { encodePayloads, type MetadataInput, parseFilter, type RecordSchema } from "../records/mod.ts";
 import { native } from "../runtime/loader.ts";
 import { type AsyncStats, pool, rebuild } from "./pool.ts";
 import type { Column, Reply, TaskBody } from "./protocol.ts";
@@ -61,7 +61,7 @@ export interface AsyncAddOptions extends LongOptions {
    * The metadata of each record (as many as ids), encoded and validated whole on this thread
    * before anything is posted (O(metadata bytes) here; InvalidMetadataError names the record).
    */
-  metadata?: readonly (Metadata | undefined)[];
+  metadata?: readonly (MetadataInput | undefined)[];
   /** Vectors per chunk: the grain of progress and cancellation (default: total / 100, 256 to 16384). */
   chunk?: number;
 }

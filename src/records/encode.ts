@@ -15,8 +15,13 @@ export type Indexes = Record<string, FieldKind>;
 export const kindCodes: Readonly<Record<FieldKind, number>> = { keyword: 1, number: 2 };
 const kindNames: Readonly<Record<number, FieldKind>> = { 1: "keyword", 2: "number" };
 
-/** A JSON-like metadata object (what `add` takes and `getRecord` returns). */
+/** A JSON-like metadata object (what `getRecord` and searches return). */
 export type Metadata = { [field: string]: MetadataValue };
+/**
+ * What `add` and `update` take: any object, checked at run time (InvalidMetadataError for what
+ * is not JSON-like), so that `Record<string, unknown>` and interfaces can be passed as they are.
+ */
+export type MetadataInput = Readonly<Record<string, unknown>>;
 /** A metadata value: JSON (finite numbers only). */
 export type MetadataValue = string | number | boolean | null | MetadataValue[] | { [field: string]: MetadataValue };
 

@@ -77,7 +77,8 @@ pub fn updateLocked(self: *Index, key: u64, record: []const u8, log: bool) Error
             return error.NotFound;
         }
     }
-    if (!write.sameId(self, slot, id)) return error.NotFound;
+    // Replay: see addLocked (the log was checked when it was written).
+    if (!self.replaying and !write.sameId(self, slot, id)) return error.NotFound;
     store.reserveSlot(slot) catch |err| return index_mod.mapRecordsError(err);
     if (log) {
         if (self.wal) |*wal| {

@@ -462,3 +462,27 @@ test "records: a string id's add and update that only the log holds replay after
     try expectCount(1, index, classIs(3));
     try std.testing.expectEqual(@as(u64, 1), index.size());
 }
+
+test "records: an update whose key a later remove already took from the mapped files replays" {
+    const data = try randomVectors(17);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    const updated = try recordOf(13, "");
+    defer gpa.free(updated);
+    {
+        const index = try Index.create(gpa, opts(), path);
+        try build(index, data);
+        try index.checkpoint();
+        // The log holds set_record(3) then remove(3); the mapping already shows 3 removed.
+        try records.update(index, 3, updated);
+        try std.testing.expect(try write.remove(index, 3));
+        kill(index);
+    }
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    try std.testing.expectEqual(@as(u64, n - 1), index.size());
+    try expectCount(n / 10 - 1, index, classIs(3));
+}

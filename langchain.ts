@@ -3,7 +3,7 @@
  * Needs the optional peer dependency @langchain/core (npm install @langchain/core).
  *
  *   import { QuiverVectorStore } from "quiverdb/langchain";
- *   const store = await QuiverVectorStore.fromTexts(texts, metadatas, embeddings, { path: "docs.qv" });
+ *   const store = await QuiverVectorStore.fromTexts(texts, metadatas, embeddings, { path: "docs.qv", indexes: { lang: "keyword" } });
  *   const hits = await store.similaritySearch("query", 4, { lang: "en" });
  */
-export { type QuiverFilter, type QuiverStoreArgs, QuiverVectorStore } from "./src/langchain.ts";
+export { PAGE_CONTENT_KEY, type QuiverFilter, type QuiverStoreArgs, QuiverVectorStore } from "./src/langchain.ts";

@@ -7,8 +7,9 @@
  * `key` is the u64 key in the index as a decimal string; every other field is optional. The
  * file is rewritten whole and atomically (a temporary, fsynced, renamed over the old one, and the
  * directory fsynced), so a crash leaves the old sidecar or the new one, never a torn one. It is
- * loaded whole into memory: O(entries) memory. The CLI and the LangChain store share it; once
- * the core stores metadata, it goes away.
+ * loaded whole into memory: O(entries) memory. The CLI uses it (the LangChain store used to,
+ * and now keeps native records; it only checks for a sidecar, to refuse one); once
+ * the CLI moves onto the core's records, it goes away.
  */
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
@@ -18,7 +19,7 @@ import { FormatError } from "./formats/errors.ts";
 export interface DocEntry {
   /** The caller's id (a string) when it is not the key itself. */
   id?: string;
-  /** Document text (the LangChain store's pageContent). */
+  /** Document text (what earlier LangChain stores kept as pageContent). */
   text?: string;
   /** Any JSON value. */
   metadata?: unknown;

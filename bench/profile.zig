@@ -13,7 +13,7 @@
 //! them); STORAGE f32|f16|i8; METRIC l2|ip|cosine; THREADS the build's; PASSES query passes per
 //! ef (best kept). GROUNDTRUTH is bench/groundtruth.ts's cache file for recall@10 by id. It
 //! prints one line per ef: build wall and CPU seconds, best QPS by wall and by thread CPU time,
-//! recall.
+//! recall. QUIVER_PROFILE_WALK=1 ranks by the walk's distances (no exact rerank under f16/i8).
 const std = @import("std");
 
 const Options = extern struct {
@@ -151,6 +151,8 @@ pub fn main() !void {
     const build_cpu_ns = cpuNs(.PROCESS_CPUTIME_ID) - build_cpu_start;
     const build_cpu_s = @as(f64, @floatFromInt(build_cpu_ns)) / 1e9;
 
+    const walk_only = std.posix.getenv("QUIVER_PROFILE_WALK") != null;
+    const flags: u32 = if (walk_only) 1 else 0;
     const out_keys = try gpa.alloc(u64, @as(usize, queries.count) * k);
     var distances: [k]f32 = undefined;
     var efs = std.mem.splitScalar(u8, args[7], ',');
@@ -167,7 +169,7 @@ pub fn main() !void {
                 const query = queries.data[q * d ..].ptr;
                 const ids = out_keys[q * k ..].ptr;
                 const beam = @max(ef, k);
-                try check(qv_index_search(handle, 0, query, d, k, beam, 0, ids, &distances, &count));
+                try check(qv_index_search(handle, 0, query, d, k, beam, flags, ids, &distances, &count));
             }
             best_ns = @min(best_ns, timer.read());
             best_cpu_ns = @min(best_cpu_ns, cpuNs(.THREAD_CPUTIME_ID) - cpu_start);
@@ -184,7 +186,8 @@ pub fn main() !void {
         const n: f64 = @floatFromInt(queries.count);
         const qps = n * 1e9 / @as(f64, @floatFromInt(best_ns));
         const qps_cpu = n * 1e9 / @as(f64, @floatFromInt(best_cpu_ns));
-        const line = "build {d:.3}s cpu {d:.3}s ef {d} qps {d:.0} cpu-qps {d:.0} recall {d:.4}\n";
+        const line =
+            "build {d:.3}s cpu {d:.3}s ef {d} qps {d:.0} cpu-qps {d:.0} recall {d:.4}\n";
         try stdout.print(line, .{
             build_s,
             build_cpu_s,

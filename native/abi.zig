@@ -203,6 +203,8 @@ pub const VerifyReport = extern struct {
     over_degree: u64,
     level_mismatches: u64,
     vector_mismatches: u64,
+    /// Record payloads that do not parse or do not belong to their slot's key.
+    record_mismatches: u64,
     max_level: u32,
     ok: u32,
 };
@@ -211,5 +213,5 @@ comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
     std.debug.assert(@sizeOf(Stats) == 184);
-    std.debug.assert(@sizeOf(VerifyReport) == 88);
+    std.debug.assert(@sizeOf(VerifyReport) == 96);
 }

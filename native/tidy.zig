@@ -2,8 +2,9 @@
 //! - `zig fmt` clean (the file equals its own rendering);
 //! - lines within 100 columns;
 //! - every `@import` at the top of its file, one per `const` line, never inside a body;
-//! - imports between folders run one way: ffi → index → hnsw → {storage, kernels} → sync;
-//!   any file may import abi.zig; build roots (the top of native/) and sim/ may import anything;
+//! - imports between folders run one way: ffi → index → {hnsw, records} → {storage, kernels} →
+//!   sync; any file may import abi.zig;
+//!   build roots (the top of native/) and sim/ may import anything;
 //! - no import cycle between files.
 //! Each check has a canary below: a broken source it must flag.
 const std = @import("std");
@@ -11,8 +12,8 @@ const std = @import("std");
 pub const line_columns_max = 100;
 
 /// The folders in dependency order: a file may import its own folder and folders of lower rank.
-/// storage and kernels share a rank and must not import each other.
-const Folder = enum { top, sim, ffi, index, hnsw, storage, kernels, sync, abi };
+/// hnsw and records share a rank and must not import each other; so do storage and kernels.
+const Folder = enum { top, sim, ffi, index, hnsw, records, storage, kernels, sync, abi };
 
 fn rank(folder: Folder) u8 {
     return switch (folder) {
@@ -20,7 +21,7 @@ fn rank(folder: Folder) u8 {
         .sim => 6,
         .ffi => 5,
         .index => 4,
-        .hnsw => 3,
+        .hnsw, .records => 3,
         .storage, .kernels => 2,
         .sync => 1,
         .abi => 0,
@@ -295,6 +296,24 @@ test "tidy canaries: each check flags a broken source" {
         null,
         "after a declaration",
     );
+    try canary(
+        "records/a.zig",
+        "const x = @import(\"../hnsw/view.zig\");\n",
+        null,
+        "records/ may not import hnsw/",
+    );
+    try canary(
+        "hnsw/a.zig",
+        "const x = @import(\"../records/fields.zig\");\n",
+        null,
+        "hnsw/ may not import records/",
+    );
+    try canary(
+        "records/a.zig",
+        "const x = @import(\"../index/index.zig\");\n",
+        null,
+        "records/ may not import index/",
+    );
     const back: Edge = .{ .from = "index/b.zig", .to = "index/a.zig", .line = 1 };
     try canary("index/a.zig", "const b = @import(\"b.zig\");\n", back, "cycle");
 }
@@ -307,6 +326,11 @@ test "tidy: a clean source passes" {
     defer edges.deinit(gpa);
     const text = "const std = @import(\"std\");\nconst v = @import(\"../hnsw/view.zig\");\n";
     try checkSource(&report, &edges, "index/a.zig", text);
+    // index/ may import records/, and records/ may import sync/.
+    const to_records = "const f = @import(\"../records/fields.zig\");\n";
+    try checkSource(&report, &edges, "index/b.zig", to_records);
+    const to_sync = "const s = @import(\"../sync/locks.zig\");\n";
+    try checkSource(&report, &edges, "records/c.zig", to_sync);
     try checkEdges(&report, edges.items);
     try std.testing.expectEqual(@as(usize, 0), report.problems.items.len);
     try std.testing.expectEqualStrings("hnsw/view.zig", edges.items[0].to);

@@ -181,7 +181,7 @@ export const layouts = {
     },
   },
   VerifyReport: {
-    size: 88,
+    size: 96,
     fields: {
       nodes: { offset: 0, type: "u64" },
       live: { offset: 8, type: "u64" },
@@ -193,8 +193,9 @@ export const layouts = {
       over_degree: { offset: 56, type: "u64" },
       level_mismatches: { offset: 64, type: "u64" },
       vector_mismatches: { offset: 72, type: "u64" },
-      max_level: { offset: 80, type: "u32" },
-      ok: { offset: 84, type: "u32" },
+      record_mismatches: { offset: 80, type: "u64" },
+      max_level: { offset: 88, type: "u32" },
+      ok: { offset: 92, type: "u32" },
     },
   },
 } as const;

@@ -162,6 +162,7 @@ pub const Index = struct {
                 error.Corrupt => error.Io, // a writable open creates the log
                 else => |e| e,
             };
+            self.storage.log_fd = self.wal.?.fd;
             self.records.createFile(p) catch |err| return mapRecordsError(err);
             try self.checkpoint();
         }

@@ -183,9 +183,16 @@ fn match(self: *Index, program_bytes: []const u8, seq: u64) Error!Matched {
     ));
     var bits = Bitset{};
     errdefer bits.deinit(self.gpa);
-    try ensureFields(self);
     store.lock.lockShared(&self.counters.lock_contention);
     defer store.lock.unlockShared();
+    // Rebuilt only after an update ran out of memory (rare): the common case stays shared.
+    var attempts: u32 = 0;
+    while (!store.fields_valid) : (attempts += 1) {
+        if (attempts == 2) return error.OutOfMemory;
+        store.lock.unlockShared();
+        defer store.lock.lockShared(&self.counters.lock_contention);
+        try ensureFields(self);
+    }
     store.matchLocked(
         &program,
         used,

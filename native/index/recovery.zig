@@ -54,6 +54,7 @@ pub fn open(
         error.Io, error.DiskFull => |e| return e,
     };
     if (self.wal == null and header.clean == 0) return error.Corrupt;
+    if (self.wal) |wal| self.storage.log_fd = wal.fd;
     try replay(self);
     if (header.clean == 0 and self.writable) {
         if (try relinkUnreachable(self) > 0) try self.checkpoint();

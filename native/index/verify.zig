@@ -2,7 +2,8 @@
 //! is quiescent, and checks every rule the rest of the code relies on: ids in range, no
 //! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, walk
 //! copies (f16, i8 codes) that match their exact vector, and that every live node is reachable
-//! from the entry point.
+//! from the entry point; and every record payload (records/store.zig): it parses against the
+//! schema, a string id hashes to its slot's key, and the fields index agrees with it.
 const std = @import("std");
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
@@ -10,6 +11,7 @@ const Index = @import("index.zig").Index;
 const view_mod = @import("../hnsw/view.zig");
 const graph = @import("../hnsw/graph.zig");
 const quantize = @import("../kernels/quantize.zig");
+const payload = @import("../records/payload.zig");
 
 pub fn verify(self: *Index) !abi.VerifyReport {
     self.writers.lock(&self.counters.lock_contention);
@@ -63,15 +65,42 @@ pub fn verify(self: *Index) !abi.VerifyReport {
         );
     }
     report.unreachable_live = try countUnreachable(self, regions, used);
+    report.record_mismatches = checkRecords(self, regions, used);
     // A live node no search can reach is as lost as a corrupt one: insert never drops a
     // level-0 link without another path to its node (hnsw/insert.zig), so `ok` counts them.
     const bad = report.out_of_range_links + report.self_links +
         report.duplicate_links + report.over_degree + report.level_mismatches +
-        report.vector_mismatches + report.unreachable_live;
+        report.vector_mismatches + report.unreachable_live + report.record_mismatches;
     if (report.live != self.size()) report.level_mismatches += 1;
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
     return report;
+}
+
+/// Payloads that do not parse, whose string id does not hash to the slot's key, or that sit on
+/// slots past `slots_used`.
+fn checkRecords(self: *Index, regions: layout.Regions, used: u32) u64 {
+    const store = self.records;
+    store.lock.lockShared(&self.counters.lock_contention);
+    defer store.lock.unlockShared();
+    var bad: u64 = 0;
+    var with_payload: u64 = 0;
+    for (store.heads.items, 0..) |head, i| {
+        const version = head orelse continue;
+        with_payload += 1;
+        const slot: u32 = @intCast(i);
+        if (slot >= used) {
+            bad += 1;
+            continue;
+        }
+        const parsed = payload.parse(version.bytes, &store.schema) catch {
+            bad += 1;
+            continue;
+        };
+        if (parsed.id.len > 0 and payload.keyOfId(parsed.id) != regions.meta(slot).key) bad += 1;
+    }
+    if (with_payload != store.records) bad += 1;
+    return bad;
 }
 
 /// Whether the copy the walk reads is what writing the exact vector would have produced: the

@@ -491,10 +491,13 @@ pub fn remap(self: *Index) Error!void {
     );
 }
 
-/// Makes the index and every acknowledged write durable against power loss: the mapped files
-/// (their grown sizes and the header that names them) and then the WAL.
+/// Makes the index and every acknowledged write durable against power loss: the WAL first, then
+/// the mapped files (their grown sizes and the header that names them). The log goes first
+/// because it alone holds the payloads (records) written since the last checkpoint: a slot made
+/// durable before its log record would survive a power loss without its payload (the VOPR found
+/// one when the log's fsync failed after the mapped files').
 pub fn sync(self: *Index) Error!void {
     if (!self.persistent) return;
-    if (self.writable) self.storage.sync() catch |err| return index_mod.mapStorageError(err);
     if (self.wal) |*wal| try wal.sync();
+    if (self.writable) self.storage.sync() catch |err| return index_mod.mapStorageError(err);
 }

@@ -245,7 +245,12 @@ pub const Store = struct {
         self.heads.items[slot] = version;
         self.payload_bytes += version.bytes.len;
         // A slot whose first payload comes from an update reads as having none before it.
-        if (!self.trim(version, oldest_read)) self.chained.putAssumeCapacity(slot, {});
+        if (self.trim(version, oldest_read)) {
+            // No snapshot reads an older version any more: no fix-up for this slot.
+            _ = self.chained.swapRemove(slot);
+        } else {
+            self.chained.putAssumeCapacity(slot, {});
+        }
         self.dirty.putAssumeCapacity(slot, {});
         self.fields.add(self.gpa, slot, prepared.parsed(&self.schema)) catch {
             self.fields_valid = false;
@@ -395,23 +400,28 @@ pub const Store = struct {
     }
 
     /// Appends the newest payload of every dirty slot and syncs the file. The caller holds the
-    /// lock (shared is enough: writers are excluded by the index's writers lock).
+    /// lock (shared is enough: writers are excluded by the index's writers lock). The file is
+    /// synced even when nothing is dirty: an open may have loaded entries that a failed
+    /// checkpoint wrote and never synced, and the log that also holds them is emptied next
+    /// (the VOPR found a power loss after such an open losing a payload).
     pub fn checkpointLocked(self: *Store, keys: anytype) Error!void {
-        if (self.file == null or self.dirty.count() == 0) return;
-        var entries = std.ArrayListUnmanaged(Entry){};
-        defer entries.deinit(self.gpa);
-        try entries.ensureTotalCapacity(self.gpa, self.dirty.count());
-        for (self.dirty.keys()) |slot| {
-            const head = self.heads.items[slot].?;
-            entries.appendAssumeCapacity(.{
-                .slot = slot,
-                .kind = kind_record,
-                .key = keys.keyOf(slot),
-                .bytes = head.bytes,
-            });
+        const fd = self.file orelse return;
+        if (self.dirty.count() > 0) {
+            var entries = std.ArrayListUnmanaged(Entry){};
+            defer entries.deinit(self.gpa);
+            try entries.ensureTotalCapacity(self.gpa, self.dirty.count());
+            for (self.dirty.keys()) |slot| {
+                const head = self.heads.items[slot].?;
+                entries.appendAssumeCapacity(.{
+                    .slot = slot,
+                    .kind = kind_record,
+                    .key = keys.keyOf(slot),
+                    .bytes = head.bytes,
+                });
+            }
+            try self.appendEntries(entries.items);
         }
-        try self.appendEntries(entries.items);
-        try os.fsync(self.file.?);
+        try os.fsync(fd);
         self.dirty.clearRetainingCapacity();
     }
 

@@ -55,6 +55,9 @@ pub const Storage = struct {
     persistent: bool,
     epochs: Epochs,
     grow_lock: locks.Mutex = .{ .rank = .grow },
+    /// The index's log (storage/wal.zig), synced before a remap syncs the mapped files; set by
+    /// the index once the log is open, and never closed while the storage lives.
+    log_fd: os.Fd = os.no_fd,
     remaps: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The header slot holding the newest header; written only under the grow lock.
     header_active: u1 = 0,
@@ -226,6 +229,11 @@ pub const Storage = struct {
         assert(self.writable);
         try resizeFiles(&self.fds, self.layout, capacity, upper_capacity, self.persistent);
         if (self.persistent) {
+            // The log first: these fsyncs also make every mapped slot written so far durable,
+            // and a published slot durable without its log record would survive a power loss
+            // without the payload (records) that only the log holds until a checkpoint (the
+            // VOPR found one). Published slots were logged before publication.
+            if (self.log_fd != os.no_fd) try os.fsync(self.log_fd);
             // The new sizes are durable before the header says them: after a power loss the
             // header never names a capacity the files do not have (open would refuse it).
             for (self.fds) |fd| try os.fsync(fd);

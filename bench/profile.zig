@@ -169,7 +169,8 @@ pub fn main() !void {
                 const query = queries.data[q * d ..].ptr;
                 const ids = out_keys[q * k ..].ptr;
                 const beam = @max(ef, k);
-                try check(qv_index_search(handle, 0, query, d, k, beam, flags, ids, &distances, &count));
+                const out = &distances;
+                try check(qv_index_search(handle, 0, query, d, k, beam, flags, ids, out, &count));
             }
             best_ns = @min(best_ns, timer.read());
             best_cpu_ns = @min(best_cpu_ns, cpuNs(.THREAD_CPUTIME_ID) - cpu_start);

@@ -209,6 +209,56 @@ export class UnverifiableError extends QuiverError {
   }
 }
 
+/**
+ * Status `invalid_metadata`: metadata that is not JSON-like (a function, NaN, a bigint, a
+ * cycle, a Date, ...), too large, or an indexed field of the wrong type. `path` says where
+ * (e.g. `metadata.tags[2]`, `metadata[3].year` for the fourth record of a batch); nothing of
+ * the call was written.
+ */
+export class InvalidMetadataError extends QuiverError {
+  /** Where in the metadata the problem is (empty when unknown, e.g. from native code). */
+  readonly path: string;
+  constructor(detail?: string, path = "") {
+    super(Status.invalid_metadata, path && detail ? `${path}: ${detail}` : detail);
+    this.path = path;
+  }
+}
+
+/**
+ * Status `invalid_filter`: a filter with an unknown operator, a value of the wrong type, a
+ * field not declared in `indexes`, or beyond the program limits. `path` says where (e.g.
+ * `filter.$and[1].year.$gt`).
+ */
+export class InvalidFilterError extends QuiverError {
+  /** Where in the filter the problem is (empty when unknown, e.g. from native code). */
+  readonly path: string;
+  constructor(detail?: string, path = "") {
+    super(Status.invalid_filter, path && detail ? `${path}: ${detail}` : detail);
+    this.path = path;
+  }
+}
+
+/**
+ * Status `id_conflict`: the key an add computed is held by a different id (a string id whose
+ * hash another string id already holds, a numeric add over a string id, or the reverse).
+ * Nothing was written.
+ */
+export class IdConflictError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.id_conflict, detail);
+  }
+}
+
+/**
+ * Status `buffer_too_small`: an output buffer was smaller than the answer. The TypeScript
+ * wrapper grows its buffers and retries, so a caller sees it only from a bug.
+ */
+export class BufferTooSmallError extends QuiverError {
+  constructor(detail?: string) {
+    super(Status.buffer_too_small, detail);
+  }
+}
+
 /** A class of this file: made from an optional detail. */
 export type ErrorClass = new (detail?: string) => QuiverError;
 
@@ -239,6 +289,10 @@ const byStatus: ReadonlyMap<number, ErrorClass> = new Map<number, ErrorClass>([
   [Status.no_index, NoIndexError],
   [Status.already_exists, AlreadyExistsError],
   [Status.unverifiable, UnverifiableError],
+  [Status.invalid_metadata, InvalidMetadataError],
+  [Status.invalid_filter, InvalidFilterError],
+  [Status.id_conflict, IdConflictError],
+  [Status.buffer_too_small, BufferTooSmallError],
 ]);
 
 /** The class for a status code (for tests of the table's completeness). */

@@ -6,9 +6,11 @@
 import { native } from "./runtime/loader.ts";
 import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
 import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
-import { type Key, toKey, toKeyColumn } from "./keys.ts";
+import { type Key, toKey } from "./keys.ts";
+import { type Id, keyOfId, resolveIds } from "./ids.ts";
 import { decode, encode } from "./structs.ts";
-import { type BatchOptions, type BatchResult, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
+import { type BatchOptions, type BatchResult, checkOptionKeys, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
+import { encodePayload, encodePayloads, type Filter, idBytes, type Indexes, type MetadataInput, RecordSchema } from "./records/mod.ts";
 import { VectorView } from "./view.ts";
 import { Snapshot } from "./snapshot.ts";
 import * as async from "./async/api.ts";
@@ -51,6 +53,14 @@ export interface IndexOptions {
    * batch. Fixed once the first vector is coded; reopening with the same centre is allowed.
    */
   centre?: VectorLike;
+  /**
+   * The metadata fields to index, fixed at creation: `{ lang: "keyword", year: "number" }`.
+   * Only indexed fields can be filtered; their values must have the declared type (keyword: a
+   * string or an array of strings; number: a finite number or an array of them). Up to 32
+   * fields, names of 1 to 64 bytes (not `allow`, not starting with `$`). Reopening with a
+   * different `indexes` is an InvalidArgumentError; leaving it out keeps the stored one.
+   */
+  indexes?: Indexes;
 }
 
 export interface OpenOptions extends Partial<IndexOptions> {
@@ -65,7 +75,17 @@ export interface OpenOptions extends Partial<IndexOptions> {
 export interface AddOptions {
   /** Native threads for a batch (default 1). */
   threads?: number;
+  /** A batch: the metadata of each record (as many as ids; undefined entries have none). */
+  metadata?: readonly (MetadataInput | undefined)[];
 }
+
+/** `update(id, { metadata })`: the record's new metadata (replacing the old as a whole). */
+export interface UpdateOptions {
+  metadata: MetadataInput;
+}
+
+const addOptionKeys = new Set(["threads", "metadata"]);
+const compactOptionKeys = new Set(["threads"]);
 
 /** `stats()`: one number per field of the native Stats struct (see README). */
 export type Stats = { [K in keyof typeof layouts.Stats.fields]: number };
@@ -73,6 +93,18 @@ export type Stats = { [K in keyof typeof layouts.Stats.fields]: number };
 export type VerifyReport = { [K in Exclude<keyof typeof layouts.VerifyReport.fields, "ok">]: number } & { ok: boolean };
 
 const decodeStats = (bytes: Uint8Array): Stats => decode(layouts.Stats, bytes);
+
+/** The stored schema of an index (one or two FFI calls). */
+function readSchema(handle: number): RecordSchema {
+  let out = new Uint8Array(256);
+  const length = new Uint32Array(1);
+  for (;;) {
+    const status = native().fn.qv_index_schema(handle, out, out.length, length);
+    if (status === Status.ok) return RecordSchema.decode(out.subarray(0, length[0]));
+    if (length[0] <= out.length) check(status);
+    out = new Uint8Array(length[0]);
+  }
+}
 const decodeReport = (bytes: Uint8Array): VerifyReport => {
   const r = decode(layouts.VerifyReport, bytes);
   return { ...r, ok: r.ok === 1 };
@@ -147,6 +179,8 @@ export class Index extends Reader {
   /** Held weakly, so that a dropped view or snapshot can be collected (and release its pin). */
   #views = new Set<WeakRef<VectorView>>();
   #snapshots = new Set<WeakRef<Snapshot>>();
+  /** The indexed fields, read from the index once (they are fixed at its creation). */
+  #schema: RecordSchema = RecordSchema.empty;
 
   /** Creates an empty in-memory index. */
   constructor(options: IndexOptions);
@@ -157,6 +191,8 @@ export class Index extends Reader {
     if (handle === undefined) {
       if (options === null || typeof options !== "object") throw new InvalidArgumentError("options are required");
       if (options.dimensions === undefined) throw new InvalidDimensionsError("dimensions is required");
+      // Validated before anything is created.
+      if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
       const out = new Uint32Array(1);
       check(native().fn.qv_index_create(encodeOptions(options, 0), out));
       handle = out[0];
@@ -175,6 +211,7 @@ export class Index extends Reader {
         const centre = toVector(options.centre);
         check(native().fn.qv_index_set_centre(handle, centre, centre.length));
       }
+      this.#schema = this.#settleSchema(handle, options.indexes);
       if (owner) {
         const address = new BigUint64Array(1);
         check(native().fn.qv_index_epoch_address(handle, address));
@@ -186,6 +223,28 @@ export class Index extends Reader {
       this.close();
       throw error;
     }
+  }
+
+  /**
+   * The schema of the index: the stored one, after setting `indexes` on an index that has none
+   * yet (a new one). InvalidArgumentError when `indexes` differs from the stored schema.
+   */
+  #settleSchema(handle: number, indexes: Indexes | undefined): RecordSchema {
+    const stored = readSchema(handle);
+    if (indexes === undefined) return stored;
+    const wanted = RecordSchema.fromIndexes(indexes);
+    if (wanted.equals(stored)) return stored;
+    const show = (s: RecordSchema) => JSON.stringify(s.toIndexes());
+    if (stored.fields.length > 0) {
+      throw new InvalidArgumentError(`indexes ${show(wanted)} differ from the index's ${show(stored)}, fixed at its creation (leave indexes out to use the stored ones)`);
+    }
+    const status = native().fn.qv_index_set_schema(handle, wanted.bytes, wanted.bytes.length);
+    if (status === Status.busy || status === Status.read_only) {
+      const why = status === Status.busy ? "it already holds records" : "it is open read-only";
+      throw new InvalidArgumentError(`indexes ${show(wanted)}: the index has none, and ${why}; indexes are declared when an index is created`);
+    }
+    check(status);
+    return wanted;
   }
 
   /**
@@ -207,12 +266,13 @@ export class Index extends Reader {
    */
   static open(path: string, options: OpenOptions = {}): Index {
     if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
+    if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     const flags = openFlags(options);
     const bytes = new TextEncoder().encode(path);
     const out = new Uint32Array(1);
     const validation = options.validate === "full" ? 1 : 0;
     check(native().fn.qv_index_open(bytes, bytes.length, encodeOptions(options, flags), validation, out), path);
-    return new Index({ dimensions: 0, centre: options.centre }, out[0], true);
+    return new Index({ dimensions: 0, centre: options.centre, indexes: options.indexes }, out[0], true);
   }
 
   /**
@@ -220,7 +280,12 @@ export class Index extends Reader {
    * reads every byte there, not on this thread). Resolves with the open index. See src/async/.
    */
   static openAsync(path: string, options: OpenOptions = {}): Promise<Index> {
-    return async.openAsync(path, options, (handle) => new Index({ dimensions: 0, centre: options.centre }, handle, true));
+    try {
+      if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return async.openAsync(path, options, (handle) => new Index({ dimensions: 0, centre: options.centre, indexes: options.indexes }, handle, true));
   }
 
   /**
@@ -262,39 +327,117 @@ export class Index extends Reader {
     return this.#dimensions;
   }
 
+  /** The indexed fields (`indexes`), fixed at creation. */
+  get schema(): RecordSchema {
+    return this.#schema;
+  }
+
+  /** The `indexes` the index was created with (`{}` for none). O(fields). */
+  get indexes(): Indexes {
+    return this.#schema.toIndexes();
+  }
+
   get closed(): boolean {
     return this.#handle === undefined;
   }
 
   /**
-   * Adds one vector, or replaces the vector of an existing key (upsert). With a column of keys
-   * and one flat Float32Array of vectors, adds a batch on `threads` native threads; a batch is
-   * validated whole before anything is written. Thread safety: safe beside every other call.
-   * Cost: O(efConstruction log n) distance computations per vector.
+   * Adds one record, or replaces the record of an existing id (upsert: vector and metadata
+   * together; no metadata given means none). `id` is a number or bigint (a u64 key) or a string
+   * id (1 to 1024 bytes of UTF-8); `metadata` a JSON-like object (InvalidMetadataError, naming
+   * the path, for anything else, over 65536 bytes of JSON, or an indexed field of the wrong
+   * type). With a column of ids and one flat Float32Array of vectors, adds a batch on `threads`
+   * native threads, with `metadata[i]` for record i; a batch is validated whole before anything
+   * is written. A string id whose key another id holds (or a numeric id over a string id's key)
+   * is IdConflictError. Thread safety: safe beside every other call. Cost: O(efConstruction
+   * log n) distance computations per vector, plus O(metadata bytes) to encode; numeric ids
+   * without metadata take the same single FFI call as before records existed.
    */
-  add(key: Key, vector: VectorLike): void;
-  add(keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options?: AddOptions): void;
-  add(keyOrKeys: Key | BigUint64Array | ArrayLike<Key>, vectors: VectorLike, options: AddOptions = {}): void {
+  add(id: Id, vector: VectorLike, metadata?: MetadataInput): void;
+  add(ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options?: AddOptions): void;
+  add(idOrIds: Id | BigUint64Array | ArrayLike<Id>, vectors: VectorLike, third?: AddOptions | MetadataInput): void {
     const h = this.handleOrThrow();
-    if (keyOrKeys instanceof BigUint64Array || Array.isArray(keyOrKeys)) {
-      const keys = toKeyColumn(keyOrKeys as ArrayLike<Key>);
-      if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
-      const threads = checkThreads(options.threads);
-      check(native().fn.qv_index_add_batch(h, keys, keys.length, vectors, vectors.length, threads));
+    if (idOrIds instanceof BigUint64Array || Array.isArray(idOrIds)) {
+      const options = (third ?? {}) as AddOptions;
+      checkOptionKeys(options, addOptionKeys, "add");
+      this.#addBatch(h, idOrIds as BigUint64Array | ArrayLike<Id>, vectors, options);
     } else {
-      // Anything else is one key: toKey rejects what is not a number or a bigint.
-      const key = toKey(keyOrKeys);
+      // Anything else is one id: keyOfId rejects what is not a number, a bigint or a string.
+      const key = keyOfId(idOrIds);
       const v = toVector(vectors);
-      check(native().fn.qv_index_add(h, key, v, v.length));
+      if (typeof idOrIds !== "string" && third === undefined) {
+        check(native().fn.qv_index_add(h, key, v, v.length));
+      } else {
+        const payload = encodePayload(typeof idOrIds === "string" ? idOrIds : undefined, third, this.#schema);
+        check(native().fn.qv_index_add_record(h, key, v, v.length, payload, payload.length));
+      }
     }
     this.revokeStaleViews();
   }
 
-  /** Soft-deletes `key`; returns whether it was present. The node keeps routing searches. O(1). */
-  remove(key: Key): boolean {
+  #addBatch(h: number, ids: BigUint64Array | ArrayLike<Id>, vectors: VectorLike, options: AddOptions): void {
+    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+    const threads = checkThreads(options.threads);
+    const { keys, strings } = resolveIds(ids);
+    const metadata = options.metadata;
+    if (metadata !== undefined && (!Array.isArray(metadata) || metadata.length !== keys.length)) {
+      throw new InvalidArgumentError(`metadata must be an array of one entry per id (${keys.length}), not ${Array.isArray(metadata) ? `${metadata.length} entries` : typeof metadata}`);
+    }
+    if (strings === undefined && metadata === undefined) {
+      check(native().fn.qv_index_add_batch(h, keys, keys.length, vectors, vectors.length, threads));
+      return;
+    }
+    const { bytes, offsets } = encodePayloads(strings ?? new Array(keys.length).fill(undefined), metadata, this.#schema);
+    check(native().fn.qv_index_add_records(h, keys, keys.length, vectors, vectors.length, bytes, bytes.length, offsets, threads));
+  }
+
+  /**
+   * Replaces the metadata of the record of `id` (the vector stays; the whole metadata object is
+   * replaced, and its indexed values with it). Returns false when no live record has this id.
+   * InvalidMetadataError as for `add`. Thread safety: safe beside every call; snapshots taken
+   * before keep seeing the old metadata. Cost: one FFI call, O(metadata bytes); no graph work.
+   */
+  update(id: Id, options: UpdateOptions): boolean {
     const h = this.handleOrThrow();
-    check(native().fn.qv_index_remove(h, toKey(key), this.u32Out));
+    checkOptionKeys(options, new Set(["metadata"]), "update");
+    if (!Object.hasOwn(options, "metadata")) throw new InvalidArgumentError("update takes { metadata }");
+    const key = keyOfId(id);
+    const payload = encodePayload(typeof id === "string" ? id : undefined, options.metadata, this.#schema);
+    const status = native().fn.qv_index_update_record(h, key, payload, payload.length);
+    if (status === Status.not_found) return false;
+    check(status);
+    return true;
+  }
+
+  /**
+   * Soft-deletes the record of `id`; returns whether it was present (for a string id: whether a
+   * live record had this very id). The node keeps routing searches. Thread safety: safe beside
+   * every call. O(1).
+   */
+  remove(id: Id): boolean {
+    const h = this.handleOrThrow();
+    if (typeof id !== "string") {
+      check(native().fn.qv_index_remove(h, toKey(id), this.u32Out));
+      return this.u32Out[0] === 1;
+    }
+    const key = keyOfId(id);
+    const bytes = idBytes(id);
+    check(native().fn.qv_index_remove_record(h, key, bytes, bytes.length, this.u32Out));
     return this.u32Out[0] === 1;
+  }
+
+  /**
+   * Soft-deletes every live record that passes `filter` (`{}` deletes all); returns how many.
+   * InvalidFilterError for a bad filter (nothing is deleted). Thread safety: safe beside every
+   * call; records added while it runs may or may not be deleted. Cost: one FFI call, O(matching
+   * records + slots / 64), one log record per deletion.
+   */
+  deleteMany(filter: Filter): number {
+    const h = this.handleOrThrow();
+    if (filter === undefined) throw new InvalidArgumentError("deleteMany takes a filter ({} deletes every record)");
+    const program = this.compileFilter(filter);
+    check(native().fn.qv_index_remove_matching(h, program, program.length, this.u64Out));
+    return Number(this.u64Out[0]);
   }
 
   /** Slots the storage holds before it must grow (and remap). */
@@ -433,8 +576,9 @@ export class Index extends Reader {
    * path: every other call on the index, from any thread or Worker, waits until it is done.
    * Throws BusyError while views or snapshots are alive. Cost: a rebuild, O(n log n).
    */
-  compact(options: AddOptions = {}): void {
+  compact(options: { threads?: number } = {}): void {
     const h = this.handleOrThrow();
+    checkOptionKeys(options, compactOptionKeys, "compact");
     check(native().fn.qv_index_compact(h, checkThreads(options.threads)));
     this.revokeStaleViews();
   }
@@ -445,8 +589,8 @@ export class Index extends Reader {
    * and `signal` (README, "Async"). Closing the index rejects pending ones with ClosedError
    * once their native work has ended. Cost: the sync call plus one message round trip.
    */
-  addAsync(keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options?: async.AsyncAddOptions): Promise<number> {
-    return async.addAsync(this, keys, vectors, options);
+  addAsync(ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options?: async.AsyncAddOptions): Promise<number> {
+    return async.addAsync(this, ids, vectors, options);
   }
 
   searchAsync(query: VectorLike, k: number, options?: SearchOptions): Promise<SearchResult> {

@@ -1,18 +1,22 @@
 /**
- * A point-in-time read view of an index. Whatever inserts, removes, upserts and remaps happen
- * after it was taken, its size, keys, get and search see exactly the state of that moment,
- * until it is released. Costs nothing to take: O(1), no copy.
+ * A point-in-time read view of an index. Whatever inserts, removes, upserts, metadata updates
+ * and remaps happen after it was taken, its size, keys, ids, get, getRecord, count and search
+ * (filtered or not) see exactly the state of that moment, until it is released. Costs nothing
+ * to take: O(1), no copy.
  */
 import { native } from "./runtime/loader.ts";
 import { check } from "./errors.ts";
 import { Status } from "./ffi.gen.ts";
 import { closedError, Reader } from "./reader.ts";
+import type { RecordSchema } from "./records/mod.ts";
 
 export interface SnapshotOwner {
   handleOrThrow(): number;
   /** The native handle while the index is open, else undefined. */
   liveHandle(): number | undefined;
   readonly dimensions: number;
+  /** The index's indexed fields (fixed at creation). */
+  readonly schema: RecordSchema;
   forgetSnapshot(snapshot: Snapshot): void;
 }
 
@@ -47,6 +51,11 @@ export class Snapshot extends Reader {
   get dimensions(): number {
     if (this.#owner === undefined) closedError("snapshot");
     return this.#owner.dimensions;
+  }
+
+  get schema(): RecordSchema {
+    if (this.#owner === undefined) closedError("snapshot");
+    return this.#owner.schema;
   }
 
   /**

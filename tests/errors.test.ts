@@ -141,7 +141,10 @@ const badKeys: [string, unknown][] = [
   ["2^64 + 5 as bigint", (1n << 64n) + 5n],
   ["MAX_SAFE_INTEGER + 1 as number", Number.MAX_SAFE_INTEGER + 1],
   ["2^64 as number", 2 ** 64],
-  ["numeric string", "1"],
+  // Strings are string ids (issue #11): these are not.
+  ["empty string", ""],
+  ["lone-surrogate string", "a\ud800"],
+  ["1025-byte string", "x".repeat(1025)],
   ["null", null],
   ["undefined", undefined],
   ["object", { valueOf: () => 1 }],

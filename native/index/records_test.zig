@@ -427,3 +427,62 @@ test "records: a full disk at any write or sync of a checkpoint loses no record"
         }
     }
 }
+
+test "records: a string id's add and update that only the log holds replay after a kill" {
+    const data = try randomVectors(16);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    const key = payload.keyOfId("döc-1");
+    const first = try recordOf(3, "döc-1");
+    defer gpa.free(first);
+    const second = try recordOf(13, "döc-1");
+    defer gpa.free(second);
+    {
+        const index = try Index.create(gpa, opts(), path);
+        const schema = try schemaBytes();
+        defer gpa.free(schema);
+        try records.setSchema(index, schema);
+        try index.checkpoint();
+        // The slot reaches the mapped files; its payload only the log (and memory).
+        try write.addRecord(index, key, data[0..dims], first);
+        try records.update(index, key, second);
+        kill(index);
+    }
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    var out: [256]u8 = undefined;
+    var needed: u64 = 0;
+    try records.readPayloads(index, live_seq, &.{key}, &out, &needed);
+    const length = std.mem.readInt(u32, out[0..4], .little);
+    try std.testing.expectEqual(@as(u32, @intCast(second.len)), length);
+    try std.testing.expectEqualSlices(u8, second, out[4..][0..second.len]);
+    try expectCount(1, index, classIs(3));
+    try std.testing.expectEqual(@as(u64, 1), index.size());
+}
+
+test "records: an update whose key a later remove already took from the mapped files replays" {
+    const data = try randomVectors(17);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    const updated = try recordOf(13, "");
+    defer gpa.free(updated);
+    {
+        const index = try Index.create(gpa, opts(), path);
+        try build(index, data);
+        try index.checkpoint();
+        // The log holds set_record(3) then remove(3); the mapping already shows 3 removed.
+        try records.update(index, 3, updated);
+        try std.testing.expect(try write.remove(index, 3));
+        kill(index);
+    }
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    try std.testing.expectEqual(@as(u64, n - 1), index.size());
+    try expectCount(n / 10 - 1, index, classIs(3));
+}

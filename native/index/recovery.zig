@@ -261,9 +261,13 @@ fn replay(self: *Index) Error!void {
                     record.key,
                     record.payload,
                     false,
-                ) catch |err| return switch (err) {
-                    error.InvalidMetadata, error.NotFound => error.Corrupt,
-                    else => |e| e,
+                ) catch |err| switch (err) {
+                    // The mapped files may already hold a later record's effect: a remove (or
+                    // a deleteMany) of this key after the update. That record follows in the
+                    // log; the update has nothing left to change.
+                    error.NotFound => {},
+                    error.InvalidMetadata => return error.Corrupt,
+                    else => |e| return e,
                 },
                 .remove => _ = try index_write.removeLocked(index, record.key, "", false),
             }

@@ -4,7 +4,8 @@
 //! - A keyword field maps each value (its bytes, owned) to a posting of the slots that hold it.
 //!   A posting is a sorted list of slots while that is smaller than a bitset up to its highest
 //!   slot, and a bitset after: a rare value (an id-like field) costs 4 bytes a slot, a common one
-//!   (a category) one bit a slot. An empty posting is freed with its value.
+//!   (a category) one bit a slot. A bitset stays a bitset (remove cannot allocate a list) until
+//!   the value's last slot leaves; then the posting is freed with the value.
 //! - A number field keeps (value, slot) entries in a sorted array, plus an unsorted pending buffer
 //!   that new entries join and that is merged in when it grows past max(1024, 8 sqrt(sorted)): a
 //!   range query scans the pending buffer, an insert pays sorted/pending moves amortized, and the
@@ -15,8 +16,12 @@
 //!
 //! Memory per record: one bit per field for `exists` (up to the highest slot); per keyword value
 //! 4 bytes (list; up to 8 with growth slack) or a share of a bitset; per distinct keyword value
-//! its bytes, a map entry and a posting header; per number value a 16-byte entry (up to 32 with
-//! growth slack).
+//! its bytes, a map entry and a posting header (about 64 bytes with the map's load factor); per
+//! number value a 16-byte entry (up to 32 with growth slack).
+//!
+//! Not thread-safe: add and remove need the records lock exclusively; the reads (orKeyword,
+//! orNumber, orNumberIn, orExists, which materialize uses) change nothing and may run together
+//! under a shared lock.
 const std = @import("std");
 const assert = std.debug.assert;
 const Allocator = std.mem.Allocator;
@@ -430,6 +435,11 @@ const Entry = struct {
     }
 };
 
+comptime {
+    // The memory per number value that the file's comment promises.
+    assert(@sizeOf(Entry) == 16);
+}
+
 const NumberIndex = struct {
     /// Sorted by (key, slot); a (key, slot) pair appears at most once.
     sorted: std.ArrayListUnmanaged(Entry) = .{},
@@ -762,7 +772,10 @@ test "fields: add is all or nothing when allocation fails" {
 }
 
 test "fields: number ranges stay exact under many inserts and removals" {
-    const gpa = testing.allocator;
+    // Leak-checked without a stack trace per allocation, which would be most of the time here.
+    var leaks: std.heap.DebugAllocator(.{ .stack_trace_frames = 0 }) = .init;
+    defer if (leaks.deinit() == .leak) @panic("fields stress: leaked memory");
+    const gpa = leaks.allocator();
     const seed = testSeed();
     std.debug.print("fields stress: QUIVER_SEED=0x{x}\n", .{seed});
     var prng = std.Random.DefaultPrng.init(seed);
@@ -811,22 +824,22 @@ test "fields: number ranges stay exact under many inserts and removals" {
         saw_dead = saw_dead or index.dead_count > 0;
         const both = index.sorted.items.len > 0 and index.pending.items.len > 0;
         saw_pending_and_sorted = saw_pending_and_sorted or both;
-        if (steps % 2500 == 0) try checkRanges(&fields, &schema, &model, random, &domain);
+        if (steps % 2500 == 0) try checkRanges(gpa, &fields, &schema, &model, random, &domain);
     }
-    try checkRanges(&fields, &schema, &model, random, &domain);
+    try checkRanges(gpa, &fields, &schema, &model, random, &domain);
     // The default bounds were reached: merges happened and dead entries were marked.
     try testing.expect(saw_dead);
     try testing.expect(saw_pending_and_sorted);
 }
 
 fn checkRanges(
+    gpa: Allocator,
     fields: *const Fields,
     schema: *const Schema,
     model: anytype,
     random: std.Random,
     domain: []const f64,
 ) !void {
-    const gpa = testing.allocator;
     fields.verify();
     const slot_count: u32 = @intCast(model.len);
     var out: Bitset = .{};

@@ -8,6 +8,10 @@
 //!
 //! A field missing from a record has no values: KW_IN, NUM_CMP and NUM_IN are false for it and
 //! NOT of them is true, as `$ne` and `$nin` match records without the field in MongoDB.
+//!
+//! A Program does not change after parse (but for the caller filling allows[i].slots), so any
+//! number of threads may evaluate one. materialize only reads the fields index: it needs the
+//! records lock shared, not exclusive.
 const std = @import("std");
 const assert = std.debug.assert;
 const Allocator = std.mem.Allocator;

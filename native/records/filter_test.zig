@@ -68,9 +68,15 @@ const World = struct {
     }
 };
 
+/// Leak-checked like testing.allocator, without a stack trace per allocation: capturing those
+/// costs syscalls in Debug and was most of these tests' time.
+const Leaks = std.heap.DebugAllocator(.{ .stack_trace_frames = 0 });
+
 /// Runs the property with the given evaluator and counts (does not fail on) mismatches.
 pub fn check(comptime mode: filter.Mode, seed: u64, options: Options) !Outcome {
-    const gpa = testing.allocator;
+    var leaks: Leaks = .init;
+    defer if (leaks.deinit() == .leak) @panic("filter property: leaked memory");
+    const gpa = leaks.allocator();
     var prng = std.Random.DefaultPrng.init(seed);
     const random = prng.random();
     var outcome: Outcome = .{};
@@ -203,14 +209,7 @@ fn checkProgram(
         return err;
     };
     defer program.deinit(gpa);
-    // Resolve ALLOW keys as the index does: a key names the slot whose record holds it.
-    for (program.allows) |*allow| {
-        for (world.keys, world.payloads, 0..) |key, bytes, slot| {
-            if (bytes == null) continue;
-            if (std.sort.binarySearch(u64, allow.keys, key, orderU64) == null) continue;
-            try allow.slots.append(gpa, @intCast(slot));
-        }
-    }
+    try resolveAllows(gpa, world, &program);
     // slots_used is usually every slot; sometimes a cut below them or slots past every record.
     const slot_count: u32 = @intCast(world.payloads.len);
     const slots_used = switch (random.uintLessThan(u8, 4)) {
@@ -228,7 +227,7 @@ fn checkProgram(
     for (0..slots_used) |slot| {
         const present = slot < slot_count and world.payloads[slot] != null;
         const parsed = if (present) world.parsedOf(slot) else Parsed.none;
-        const key = if (present) world.keys[slot] else 0;
+        const key = keyOf(world, slot);
         const want = filter.evalPayloadMode(mode, &program, parsed, key);
         if (want != out.isSet(@intCast(slot))) mismatches += 1;
     }
@@ -240,6 +239,24 @@ fn checkProgram(
     outcome.mismatches += mismatches;
     outcome.slots_checked += slots_used;
     outcome.programs += 1;
+}
+
+/// Resolves ALLOW keys as the index does: a key names the slot whose record holds it.
+fn resolveAllows(gpa: Allocator, world: *const World, program: *Program) !void {
+    for (program.allows) |*allow| {
+        assert(allow.slots.items.len == 0);
+        for (world.keys, world.payloads, 0..) |key, bytes, slot| {
+            if (bytes == null) continue;
+            if (std.sort.binarySearch(u64, allow.keys, key, orderU64) == null) continue;
+            try allow.slots.append(gpa, @intCast(slot));
+        }
+    }
+}
+
+/// The key evalPayload sees for a slot: none (0, in no generated list) without a record.
+fn keyOf(world: *const World, slot: usize) u64 {
+    if (slot >= world.payloads.len or world.payloads[slot] == null) return 0;
+    return world.keys[slot];
 }
 
 /// A random well-formed program: leaves and combinators in postfix, one bit left at the end.
@@ -375,10 +392,22 @@ const options_default: Options = .{
     .churn_max = 3000,
 };
 
+/// QUIVER_SOAK=1: twenty times the rounds, on indexes up to ten times larger.
+const options_soak: Options = .{
+    .rounds = 320,
+    .programs_per_round = 40,
+    .slots_max = 3000,
+    .churn_max = 30000,
+};
+
+fn soak() bool {
+    return std.c.getenv("QUIVER_SOAK") != null;
+}
+
 test "filter property: materialize equals evalPayload on every slot of random indexes" {
     const seed = testSeed();
     std.debug.print("filter property: QUIVER_SEED=0x{x}\n", .{seed});
-    const outcome = try check(.correct, seed, options_default);
+    const outcome = try check(.correct, seed, if (soak()) options_soak else options_default);
     try testing.expectEqual(@as(u64, 0), outcome.mismatches);
     try testing.expect(outcome.programs >= 600);
     // Every op and every comparison was generated (the generator's own check).
@@ -405,4 +434,97 @@ test "filter property canary: an evaluator that reads lte as lt is caught" {
         try testing.expect(outcome.cmp_counts[@intFromEnum(Cmp.lte) - 1] > 0);
         try testing.expect(outcome.mismatches > 0);
     }
+}
+
+/// Flips, sets, drops or appends a few bytes of an encoding.
+fn mutate(gpa: Allocator, random: std.Random, bytes: []const u8) ![]u8 {
+    var out: std.ArrayListUnmanaged(u8) = .{};
+    errdefer out.deinit(gpa);
+    try out.appendSlice(gpa, bytes);
+    for (0..random.intRangeAtMost(u8, 1, 3)) |_| {
+        switch (random.uintLessThan(u8, 5)) {
+            0 => if (out.items.len > 0) {
+                const at = random.uintLessThan(usize, out.items.len);
+                out.items[at] ^= @as(u8, 1) << random.int(u3);
+            },
+            1 => if (out.items.len > 0) {
+                out.items[random.uintLessThan(usize, out.items.len)] = random.int(u8);
+            },
+            2 => out.items.len = random.uintAtMost(usize, out.items.len),
+            3 => try out.append(gpa, random.int(u8)),
+            else => if (out.items.len > 0) {
+                // Small values at a random place: counts and lengths are where parsers slip.
+                out.items[random.uintLessThan(usize, out.items.len)] = random.uintAtMost(u8, 3);
+            },
+        }
+    }
+    return out.toOwnedSlice(gpa);
+}
+
+test "records parsers: a mutated payload or program is rejected or valid throughout" {
+    var leaks: Leaks = .init;
+    defer if (leaks.deinit() == .leak) @panic("records mutations: leaked memory");
+    const gpa = leaks.allocator();
+    const seed = testSeed();
+    std.debug.print("records mutations: QUIVER_SEED=0x{x}\n", .{seed});
+    var prng = std.Random.DefaultPrng.init(seed);
+    const random = prng.random();
+    const options: Options = .{
+        .rounds = 1,
+        .programs_per_round = 0,
+        .slots_max = 64,
+        .churn_max = 0,
+    };
+    var accepted_payloads: u32 = 0;
+    var accepted_programs: u32 = 0;
+    for (0..6) |_| {
+        var world = try makeWorld(gpa, random, options);
+        defer world.deinit(gpa);
+        const slot_count: u32 = @intCast(world.payloads.len);
+        for (0..300) |_| {
+            // A payload: if it parses, every term decodes and the index takes and drops it.
+            const slot = random.uintLessThan(u32, slot_count);
+            const original = world.payloads[slot] orelse continue;
+            const bytes = try mutate(gpa, random, original);
+            defer gpa.free(bytes);
+            if (payload.parse(bytes, &world.schema)) |parsed| {
+                accepted_payloads += 1;
+                var it = parsed.iterator();
+                while (it.next()) |term| {
+                    try testing.expect(term.field < world.schema.fields.len);
+                }
+                try world.fields.add(gpa, slot_count + 7, parsed);
+                world.fields.remove(slot_count + 7, parsed);
+            } else |err| try testing.expectEqual(error.InvalidMetadata, err);
+        }
+        world.fields.verify();
+        for (0..300) |_| {
+            // A program: if it parses, materialize still agrees with evalPayload.
+            var builder = try Builder.init(gpa);
+            defer builder.deinit();
+            var outcome: Outcome = .{};
+            try randomProgram(random, &world, &builder, &outcome);
+            const bytes = try mutate(gpa, random, builder.finish());
+            defer gpa.free(bytes);
+            var program = Program.parse(gpa, bytes, &world.schema) catch |err| {
+                try testing.expectEqual(error.InvalidFilter, err);
+                continue;
+            };
+            defer program.deinit(gpa);
+            try resolveAllows(gpa, &world, &program);
+            accepted_programs += 1;
+            var out: Bitset = .{};
+            defer out.deinit(gpa);
+            try filter.materialize(&program, &world.fields, slot_count, &out, gpa);
+            for (0..slot_count) |slot| {
+                const present = world.payloads[slot] != null;
+                const parsed = if (present) world.parsedOf(slot) else Parsed.none;
+                const want = filter.evalPayload(&program, parsed, keyOf(&world, slot));
+                try testing.expectEqual(want, out.isSet(@intCast(slot)));
+            }
+        }
+    }
+    // Some mutations keep an encoding valid (a changed value byte): both paths ran.
+    try testing.expect(accepted_payloads > 0);
+    try testing.expect(accepted_programs > 0);
 }

@@ -17,6 +17,7 @@ const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 const os = @import("../storage/os.zig");
 const wal = @import("../storage/wal.zig");
+const swap = @import("../storage/swap.zig");
 const schema_mod = @import("schema.zig");
 const Schema = schema_mod.Schema;
 const payload_mod = @import("payload.zig");
@@ -432,7 +433,13 @@ pub const Store = struct {
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
         const full = std.fmt.bufPrintZ(&buffer, "{s}" ++ file_suffix, .{path}) catch
             return error.Io;
-        const fd = os.open(full, .{ .writable = writable }) catch |err| switch (err) {
+        // A read-only open may not finish a compaction's swap: it reads the replacement's
+        // file while one is pending, as storage.zig does for the mapped files.
+        const opened = if (writable)
+            os.open(full, .{ .writable = true })
+        else
+            swap.openResolved(path, file_suffix);
+        const fd = opened catch |err| switch (err) {
             error.NotFound => {
                 if (writable) return self.createFile(path);
                 return;

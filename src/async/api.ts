@@ -2,12 +2,14 @@
  * The async API: every call that can take more than about a millisecond, run by the Worker
  * pool (pool.ts) as the ordinary synchronous call on an attached wrapper, resolved on this
  * thread's event loop. `Index` delegates its `…Async` methods here. Imports ./pool.ts,
- * ./address.ts, ./protocol.ts, ../errors.ts, ../keys.ts, ../reader.ts and ../runtime/loader.ts;
+ * ./address.ts, ./protocol.ts, ../errors.ts, ../ids.ts, ../reader.ts, ../records/mod.ts and
+ * ../runtime/loader.ts;
  * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
  */
 import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
-import { type Key, toKeyColumn } from "../keys.ts";
-import { checkEf, checkK, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { type Id, resolveIds } from "../ids.ts";
+import { checkEf, checkK, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { encodePayloads, type MetadataInput, parseFilter, type RecordSchema } from "../records/mod.ts";
 import { native } from "../runtime/loader.ts";
 import { type AsyncStats, pool, rebuild } from "./pool.ts";
 import type { Column, Reply, TaskBody } from "./protocol.ts";
@@ -24,6 +26,8 @@ export interface AsyncTarget {
   handleOrThrow(): number;
   readonly closed: boolean;
   readonly dimensions: number;
+  /** The indexed fields (filters are validated against them before they are posted). */
+  readonly schema: RecordSchema;
   revokeStaleViews(): void;
 }
 type Index = AsyncTarget;
@@ -53,6 +57,11 @@ export interface LongOptions {
 export interface AsyncAddOptions extends LongOptions {
   /** Native threads of each chunk (default 1). */
   threads?: number;
+  /**
+   * The metadata of each record (as many as ids), encoded and validated whole on this thread
+   * before anything is posted (O(metadata bytes) here; InvalidMetadataError names the record).
+   */
+  metadata?: readonly (MetadataInput | undefined)[];
   /** Vectors per chunk: the grain of progress and cancellation (default: total / 100, 256 to 16384). */
   chunk?: number;
 }
@@ -60,6 +69,8 @@ export interface AsyncAddOptions extends LongOptions {
 export interface AsyncCompactOptions extends LongOptions {
   threads?: number;
 }
+
+const addOptionKeys = new Set(["threads", "chunk", "metadata", "onProgress", "signal"]);
 
 /** Inputs up to this size are copied (a copy this small costs well under a millisecond). */
 const copyLimitBytes = 1 << 20;
@@ -115,8 +126,8 @@ export function asyncIdle(): Promise<void> {
  * through its address, since copying 100 MB would stall this thread for ~100 ms). A pinned
  * input must not be written, transferred or resized until the call settles.
  */
-function toColumn(array: Float32Array | BigUint64Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
-  const type = array instanceof Float32Array ? "f32" : "u64";
+function toColumn(array: Float32Array | BigUint64Array | Uint8Array | Uint32Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
+  const type = array instanceof Float32Array ? "f32" : array instanceof BigUint64Array ? "u64" : array instanceof Uint8Array ? "u8" : "u32";
   if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
   if (array.byteLength <= copyLimitBytes || array.length === 0) {
     const copy = array.slice();
@@ -224,10 +235,12 @@ const same = <T>(result: unknown) => result as T;
 /** `search` on a Worker; the query is copied at the call. */
 export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
   try {
+    checkSearchOptions(options);
     const q = toVector(query).slice();
     checkK(k);
     checkEf(options.ef, k);
-    const picked = { ef: options.ef, rerank: options.rerank };
+    if (options.filter !== undefined) parseFilter(options.filter, index.schema);
+    const picked = { ef: options.ef, rerank: options.rerank, filter: options.filter, includeMetadata: options.includeMetadata };
     return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer], map: same<SearchResult> });
   } catch (error) {
     return Promise.reject(error);
@@ -237,15 +250,17 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
 /** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
 export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
   try {
+    checkSearchOptions(options, true);
     checkK(k);
     checkEf(options.ef, k);
     checkThreads(options.threads);
+    if (options.filter !== undefined) parseFilter(options.filter, index.schema);
     if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
     if (queries.length % index.dimensions !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${index.dimensions}`);
     const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     const column = toColumn(queries, pins, transfer);
-    const picked = { ef: options.ef, rerank: options.rerank, threads: options.threads };
+    const picked = { ef: options.ef, rerank: options.rerank, threads: options.threads, filter: options.filter, includeMetadata: options.includeMetadata };
     return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, pins, transfer, map: same<BatchResult> });
   } catch (error) {
     return Promise.reject(error);
@@ -257,17 +272,23 @@ export function searchBatchAsync(index: Index, queries: Float32Array, k: number,
  * signal's reason after the chunk that runs ends: the first `done` vectors of the batch (the
  * last `onProgress` value, always reported before the rejection) are in, the rest are not.
  */
-export function addAsync(index: Index, keys: BigUint64Array | ArrayLike<Key>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
+export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
   try {
-    const column = toKeyColumn(keys);
+    checkOptionKeys(options, addOptionKeys, "addAsync");
+    const { keys: column, strings } = resolveIds(ids);
     if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
     const threads = checkThreads(options.threads);
     const total = column.length;
+    const metadata = options.metadata;
+    if (metadata !== undefined && (!Array.isArray(metadata) || metadata.length !== total)) {
+      throw new InvalidArgumentError(`metadata must be an array of one entry per id (${total})`);
+    }
+    const payloads = strings === undefined && metadata === undefined ? undefined : encodePayloads(strings ?? new Array(total).fill(undefined), metadata, index.schema);
     const chunk = options.chunk ?? Math.min(16384, Math.max(256, Math.ceil(total / 100)));
     if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidArgumentError(`chunk = ${String(chunk)}`);
     const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
-    const body: TaskBody = {
+    const body: Extract<TaskBody, { op: "add" }> = {
       op: "add",
       // toKeyColumn may return the caller's own array: it is copied or pinned like the vectors.
       keys: total === 0 ? { kind: "inline", array: new BigUint64Array(0) } : toColumn(column, pins, transfer),
@@ -275,6 +296,10 @@ export function addAsync(index: Index, keys: BigUint64Array | ArrayLike<Key>, ve
       threads,
       chunk,
     };
+    if (payloads !== undefined) {
+      body.payloads = toColumn(payloads.bytes, pins, transfer);
+      body.offsets = toColumn(payloads.offsets, pins, transfer);
+    }
     return submit({
       index,
       body,

@@ -86,6 +86,8 @@ export function rebuild(reply: Extract<Reply, { type: "failed" }>): Error {
   const error: Error = cls ? new cls() : reply.status !== undefined ? new QuiverError(reply.status) : new Error();
   error.message = reply.message;
   if (!(error instanceof QuiverError)) error.name = reply.name;
+  // InvalidFilterError and InvalidMetadataError say where: keep it.
+  if (reply.path !== undefined) Object.defineProperty(error, "path", { value: reply.path });
   return error;
 }
 

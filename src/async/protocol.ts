@@ -6,13 +6,13 @@
 
 /** A typed array the Worker reads: sent with the message (a copy), or pinned by address. */
 export type Column =
-  | { kind: "inline"; array: Float32Array | BigUint64Array }
-  | { kind: "pinned"; address: string; length: number; type: "f32" | "u64" };
+  | { kind: "inline"; array: Float32Array | BigUint64Array | Uint8Array | Uint32Array }
+  | { kind: "pinned"; address: string; length: number; type: "f32" | "u64" | "u8" | "u32" };
 
 export type TaskBody =
   | { op: "search"; query: Float32Array; k: number; options: Record<string, unknown>; snapshot?: undefined }
   | { op: "searchBatch"; queries: Column; k: number; options: Record<string, unknown> }
-  | { op: "add"; keys: Column; vectors: Column; threads: number; chunk: number }
+  | { op: "add"; keys: Column; vectors: Column; threads: number; chunk: number; payloads?: Column; offsets?: Column }
   | { op: "compact"; threads: number }
   | { op: "backup"; path: string }
   | { op: "verify" }
@@ -37,6 +37,6 @@ export type Reply =
   | { type: "niced"; ok: boolean }
   | { type: "progress"; id: number; done: number; total: number }
   | { type: "done"; id: number; result: unknown; aborted?: boolean; done?: number }
-  | { type: "failed"; id: number; status?: number; name: string; message: string; handleClosed: boolean }
+  | { type: "failed"; id: number; status?: number; name: string; message: string; handleClosed: boolean; path?: string }
   | { type: "detached"; handle: number; references: number }
   | { type: "batch"; replies: Array<Extract<Reply, { type: "done" | "failed" }>> };

@@ -3,14 +3,15 @@
  * the indexes the main thread names (`Index.attach(handle)`, one wrapper per index, kept until
  * the main thread says the index closed) and runs one task at a time as ordinary synchronous
  * calls, which block this Worker, never the main thread. Imports node:fs, ../runtime/loader.ts,
- * ../index.ts, ../errors.ts, ./nice.ts and ./protocol.ts.
+ * ../index.ts, ../errors.ts, ../ffi.gen.ts, ./nice.ts and ./protocol.ts.
  */
 import { rmSync } from "node:fs";
 import { loadNative, native } from "../runtime/loader.ts";
 import { encodeOptions, Index, openFlags } from "../index.ts";
-import { check, ClosedError, InvalidHandleError, QuiverError } from "../errors.ts";
+import { check, ClosedError, InvalidFilterError, InvalidHandleError, InvalidMetadataError, QuiverError } from "../errors.ts";
 import type { Column, Reply, Request, TaskBody } from "./protocol.ts";
 import { niceThisThread } from "./nice.ts";
+import { fileFormat } from "../ffi.gen.ts";
 
 await loadNative();
 
@@ -37,11 +38,20 @@ function detach(handle: number): void {
 }
 
 /** The array a column names: the message's copy, or the caller's memory by address. */
-function column(c: Column): Float32Array | BigUint64Array {
+function column(c: Column): Float32Array | BigUint64Array | Uint8Array | Uint32Array {
   if (c.kind === "inline") return c.array;
-  const bytes = c.length * (c.type === "f32" ? 4 : 8);
-  const buffer = native().view(BigInt(c.address), bytes);
-  return c.type === "f32" ? new Float32Array(buffer) : new BigUint64Array(buffer);
+  const width = { f32: 4, u64: 8, u8: 1, u32: 4 }[c.type];
+  const buffer = native().view(BigInt(c.address), c.length * width);
+  switch (c.type) {
+    case "f32":
+      return new Float32Array(buffer);
+    case "u64":
+      return new BigUint64Array(buffer);
+    case "u8":
+      return new Uint8Array(buffer);
+    case "u32":
+      return new Uint32Array(buffer);
+  }
 }
 
 /**
@@ -55,11 +65,24 @@ function add(index: Index, id: number, body: Extract<TaskBody, { op: "add" }>, c
   const d = index.dimensions;
   const total = keys.length;
   check(native().fn.qv_index_prepare_batch(index.handle, total, vectors, vectors.length));
+  // Records: the payload column (encoded and validated whole on the main thread), sliced per chunk.
+  const payloads = body.payloads === undefined ? undefined : column(body.payloads) as Uint8Array;
+  const offsets = body.offsets === undefined ? undefined : column(body.offsets) as Uint32Array;
   let done = 0;
   while (done < total) {
     if (cancel !== undefined && Atomics.load(cancel, 0) !== 0) return { type: "done", id, result: done, aborted: true, done };
     const n = Math.min(body.chunk, total - done);
-    index.add(keys.subarray(done, done + n), vectors.subarray(done * d, (done + n) * d), { threads: body.threads });
+    const chunkKeys = keys.subarray(done, done + n);
+    const chunkVectors = vectors.subarray(done * d, (done + n) * d);
+    if (payloads === undefined || offsets === undefined) {
+      index.add(chunkKeys, chunkVectors, { threads: body.threads });
+    } else {
+      const base = offsets[done];
+      const chunkOffsets = offsets.slice(done, done + n + 1).map((o) => o - base);
+      const chunkPayloads = payloads.subarray(base, offsets[done + n]);
+      check(native().fn.qv_index_add_records(index.handle, chunkKeys, n, chunkVectors, chunkVectors.length, chunkPayloads, chunkPayloads.length, chunkOffsets, body.threads));
+      index.revokeStaleViews();
+    }
     done += n;
     post({ type: "progress", id, done, total });
   }
@@ -94,7 +117,9 @@ function compact(index: Index, id: number, threads: number, cancel?: Int32Array,
 function backup(index: Index, id: number, path: string, cancel?: Int32Array): Reply {
   index.backup(path);
   if (cancel === undefined || Atomics.load(cancel, 0) === 0) return { type: "done", id, result: undefined };
-  for (const suffix of ["", ".graph", ".upper", ".vectors", ".wal"]) rmSync(path + suffix, { force: true });
+  // The mapped files, the log and the records file (native/storage/swap.zig `side_suffixes`,
+  // which the generated table does not carry yet).
+  for (const suffix of [...fileFormat.suffixes, fileFormat.walSuffix, ".records"]) rmSync(path + suffix, { force: true });
   return { type: "done", id, result: undefined, aborted: true };
 }
 
@@ -136,6 +161,7 @@ function failure(id: number, handle: number, error: unknown): Reply {
     type: "failed",
     id,
     status: error instanceof QuiverError ? error.status : undefined,
+    path: error instanceof InvalidFilterError || error instanceof InvalidMetadataError ? error.path : undefined,
     name: e?.name ?? "Error",
     message: e?.message ?? String(error),
     handleClosed,

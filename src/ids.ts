@@ -1,0 +1,84 @@
+/**
+ * Ids: what callers name records by. A u64 key (a number or a bigint, as `keys.ts` takes them)
+ * or a string id (1 to 1024 bytes of UTF-8), whose key is `wyhash(id) | 1 << 63`, computed
+ * natively (`qv_hash_ids`, docs/records.md) so that every runtime and Worker agrees on it.
+ */
+import { native } from "./runtime/loader.ts";
+import { check, InvalidKeyError } from "./errors.ts";
+import { type Key, toKey } from "./keys.ts";
+import { idBytes, packIds } from "./records/mod.ts";
+
+/** An id: a u64 key (number or bigint) or a string id. */
+export type Id = Key | string;
+
+/** What `resolveIds` gives: the keys, and the string ids at their positions (if any). */
+export interface ResolvedIds {
+  keys: BigUint64Array;
+  /** `strings[i]` is the string id at position i, or undefined for a numeric id; absent if none. */
+  strings: (string | undefined)[] | undefined;
+}
+
+/**
+ * The keys of string ids, in one FFI call. Each id is validated first (InvalidKeyError: empty,
+ * over 1024 bytes, not valid UTF-8). Thread safety: pure. Cost: O(total length).
+ */
+export function hashIds(ids: readonly string[], where?: (i: number) => string): BigUint64Array {
+  const out = new BigUint64Array(Math.max(ids.length, 1));
+  if (ids.length === 0) return out.subarray(0, 0);
+  const { bytes, offsets } = packIds(ids, where);
+  // A zero-length column cannot be passed as a pointer: ids are never empty, so bytes is not.
+  check(native().fn.qv_hash_ids(bytes, bytes.length, offsets, ids.length, out));
+  return out;
+}
+
+/** The key of one id (a string id hashed natively). InvalidKeyError for anything else. O(length). */
+export function keyOfId(id: unknown, where = "id"): bigint {
+  if (typeof id === "string") {
+    idBytes(id, where);
+    return hashIds([id])[0];
+  }
+  if (typeof id !== "number" && typeof id !== "bigint") {
+    throw new InvalidKeyError(`${where}: an id is a number, a bigint or a string, not ${typeof id}`);
+  }
+  return toKey(id);
+}
+
+/**
+ * The keys of a column of ids: a BigUint64Array is taken as it is; an array may mix numbers,
+ * bigints and strings (the strings hashed in one FFI call). O(n).
+ */
+export function resolveIds(ids: BigUint64Array | ArrayLike<Id>): ResolvedIds {
+  if (ids instanceof BigUint64Array) return { keys: ids, strings: undefined };
+  const keys = new BigUint64Array(ids.length);
+  let strings: (string | undefined)[] | undefined;
+  const texts: string[] = [];
+  const at: number[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (typeof id === "string") {
+      strings ??= new Array(ids.length).fill(undefined);
+      strings[i] = id;
+      texts.push(id);
+      at.push(i);
+    } else if (typeof id === "number" || typeof id === "bigint") {
+      keys[i] = toKey(id);
+    } else {
+      throw new InvalidKeyError(`ids[${i}]: an id is a number, a bigint or a string, not ${typeof id}`);
+    }
+  }
+  if (texts.length > 0) {
+    const hashed = hashIds(texts, (j) => `ids[${at[j]}]`);
+    for (let j = 0; j < at.length; j++) keys[at[j]] = hashed[j];
+  }
+  return { keys, strings };
+}
+
+/** A numeric id as results give it: a number when it is a safe integer, else a bigint. */
+export function idOfKey(key: bigint): number | bigint {
+  return key <= 0x1f_ffff_ffff_ffffn ? Number(key) : key;
+}
+
+/** Whether a key may be a string id's (their top bit is set; numeric keys may have it too). */
+export function maybeStringKey(key: bigint): boolean {
+  return key >= 1n << 63n;
+}

@@ -222,6 +222,11 @@ pub const NodeLocks = struct {
         }
     }
 
+    /// Asks for the version word of `slot` (a read follows soon).
+    pub inline fn prefetch(self: *NodeLocks, slot: u32) void {
+        @prefetch(self.word(slot), .{});
+    }
+
     fn word(self: *NodeLocks, slot: u32) *std.atomic.Value(u32) {
         const chunk = self.chunks[slot >> chunk_bits].load(.acquire).?;
         return &chunk[slot & (chunk_len - 1)];

@@ -2,6 +2,7 @@
 //! thread takes one from the pool for the length of an operation, so the hot path allocates
 //! nothing and threads never share scratch memory.
 const std = @import("std");
+const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 const graph = @import("graph.zig");
 
@@ -10,24 +11,112 @@ pub const Candidate = struct {
     slot: u32,
 };
 
-/// A total order on distances: a NaN (only a corrupt stored vector makes one) compares equal
-/// instead of tripping `std.math.order`, so it costs recall, never a crash.
-fn order(a: f32, b: f32) std.math.Order {
-    if (a < b) return .lt;
-    if (a > b) return .gt;
-    return .eq;
+/// A binary heap of candidates, `first(a, b)` true when `a` belongs above `b`. Written out
+/// rather than `std.PriorityQueue` for `replaceTop`: a full result set takes a closer candidate
+/// with one sift-down instead of an add and a remove (two sifts), and the comparisons are plain
+/// float compares the compiler inlines. A NaN distance (only a corrupt stored vector makes one)
+/// compares false both ways: it costs recall, never a crash.
+pub fn Heap(comptime first: fn (Candidate, Candidate) bool) type {
+    return struct {
+        const Self = @This();
+
+        items: []Candidate = &.{},
+        capacity: usize = 0,
+        allocator: std.mem.Allocator,
+
+        pub fn init(gpa: std.mem.Allocator, _: void) Self {
+            return .{ .allocator = gpa };
+        }
+
+        pub fn deinit(self: *Self) void {
+            self.allocator.free(self.items.ptr[0..self.capacity]);
+            self.* = .{ .allocator = self.allocator };
+        }
+
+        pub inline fn count(self: *const Self) usize {
+            return self.items.len;
+        }
+
+        pub inline fn peek(self: *const Self) ?Candidate {
+            return if (self.items.len == 0) null else self.items[0];
+        }
+
+        pub fn add(self: *Self, candidate: Candidate) !void {
+            if (self.items.len == self.capacity) try self.grow();
+            const n = self.items.len;
+            self.items.len = n + 1;
+            self.siftUp(n, candidate);
+        }
+
+        /// Removes the top; the heap must not be empty.
+        pub fn remove(self: *Self) Candidate {
+            assert(self.items.len > 0);
+            const top = self.items[0];
+            const last = self.items[self.items.len - 1];
+            self.items.len -= 1;
+            if (self.items.len > 0) self.siftDown(0, last);
+            return top;
+        }
+
+        pub fn removeOrNull(self: *Self) ?Candidate {
+            return if (self.items.len == 0) null else self.remove();
+        }
+
+        /// Replaces the top by `candidate` (the heap must not be empty): remove then add, in
+        /// one sift.
+        pub fn replaceTop(self: *Self, candidate: Candidate) void {
+            assert(self.items.len > 0);
+            self.siftDown(0, candidate);
+        }
+
+        fn grow(self: *Self) !void {
+            const capacity_new = @max(64, 2 * self.capacity);
+            const old = self.items.ptr[0..self.capacity];
+            const fresh = try self.allocator.realloc(old, capacity_new);
+            self.items = fresh[0..self.items.len];
+            self.capacity = capacity_new;
+            assert(self.capacity > self.items.len);
+        }
+
+        inline fn siftUp(self: *Self, start: usize, candidate: Candidate) void {
+            const items = self.items;
+            var at = start;
+            while (at > 0) {
+                const parent = (at - 1) / 2;
+                if (!first(candidate, items[parent])) break;
+                items[at] = items[parent];
+                at = parent;
+            }
+            items[at] = candidate;
+        }
+
+        inline fn siftDown(self: *Self, start: usize, candidate: Candidate) void {
+            const items = self.items;
+            const n = items.len;
+            var at = start;
+            while (true) {
+                var child = 2 * at + 1;
+                if (child >= n) break;
+                if (child + 1 < n and first(items[child + 1], items[child])) child += 1;
+                if (!first(items[child], candidate)) break;
+                items[at] = items[child];
+                at = child;
+            }
+            items[at] = candidate;
+        }
+    };
 }
 
-fn lessThan(_: void, a: Candidate, b: Candidate) std.math.Order {
-    return order(a.distance, b.distance);
+fn closer(a: Candidate, b: Candidate) bool {
+    return a.distance < b.distance;
 }
 
-fn greaterThan(_: void, a: Candidate, b: Candidate) std.math.Order {
-    return order(b.distance, a.distance);
+fn farther(a: Candidate, b: Candidate) bool {
+    return a.distance > b.distance;
 }
 
-pub const MinHeap = std.PriorityQueue(Candidate, void, lessThan);
-pub const MaxHeap = std.PriorityQueue(Candidate, void, greaterThan);
+pub const MinHeap = Heap(closer);
+pub const MaxHeap = Heap(farther);
 
 /// A visited set over slot ids with generation tags: clearing it is one increment.
 pub const Visited = struct {
@@ -155,4 +244,27 @@ test "visited: tags wrap without false positives" {
         try std.testing.expect(!visited.testAndSet(3));
         try std.testing.expect(visited.testAndSet(3));
     }
+}
+
+test "heap: replaceTop and remove keep the order" {
+    var heap = MaxHeap.init(std.testing.allocator, {});
+    defer heap.deinit();
+    var prng = std.Random.DefaultPrng.init(13);
+    const random = prng.random();
+    // A bounded max-heap of the 8 smallest of 1,000 values, as searchLayer keeps its results.
+    var values: [1000]f32 = undefined;
+    for (&values, 0..) |*v, i| {
+        v.* = random.float(f32);
+        const c = Candidate{ .distance = v.*, .slot = @intCast(i) };
+        if (heap.count() < 8) {
+            try heap.add(c);
+        } else if (c.distance < heap.peek().?.distance) heap.replaceTop(c);
+    }
+    std.mem.sort(f32, &values, {}, std.sort.asc(f32));
+    var i: usize = 8;
+    while (heap.removeOrNull()) |c| {
+        i -= 1;
+        try std.testing.expectEqual(values[i], c.distance);
+    }
+    try std.testing.expectEqual(@as(usize, 0), i);
 }

@@ -64,34 +64,38 @@ pub fn searchLayer(
         const closest = scratch.candidates.peek().?;
         if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
         _ = scratch.candidates.remove();
-        // First drop visited ids and prefetch the rest, so the memory loads of all the
-        // neighbours' vectors overlap instead of stalling one distance at a time.
+        // The next expansion's list is most likely the new top's: ask for it now, so its
+        // random read overlaps this expansion's distances (hnswlib does the same).
+        if (level == 0) {
+            if (scratch.candidates.peek()) |next| view.prefetchList(next.slot);
+        }
+        // First drop visited and out-of-bound ids and prefetch the rest, so the memory loads of
+        // all the neighbours' vectors overlap instead of stalling one distance at a time. The
+        // node itself is marked visited, so its own id (only a corrupt list holds it) drops too.
         var fresh: usize = 0;
-        for (view.neighbours(closest.slot, level, scratch.links)) |slot| {
+        for (view.neighboursUnchecked(closest.slot, level, scratch.links)) |slot| {
+            if (slot >= view.bound) continue;
             if (scratch.visited.testAndSet(slot)) continue;
-            prefetch(view, slot, filter);
+            view.prefetchWalk(slot);
+            if (filter != .none) prefetchMeta(view, slot);
             scratch.links[fresh] = slot;
             fresh += 1;
         }
         for (scratch.links[0..fresh]) |slot| {
             const d = view.distanceTo(query, slot);
-            if (scratch.results.count() >= ef and !(d < lower_bound)) continue;
+            const full = scratch.results.count() >= ef;
+            if (full and !(d < lower_bound)) continue;
             try scratch.candidates.add(.{ .distance = d, .slot = slot });
             if (!accepts(view, filter, slot)) continue;
-            try scratch.results.add(.{ .distance = d, .slot = slot });
-            if (scratch.results.count() > ef) _ = scratch.results.remove();
+            const c = Candidate{ .distance = d, .slot = slot };
+            if (full) scratch.results.replaceTop(c) else try scratch.results.add(c);
             lower_bound = scratch.results.peek().?.distance;
         }
     }
 }
 
-inline fn prefetch(view: View, slot: u32, filter: Filter) void {
-    const bytes = view.regions.walk(slot);
-    @prefetch(bytes, .{});
-    @prefetch(bytes + 64, .{});
-    // i8 codes keep their terms in the 16 bytes before them, on the previous line.
-    if (view.regions.layout.storage == .i8) @prefetch(bytes - 16, .{});
-    if (filter != .none) @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});
+inline fn prefetchMeta(view: View, slot: u32) void {
+    @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});
 }
 
 inline fn accepts(view: View, filter: Filter, slot: u32) bool {

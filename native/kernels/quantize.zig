@@ -20,8 +20,7 @@ pub const Formula = i8k.Formula;
 /// multiple of 64). `x` is the stored vector (already normalized under cosine).
 pub fn encode(metric: Formula, x: []const f32, centre: []const f32, codes: [*]u8) void {
     assert(x.len == centre.len);
-    var max: f32 = 0;
-    for (x, centre) |v, c| max = @max(max, @abs(v - c));
+    const max = maxDeviation(x, centre);
     // A vector equal to the centre has all-zero codes; any scale then serves. So does one within
     // a subnormal step of it, whose inverse scale would overflow (0 * inf is NaN).
     const scale: f32 = if (max / 127.0 >= std.math.floatMin(f32)) max / 127.0 else 1.0;
@@ -49,6 +48,27 @@ pub fn encode(metric: Formula, x: []const f32, centre: []const f32, codes: [*]u8
     std.mem.writeInt(u32, terms[4..8], @bitCast(@as(f32, @floatCast(term))), .little);
     std.mem.writeInt(i32, terms[8..12], sum, .little);
     std.mem.writeInt(u32, terms[12..16], 0, .little);
+}
+
+/// max_d |x_d - centre_d| (0 for no dimensions), 16 lanes at a time. A maximum is exact in any
+/// order, so this equals the scalar loop bit for bit; the scalar loop's NaN-aware `@max` kept
+/// LLVM from vectorizing it, and it was half the time of coding a query (measured at 784
+/// dimensions). Inputs are finite (validated on the way in).
+fn maxDeviation(x: []const f32, centre: []const f32) f32 {
+    assert(x.len == centre.len);
+    const lanes = 16;
+    const V = @Vector(lanes, f32);
+    var acc: V = @splat(0);
+    var i: usize = 0;
+    while (i + lanes <= x.len) : (i += lanes) {
+        const v: V = x[i..][0..lanes].*;
+        const c: V = centre[i..][0..lanes].*;
+        acc = @max(acc, @abs(v - c));
+    }
+    var max: f32 = @reduce(.Max, acc);
+    while (i < x.len) : (i += 1) max = @max(max, @abs(x[i] - centre[i]));
+    assert(max >= 0);
+    return max;
 }
 
 /// The mean of `count` vectors of `centre.len` dimensions: the trained centre. With `unit`,
@@ -242,4 +262,20 @@ test "quantize: the centre is the mean, and encoding around it round-trips withi
     try std.testing.expectEqualSlices(u8, &.{ 0, 0 }, coded.codes()[0..2]);
     try std.testing.expectApproxEqAbs(@as(f32, 1 + 7.5 * 7.5), terms.term, 1e-4);
     for (coded.codes()[2..64]) |byte| try std.testing.expectEqual(@as(u8, 0), byte);
+}
+
+test "quantize: maxDeviation equals the scalar maximum at every length" {
+    var prng = std.Random.DefaultPrng.init(0x9d);
+    const random = prng.random();
+    var x: [70]f32 = undefined;
+    var c: [70]f32 = undefined;
+    for (0..x.len + 1) |n| {
+        for (x[0..n], c[0..n]) |*v, *w| {
+            v.* = random.floatNorm(f32);
+            w.* = random.floatNorm(f32);
+        }
+        var want: f32 = 0;
+        for (x[0..n], c[0..n]) |v, w| want = @max(want, @abs(v - w));
+        try std.testing.expectEqual(want, maxDeviation(x[0..n], c[0..n]));
+    }
 }

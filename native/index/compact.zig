@@ -127,7 +127,12 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     // adopting index needs no rescan (open's recovery scan is for files of unknown state).
     var state = fresh.takeState();
     var state_taken = false;
-    defer if (!state_taken) state.keys.deinit(self.gpa);
+    defer if (!state_taken) {
+        state.keys.deinit(self.gpa);
+        // The build's records store moved into the state with its key map.
+        state.records.deinit();
+        self.gpa.destroy(state.records);
+    };
     fresh_alive = false;
     fresh.destroy();
     // Node versions for every slot of the new files, before the commit: adoptState below must

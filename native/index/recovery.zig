@@ -282,10 +282,10 @@ fn replay(self: *Index) Error!void {
 /// Loads `path.records` and checks it against the slots the scan kept.
 fn loadRecords(self: *Index, path: []const u8, writable: bool) Error!void {
     const store = self.records;
-    store.openFile(path, writable) catch |err| return index_mod.mapRecordsError(err);
+    const used: u32 = @intCast(self.slots_used.load(.acquire));
+    store.openFile(path, writable, used) catch |err| return index_mod.mapRecordsError(err);
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
-    const used: u32 = @intCast(self.slots_used.load(.acquire));
     store.checkLoaded(used, index_mod.SlotKeys{ .regions = generation.payload }) catch |err|
         return index_mod.mapRecordsError(err);
 }

@@ -428,7 +428,9 @@ pub const Store = struct {
 
     /// Opens and loads `path.records` (every payload at sequence number 0). A missing file is an
     /// index from before records: a writable open creates it, a read-only one has no records.
-    pub fn openFile(self: *Store, path: []const u8, writable: bool) Error!void {
+    /// Entries of slots at or past `slots_used` (the slots the open's scan kept) are skipped: a
+    /// checkpoint that did not finish wrote them, and the log holds their records.
+    pub fn openFile(self: *Store, path: []const u8, writable: bool, slots_used: u32) Error!void {
         assert(self.file == null);
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
         const full = std.fmt.bufPrintZ(&buffer, "{s}" ++ file_suffix, .{path}) catch
@@ -452,7 +454,7 @@ pub const Store = struct {
         const bytes = try self.gpa.alloc(u8, @intCast(end));
         defer self.gpa.free(bytes);
         if ((os.pread(fd, bytes, 0) catch return error.Io) != bytes.len) return error.Io;
-        const valid = try self.load(bytes);
+        const valid = try self.load(bytes, slots_used);
         if (valid < end) {
             if (writable) try os.truncate(fd, valid);
         }
@@ -460,7 +462,7 @@ pub const Store = struct {
     }
 
     /// Parses the file's entries; returns the length of its intact prefix.
-    fn load(self: *Store, bytes: []const u8) Error!u64 {
+    fn load(self: *Store, bytes: []const u8, slots_used: u32) Error!u64 {
         var offset: usize = 0;
         var first = true;
         while (offset < bytes.len) {
@@ -485,7 +487,8 @@ pub const Store = struct {
                 first = false;
             } else {
                 if (header.kind != kind_record or header.slot == slot_none) return error.Corrupt;
-                try self.loadRecord(header.slot, header.key, body);
+                // Also keeps a damaged slot number from sizing the slot table.
+                if (header.slot < slots_used) try self.loadRecord(header.slot, header.key, body);
             }
             offset = body_at + header.bytes;
         }

@@ -149,6 +149,8 @@ pub const Visited = struct {
 
 pub const Scratch = struct {
     visited: Visited = .{},
+    /// Set by a filtered `searchLayer` that spent its distance budget and stopped early.
+    over_budget: bool = false,
     candidates: MinHeap,
     results: MaxHeap,
     /// Neighbour ids copied out of one list (at most m0).

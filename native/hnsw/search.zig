@@ -37,7 +37,9 @@ pub const Filter = union(enum) {
     visible_at: u64,
     /// Filtered reads: only nodes visible at `seq` whose bit is set in `words` (a bitset over
     /// slots, from records/filter.zig) enter the results; every node still routes.
-    visible_matching: struct { seq: u64, words: []const u64 },
+    /// `budget`: the distances the walk may compute before it stops and sets
+    /// `scratch.over_budget` (the caller then scans the matches exactly instead).
+    visible_matching: struct { seq: u64, words: []const u64, budget: u64 },
 };
 
 /// Best-first search of one level from `entry`; leaves at most `ef` results in
@@ -59,6 +61,12 @@ pub fn searchLayer(
     try scratch.candidates.add(entry);
     if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
     var lower_bound: f32 = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32);
+    scratch.over_budget = false;
+    const budget: u64 = switch (filter) {
+        .visible_matching => |m| m.budget,
+        else => std.math.maxInt(u64),
+    };
+    var computed: u64 = 0;
 
     while (scratch.candidates.count() > 0) {
         const closest = scratch.candidates.peek().?;
@@ -80,6 +88,11 @@ pub fn searchLayer(
             if (filter != .none) prefetchMeta(view, slot);
             scratch.links[fresh] = slot;
             fresh += 1;
+        }
+        computed += fresh;
+        if (computed > budget) {
+            scratch.over_budget = true;
+            break;
         }
         for (scratch.links[0..fresh]) |slot| {
             const d = view.distanceTo(query, slot);

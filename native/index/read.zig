@@ -31,6 +31,14 @@ pub const Results = struct {
     distances: []f32,
 };
 
+/// A filtered walk's slots (a bitset over slots, records/filter.zig) and the distances it may
+/// compute before giving up (`over_budget` then says so).
+pub const Matching = struct {
+    words: []const u64,
+    budget: u64,
+    over_budget: *bool,
+};
+
 /// Searches for the `k` nearest visible neighbours of `query` with beam width `ef` (>= k).
 /// Writes them closest first and returns how many it found.
 pub fn searchOne(
@@ -56,8 +64,8 @@ pub fn searchOneWith(
     ef: u32,
     seq: u64,
     ranking: Ranking,
-    /// A bitset over slots (records/filter.zig): only set slots are results. Null: every slot.
-    matching: ?[]const u64,
+    /// Only set slots are results (index/records.zig). Null: every slot.
+    matching: ?Matching,
     out: Results,
 ) Error!u32 {
     assert(out.keys.len >= k);
@@ -88,11 +96,17 @@ pub fn searchOneWith(
         current,
         @max(ef, k),
         0,
-        if (matching) |words| .{ .visible_matching = .{ .seq = seq, .words = words } } else .{
-            .visible_at = seq,
-        },
+        if (matching) |m| .{ .visible_matching = .{
+            .seq = seq,
+            .words = m.words,
+            .budget = m.budget,
+        } } else .{ .visible_at = seq },
         scratch,
     ) catch return error.OutOfMemory;
+    if (matching) |m| {
+        m.over_budget.* = scratch.over_budget;
+        if (scratch.over_budget) return 0;
+    }
     search.drainSorted(scratch, &scratch.selection, self.gpa) catch return error.OutOfMemory;
     var candidates = scratch.selection.items;
     if (self.layout.storage != .f32 and ranking == .exact) {

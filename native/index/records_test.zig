@@ -112,6 +112,12 @@ fn compound() []const u8 {
 }
 
 const cases = [_]Case{
+    // 90%: above scanLimit at n = 3000 and ef 64 (sqrt(12 * 64 * 3000) = 1,518), so it walks.
+    .{ .program = numLt(2700), .matches = struct {
+        fn f(i: usize) bool {
+            return i < 2700;
+        }
+    }.f },
     .{ .program = numLt(1500), .matches = struct {
         fn f(i: usize) bool {
             return i < 1500;
@@ -166,6 +172,8 @@ fn exactFiltered(
 }
 
 test "records: filtered search finds k matches near brute force at every selectivity" {
+    try std.testing.expect(records.scanLimit(n, 64, 10) < 2700);
+    try std.testing.expect(records.scanLimit(n, 64, 10) >= 1500);
     const data = try randomVectors(11);
     defer gpa.free(data);
     const index = try Index.create(gpa, opts(), null);

@@ -20,18 +20,19 @@ const layout = @import("../storage/layout.zig");
 const gpa = index_test.gpa;
 const dims = 8;
 
-const Dir = struct {
+/// A temporary directory and paths in it (records_test.zig uses it too).
+pub const Dir = struct {
     tmp: std.testing.TmpDir,
     buffer: [std.fs.max_path_bytes]u8 = undefined,
     len: usize = 0,
 
-    fn init() !Dir {
+    pub fn init() !Dir {
         var dir = Dir{ .tmp = std.testing.tmpDir(.{}) };
         dir.len = (try os.tmpDirPath(&dir.tmp, &dir.buffer)).len;
         return dir;
     }
 
-    fn path(dir: *const Dir, buffer: []u8, name: []const u8) ![]const u8 {
+    pub fn path(dir: *const Dir, buffer: []u8, name: []const u8) ![]const u8 {
         return std.fmt.bufPrint(buffer, "{s}/{s}", .{ dir.buffer[0..dir.len], name });
     }
 };

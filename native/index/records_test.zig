@@ -16,6 +16,7 @@ const live_seq = @import("../hnsw/view.zig").live_seq;
 const payload = @import("../records/payload.zig");
 const schema_mod = @import("../records/schema.zig");
 const verify = @import("verify.zig").verify;
+const Dir = @import("durability_test.zig").Dir;
 
 const gpa = index_test.gpa;
 const dims = 8;
@@ -278,22 +279,6 @@ test "records: one key, one id; updates keep the vector; snapshots keep the old 
     try std.testing.expectEqual(@as(u64, 30), try records.removeMatching(index, numLt(30)));
     try expectCount(@as(u64, 0), index, numLt(30));
 }
-
-const Dir = struct {
-    tmp: std.testing.TmpDir,
-    buffer: [std.fs.max_path_bytes]u8 = undefined,
-    len: usize = 0,
-
-    fn init() !Dir {
-        var dir = Dir{ .tmp = std.testing.tmpDir(.{}) };
-        dir.len = (try os.tmpDirPath(&dir.tmp, &dir.buffer)).len;
-        return dir;
-    }
-
-    fn path(dir: *const Dir, buffer: []u8, name: []const u8) ![]const u8 {
-        return std.fmt.bufPrint(buffer, "{s}/{s}", .{ dir.buffer[0..dir.len], name });
-    }
-};
 
 /// Closes without a checkpoint, as a killed process leaves the files.
 fn kill(index: *Index) void {

@@ -195,11 +195,25 @@ fn words(list: [*]u32) [*]ProductionWord {
     return @ptrCast(list);
 }
 
-/// Versions for every slot, in chunks that never move (so no epoch is needed for them).
+/// Stripes of the unlink lock (a power of two).
+pub const unlink_stripes = 256;
+
+/// Versions for every slot, in chunks that never move (so no epoch is needed for them), and the
+/// unlink stripes.
 pub const NodeLocks = struct {
     chunks: [chunks_max]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(
         ?*Chunk,
     ).init(null)} ** chunks_max,
+    /// A level-0 backlink that drops a node's link checks that another link still reaches the
+    /// node, then writes; the drops of one node are serialized by its stripe, so two inserts
+    /// can no longer each trust the other's list and drop both (insert.zig `Backlink`).
+    unlink: [unlink_stripes]locks.Mutex = [_]locks.Mutex{.{ .rank = .unlink }} ** unlink_stripes,
+
+    pub fn unlinkStripe(self: *NodeLocks, slot: u32) *locks.Mutex {
+        // Neighbouring slots are often dropped together: spread them by a multiplicative hash.
+        const mixed = slot *% 0x9E3779B1;
+        return &self.unlink[mixed >> (32 - @ctz(@as(u32, unlink_stripes)))];
+    }
 
     pub fn deinit(self: *NodeLocks, gpa: std.mem.Allocator) void {
         for (&self.chunks) |*chunk| {

@@ -12,6 +12,7 @@ const search = @import("search.zig");
 const graph = @import("graph.zig");
 const entry_mod = @import("entry.zig");
 const sync = @import("../sync/atomics.zig");
+const locks = @import("../sync/locks.zig");
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
 const Generation = @import("../storage/storage.zig").Generation;
@@ -83,7 +84,7 @@ fn linkLevels(
         const mode = Mode{ .protect = lc == 0 };
         var accepted: u32 = 0;
         for (chosen[0..n]) |neighbour| {
-            if (try addBacklink(view, neighbour, slot, lc, chosen[0..n], mode, scratch)) {
+            if (try addBacklink(view, neighbour, slot, lc, mode, scratch)) {
                 accepted += 1;
             }
         }
@@ -92,7 +93,7 @@ fn linkLevels(
             // or a link it would drop had no other path): the closest takes it anyway, so it
             // is never left without an in-link.
             const insist = Mode{ .protect = mode.protect, .insist = true };
-            _ = try addBacklink(view, chosen[0], slot, lc, chosen[0..n], insist, scratch);
+            _ = try addBacklink(view, chosen[0], slot, lc, insist, scratch);
         }
         if (lc == levels.bottom) break;
     }
@@ -102,14 +103,16 @@ fn linkLevels(
 /// higher node was promoted meanwhile, the levels that node added are linked first (from it),
 /// so two high nodes racing promotion never leave their upper levels unlinked.
 fn promote(
-    view: View,
+    view_pinned: View,
     entry_point: *EntryPoint,
     params: Params,
     node: entry_mod.Entry,
     linked_against: entry_mod.Entry,
     scratch: *Scratch,
 ) !void {
-    const query = view.regions.walk(node.slot);
+    var view = view_pinned;
+    var newer: ?*Generation = null;
+    defer if (newer) |generation| view.storage.?.unpin(generation);
     var seen = linked_against;
     var linked_top = @min(node.level, seen.level);
     // Each round sees a strictly higher entry, so at most `max_level` rounds.
@@ -119,11 +122,18 @@ fn promote(
         const now = entry_point.load().?;
         assert(now.level > seen.level);
         if (now.slot >= view.bound) {
-            // Promoted after a remap this view predates: leave those levels to the links
-            // later inserts make (counted; remaps are rare).
-            _ = view.counters.stale_lists.fetchAdd(1, .monotonic);
-            return;
+            // Promoted after a remap this view predates: link those levels through the newest
+            // generation, which maps the new entry (left unlinked, the node's lists at those
+            // levels stayed empty: seen as a graph-quality failure under load).
+            const storage = view.storage.?;
+            const generation = storage.pin();
+            if (newer) |old| storage.unpin(old);
+            newer = generation;
+            view = view.over(generation.payload);
+            // A promoted node is written before it is promoted, so the newest mapping holds it.
+            assert(now.slot < view.bound);
         }
+        const query = view.regions.walk(node.slot);
         const top = @min(node.level, now.level);
         var current = Candidate{ .distance = view.distanceTo(query, now.slot), .slot = now.slot };
         var lc = now.level;
@@ -242,13 +252,15 @@ fn reserve(scratch: *Scratch, degree_max: u32, extra: usize) !void {
 
 /// The merge of a new node's own selection into its list. The list is usually empty, but
 /// another inserter may already have linked the node (it became reachable on a higher level):
-/// those links are kept, not overwritten.
+/// those links are kept, not overwritten. At level 0 (`protect`) they are never pruned either:
+/// such a link may be its node's only in-link, so the selection gives way to them instead.
 const OwnList = struct {
     view: View,
     slot: u32,
     degree_max: u32,
     chosen: []const u32,
     scratch: *Scratch,
+    protect: bool,
 
     pub fn merge(self: *OwnList, current: []const u32, out: []u32, locked: bool) ?[]u32 {
         _ = locked;
@@ -268,6 +280,18 @@ const OwnList = struct {
             @memcpy(out[0..n], joined[0..n]);
             return out[0..n];
         }
+        if (self.protect) {
+            // The current links first, then the closest of the selection that still fit.
+            @memcpy(out[0..current.len], current);
+            var kept = current.len;
+            for (self.chosen) |id| {
+                if (kept == self.degree_max) break;
+                if (contains(current, id)) continue;
+                out[kept] = id;
+                kept += 1;
+            }
+            return out[0..kept];
+        }
         return pruneInto(self.view, self.slot, joined[0..n], self.degree_max, self.scratch, out);
     }
 };
@@ -283,6 +307,7 @@ fn mergeOwnList(view: View, slot: u32, level: u32, chosen: []const u32, scratch:
         .degree_max = degree_max,
         .chosen = chosen,
         .scratch = scratch,
+        .protect = level == 0,
     };
     var current: [degree_limit_max]u32 = undefined;
     var out: [degree_limit_max]u32 = undefined;
@@ -293,10 +318,10 @@ fn mergeOwnList(view: View, slot: u32, level: u32, chosen: []const u32, scratch:
 }
 
 /// How a full list takes a backlink. `protect`: only if the old neighbour it drops keeps a path
-/// from the base: it is one of the new node's neighbours (base -> new -> it), a node the list
-/// keeps links to it, or it moves into the new node's list. `insist`: the list takes the new
-/// node even when the heuristic would not (in place of its last pick), so no new node is left
-/// without an in-link.
+/// from the base, read under the dropped node's unlink stripe: a node the list keeps (the new
+/// node included) links to it, or it moves into the new node's list. `insist`: the list takes
+/// the new node even when the heuristic would not (in place of its last pick), so no new node
+/// is left without an in-link.
 const Mode = struct { protect: bool, insist: bool = false };
 
 /// The merge of one backlink into a neighbour's list.
@@ -306,13 +331,17 @@ const Backlink = struct {
     new: u32,
     level: u32,
     degree_max: u32,
-    /// The new node's selection at this level: links it already has.
-    own: []const u32,
     mode: Mode,
     scratch: *Scratch,
     accepted: bool = false,
+    /// The unlink stripe held since a merge checked a drop's cover.
+    stripe: ?*locks.Mutex = null,
+    /// Merges run so far, and the one that took `stripe`.
+    attempt: u32 = 0,
+    stripe_attempt: u32 = 0,
 
     pub fn merge(self: *Backlink, current: []const u32, out: []u32, locked: bool) ?[]u32 {
+        self.attempt += 1;
         self.accepted = contains(current, self.new);
         if (self.accepted) return null;
         if (current.len < self.degree_max) {
@@ -338,10 +367,13 @@ const Backlink = struct {
         }
         if (self.mode.protect) {
             for (current) |old| {
-                if (contains(next, old) or contains(self.own, old)) continue;
+                if (contains(next, old)) continue;
                 // Reading other lists and moving the link wait on other nodes' versions:
-                // never while this node's lock is held.
-                if (!locked and (self.coveredByKept(next, old) or self.relocate(old))) continue;
+                // never while this node's lock is held. The check holds the dropped node's
+                // unlink stripe until the list is written (released by `addBacklink`): any
+                // other drop of `old` then waits, and sees this list without it.
+                if (!locked and self.holdStripe(old) and
+                    (self.coveredByKept(next, old) or self.relocate(old))) continue;
                 // Insisting, the link goes even without a cover (counted).
                 if (!self.mode.insist) return null;
                 _ = self.view.counters.uncovered_drops.fetchAdd(1, .monotonic);
@@ -351,11 +383,34 @@ const Backlink = struct {
         return next;
     }
 
-    /// Whether a node the pruned list keeps links to `old` (base -> kept -> old).
+    /// Takes `old`'s unlink stripe, giving up a stripe an earlier attempt took (no node lock is
+    /// held here). False when this attempt already holds another stripe (a drop of two ids,
+    /// only when insisting): the second drop is then treated as uncovered.
+    fn holdStripe(self: *Backlink, old: u32) bool {
+        const stripe = self.view.node_locks.unlinkStripe(old);
+        if (self.stripe) |held| {
+            if (held == stripe) return true;
+            if (self.stripe_attempt == self.attempt) return false;
+            held.unlock();
+            self.stripe = null;
+        }
+        stripe.lock(&self.view.counters.lock_contention);
+        self.stripe = stripe;
+        self.stripe_attempt = self.attempt;
+        return true;
+    }
+
+    fn releaseStripe(self: *Backlink) void {
+        if (self.stripe) |held| held.unlock();
+        self.stripe = null;
+    }
+
+    /// Whether a node the pruned list keeps (the new node included) links to `old`
+    /// (base -> kept -> old), read now: under `old`'s stripe no other drop can take it away.
     fn coveredByKept(self: *Backlink, kept: []const u32, old: u32) bool {
         var ids: [degree_limit_max]u32 = undefined;
         for (kept) |relay| {
-            if (relay == self.new or relay >= self.view.bound) continue;
+            if (relay >= self.view.bound) continue;
             if (contains(self.view.neighbours(relay, self.level, &ids), old)) return true;
         }
         return false;
@@ -401,7 +456,6 @@ fn addBacklink(
     neighbour: u32,
     new: u32,
     level: u32,
-    own: []const u32,
     mode: Mode,
     scratch: *Scratch,
 ) !bool {
@@ -431,12 +485,12 @@ fn addBacklink(
         .new = new,
         .level = level,
         .degree_max = degree_max,
-        .own = own,
         .mode = mode,
         .scratch = scratch,
     };
     var current: [degree_limit_max]u32 = undefined;
     var out: [degree_limit_max]u32 = undefined;
+    defer context.releaseStripe();
     _ = view.node_locks.update(neighbour, words, degree_max, &context, .{
         .current = &current,
         .out = &out,

@@ -1,7 +1,7 @@
 //! Folder sim/: the deterministic interleaving checker. sched.zig (the scheduler), explore.zig
 //! (the schedule search), atomic.zig (simulated atomics), and one check per protocol of the
 //! real code (epoch_check.zig, entry_check.zig, seqlock_check.zig, registry_check.zig,
-//! slot_check.zig), each with a canary. May import anything.
+//! slot_check.zig, unlink_check.zig), each with a canary. May import anything.
 //!
 //! This is its root; native/tests.zig imports it. The last test fails if a file in native/sim/
 //! with tests is not listed.
@@ -16,6 +16,7 @@ pub const files = .{
     @import("seqlock_check.zig"),
     @import("registry_check.zig"),
     @import("slot_check.zig"),
+    @import("unlink_check.zig"),
     @import("vopr.zig"),
 };
 
@@ -29,6 +30,7 @@ const file_names = [_][]const u8{
     "seqlock_check.zig",
     "registry_check.zig",
     "slot_check.zig",
+    "unlink_check.zig",
     "vopr.zig",
 };
 

@@ -17,8 +17,9 @@
 //! | 5    | grow          | storage growth (remap) and upper-arena growth                   |
 //! | 6    | records       | the records store: payloads, field indexes (records/store.zig)  |
 //! | 7    | commit        | sequence numbers, publication of new/removed slots, snapshots  |
-//! | 8    | node          | one HNSW node's neighbour lists (seqlock); at most one at a time |
-//! | 9    | pool          | the scratch-space pool and guard/snapshot tables              |
+//! | 8    | unlink        | one of 256 stripes over level-0 link drops, by the dropped id   |
+//! | 9    | node          | one HNSW node's neighbour lists (seqlock); at most one at a time |
+//! | 10   | pool          | the scratch-space pool and guard/snapshot tables              |
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -30,8 +31,9 @@ pub const Rank = enum(u8) {
     grow = 5,
     records = 6,
     commit = 7,
-    node = 8,
-    pool = 9,
+    unlink = 8,
+    node = 9,
+    pool = 10,
 };
 
 pub const Mode = enum(u8) { panic, count };

@@ -39,6 +39,7 @@ export const symbols = {
   qv_index_get: { args: ["u32", "u64", "u64", "ptr", "u32"], returns: "i32" },
   qv_index_search: { args: ["u32", "u64", "ptr", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_index_search_batch: { args: ["u32", "u64", "ptr", "u64", "u32", "u32", "u32", "u32", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
+  qv_index_search_batch_filtered: { args: ["u32", "u64", "ptr", "u64", "u32", "u32", "u32", "u32", "u32", "ptr", "u32", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_index_size: { args: ["u32", "u64", "ptr"], returns: "i32" },
   qv_index_keys: { args: ["u32", "u64", "ptr", "u64", "ptr"], returns: "i32" },
   qv_index_reserve: { args: ["u32", "u64"], returns: "i32" },

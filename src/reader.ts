@@ -314,9 +314,9 @@ export abstract class Reader {
 
   /**
    * Searches many queries (one flat Float32Array, `dimensions` floats each) in one FFI call on
-   * up to `threads` native threads; with `filter`, one filtered search per query (one FFI call
-   * each, on this thread). Thread safety: as `search`. Cost: the sum of the searches, plus one
-   * read of the results' payloads when ids may be strings or metadata is asked for.
+   * up to `threads` native threads; a `filter` is compiled and matched once for the whole batch.
+   * Thread safety: as `search`. Cost: the sum of the searches (plus one match of the filter),
+   * plus one read of the results' payloads when ids may be strings or metadata is asked for.
    */
   searchBatch(queries: Float32Array, k: number, options: BatchOptions = {}): BatchResult {
     checkSearchOptions(options, true);
@@ -338,12 +338,7 @@ export abstract class Reader {
       if (program === undefined) {
         check(native().fn.qv_index_search_batch(h, snapshot, queries, queries.length, count, k, ef, flags, threads, keys, distances, counts));
       } else {
-        for (let i = 0; i < count; i++) {
-          const q = queries.subarray(i * d, (i + 1) * d);
-          const at = i * k;
-          check(native().fn.qv_index_search_filtered(h, snapshot, q, d, k, ef, flags, program, program.length, keys.subarray(at, at + k), distances.subarray(at, at + k), this.u32Out));
-          counts[i] = this.u32Out[0];
-        }
+        check(native().fn.qv_index_search_batch_filtered(h, snapshot, queries, queries.length, count, k, ef, flags, threads, program, program.length, keys, distances, counts));
       }
       // The filled positions, described in one read.
       const filled: number[] = [];

@@ -476,7 +476,7 @@ function l2(a: Float32Array, at: number, q: Float32Array): number {
   return s;
 }
 
-test("records: filtered search returns k when k match, and recall@10 >= 0.95 at 50%, 10% and 1% selectivity", () => {
+test("records: filtered search returns k when k match, and recall@10 >= 0.95 at 50%, 10% and 1% selectivity; a filtered batch matches its searches", () => {
   const seed = seedFromEnv(4242);
   const n = 4000;
   const dims = 24;
@@ -503,11 +503,17 @@ test("records: filtered search returns k when k match, and recall@10 >= 0.95 at 
     assert(matching.length >= k, `${name}: only ${matching.length} match`);
     assertEquals(index.count(filter), matching.length, `${name}: count`);
     let found = 0;
+    // The batch (one native call, the filter matched once, 2 threads) gives each query what a
+    // search of it alone gives.
+    const batch = index.searchBatch(queries, k, { filter, threads: 2 });
     for (let q = 0; q < 60; q++) {
       const query = queries.subarray(q * dims, (q + 1) * dims);
       const truth = matching.map((i) => [l2(data, i * dims, query), i] as const).sort((a, b) => a[0] - b[0]).slice(0, k).map(([, i]) => ids[i]);
       const result = index.search(query, k, { filter });
       assertEquals(result.ids.length, k, `${name}: query ${q} returned ${result.ids.length}`);
+      assertEquals(batch.counts[q], k, `${name}: batch query ${q} count`);
+      assertEquals(batch.ids.slice(q * k, (q + 1) * k), result.ids, `${name}: batch query ${q} ids`);
+      assertEquals([...batch.distances.subarray(q * k, (q + 1) * k)], [...result.distances], `${name}: batch query ${q} distances`);
       for (const id of result.ids) {
         const i = typeof id === "string" ? Number(id.slice(1)) : Number(id);
         assert(pass(i), `${name}: query ${q} returned ${String(id)}, which does not match`);

@@ -771,6 +771,60 @@ pub const exports = struct {
         return .ok;
     }
 
+    /// `qv_index_search_batch` with one filter for every query (compiled and matched once).
+    pub fn qv_index_search_batch_filtered(
+        handle: u32,
+        snapshot: u64,
+        queries: ?[*]const f32,
+        queries_len: u64,
+        count: u32,
+        k: u32,
+        ef: u32,
+        flags: u32,
+        threads: u32,
+        filter: ?[*]const u8,
+        filter_len: u32,
+        out_keys: ?[*]u64,
+        out_distances: ?[*]f32,
+        out_counts: ?[*]u32,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const d = index.layout.dimensions;
+        if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
+        const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
+        const f = slice(u8, filter, filter_len) orelse return .invalid_argument;
+        for (0..count) |i| write.validateVector(
+            index,
+            q[i * d ..][0..d],
+        ) catch |err| return statusOf(err);
+        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
+        const total = @as(u64, count) * k;
+        const keys = sliceMut(u64, out_keys, total) orelse return .invalid_argument;
+        const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
+        const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
+        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+        const ranking = rankingOf(flags) orelse return .invalid_argument;
+        // The caller's buffer is read once, here: a copy, as qv_index_search_filtered does.
+        const fc = std.heap.c_allocator.dupe(u8, f) catch return .out_of_memory;
+        defer std.heap.c_allocator.free(fc);
+        records.searchBatch(
+            index,
+            q,
+            k,
+            beam,
+            seq,
+            ranking,
+            fc,
+            threads,
+            keys,
+            distances,
+            counts,
+        ) catch |err| return statusOf(err);
+        return .ok;
+    }
+
     pub fn qv_index_size(handle: u32, snapshot: u64, out_size: ?*u64) callconv(.C) Status {
         const op = begin(handle) catch |err| return statusOf(err);
         defer op.end();

@@ -16,6 +16,7 @@ const read = @import("read.zig");
 const view_mod = @import("../hnsw/view.zig");
 const distance = @import("../kernels/distance.zig");
 const locks = @import("../sync/locks.zig");
+const parallel = @import("../sync/pool.zig");
 const filter = @import("../records/filter.zig");
 const Bitset = @import("../records/bitset.zig").Bitset;
 const payload = @import("../records/payload.zig");
@@ -246,6 +247,86 @@ pub fn search(
 ) Error!u32 {
     var matched = try match(self, program_bytes, seq);
     defer matched.deinit(self.gpa);
+    return searchMatched(self, query, k, ef, seq, ranking, &matched, out);
+}
+
+/// Filtered search of many queries (`dimensions` floats each) against one filter, on up to
+/// `threads` threads: the filter is compiled and its bitset computed once for the batch, and the
+/// searches share it (read-only). `counts[i]` receives query i's result count.
+pub fn searchBatch(
+    self: *Index,
+    queries: []const f32,
+    k: u32,
+    ef: u32,
+    seq: u64,
+    ranking: read.Ranking,
+    program_bytes: []const u8,
+    threads: u32,
+    keys: []u64,
+    distances: []f32,
+    counts: []u32,
+) Error!void {
+    const d = self.layout.dimensions;
+    assert(queries.len == counts.len * d);
+    assert(keys.len == counts.len * k and distances.len == keys.len);
+    var matched = try match(self, program_bytes, seq);
+    defer matched.deinit(self.gpa);
+    const Job = struct {
+        index: *Index,
+        queries: []const f32,
+        k: u32,
+        ef: u32,
+        seq: u64,
+        ranking: read.Ranking,
+        matched: *const Matched,
+        keys: []u64,
+        distances: []f32,
+        counts: []u32,
+
+        fn run(job: *const @This(), i: usize) Error!void {
+            const dims = job.index.layout.dimensions;
+            job.counts[i] = try searchMatched(
+                job.index,
+                job.queries[i * dims ..][0..dims],
+                job.k,
+                job.ef,
+                job.seq,
+                job.ranking,
+                job.matched,
+                .{
+                    .keys = job.keys[i * job.k ..][0..job.k],
+                    .distances = job.distances[i * job.k ..][0..job.k],
+                },
+            );
+        }
+    };
+    const job = Job{
+        .index = self,
+        .queries = queries,
+        .k = k,
+        .ef = ef,
+        .seq = seq,
+        .ranking = ranking,
+        .matched = &matched,
+        .keys = keys,
+        .distances = distances,
+        .counts = counts,
+    };
+    try parallel.forEach(Error, threads, counts.len, &job, Job.run);
+}
+
+/// One filtered search over the matches computed for it: the walk when enough match, else (or
+/// when the walk falls short or over budget) the exact scan.
+fn searchMatched(
+    self: *Index,
+    query: []const f32,
+    k: u32,
+    ef: u32,
+    seq: u64,
+    ranking: read.Ranking,
+    matched: *const Matched,
+    out: read.Results,
+) Error!u32 {
     if (matched.count == 0) return 0;
     const slots = self.slots_used.load(.acquire);
     if (matched.count > scanLimit(slots, ef, k)) {

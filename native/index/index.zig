@@ -318,8 +318,15 @@ pub const Index = struct {
         {
             self.records.lock.lockShared(contention);
             defer self.records.lock.unlockShared();
-            self.records.checkpointLocked(SlotKeys{ .regions = generation.payload }) catch |err|
-                return mapRecordsError(err);
+            const keys = SlotKeys{ .regions = generation.payload };
+            self.records.checkpointLocked(keys) catch |err| return mapRecordsError(err);
+            // Updates only append: once most of the file is superseded payloads, rewrite it.
+            // A rewrite that fails leaves the appended file, which is complete, in use.
+            if (self.records.rewriteDue()) {
+                self.records.rewriteFile(self.path.?, keys) catch {
+                    _ = self.records.rewrite_failures.fetchAdd(1, .monotonic);
+                };
+            }
         }
         self.storage.sync() catch |err| return mapStorageError(err);
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty

@@ -17,6 +17,7 @@ const payload = @import("../records/payload.zig");
 const schema_mod = @import("../records/schema.zig");
 const verify = @import("verify.zig").verify;
 const Dir = @import("durability_test.zig").Dir;
+const store_mod = @import("../records/store.zig");
 
 const gpa = index_test.gpa;
 const dims = 8;
@@ -478,4 +479,172 @@ test "records: an update whose key a later remove already took from the mapped f
     defer index.destroy();
     try std.testing.expectEqual(@as(u64, n - 1), index.size());
     try expectCount(n / 10 - 1, index, classIs(3));
+}
+
+/// Record `i`'s payload for the rewrite tests: class c<i mod 10>, num i, and `pad` bytes of text.
+fn paddedRecord(i: usize, pad: usize) ![]u8 {
+    const text = try gpa.alloc(u8, pad + 8);
+    defer gpa.free(text);
+    @memcpy(text[0..6], "{\"t\":\"");
+    @memset(text[6 .. 6 + pad], 'a' + @as(u8, @intCast(i % 26)));
+    @memcpy(text[6 + pad ..][0..2], "\"}");
+    class_names[i % 10] = .{ 'c', @intCast('0' + i % 10) };
+    return payload.encode(gpa, "", text, &.{
+        .{ .field = 0, .value = .{ .keyword = &class_names[i % 10] } },
+        .{ .field = 1, .value = .{ .number = @floatFromInt(i) } },
+    });
+}
+
+fn fileSize(dir: *const Dir, name: []const u8) !?u64 {
+    var buffer: [std.fs.max_path_bytes]u8 = undefined;
+    const full = try dir.path(&buffer, name);
+    const stat = std.fs.cwd().statFile(full) catch |err| switch (err) {
+        error.FileNotFound => return null,
+        else => return err,
+    };
+    return stat.size;
+}
+
+const rewrite_records = 300;
+
+/// An index at `name` whose records file holds 300 payloads of 4 KB, then their 300 updates to
+/// small payloads, unchecked: the next checkpoint appends them and makes a rewrite due.
+fn rewriteSetup(dir: *const Dir, name: []const u8) !*Index {
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, name);
+    const index = try Index.create(gpa, opts(), path);
+    errdefer index.destroy();
+    const schema = try schemaBytes();
+    defer gpa.free(schema);
+    try records.setSchema(index, schema);
+    var v: [dims]f32 = undefined;
+    for (0..rewrite_records) |i| {
+        for (&v, 0..) |*x, j| x.* = @floatFromInt((i * 7 + j * 3) % 17);
+        const record = try paddedRecord(i, 4000);
+        defer gpa.free(record);
+        try write.addRecord(index, i, &v, record);
+    }
+    try index.checkpoint();
+    for (0..rewrite_records) |i| {
+        const record = try paddedRecord(i + 1, 10);
+        defer gpa.free(record);
+        try records.update(index, i, record);
+    }
+    return index;
+}
+
+fn expectSmallPayloads(index: *Index) !void {
+    var out: [256]u8 = undefined;
+    var needed: u64 = 0;
+    for (0..rewrite_records) |i| {
+        const want = try paddedRecord(i + 1, 10);
+        defer gpa.free(want);
+        try records.readPayloads(index, live_seq, &.{i}, &out, &needed);
+        try std.testing.expectEqualSlices(u8, want, out[4..][0..want.len]);
+    }
+    try expectCount(rewrite_records / 10, index, classIs(4));
+}
+
+test "records: a checkpoint rewrites a file mostly of superseded payloads (old: kept growing)" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    const index = try rewriteSetup(&dir, "idx");
+    const before = (try fileSize(&dir, "idx.records")).?;
+    try std.testing.expect(before > 300 * 4000);
+    try index.checkpoint();
+    const after = (try fileSize(&dir, "idx.records")).?;
+    // The schema and 300 small payloads: what a rewrite leaves (the old code appended 300 more
+    // entries to the 1.2 MB).
+    try std.testing.expect(after < 300 * 200);
+    try std.testing.expectEqual(@as(?u64, null), try fileSize(&dir, "idx.records~rewrite"));
+    try std.testing.expectEqual(@as(u64, 0), index.records.rewrite_failures.load(.monotonic));
+    // The store appends to the new file: one more update, a kill, a reopen.
+    const later = try paddedRecord(1000, 10);
+    defer gpa.free(later);
+    try records.update(index, 0, later);
+    try index.checkpoint();
+    kill(index);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    const reopened = try recovery.open(gpa, path, opts(), .fast);
+    defer reopened.destroy();
+    var out: [256]u8 = undefined;
+    var needed: u64 = 0;
+    try records.readPayloads(reopened, live_seq, &.{0}, &out, &needed);
+    try std.testing.expectEqualSlices(u8, later, out[4..][0..later.len]);
+    try records.readPayloads(reopened, live_seq, &.{299}, &out, &needed);
+    const last = try paddedRecord(300, 10);
+    defer gpa.free(last);
+    try std.testing.expectEqualSlices(u8, last, out[4..][0..last.len]);
+    try std.testing.expectEqual(@as(u32, 1), (try verify(reopened)).ok);
+}
+
+test "records: a rewrite that fails at its write, sync or rename keeps the appended file" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    // The checkpoint's first write and fsync are its append; the second ones the rewrite's.
+    const faults = [_]struct { op: os.Op, nth: u64, name: []const u8 }{
+        .{ .op = .write, .nth = 2, .name = "w" },
+        .{ .op = .fsync, .nth = 2, .name = "f" },
+        .{ .op = .rename, .nth = 1, .name = "r" },
+    };
+    for (faults) |case| {
+        const index = try rewriteSetup(&dir, case.name);
+        os.faults.arm(case.op, case.nth, .nospc, false);
+        const result = index.checkpoint();
+        const fired = os.faults.fired(case.op);
+        os.faults.reset();
+        try result;
+        try std.testing.expectEqual(@as(u64, 1), fired);
+        try std.testing.expectEqual(@as(u64, 1), index.records.rewrite_failures.load(.monotonic));
+        var name_buf: [32]u8 = undefined;
+        const records_name = try std.fmt.bufPrint(&name_buf, "{s}.records", .{case.name});
+        try std.testing.expect((try fileSize(&dir, records_name)).? > 300 * 4000);
+        var temp_buf: [32]u8 = undefined;
+        const temp_name = try std.fmt.bufPrint(&temp_buf, "{s}.records~rewrite", .{case.name});
+        try std.testing.expectEqual(@as(?u64, null), try fileSize(&dir, temp_name));
+        try expectSmallPayloads(index);
+        kill(index);
+        var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const path = try dir.path(&path_buf, case.name);
+        const reopened = try recovery.open(gpa, path, opts(), .fast);
+        defer reopened.destroy();
+        try expectSmallPayloads(reopened);
+        // The next checkpoint rewrites it.
+        try reopened.checkpoint();
+        try std.testing.expect((try fileSize(&dir, records_name)).? < 300 * 200);
+    }
+}
+
+test "records: an open removes a rewrite's leftover, and only a records file of that name" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    {
+        const index = try rewriteSetup(&dir, "idx");
+        defer index.destroy();
+        try index.checkpoint();
+    }
+    var from_buf: [std.fs.max_path_bytes]u8 = undefined;
+    var to_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const from = try dir.path(&from_buf, "idx.records");
+    const to = try dir.path(&to_buf, "idx.records~rewrite");
+    // A rewrite that died before its rename: a whole copy at the temporary name.
+    try std.fs.cwd().copyFile(from, std.fs.cwd(), to, .{});
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try expectSmallPayloads(index);
+    }
+    try std.testing.expectEqual(@as(?u64, null), try fileSize(&dir, "idx.records~rewrite"));
+    // A file of the user's under that name (not a records file) is not touched.
+    try std.fs.cwd().writeFile(.{ .sub_path = to, .data = "not a records file" });
+    {
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try index.checkpoint();
+    }
+    try std.testing.expectEqual(@as(?u64, 18), try fileSize(&dir, "idx.records~rewrite"));
+    comptime std.debug.assert(300 * 4000 >= store_mod.rewrite_bytes_min);
 }

@@ -11,7 +11,9 @@
 //! 3 pad | u64 key | payload |. The first entry is the schema (kind 1); each later one (kind 2)
 //! is the newest payload of `slot` at a checkpoint, so the last entry of a slot wins. The file is
 //! synced before the log is emptied: a torn tail is a checkpoint that did not finish, whose
-//! records the log still holds, and is cut; a bad entry with data after it is `Corrupt`.
+//! records the log still holds, and is cut; a bad entry with data after it is `Corrupt`. Once
+//! superseded entries outweigh live ones (past `rewrite_bytes_min`), a checkpoint rewrites the
+//! file with the live ones alone and renames it into place (`rewriteFile`).
 const std = @import("std");
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
@@ -27,6 +29,12 @@ const filter = @import("filter.zig");
 const Bitset = @import("bitset.zig").Bitset;
 
 pub const file_suffix = ".records";
+/// The rewritten file before it replaces `path.records` (see `rewriteFile`).
+pub const rewrite_suffix = file_suffix ++ "~rewrite";
+
+/// A checkpoint rewrites the file once it holds at least this many bytes and less than half of
+/// them are live (the rest superseded payloads).
+pub const rewrite_bytes_min: u64 = 1 << 20;
 
 comptime {
     assert(payload_mod.bytes_max <= wal.payload_bytes_max);
@@ -93,6 +101,8 @@ pub const Store = struct {
     file_end: u64 = 0,
     /// A failed append may have left bytes past `file_end`; they are cut before the next one.
     tail_dirty: bool = false,
+    /// Rewrites of the file that failed (`rewriteFile`; the appended file stayed in use).
+    rewrite_failures: std.atomic.Value(u64) = std.atomic.Value(u64).init(0),
     /// The key each loaded entry named, checked against the slots by `checkLoaded`.
     loaded_keys: std.AutoHashMapUnmanaged(u32, u64) = .{},
 
@@ -372,32 +382,94 @@ pub const Store = struct {
         }
         var buffer = std.ArrayListUnmanaged(u8){};
         defer buffer.deinit(self.gpa);
-        for (entries) |entry| {
-            var header = EntryHeader{
-                .bytes = @intCast(entry.bytes.len),
-                .checksum = 0,
-                .slot = entry.slot,
-                .kind = entry.kind,
-                .pad = .{ 0, 0, 0 },
-                .key = entry.key,
-            };
-            header.checksum = checksum(&header, entry.bytes);
-            try buffer.appendSlice(self.gpa, std.mem.asBytes(&header));
-            try buffer.appendSlice(self.gpa, entry.bytes);
-        }
-        var written: usize = 0;
-        while (written < buffer.items.len) {
-            const n = os.pwrite(fd, buffer.items[written..], self.file_end + written) catch |err| {
-                self.tail_dirty = true;
-                return err;
-            };
-            if (n == 0) {
-                self.tail_dirty = true;
-                return error.DiskFull;
-            }
-            written += n;
-        }
+        for (entries) |entry| try encodeEntry(self.gpa, &buffer, entry);
+        writeAll(fd, buffer.items, self.file_end) catch |err| {
+            self.tail_dirty = true;
+            return err;
+        };
         self.file_end += buffer.items.len;
+    }
+
+    /// Bytes the file would hold rewritten: the schema and each slot's newest payload.
+    fn liveBytes(self: *const Store) u64 {
+        return (self.records + 1) * @sizeOf(EntryHeader) + self.payload_bytes +
+            self.schema.bytes.len;
+    }
+
+    /// Whether `rewriteFile` is due: the file has grown past `rewrite_bytes_min` and holds more
+    /// superseded entries than live ones (every update appends; nothing else shrinks it).
+    pub fn rewriteDue(self: *const Store) bool {
+        return self.file != null and self.dirty.count() == 0 and
+            self.file_end >= rewrite_bytes_min and self.file_end > 2 * self.liveBytes();
+    }
+
+    /// Writes the schema and every slot's newest payload to `path.records~rewrite`, syncs it,
+    /// renames it over `path.records` and syncs the directory; the store then appends to it.
+    /// Runs after a checkpoint (nothing dirty), with mutations excluded and the lock held
+    /// shared: both files hold the same payloads, so a crash at any point leaves a whole file at
+    /// `path.records`. A failure before the rename removes the new file and keeps the old one in
+    /// use; the caller may ignore it (the old file is complete).
+    pub fn rewriteFile(self: *Store, path: []const u8, keys: anytype) Error!void {
+        assert(self.dirty.count() == 0);
+        var final_buf: [std.fs.max_path_bytes]u8 = undefined;
+        var temp_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const final = std.fmt.bufPrintZ(&final_buf, "{s}" ++ file_suffix, .{path}) catch
+            return error.Io;
+        const temp = std.fmt.bufPrintZ(&temp_buf, "{s}" ++ rewrite_suffix, .{path}) catch
+            return error.Io;
+        // A leftover of an attempt that died before its rename holds payloads `path.records`
+        // holds too; a file of that name that is not one is left alone (and no rewrite runs).
+        removeLeftover(temp);
+        const create = os.OpenOptions{ .writable = true, .create = true, .exclusive = true };
+        const fd = os.open(temp, create) catch |err| return switch (err) {
+            error.Exists, error.Io, error.NotFound, error.NotRegular => error.Io,
+        };
+        var renamed = false;
+        errdefer if (!renamed) {
+            os.close(fd);
+            os.unlink(temp) catch {};
+        };
+        var buffer = std.ArrayListUnmanaged(u8){};
+        defer buffer.deinit(self.gpa);
+        var end: u64 = 0;
+        try encodeEntry(self.gpa, &buffer, .{
+            .slot = slot_none,
+            .kind = kind_schema,
+            .key = 0,
+            .bytes = self.schema.bytes,
+        });
+        for (self.heads.items, 0..) |maybe_head, i| {
+            const head = maybe_head orelse continue;
+            const slot: u32 = @intCast(i);
+            try encodeEntry(self.gpa, &buffer, .{
+                .slot = slot,
+                .kind = kind_record,
+                .key = keys.keyOf(slot),
+                .bytes = head.bytes,
+            });
+            // Written in pieces of about a MiB: a large store is never buffered whole.
+            if (buffer.items.len >= 1 << 20) {
+                try writeAll(fd, buffer.items, end);
+                end += buffer.items.len;
+                buffer.clearRetainingCapacity();
+            }
+        }
+        try writeAll(fd, buffer.items, end);
+        end += buffer.items.len;
+        try os.fsync(fd);
+        os.rename(temp, final) catch |err| return switch (err) {
+            error.DiskFull => error.DiskFull,
+            error.Exists, error.NotFound, error.Io => error.Io,
+        };
+        renamed = true;
+        const old = self.file.?;
+        self.file = fd;
+        self.file_end = end;
+        self.tail_dirty = false;
+        os.close(old);
+        // Past the rename the new file is the store's whatever the directory sync says: both
+        // files hold the same payloads, so either name's content is whole.
+        try os.syncDirectoryOf(final);
     }
 
     /// Appends the newest payload of every dirty slot and syncs the file. The caller holds the
@@ -441,6 +513,12 @@ pub const Store = struct {
             os.open(full, .{ .writable = true })
         else
             swap.openResolved(path, file_suffix);
+        if (writable) {
+            var temp_buf: [std.fs.max_path_bytes]u8 = undefined;
+            const temp = std.fmt.bufPrintZ(&temp_buf, "{s}" ++ rewrite_suffix, .{path}) catch
+                return error.Io;
+            removeLeftover(temp);
+        }
         const fd = opened catch |err| switch (err) {
             error.NotFound => {
                 if (writable) return self.createFile(path);
@@ -527,6 +605,51 @@ pub const Store = struct {
         self.dirty.clearRetainingCapacity();
     }
 };
+
+/// Removes `path` if it is a records file (its first entry an intact schema entry): a rewrite
+/// that did not reach its rename. Anything else at that name is not the store's, and stays.
+pub fn removeLeftover(path: [:0]const u8) void {
+    const fd = os.open(path, .{ .writable = false }) catch return;
+    const ours = blk: {
+        defer os.close(fd);
+        var header: EntryHeader = undefined;
+        const got = os.pread(fd, std.mem.asBytes(&header), 0) catch break :blk false;
+        if (got != @sizeOf(EntryHeader) or header.kind != kind_schema) break :blk false;
+        if (header.slot != slot_none or header.bytes > schema_mod.bytes_max) break :blk false;
+        var body: [schema_mod.bytes_max]u8 = undefined;
+        const n = os.pread(fd, body[0..header.bytes], @sizeOf(EntryHeader)) catch
+            break :blk false;
+        break :blk n == header.bytes and checksum(&header, body[0..n]) == header.checksum;
+    };
+    if (ours) os.unlink(path) catch {};
+}
+
+fn encodeEntry(
+    gpa: std.mem.Allocator,
+    buffer: *std.ArrayListUnmanaged(u8),
+    entry: Store.Entry,
+) error{OutOfMemory}!void {
+    var header = EntryHeader{
+        .bytes = @intCast(entry.bytes.len),
+        .checksum = 0,
+        .slot = entry.slot,
+        .kind = entry.kind,
+        .pad = .{ 0, 0, 0 },
+        .key = entry.key,
+    };
+    header.checksum = checksum(&header, entry.bytes);
+    try buffer.appendSlice(gpa, std.mem.asBytes(&header));
+    try buffer.appendSlice(gpa, entry.bytes);
+}
+
+fn writeAll(fd: os.Fd, bytes: []const u8, offset: u64) Error!void {
+    var written: usize = 0;
+    while (written < bytes.len) {
+        const n = try os.pwrite(fd, bytes[written..], offset + written);
+        if (n == 0) return error.DiskFull;
+        written += n;
+    }
+}
 
 /// Whether a bad entry at `offset` can be a torn tail: the file ends inside it.
 fn tailOnly(bytes: []const u8, offset: usize, header: EntryHeader) bool {

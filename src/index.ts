@@ -5,8 +5,8 @@
  */
 import { native } from "./runtime/loader.ts";
 import { layouts, limits, Metric as MetricCode, optionFlags, Status, StorageKind } from "./ffi.gen.ts";
-import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, UnknownMetricError } from "./errors.ts";
-import { type Key, toKey } from "./keys.ts";
+import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError, NotFoundError, UnknownMetricError } from "./errors.ts";
+import { toKey } from "./keys.ts";
 import { type Id, keyOfId, resolveIds } from "./ids.ts";
 import { decode, encode } from "./structs.ts";
 import { type BatchOptions, type BatchResult, checkOptionKeys, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
@@ -460,16 +460,20 @@ export class Index extends Reader {
   }
 
   /**
-   * A zero-copy view of the stored vector of `key`, valid until disposed or until the storage
-   * is remapped (then `array` throws StaleGuardError). Use with `using`. A copy instead (see
-   * `VectorView.copy`) for a read-only index and in Deno Workers. Cost: O(1), O(d) for a copy.
+   * A zero-copy view of the stored vector of `id` (a u64 key or a string id), valid until
+   * disposed or until the storage is remapped (then `array` throws StaleGuardError). Use with
+   * `using`. NotFoundError when no live record has this id (for a string id: the one stored
+   * under its key). A copy instead (see `VectorView.copy`) for a read-only index and in Deno
+   * Workers. Cost: O(1), O(d) for a copy; a string id also reads its record's payload.
    */
-  view(key: Key): VectorView {
+  view(id: Id): VectorView {
     const h = this.handleOrThrow();
+    if (typeof id === "string" && !this.has(id)) throw new NotFoundError(`no record has the id ${JSON.stringify(id.slice(0, 64))}`);
+    const key = typeof id === "string" ? keyOfId(id) : toKey(id);
     const guard = new BigUint64Array(1);
     const address = new BigUint64Array(1);
     const epoch = new BigUint64Array(1);
-    check(native().fn.qv_guard_acquire(h, toKey(key), guard, address, epoch));
+    check(native().fn.qv_guard_acquire(h, key, guard, address, epoch));
     let ref: WeakRef<VectorView> | undefined;
     const owner = {
       epochNow: () => this.#epochNow(),

@@ -612,7 +612,26 @@ test("records: an async search and batch add carry filters, metadata and string 
   const badOption = await index.searchAsync(vec(5), 5, { filtr: {} } as never).catch((e) => e);
   assert(badOption instanceof InvalidArgumentError, String(badOption));
   assertEquals(index.size, n);
-  assertThrows(() => index.view("a-1" as never), InvalidKeyError);
+  {
+    using view = index.view("a-1");
+    assertEquals([...view.array], [...index.get("a-1")!]);
+  }
+  assertThrows(() => index.view({} as never), InvalidKeyError);
   assertThrows(() => index.getRecord(Symbol() as never), InvalidKeyError);
   void NotFoundError;
+});
+
+test("records: view takes a string id (old: InvalidKeyError); an id not stored, or a string over a numeric key, is NotFoundError", () => {
+  using index = new Index({ dimensions: d });
+  index.add("doc-é", vec(3), { n: 1 });
+  index.add(5, vec(5));
+  {
+    using view = index.view("doc-é");
+    assertEquals([...view.array], [...vec(3)].map((x) => Math.fround(x)));
+  }
+  assertThrows(() => index.view("missing"), NotFoundError);
+  index.remove("doc-é");
+  assertThrows(() => index.view("doc-é"), NotFoundError);
+  using numeric = index.view(5);
+  assertEquals(numeric.array[0], Math.fround(vec(5)[0]));
 });

@@ -6,9 +6,10 @@
  * ../runtime/loader.ts;
  * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
  */
-import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
+import { ClosedError, InvalidArgumentError } from "../errors.ts";
+import { plainTyped } from "../arrays.ts";
 import { type Id, resolveIds } from "../ids.ts";
-import { checkEf, checkK, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { checkEf, checkK, checkQueries, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
 import { encodePayloads, type MetadataInput, parseFilter, type RecordSchema } from "../records/mod.ts";
 import { native } from "../runtime/loader.ts";
 import { type AsyncStats, pool, rebuild } from "./pool.ts";
@@ -236,7 +237,7 @@ const same = <T>(result: unknown) => result as T;
 export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
   try {
     checkSearchOptions(options);
-    const q = toVector(query).slice();
+    const q = toVector(query, index.dimensions).slice();
     checkK(k);
     checkEf(options.ef, k);
     if (options.filter !== undefined) parseFilter(options.filter, index.schema);
@@ -248,15 +249,14 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
 }
 
 /** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
-export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
+export function searchBatchAsync(index: Index, batch: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
   try {
     checkSearchOptions(options, true);
     checkK(k);
     checkEf(options.ef, k);
     checkThreads(options.threads);
     if (options.filter !== undefined) parseFilter(options.filter, index.schema);
-    if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
-    if (queries.length % index.dimensions !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${index.dimensions}`);
+    const queries = checkQueries(batch, index.dimensions, k);
     const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     const column = toColumn(queries, pins, transfer);
@@ -272,11 +272,12 @@ export function searchBatchAsync(index: Index, queries: Float32Array, k: number,
  * signal's reason after the chunk that runs ends: the first `done` vectors of the batch (the
  * last `onProgress` value, always reported before the rejection) are in, the rest are not.
  */
-export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
+export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, batch: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
   try {
     checkOptionKeys(options, addOptionKeys, "addAsync");
     const { keys: column, strings } = resolveIds(ids);
-    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+    const vectors = plainTyped<Float32Array>(batch, Float32Array);
+    if (vectors === undefined) throw new InvalidArgumentError("a batch takes one flat Float32Array");
     const threads = checkThreads(options.threads);
     const total = column.length;
     const metadata = options.metadata;

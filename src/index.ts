@@ -267,6 +267,7 @@ export class Index extends Reader {
    */
   static open(path: string, options: OpenOptions = {}): Index {
     if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
+    if (options === null || typeof options !== "object") throw new InvalidArgumentError("open options must be an object");
     if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     const flags = openFlags(options);
     const bytes = new TextEncoder().encode(path);
@@ -282,6 +283,7 @@ export class Index extends Reader {
    */
   static openAsync(path: string, options: OpenOptions = {}): Promise<Index> {
     try {
+      if (options === null || typeof options !== "object") throw new InvalidArgumentError("openAsync options must be an object");
       if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     } catch (error) {
       return Promise.reject(error);

@@ -4,13 +4,31 @@
  * Each test names the defect it guards; each fails on the code before its fix.
  */
 import {
+  asyncStats,
+  ClosedError,
+  configureAsync,
   DimensionMismatchError,
   Index,
   InvalidArgumentError,
   InvalidFilterError,
   InvalidKeyError,
 } from "../mod.ts";
-import { assert, assertEquals, assertThrows, test } from "./harness.ts";
+import { pool } from "../src/async/pool.ts";
+import { assert, assertEquals, assertThrows, tempDir, test } from "./harness.ts";
+
+/** The rejection of `promise` (an AssertionError-worthy Error if it resolves). */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  return new Error("expected a rejection, the Promise resolved");
+}
+
+function keysOf(n: number, from = 0): BigUint64Array {
+  return BigUint64Array.from({ length: n }, (_, i) => BigInt(from + i));
+}
 
 const d = 4;
 
@@ -113,4 +131,105 @@ test("hostile: a batch asking for more results than fit in memory is a typed err
   assert(rejected instanceof InvalidArgumentError, `searchBatchAsync rejected with ${String(rejected)}`);
   // Within the bound the batch still runs.
   assertEquals(index.searchBatch(queries.subarray(0, 4), 1 << 20).counts.length, 4);
+});
+
+test("hostile: an onProgress that throws neither escapes the pool nor stalls it", async () => {
+  using index = new Index({ dimensions: d });
+  const n = 600;
+  // The throw escaped the pool's reply handler (an uncaught exception: the process ended, or
+  // hung with the Worker's slot busy forever).
+  let calls = 0;
+  const error = await rejection(index.addAsync(keysOf(n), new Float32Array(n * d).fill(1), {
+    chunk: 100,
+    onProgress: () => {
+      calls++;
+      throw new Error("from onProgress");
+    },
+  }));
+  assertEquals((error as Error).message, "from onProgress");
+  assertEquals(calls, 1, "not called again after it threw");
+  // The call ran to its end: its work stands, and the pool takes the next call.
+  assertEquals(index.size, n);
+  assertEquals((await index.searchAsync(new Float32Array(d).fill(1), 1)).ids.length, 1);
+});
+
+test("hostile: a signal or onProgress of the wrong type is InvalidArgumentError before anything runs", async () => {
+  using index = new Index({ dimensions: d });
+  // `{}` failed only after the task was posted, and again inside the pool's reply handler.
+  const signal = {} as unknown as AbortSignal;
+  assert(await rejection(index.addAsync(keysOf(4), new Float32Array(4 * d).fill(1), { signal })) instanceof InvalidArgumentError);
+  assert(await rejection(index.compactAsync({ signal })) instanceof InvalidArgumentError);
+  const onProgress = 5 as unknown as () => void;
+  assert(await rejection(index.addAsync(keysOf(4), new Float32Array(4 * d).fill(1), { onProgress })) instanceof InvalidArgumentError);
+  assertEquals(index.size, 0, "nothing was added");
+  index.add(1, new Float32Array(d).fill(1));
+  assertEquals((await index.searchAsync(new Float32Array(d).fill(1), 1)).ids, [1]);
+});
+
+test("hostile: async options that cannot be posted to a Worker are InvalidArgumentError, and fail only their call", async () => {
+  const dir = tempDir();
+  // A function in openAsync's options was a DataCloneError thrown in the pool: Deno exited.
+  const fn = (() => 1) as unknown;
+  assert(await rejection(Index.openAsync(`${dir}/a.qv`, { dimensions: d, extra: fn } as never)) instanceof InvalidArgumentError);
+  assert(await rejection(Index.openAsync(`${dir}/a.qv`, null as never)) instanceof InvalidArgumentError);
+  using index = new Index({ dimensions: d, indexes: { lang: "keyword" } });
+  index.add(1, new Float32Array(d).fill(1), { lang: "en" });
+  const query = new Float32Array(d).fill(1);
+  assert(await rejection(index.searchAsync(query, 1, { rerank: fn as boolean })) instanceof InvalidArgumentError);
+  // A Proxy filter passes validation but not the structured clone; searches waiting with it
+  // (coalesced into one message) must still succeed.
+  const searches = Array.from({ length: 12 }, (_, i) => index.searchAsync(query, 1, i === 5 ? { filter: new Proxy({ lang: "en" }, {}) } : { filter: { lang: "en" } }));
+  const settled = await Promise.allSettled(searches);
+  assertEquals(settled.map((r) => r.status === "fulfilled" ? "ok" : (r.reason as Error).constructor.name), settled.map((_, i) => i === 5 ? "InvalidArgumentError" : "ok"));
+  assert(await rejection(index.searchBatchAsync(query, 1, { filter: new Proxy({ lang: "en" }, {}) })) instanceof InvalidArgumentError);
+  using opened = await Index.openAsync(`${dir}/b.qv`, { dimensions: d });
+  assertEquals(opened.size, 0);
+});
+
+test("hostile: the pool fails a task it cannot post, and keeps serving", async () => {
+  using index = new Index({ dimensions: d });
+  index.add(1, new Float32Array(d).fill(1));
+  // The backstop under api.ts's clone: a body the structured clone refuses.
+  const reply = await new Promise<{ type: string; status?: number }>((resolve) => {
+    const body = { op: "search", query: new Float32Array(d), k: 1, options: { filter: () => 1 } } as never;
+    pool.submit(index.handle, body, { settle: (r) => resolve(r) });
+  });
+  assertEquals(reply.type, "failed");
+  assertEquals(reply.status, new InvalidArgumentError().status);
+  assertEquals(asyncStats().running, 0, "no Worker is left marked busy");
+  assertEquals((await index.searchAsync(new Float32Array(d).fill(1), 1)).ids, [1]);
+});
+
+test("hostile: configureAsync refuses bad values with InvalidArgumentError and changes nothing", () => {
+  const before = asyncStats();
+  // A RangeError, after nice and idleMs had already been set.
+  assertThrows(() => configureAsync({ nice: 7, workers: -1 }), InvalidArgumentError);
+  assertThrows(() => configureAsync({ workers: NaN }), InvalidArgumentError);
+  assertThrows(() => configureAsync({ idleMs: -1 }), InvalidArgumentError);
+  assertThrows(() => configureAsync(null as never), InvalidArgumentError);
+  const after = asyncStats();
+  assertEquals([after.workers, after.nice, after.idleMs], [before.workers, before.nice, before.idleMs]);
+});
+
+test("hostile: the async calls of a closed index reject, never throw", async () => {
+  const index = new Index({ dimensions: d });
+  index.close();
+  // verifyAsync, backupAsync, syncAsync and checkpointAsync threw ClosedError synchronously.
+  const calls: (() => Promise<unknown>)[] = [
+    () => index.verifyAsync(),
+    () => index.backupAsync(`${tempDir()}/x.qv`),
+    () => index.syncAsync(),
+    () => index.checkpointAsync(),
+    () => index.searchAsync(new Float32Array(d), 1),
+    () => index.compactAsync(),
+  ];
+  for (const call of calls) {
+    let promise: Promise<unknown> | undefined;
+    try {
+      promise = call();
+    } catch (error) {
+      throw new Error(`threw synchronously: ${String(error)}`);
+    }
+    assert(await rejection(promise) instanceof ClosedError);
+  }
 });

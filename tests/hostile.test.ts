@@ -233,3 +233,33 @@ test("hostile: the async calls of a closed index reject, never throw", async () 
     assert(await rejection(promise) instanceof ClosedError);
   }
 });
+
+test("hostile: indexed values are those of the stored metadata, even when a getter changes its answer", () => {
+  using index = filled(0);
+  let reads = 0;
+  // "en" for the validation and the JSON, "de" from the third read on: the terms said "de"
+  // while the stored metadata said "en".
+  const metadata = {
+    get lang(): string {
+      return reads++ < 2 ? "en" : "de";
+    },
+  };
+  index.add("shifty", [1, 0, 0, 0], metadata);
+  const stored = index.getRecord("shifty")!.metadata!;
+  assertEquals(index.count({ lang: stored.lang as string }), 1, `a filter on the stored value ${String(stored.lang)} finds it`);
+  assertEquals(index.count({ lang: stored.lang === "en" ? "de" : "en" }), 0);
+});
+
+test("hostile: Snapshot.save takes only a string path", () => {
+  using index = filled(4);
+  using snapshot = index.snapshot();
+  const target = `${tempDir()}/s.qv`;
+  // An object (or a number) was encoded as its string form and saved there.
+  const sneaky = { toString: () => target } as unknown as string;
+  assertThrows(() => snapshot.save(sneaky), InvalidArgumentError);
+  assertThrows(() => snapshot.save(7 as unknown as string), InvalidArgumentError);
+  assertThrows(() => snapshot.save(""), InvalidArgumentError);
+  snapshot.save(target);
+  using saved = Index.open(target, { readOnly: true });
+  assertEquals(saved.size, 4);
+});

@@ -6,8 +6,8 @@
  * layer (a raw TypeError in both runtimes). Pure: imports nothing that loads the library.
  */
 
-type Column = Float32Array | BigUint64Array;
-type ColumnClass = Float32ArrayConstructor | BigUint64ArrayConstructor;
+type Column = Float32Array | BigUint64Array | Uint8Array;
+type ColumnClass = Float32ArrayConstructor | BigUint64ArrayConstructor | Uint8ArrayConstructor;
 
 const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object;
 /** %TypedArray%.prototype getters, taken once: they read internal slots, never properties. */

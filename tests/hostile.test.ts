@@ -12,6 +12,7 @@ import {
   InvalidArgumentError,
   InvalidFilterError,
   InvalidKeyError,
+  kernels,
 } from "../mod.ts";
 import { pool } from "../src/async/pool.ts";
 import { assert, assertEquals, assertThrows, tempDir, test } from "./harness.ts";
@@ -262,4 +263,28 @@ test("hostile: Snapshot.save takes only a string path", () => {
   snapshot.save(target);
   using saved = Index.open(target, { readOnly: true });
   assertEquals(saved.size, 4);
+});
+
+test("hostile: the exported kernels read a Float32Array's real length, and refuse a Proxy typed", () => {
+  class Liar extends Float32Array {
+    override get length(): number {
+      return 1 << 20;
+    }
+  }
+  // 2^20 floats were read from a 16-byte buffer (NaN here, or a crash past the heap's end).
+  assertEquals(kernels.l2sq(new Liar([1, 2, 3, 4]), new Liar([1, 2, 3, 5])), 1);
+  assertEquals(kernels.dot(new Liar([1, 2, 3, 4]), new Float32Array([1, 1, 1, 1])), 10);
+  assertEquals(kernels.encodeI8(new Liar([1, 2, 3, 4])).length, 128);
+  assertThrows(() => kernels.l2sq(new Proxy(new Float32Array(4), {}), new Float32Array(4)), InvalidArgumentError);
+  // The i8 kernels are given each buffer's length: a lying one was read past the buffer too.
+  const code = kernels.encodeI8(new Float32Array([1, 2, 3, 4]));
+  class LiarBytes extends Uint8Array {
+    override get length(): number {
+      return 1 << 20;
+    }
+  }
+  const liar = new LiarBytes(code);
+  // d = 2^16 needs more bytes than the real buffer holds: NaN (too short), not an overread.
+  assert(Number.isNaN(kernels.l2sqI8(liar, liar, 1 << 16)), "a too-short buffer is NaN");
+  assertEquals(kernels.l2sqI8(liar, code, 4), kernels.l2sqI8(code, code, 4));
 });

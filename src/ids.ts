@@ -7,6 +7,7 @@ import { native } from "./runtime/loader.ts";
 import { check, InvalidKeyError } from "./errors.ts";
 import { type Key, toKey } from "./keys.ts";
 import { idBytes, packIds } from "./records/mod.ts";
+import { plainTyped } from "./arrays.ts";
 
 /** An id: a u64 key (number or bigint) or a string id. */
 export type Id = Key | string;
@@ -48,7 +49,12 @@ export function keyOfId(id: unknown, where = "id"): bigint {
  * bigints and strings (the strings hashed in one FFI call). O(n).
  */
 export function resolveIds(ids: BigUint64Array | ArrayLike<Id>): ResolvedIds {
-  if (ids instanceof BigUint64Array) return { keys: ids, strings: undefined };
+  const column = plainTyped<BigUint64Array>(ids, BigUint64Array);
+  if (column !== undefined) return { keys: column, strings: undefined };
+  if (ids instanceof BigUint64Array) throw new InvalidKeyError("ids must be a BigUint64Array itself, not a Proxy or imitation of one");
+  if (ids === null || typeof ids !== "object" || !Number.isSafeInteger(ids.length) || ids.length < 0) {
+    throw new InvalidKeyError("ids must be a BigUint64Array or an array of ids");
+  }
   const keys = new BigUint64Array(ids.length);
   let strings: (string | undefined)[] | undefined;
   const texts: string[] = [];

@@ -9,6 +9,7 @@ import { check, InvalidArgumentError, InvalidDimensionsError, InvalidHandleError
 import { toKey } from "./keys.ts";
 import { type Id, keyOfId, resolveIds } from "./ids.ts";
 import { decode, encode } from "./structs.ts";
+import { plainTyped } from "./arrays.ts";
 import { type BatchOptions, type BatchResult, checkOptionKeys, checkThreads, closedError, Reader, type SearchOptions, type SearchResult, toVector, type VectorLike } from "./reader.ts";
 import { encodePayload, encodePayloads, type Filter, idBytes, type Indexes, type MetadataInput, RecordSchema } from "./records/mod.ts";
 import { VectorView } from "./view.ts";
@@ -208,7 +209,7 @@ export class Index extends Reader {
       check(native().fn.qv_index_writable(handle, this.u32Out));
       this.#writable = this.u32Out[0] === 1;
       if (options.centre !== undefined) {
-        const centre = toVector(options.centre);
+        const centre = toVector(options.centre, this.#dimensions);
         check(native().fn.qv_index_set_centre(handle, centre, centre.length));
       }
       this.#schema = this.#settleSchema(handle, options.indexes);
@@ -266,6 +267,7 @@ export class Index extends Reader {
    */
   static open(path: string, options: OpenOptions = {}): Index {
     if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
+    if (options === null || typeof options !== "object") throw new InvalidArgumentError("open options must be an object");
     if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     const flags = openFlags(options);
     const bytes = new TextEncoder().encode(path);
@@ -281,6 +283,7 @@ export class Index extends Reader {
    */
   static openAsync(path: string, options: OpenOptions = {}): Promise<Index> {
     try {
+      if (options === null || typeof options !== "object") throw new InvalidArgumentError("openAsync options must be an object");
       if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     } catch (error) {
       return Promise.reject(error);
@@ -364,7 +367,7 @@ export class Index extends Reader {
     } else {
       // Anything else is one id: keyOfId rejects what is not a number, a bigint or a string.
       const key = keyOfId(idOrIds);
-      const v = toVector(vectors);
+      const v = toVector(vectors, this.#dimensions);
       if (typeof idOrIds !== "string" && third === undefined) {
         check(native().fn.qv_index_add(h, key, v, v.length));
       } else {
@@ -375,8 +378,9 @@ export class Index extends Reader {
     this.revokeStaleViews();
   }
 
-  #addBatch(h: number, ids: BigUint64Array | ArrayLike<Id>, vectors: VectorLike, options: AddOptions): void {
-    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+  #addBatch(h: number, ids: BigUint64Array | ArrayLike<Id>, batch: VectorLike, options: AddOptions): void {
+    const vectors = plainTyped<Float32Array>(batch, Float32Array);
+    if (vectors === undefined) throw new InvalidArgumentError("a batch takes one flat Float32Array");
     const threads = checkThreads(options.threads);
     const { keys, strings } = resolveIds(ids);
     const metadata = options.metadata;

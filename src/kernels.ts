@@ -5,19 +5,31 @@
 import { native } from "./runtime/loader.ts";
 import { KernelLevel, Metric as MetricCode } from "./ffi.gen.ts";
 import { check, InvalidArgumentError } from "./errors.ts";
+import { plainTyped } from "./arrays.ts";
 import type { Metric } from "./index.ts";
 
 const levels: Record<number, string> = Object.fromEntries(Object.entries(KernelLevel).map(([name, code]) => [code, name]));
 
-/** The native side reads 4 bytes per element: anything but a Float32Array would be overread. */
+/**
+ * The native side reads 4 bytes per element: anything but a Float32Array would be overread, and
+ * so would one whose `length` claims more than it holds (a subclass, an own property: see
+ * arrays.ts, which gives back an array whose length is its real one).
+ */
 function floats(v: Float32Array): Float32Array {
-  if (!(v instanceof Float32Array)) throw new InvalidArgumentError("the kernels take Float32Arrays");
-  return v;
+  const plain = plainTyped<Float32Array>(v, Float32Array);
+  if (plain === undefined) throw new InvalidArgumentError("the kernels take Float32Arrays");
+  return plain;
+}
+
+/** An i8 code buffer whose length is its real one (see floats). */
+function bytes(v: Uint8Array): Uint8Array {
+  const plain = plainTyped<Uint8Array>(v, Uint8Array);
+  if (plain === undefined) throw new InvalidArgumentError("the i8 kernels take encodeI8 buffers (Uint8Array)");
+  return plain;
 }
 
 /** The i8 kernels take a u32 length: anything else would be truncated (Bun) or a raw TypeError (Deno). */
-function codes(a: Uint8Array, b: Uint8Array, d: number): number {
-  if (!(a instanceof Uint8Array) || !(b instanceof Uint8Array)) throw new InvalidArgumentError("the i8 kernels take encodeI8 buffers (Uint8Array)");
+function codes(d: number): number {
   if (typeof d !== "number" || !Number.isInteger(d) || d < 0 || d > 0xffff_ffff) {
     throw new InvalidArgumentError(`d = ${String(d)} (expected an integer in [0, 2^32 - 1])`);
   }
@@ -55,18 +67,30 @@ export interface Kernels {
 
 /** The SIMD distance kernels, exposed for benchmarks. */
 export const kernels: Kernels = {
-  l2sq: (a, b) => native().fn.qv_kernel_l2sq(floats(a), floats(b), Math.min(a.length, b.length)),
-  dot: (a, b) => native().fn.qv_kernel_dot(floats(a), floats(b), Math.min(a.length, b.length)),
-  encodeI8: (vector, centre = new Float32Array(vector.length), metric = "l2") => {
-    floats(vector);
-    floats(centre);
+  l2sq: (x, y) => {
+    const [a, b] = [floats(x), floats(y)];
+    return native().fn.qv_kernel_l2sq(a, b, Math.min(a.length, b.length));
+  },
+  dot: (x, y) => {
+    const [a, b] = [floats(x), floats(y)];
+    return native().fn.qv_kernel_dot(a, b, Math.min(a.length, b.length));
+  },
+  encodeI8: (v, c, metric = "l2") => {
+    const vector = floats(v);
+    const centre = c === undefined ? new Float32Array(vector.length) : floats(c);
     const out = new Uint8Array(64 + Math.ceil(vector.length / 64) * 64);
     const code = metric === "l2" ? MetricCode.l2sq : metric === "ip" ? MetricCode.ip : MetricCode.cosine;
     check(native().fn.qv_kernel_encode_i8(vector, centre, Math.min(vector.length, centre.length), code, out, out.length));
     return out;
   },
-  l2sqI8: (a, b, d) => native().fn.qv_kernel_l2sq_i8(a, a.length, b, b.length, codes(a, b, d)),
-  dotI8: (a, b, d) => native().fn.qv_kernel_dot_i8(a, a.length, b, b.length, codes(a, b, d)),
+  l2sqI8: (x, y, d) => {
+    const [a, b] = [bytes(x), bytes(y)];
+    return native().fn.qv_kernel_l2sq_i8(a, a.length, b, b.length, codes(d));
+  },
+  dotI8: (x, y, d) => {
+    const [a, b] = [bytes(x), bytes(y)];
+    return native().fn.qv_kernel_dot_i8(a, a.length, b, b.length, codes(d));
+  },
   info: () => ({
     level: levels[native().fn.qv_kernel_level()] ?? "unknown",
     library: native().path,

@@ -5,7 +5,8 @@
  * existed; ids and metadata cost one more (a read of the results' payloads).
  */
 import { native } from "./runtime/loader.ts";
-import { searchFlags as flagBits, Status } from "./ffi.gen.ts";
+import { limits, searchFlags as flagBits, Status } from "./ffi.gen.ts";
+import { plainTyped } from "./arrays.ts";
 import { BufferTooSmallError, check, ClosedError, DimensionMismatchError, InvalidArgumentError, InvalidEfError, InvalidKError } from "./errors.ts";
 import { hashIds, type Id, idOfKey, keyOfId, maybeStringKey } from "./ids.ts";
 import { compileFilter, decodePayload, type Filter, type Metadata, type RecordSchema } from "./records/mod.ts";
@@ -99,12 +100,32 @@ function searchFlags(options: SearchOptions): number {
 /** Anything array-like of numbers is accepted; Float32Array avoids a copy. */
 export type VectorLike = Float32Array | ArrayLike<number>;
 
-export function toVector(vector: VectorLike): Float32Array {
-  if (vector instanceof Float32Array) return vector;
-  if (vector === null || typeof vector !== "object" || typeof (vector as ArrayLike<number>).length !== "number") {
+/**
+ * `vector` as a Float32Array whose `length` is its real one (see arrays.ts): the array itself,
+ * or a copy of an array-like of numbers. With `dimensions`, an array-like of another length is
+ * a DimensionMismatchError before anything is allocated (a claimed length of 2^32 must not
+ * allocate 16 GiB). Elements are read by index (never through an iterator, which need not end)
+ * and converted as Float32Array.from would; a bigint or symbol element is InvalidArgumentError.
+ */
+export function toVector(vector: VectorLike, dimensions?: number): Float32Array {
+  const plain = plainTyped<Float32Array>(vector, Float32Array);
+  if (plain !== undefined) return plain;
+  if (vector === null || typeof vector !== "object") throw new InvalidArgumentError("a vector must be a Float32Array or an array of numbers");
+  if (vector instanceof Float32Array) throw new InvalidArgumentError("a vector must be a Float32Array itself, not a Proxy or imitation of one");
+  const length = (vector as ArrayLike<number>).length;
+  if (typeof length !== "number" || !Number.isSafeInteger(length) || length < 0) {
     throw new InvalidArgumentError("a vector must be a Float32Array or an array of numbers");
   }
-  return Float32Array.from(vector as ArrayLike<number>);
+  if (dimensions !== undefined && length !== dimensions) throw new DimensionMismatchError(`${length} components for ${dimensions} dimensions`);
+  if (length > limits.maxDimensions) throw new DimensionMismatchError(`${length} components (at most ${limits.maxDimensions} dimensions)`);
+  const out = new Float32Array(length);
+  for (let i = 0; i < length; i++) {
+    const x: unknown = (vector as ArrayLike<unknown>)[i];
+    if (typeof x === "number") out[i] = x;
+    else if (typeof x === "bigint" || typeof x === "symbol") throw new InvalidArgumentError(`vector[${i}] is a ${typeof x}, not a number`);
+    else out[i] = Number(x);
+  }
+  return out;
 }
 
 export function checkK(k: unknown): number {
@@ -120,6 +141,29 @@ export function checkEf(ef: unknown, k: number): number {
     throw new InvalidEfError(`ef = ${String(ef)} with k = ${k}`);
   }
   return ef;
+}
+
+/**
+ * Result slots a batch may ask for (queries × k): the results take 12 bytes each in typed
+ * arrays and one element in each of `ids` (and `metadata`); 2^26 is about 1.3 GB in all, where a
+ * few KiB of queries with k = 2^20 would otherwise ask for tens of GB and abort the process
+ * (V8's heap limit is fatal, not an exception).
+ */
+export const batchResultsMax = 1 << 26;
+
+/**
+ * @internal The queries of a batch: a Float32Array (its real length, see arrays.ts) holding a
+ * whole number of `d`-float queries, whose results (queries × k) fit `batchResultsMax`.
+ */
+export function checkQueries(batch: unknown, d: number, k: number): Float32Array {
+  const queries = plainTyped<Float32Array>(batch, Float32Array);
+  if (queries === undefined) throw new InvalidArgumentError("queries must be one flat Float32Array");
+  if (queries.length % d !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${d}`);
+  const count = queries.length / d;
+  if (count * k > batchResultsMax) {
+    throw new InvalidArgumentError(`${count} queries with k = ${k} ask for ${count * k} results (at most ${batchResultsMax} per batch): split the batch or lower k`);
+  }
+  return queries;
 }
 
 export function checkThreads(threads: unknown): number {
@@ -267,7 +311,7 @@ export abstract class Reader {
   search(query: VectorLike, k: number, options: SearchOptions = emptyOptions): SearchResult {
     checkSearchOptions(options);
     const h = this.handleOrThrow();
-    const q = toVector(query);
+    const q = toVector(query, this.dimensions);
     checkK(k);
     const ef = checkEf(options.ef, k);
     const flags = searchFlags(options);
@@ -318,16 +362,15 @@ export abstract class Reader {
    * Thread safety: as `search`. Cost: the sum of the searches (plus one match of the filter),
    * plus one read of the results' payloads when ids may be strings or metadata is asked for.
    */
-  searchBatch(queries: Float32Array, k: number, options: BatchOptions = {}): BatchResult {
+  searchBatch(batch: Float32Array, k: number, options: BatchOptions = {}): BatchResult {
     checkSearchOptions(options, true);
     const h = this.handleOrThrow();
     checkK(k);
     const ef = checkEf(options.ef, k);
     const threads = checkThreads(options.threads);
     const flags = searchFlags(options);
-    if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
+    const queries = checkQueries(batch, this.dimensions, k);
     const d = this.dimensions;
-    if (queries.length % d !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${d}`);
     const program = options.filter === undefined ? undefined : this.compileFilter(options.filter);
     const withMetadata = options.includeMetadata === true;
     const count = queries.length / d;

@@ -5,7 +5,7 @@
  * to take: O(1), no copy.
  */
 import { native } from "./runtime/loader.ts";
-import { check } from "./errors.ts";
+import { check, InvalidArgumentError } from "./errors.ts";
 import { Status } from "./ffi.gen.ts";
 import { closedError, Reader } from "./reader.ts";
 import type { RecordSchema } from "./records/mod.ts";
@@ -63,6 +63,8 @@ export class Snapshot extends Reader {
    * writers go on; `Index.open(path)` then gives exactly the snapshot's contents. O(n).
    */
   save(path: string): void {
+    // A number or an object would be encoded as its string form: a file named "123".
+    if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
     const h = this.handleOrThrow();
     const bytes = new TextEncoder().encode(path);
     check(native().fn.qv_snapshot_save(h, this.#handle, bytes, bytes.length), path);

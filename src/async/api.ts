@@ -6,9 +6,10 @@
  * ../runtime/loader.ts;
  * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
  */
-import { ClosedError, DimensionMismatchError, InvalidArgumentError } from "../errors.ts";
+import { ClosedError, InvalidArgumentError } from "../errors.ts";
+import { plainTyped } from "../arrays.ts";
 import { type Id, resolveIds } from "../ids.ts";
-import { checkEf, checkK, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
+import { checkEf, checkK, checkQueries, checkOptionKeys, checkSearchOptions, checkThreads, toVector, type BatchOptions, type BatchResult, type SearchOptions, type SearchResult, type VectorLike } from "../reader.ts";
 import { encodePayloads, type MetadataInput, parseFilter, type RecordSchema } from "../records/mod.ts";
 import { native } from "../runtime/loader.ts";
 import { type AsyncStats, pool, rebuild } from "./pool.ts";
@@ -71,6 +72,9 @@ export interface AsyncCompactOptions extends LongOptions {
 }
 
 const addOptionKeys = new Set(["threads", "chunk", "metadata", "onProgress", "signal"]);
+const configureKeys = new Set(["workers", "nice", "idleMs"]);
+const longKeys = new Set(["onProgress", "signal"]);
+const compactKeys = new Set(["threads", "onProgress", "signal"]);
 
 /** Inputs up to this size are copied (a copy this small costs well under a millisecond). */
 const copyLimitBytes = 1 << 20;
@@ -103,6 +107,7 @@ export function asyncStats(): AsyncStatsFull {
  * process shares them; calls beyond the bound wait in a queue (`asyncStats().queued`).
  */
 export function configureAsync(options: { workers?: number; nice?: number; idleMs?: number }): void {
+  checkOptionKeys(options, configureKeys, "configureAsync");
   pool.configure(options.workers ?? pool.stats().workers, options.nice, options.idleMs);
 }
 
@@ -153,11 +158,24 @@ interface Call<T> {
   map(result: unknown): T;
 }
 
-/** Runs one task on the pool; the Promise settles on this thread after the Worker's call ends. */
+/**
+ * Runs one task on the pool; the Promise settles on this thread after the Worker's call ends.
+ * Never throws: a closed index or a bad option is a rejected Promise.
+ */
 function submit<T>(call: Call<T>): Promise<T> {
+  try {
+    return submitOrThrow(call);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function submitOrThrow<T>(call: Call<T>): Promise<T> {
   const { index, options = {} } = call;
   const handle = index.handleOrThrow();
   const signal = options.signal;
+  const onProgress = options.onProgress;
+  checkCallbacks(signal, onProgress);
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     let pins = call.pins;
@@ -165,13 +183,24 @@ function submit<T>(call: Call<T>): Promise<T> {
     let last = 0;
     let reported = -1;
     let total = call.total ?? 1;
+    // What a caller's callback threw: it runs inside the pool's message handlers, where an
+    // exception would escape uncaught (ending the process) and leave the pool's queue stuck.
+    // The call still runs to its end; the Promise then rejects with the first such error.
+    let thrown: { error: unknown } | undefined;
+    const guarded = (callback: () => void) => {
+      try {
+        callback();
+      } catch (error) {
+        thrown ??= { error };
+      }
+    };
     const report = (done: number, force: boolean) => {
-      if (!options.onProgress || done === reported) return;
+      if (!onProgress || done === reported || thrown !== undefined) return;
       const now = performance.now();
       if (!force && now - last < progressIntervalMs) return;
       last = now;
       reported = done;
-      options.onProgress({ done, total });
+      guarded(() => onProgress({ done, total }));
     };
     const cancel = signal ? new Int32Array(new SharedArrayBuffer(4)) : undefined;
     const progress = call.polled && (signal || options.onProgress) ? new BigUint64Array(new SharedArrayBuffer(16)) : undefined;
@@ -187,7 +216,7 @@ function submit<T>(call: Call<T>): Promise<T> {
     const finish = () => {
       settled = true;
       if (poll !== undefined) clearInterval(poll);
-      signal?.removeEventListener("abort", onAbort);
+      if (signal !== undefined) guarded(() => signal.removeEventListener("abort", onAbort));
     };
     let id = 0;
     const onAbort = () => {
@@ -215,6 +244,7 @@ function submit<T>(call: Call<T>): Promise<T> {
       else if (reply.type === "done" && !reply.aborted) report(total, true);
       if (index.closed) return reject(new ClosedError("the index was closed while this call ran"));
       if (reply.type === "failed") return reject(rebuild(reply));
+      if (thrown !== undefined) return reject(thrown.error);
       if (reply.aborted) return reject(signal?.reason ?? new DOMException("aborted", "AbortError"));
       try {
         resolve(call.map(reply.result));
@@ -222,12 +252,45 @@ function submit<T>(call: Call<T>): Promise<T> {
         reject(error);
       }
     };
+    // Before the task exists: a listener that cannot be added leaves nothing running.
+    signal?.addEventListener("abort", onAbort, { once: true });
     id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel, progress);
     void pins;
-    signal?.addEventListener("abort", onAbort, { once: true });
     // A polled call learns its total from native code: its first report waits for it.
     if (!call.polled) report(0, true);
   });
+}
+
+/**
+ * InvalidArgumentError unless `signal` is undefined or has an AbortSignal's `aborted`,
+ * `addEventListener` and `removeEventListener`, and `onProgress` is undefined or a function:
+ * checked before anything is posted (a `{}` signal once failed only after the task ran, inside
+ * the pool's reply handler).
+ */
+function checkCallbacks(signal: unknown, onProgress: unknown): void {
+  if (onProgress !== undefined && typeof onProgress !== "function") {
+    throw new InvalidArgumentError(`onProgress must be a function, not ${typeof onProgress}`);
+  }
+  if (signal === undefined) return;
+  const s = signal as Partial<AbortSignalLike> | null;
+  if (s === null || typeof s !== "object" || typeof s.aborted !== "boolean" || typeof s.addEventListener !== "function" || typeof s.removeEventListener !== "function") {
+    throw new InvalidArgumentError("signal must be an AbortSignal (aborted, addEventListener, removeEventListener)");
+  }
+}
+
+/**
+ * A structured clone of what a call posts to a Worker, made here: a value that cannot be
+ * posted (a function, a symbol, a Proxy) is InvalidArgumentError at the call, where it was once
+ * a DataCloneError thrown from the pool's message handler (uncaught: Deno exited, Bun hung).
+ * Validating the clone, and posting it, also means a getter cannot change a value in between.
+ * O(size of the options).
+ */
+function postable<T>(value: T, what: string): T {
+  try {
+    return structuredClone(value);
+  } catch (error) {
+    throw new InvalidArgumentError(`${what} cannot be posted to a Worker (functions, symbols and Proxies cannot): ${(error as Error)?.message}`);
+  }
 }
 
 const same = <T>(result: unknown) => result as T;
@@ -236,11 +299,11 @@ const same = <T>(result: unknown) => result as T;
 export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
   try {
     checkSearchOptions(options);
-    const q = toVector(query).slice();
+    const q = toVector(query, index.dimensions).slice();
     checkK(k);
     checkEf(options.ef, k);
-    if (options.filter !== undefined) parseFilter(options.filter, index.schema);
-    const picked = { ef: options.ef, rerank: options.rerank, filter: options.filter, includeMetadata: options.includeMetadata };
+    const picked = postable({ ef: options.ef, rerank: options.rerank, filter: options.filter, includeMetadata: options.includeMetadata }, "search options");
+    if (picked.filter !== undefined) parseFilter(picked.filter, index.schema);
     return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer], map: same<SearchResult> });
   } catch (error) {
     return Promise.reject(error);
@@ -248,19 +311,18 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
 }
 
 /** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
-export function searchBatchAsync(index: Index, queries: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
+export function searchBatchAsync(index: Index, batch: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
   try {
     checkSearchOptions(options, true);
     checkK(k);
     checkEf(options.ef, k);
     checkThreads(options.threads);
-    if (options.filter !== undefined) parseFilter(options.filter, index.schema);
-    if (!(queries instanceof Float32Array)) throw new InvalidArgumentError("queries must be one flat Float32Array");
-    if (queries.length % index.dimensions !== 0) throw new DimensionMismatchError(`${queries.length} floats is not a multiple of ${index.dimensions}`);
+    const queries = checkQueries(batch, index.dimensions, k);
     const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     const column = toColumn(queries, pins, transfer);
-    const picked = { ef: options.ef, rerank: options.rerank, threads: options.threads, filter: options.filter, includeMetadata: options.includeMetadata };
+    const picked = postable({ ef: options.ef, rerank: options.rerank, threads: options.threads, filter: options.filter, includeMetadata: options.includeMetadata }, "searchBatch options");
+    if (picked.filter !== undefined) parseFilter(picked.filter, index.schema);
     return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, pins, transfer, map: same<BatchResult> });
   } catch (error) {
     return Promise.reject(error);
@@ -272,11 +334,12 @@ export function searchBatchAsync(index: Index, queries: Float32Array, k: number,
  * signal's reason after the chunk that runs ends: the first `done` vectors of the batch (the
  * last `onProgress` value, always reported before the rejection) are in, the rest are not.
  */
-export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, vectors: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
+export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, batch: Float32Array, options: AsyncAddOptions = {}): Promise<number> {
   try {
     checkOptionKeys(options, addOptionKeys, "addAsync");
     const { keys: column, strings } = resolveIds(ids);
-    if (!(vectors instanceof Float32Array)) throw new InvalidArgumentError("a batch takes one flat Float32Array");
+    const vectors = plainTyped<Float32Array>(batch, Float32Array);
+    if (vectors === undefined) throw new InvalidArgumentError("a batch takes one flat Float32Array");
     const threads = checkThreads(options.threads);
     const total = column.length;
     const metadata = options.metadata;
@@ -326,6 +389,7 @@ export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, vect
  */
 export function compactAsync(index: Index, options: AsyncCompactOptions = {}): Promise<void> {
   try {
+    checkOptionKeys(options, compactKeys, "compactAsync");
     const threads = checkThreads(options.threads);
     return submit({
       index,
@@ -347,6 +411,11 @@ export function compactAsync(index: Index, options: AsyncCompactOptions = {}): P
  */
 export function backupAsync(index: Index, path: string, options: LongOptions = {}): Promise<void> {
   if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
+  try {
+    checkOptionKeys(options, longKeys, "backupAsync");
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return submit({ index, body: { op: "backup", path }, options, map: () => undefined });
 }
 
@@ -355,6 +424,11 @@ export function backupAsync(index: Index, path: string, options: LongOptions = {
  * runs to its end on the Worker, which takes no other task until then.
  */
 export function verifyAsync<Report>(index: Index, options: LongOptions = {}): Promise<Report> {
+  try {
+    checkOptionKeys(options, longKeys, "verifyAsync");
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return submit({ index, body: { op: "verify" }, options, abortEarly: true, map: same<Report> });
 }
 
@@ -374,9 +448,16 @@ export function checkpointAsync(index: Index): Promise<void> {
  */
 export function openAsync<T>(path: string, options: { centre?: unknown }, wrap: (handle: number) => T): Promise<T> {
   if (typeof path !== "string" || path.length === 0) return Promise.reject(new InvalidArgumentError("path must be a non-empty string"));
-  const { centre: _centre, ...rest } = options;
+  if (options === null || typeof options !== "object") return Promise.reject(new InvalidArgumentError("openAsync options must be an object"));
+  const { centre: _centre, ...others } = options;
+  let rest: Record<string, unknown>;
+  try {
+    rest = postable(others, "openAsync options");
+  } catch (error) {
+    return Promise.reject(error);
+  }
   return new Promise<T>((resolve, reject) => {
-    pool.submit(0, { op: "open", path, options: rest as Record<string, unknown> }, {
+    pool.submit(0, { op: "open", path, options: rest }, {
       settle: (reply) => {
         if (reply.type === "failed") return reject(rebuild(reply));
         try {

@@ -5,7 +5,8 @@
  * started, so a burst of Promises costs queue entries, not threads. Imports ./protocol.ts and
  * ../errors.ts.
  */
-import { errorClassFor, QuiverError } from "../errors.ts";
+import { errorClassFor, InvalidArgumentError, QuiverError } from "../errors.ts";
+import { Status } from "../ffi.gen.ts";
 import type { Reply, Request, TaskBody } from "./protocol.ts";
 
 /** What a task's owner hears: progress while it runs, then one settle. */
@@ -111,13 +112,14 @@ export class Pool {
    * nice value of Workers started from now on.
    */
   configure(workers: number, nice = this.#nice, idleMs = this.#idleMs): void {
-    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new RangeError(`nice = ${String(nice)} (0 to 19)`);
-    if (typeof idleMs !== "number" || !(idleMs >= 0)) throw new RangeError(`idleMs = ${String(idleMs)} (>= 0, or Infinity)`);
+    // Every value is checked before any is set: a refused call changes nothing.
+    if (!Number.isInteger(nice) || nice < 0 || nice > 19) throw new InvalidArgumentError(`nice = ${String(nice)} (0 to 19)`);
+    if (typeof idleMs !== "number" || !(idleMs >= 0)) throw new InvalidArgumentError(`idleMs = ${String(idleMs)} (>= 0, or Infinity)`);
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+      throw new InvalidArgumentError(`workers = ${String(workers)} (1 to 64)`);
+    }
     this.#nice = nice;
     this.#idleMs = idleMs;
-    if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
-      throw new RangeError(`workers = ${String(workers)} (1 to 64)`);
-    }
     this.#size = workers;
     for (const slot of [...this.#slots]) if (this.#slots.length > this.#size && slot.task === undefined) this.#retire(slot);
     this.#pump();
@@ -214,18 +216,28 @@ export class Pool {
       if (slot.idle !== undefined) clearTimeout(slot.idle);
       slot.idle = undefined;
       slot.task = task;
-      if (task.body.op !== "open") slot.handles.add(task.handle);
-      if (task.body.op === "search") {
-        slot.more = this.#takeSearches(task.handle);
+      slot.more = task.body.op === "search" ? this.#takeSearches(task.handle) : [];
+      try {
         if (slot.more.length > 0) {
-          this.#coalesced += slot.more.length + 1;
           const items = [task, ...slot.more].map((t) => ({ id: t.id, body: t.body }));
           slot.worker.postMessage({ type: "searches", handle: task.handle, items } satisfies Request, [task, ...slot.more].flatMap((t) => t.transfer));
-          continue;
+          this.#coalesced += slot.more.length + 1;
+        } else {
+          const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
+          slot.worker.postMessage(request, task.transfer);
         }
+      } catch (error) {
+        // A body that cannot be cloned (api.ts clones what callers give; this is the backstop):
+        // its tasks fail here, typed, instead of the exception escaping this message handler
+        // with the slot marked busy forever.
+        const tasks = [task, ...slot.more];
+        slot.task = undefined;
+        slot.more = [];
+        const message = `the call could not be posted to a Worker: ${(error as Error)?.message}`;
+        for (const t of tasks) this.#settle(t, { type: "failed", id: t.id, status: Status.invalid_argument, name: "InvalidArgumentError", message, handleClosed: false });
+        continue;
       }
-      const request: Request = { type: "task", id: task.id, handle: task.handle, body: task.body, cancel: task.cancel, progress: task.progress };
-      slot.worker.postMessage(request, task.transfer);
+      if (task.body.op !== "open") slot.handles.add(task.handle);
     }
   }
 

@@ -410,11 +410,15 @@ export function writePayload(out: ByteWriter, id: Uint8Array | undefined, metada
       throw new InvalidMetadataError(`${describe(metadata)}: metadata is an object of fields (or left out)`, path);
     }
     checkMetadataValue(metadata, path);
-    meta = encoder.encode(JSON.stringify(metadata));
+    const json = JSON.stringify(metadata);
+    meta = encoder.encode(json);
     if (meta.length > recordLimits.metaBytesMax) {
       throw new InvalidMetadataError(`${meta.length} bytes of JSON (at most ${recordLimits.metaBytesMax})`, path);
     }
-    terms = extractTerms(metadata as Metadata, schema, path);
+    // The terms come from the JSON that is stored, not from a second read of `metadata`: a
+    // getter that answers differently each time would otherwise index values the stored
+    // metadata does not hold (a filter then matching a record that does not say so).
+    if (schema.fields.length > 0) terms = extractTerms(JSON.parse(json) as Metadata, schema, path);
   }
   const idLength = id?.length ?? 0;
   out.u8(recordVersions.payload);

@@ -203,7 +203,14 @@ function equal(field: Field, value: unknown, path: string): FilterNode {
 
 function member(field: Field, list: unknown, path: string): FilterNode {
   if (!Array.isArray(list)) fail(`${describe(list)}: $in and $nin take an array of values`, path);
-  const values = [...new Set(list.map((v, i) => operand(field, v, childPath(path, i))))];
+  // By index, not map(): map() skips the holes of a sparse array, which would then reach the
+  // program as undefined (an empty keyword, a NaN).
+  const unique = new Set<string | number>();
+  for (let i = 0; i < list.length; i++) {
+    if (!(i in list)) fail("a hole in the list (every element must be a value)", childPath(path, i));
+    unique.add(operand(field, list[i], childPath(path, i)));
+  }
+  const values = [...unique];
   if (values.length === 0) return none;
   return field.kind === "keyword" ? { op: "kw_in", field, values: values as string[] } : { op: "num_in", field, values: values as number[] };
 }

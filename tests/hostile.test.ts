@@ -288,3 +288,24 @@ test("hostile: the exported kernels read a Float32Array's real length, and refus
   assert(Number.isNaN(kernels.l2sqI8(liar, liar, 1 << 16)), "a too-short buffer is NaN");
   assertEquals(kernels.l2sqI8(liar, code, 4), kernels.l2sqI8(code, code, 4));
 });
+
+test("hostile: an addAsync input over 1 MiB that the caller transfers and overwrites during the call is stored as given (old: read in place, after the move)", async () => {
+  const d = 64;
+  const n = 8192; // 2 MiB of vectors: once pinned and read by address, now copied at the call
+  using index = new Index({ dimensions: d });
+  const vectors = new Float32Array(n * d);
+  for (let i = 0; i < vectors.length; i++) vectors[i] = Math.sin(i);
+  const keys = keysOf(n);
+  const expected = vectors.slice();
+  const pending = index.addAsync(keys, vectors);
+  // The caller moves the buffer away and writes over it while the Worker is still adding.
+  // deno-lint-ignore no-explicit-any
+  const moved = (vectors.buffer as any).transfer() as ArrayBuffer;
+  new Float32Array(moved).fill(3);
+  await pending;
+  assertEquals(index.size, n);
+  for (const i of [0, 1, n / 2, n - 2, n - 1]) {
+    const got = index.get(i)!;
+    for (let j = 0; j < d; j++) assertEquals(got[j], expected[i * d + j], `vector ${i}[${j}]`);
+  }
+});

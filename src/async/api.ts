@@ -2,7 +2,7 @@
  * The async API: every call that can take more than about a millisecond, run by the Worker
  * pool (pool.ts) as the ordinary synchronous call on an attached wrapper, resolved on this
  * thread's event loop. `Index` delegates its `…Async` methods here. Imports ./pool.ts,
- * ./address.ts, ./protocol.ts, ../errors.ts, ../ids.ts, ../reader.ts, ../records/mod.ts and
+ * ./protocol.ts, ../errors.ts, ../ids.ts, ../reader.ts, ../records/mod.ts and
  * ../runtime/loader.ts;
  * not ../index.ts (which imports this file): an index is seen through `AsyncTarget`.
  */
@@ -14,7 +14,6 @@ import { encodePayloads, type MetadataInput, parseFilter, type RecordSchema } fr
 import { native } from "../runtime/loader.ts";
 import { type AsyncStats, pool, rebuild } from "./pool.ts";
 import type { Column, Reply, TaskBody } from "./protocol.ts";
-import { addressOf } from "./address.ts";
 
 /** `onProgress` argument: `done` of `total` units are finished (vectors for a batch add). */
 export interface Progress {
@@ -76,8 +75,6 @@ const configureKeys = new Set(["workers", "nice", "idleMs"]);
 const longKeys = new Set(["onProgress", "signal"]);
 const compactKeys = new Set(["threads", "onProgress", "signal"]);
 
-/** Inputs up to this size are copied (a copy this small costs well under a millisecond). */
-const copyLimitBytes = 1 << 20;
 const progressIntervalMs = 250;
 
 /** `asyncStats()` plus the native registry's counts (indexes open, references held). */
@@ -126,29 +123,23 @@ export function asyncIdle(): Promise<void> {
 }
 
 /**
- * The Worker-side column for a typed array: copied when small; shared when it is over a
- * SharedArrayBuffer; above 1 MiB pinned (kept alive by the call and read in place by the Worker
- * through its address, since copying 100 MB would stall this thread for ~100 ms). A pinned
- * input must not be written, transferred or resized until the call settles.
+ * The Worker-side column for a typed array: shared when it is over a SharedArrayBuffer (which
+ * nothing can detach or free while the message holds it), else copied at the call and the copy
+ * transferred. Inputs over 1 MiB used to be pinned and read by address, saving the copy (about
+ * 50 ms per 100 MB, measured) but reading freed memory when the caller transferred or resized
+ * the buffer before the call settled: the caller may now reuse or transfer it at once.
  */
-function toColumn(array: Float32Array | BigUint64Array | Uint8Array | Uint32Array, pins: unknown[], transfer: ArrayBuffer[]): Column {
-  const type = array instanceof Float32Array ? "f32" : array instanceof BigUint64Array ? "u64" : array instanceof Uint8Array ? "u8" : "u32";
+function toColumn(array: Float32Array | BigUint64Array | Uint8Array | Uint32Array, transfer: ArrayBuffer[]): Column {
   if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
-  if (array.byteLength <= copyLimitBytes || array.length === 0) {
-    const copy = array.slice();
-    transfer.push(copy.buffer as ArrayBuffer);
-    return { kind: "inline", array: copy };
-  }
-  pins.push(array);
-  return { kind: "pinned", address: addressOf(array), length: array.length, type };
+  const copy = array.slice();
+  transfer.push(copy.buffer as ArrayBuffer);
+  return { kind: "inline", array: copy };
 }
 
 interface Call<T> {
   index: Index;
   body: TaskBody;
   transfer?: ArrayBuffer[];
-  /** Kept reachable until the call settles: the caller's memory a Worker reads by address. */
-  pins?: unknown[];
   options?: LongOptions;
   total?: number;
   /** Progress comes from native code through shared [done, total], polled here. */
@@ -178,7 +169,6 @@ function submitOrThrow<T>(call: Call<T>): Promise<T> {
   checkCallbacks(signal, onProgress);
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
-    let pins = call.pins;
     let settled = false;
     let last = 0;
     let reported = -1;
@@ -223,7 +213,6 @@ function submitOrThrow<T>(call: Call<T>): Promise<T> {
       // Not started: it never will. Running: the Worker stops at its next chunk boundary.
       if (pool.unqueue(id)) {
         finish();
-        pins = undefined;
         reject(signal!.reason);
         return;
       }
@@ -234,7 +223,6 @@ function submitOrThrow<T>(call: Call<T>): Promise<T> {
       }
     };
     const settle = (reply: Extract<Reply, { type: "done" | "failed" }>) => {
-      pins = undefined;
       if (settled) return;
       finish();
       if (progress !== undefined && Number(progress[1]) > 0) {
@@ -255,7 +243,6 @@ function submitOrThrow<T>(call: Call<T>): Promise<T> {
     // Before the task exists: a listener that cannot be added leaves nothing running.
     signal?.addEventListener("abort", onAbort, { once: true });
     id = pool.submit(handle, call.body, { settle, progress: (done) => report(done, false) }, call.transfer, cancel, progress);
-    void pins;
     // A polled call learns its total from native code: its first report waits for it.
     if (!call.polled) report(0, true);
   });
@@ -310,7 +297,7 @@ export function searchAsync(index: Index, query: VectorLike, k: number, options:
   }
 }
 
-/** `searchBatch` on a Worker; queries up to 1 MiB are copied, larger ones pinned (see toColumn). */
+/** `searchBatch` on a Worker; the queries are copied (see toColumn). */
 export function searchBatchAsync(index: Index, batch: Float32Array, k: number, options: BatchOptions = {}): Promise<BatchResult> {
   try {
     checkSearchOptions(options, true);
@@ -318,12 +305,11 @@ export function searchBatchAsync(index: Index, batch: Float32Array, k: number, o
     checkEf(options.ef, k);
     checkThreads(options.threads);
     const queries = checkQueries(batch, index.dimensions, k);
-    const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
-    const column = toColumn(queries, pins, transfer);
+    const column = toColumn(queries, transfer);
     const picked = postable({ ef: options.ef, rerank: options.rerank, threads: options.threads, filter: options.filter, includeMetadata: options.includeMetadata }, "searchBatch options");
     if (picked.filter !== undefined) parseFilter(picked.filter, index.schema);
-    return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, pins, transfer, map: same<BatchResult> });
+    return submit({ index, body: { op: "searchBatch", queries: column, k, options: picked }, transfer, map: same<BatchResult> });
   } catch (error) {
     return Promise.reject(error);
   }
@@ -349,24 +335,22 @@ export function addAsync(index: Index, ids: BigUint64Array | ArrayLike<Id>, batc
     const payloads = strings === undefined && metadata === undefined ? undefined : encodePayloads(strings ?? new Array(total).fill(undefined), metadata, index.schema);
     const chunk = options.chunk ?? Math.min(16384, Math.max(256, Math.ceil(total / 100)));
     if (!Number.isInteger(chunk) || chunk < 1) throw new InvalidArgumentError(`chunk = ${String(chunk)}`);
-    const pins: unknown[] = [];
     const transfer: ArrayBuffer[] = [];
     const body: Extract<TaskBody, { op: "add" }> = {
       op: "add",
-      // toKeyColumn may return the caller's own array: it is copied or pinned like the vectors.
-      keys: total === 0 ? { kind: "inline", array: new BigUint64Array(0) } : toColumn(column, pins, transfer),
-      vectors: vectors.length === 0 ? { kind: "inline", array: new Float32Array(0) } : toColumn(vectors, pins, transfer),
+      // toKeyColumn may return the caller's own array: it is copied like the vectors.
+      keys: total === 0 ? { kind: "inline", array: new BigUint64Array(0) } : toColumn(column, transfer),
+      vectors: vectors.length === 0 ? { kind: "inline", array: new Float32Array(0) } : toColumn(vectors, transfer),
       threads,
       chunk,
     };
     if (payloads !== undefined) {
-      body.payloads = toColumn(payloads.bytes, pins, transfer);
-      body.offsets = toColumn(payloads.offsets, pins, transfer);
+      body.payloads = toColumn(payloads.bytes, transfer);
+      body.offsets = toColumn(payloads.offsets, transfer);
     }
     return submit({
       index,
       body,
-      pins,
       transfer,
       options,
       total,

@@ -4,10 +4,8 @@
  * `done` or `failed` (and, before it, any number of `progress`). Imports nothing.
  */
 
-/** A typed array the Worker reads: sent with the message (a copy), or pinned by address. */
-export type Column =
-  | { kind: "inline"; array: Float32Array | BigUint64Array | Uint8Array | Uint32Array }
-  | { kind: "pinned"; address: string; length: number; type: "f32" | "u64" | "u8" | "u32" };
+/** A typed array the Worker reads, sent with the message (a transferred copy, or shared). */
+export type Column = { kind: "inline"; array: Float32Array | BigUint64Array | Uint8Array | Uint32Array };
 
 export type TaskBody =
   | { op: "search"; query: Float32Array; k: number; options: Record<string, unknown>; snapshot?: undefined }

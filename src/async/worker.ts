@@ -37,21 +37,9 @@ function detach(handle: number): void {
   attached.delete(handle);
 }
 
-/** The array a column names: the message's copy, or the caller's memory by address. */
+/** The array a column names: the message's copy (or a view of shared memory). */
 function column(c: Column): Float32Array | BigUint64Array | Uint8Array | Uint32Array {
-  if (c.kind === "inline") return c.array;
-  const width = { f32: 4, u64: 8, u8: 1, u32: 4 }[c.type];
-  const buffer = native().view(BigInt(c.address), c.length * width);
-  switch (c.type) {
-    case "f32":
-      return new Float32Array(buffer);
-    case "u64":
-      return new BigUint64Array(buffer);
-    case "u8":
-      return new Uint8Array(buffer);
-    case "u32":
-      return new Uint32Array(buffer);
-  }
+  return c.array;
 }
 
 /**

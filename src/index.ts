@@ -85,6 +85,17 @@ export interface UpdateOptions {
   metadata: MetadataInput;
 }
 
+const indexOptionKeys = new Set(["dimensions", "metric", "m", "efConstruction", "ef", "seed", "capacity", "storage", "centre", "indexes"]);
+const openOptionKeys = new Set([...indexOptionKeys, "readOnly", "create", "validate"]);
+const validations = new Set([undefined, "fast", "full"]);
+
+/** Unknown keys (a misspelt `metrc` silently meant the default) and a bad `validate` throw. */
+function checkOpenOptions(options: OpenOptions, where: string): void {
+  if (options === null || typeof options !== "object") throw new InvalidArgumentError(`${where} options must be an object`);
+  checkOptionKeys(options, openOptionKeys, where);
+  if (!validations.has(options.validate)) throw new InvalidArgumentError(`validate must be "fast" or "full", not ${JSON.stringify(options.validate)}`);
+}
+
 const addOptionKeys = new Set(["threads", "metadata"]);
 const compactOptionKeys = new Set(["threads"]);
 
@@ -191,6 +202,7 @@ export class Index extends Reader {
     super();
     if (handle === undefined) {
       if (options === null || typeof options !== "object") throw new InvalidArgumentError("options are required");
+      checkOptionKeys(options, indexOptionKeys, "new Index");
       if (options.dimensions === undefined) throw new InvalidDimensionsError("dimensions is required");
       // Validated before anything is created.
       if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
@@ -267,7 +279,7 @@ export class Index extends Reader {
    */
   static open(path: string, options: OpenOptions = {}): Index {
     if (typeof path !== "string" || path.length === 0) throw new InvalidArgumentError("path must be a non-empty string");
-    if (options === null || typeof options !== "object") throw new InvalidArgumentError("open options must be an object");
+    checkOpenOptions(options, "open");
     if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     const flags = openFlags(options);
     const bytes = new TextEncoder().encode(path);
@@ -283,7 +295,7 @@ export class Index extends Reader {
    */
   static openAsync(path: string, options: OpenOptions = {}): Promise<Index> {
     try {
-      if (options === null || typeof options !== "object") throw new InvalidArgumentError("openAsync options must be an object");
+      checkOpenOptions(options, "openAsync");
       if (options.indexes !== undefined) RecordSchema.fromIndexes(options.indexes);
     } catch (error) {
       return Promise.reject(error);

@@ -309,3 +309,12 @@ test("hostile: an addAsync input over 1 MiB that the caller transfers and overwr
     for (let j = 0; j < d; j++) assertEquals(got[j], expected[i * d + j], `vector ${i}[${j}]`);
   }
 });
+
+test("hostile: a misspelt option of new Index or open, or a bad validate, is InvalidArgumentError (old: silently the default)", () => {
+  assertThrows(() => new Index({ dimensions: 4, metrc: "cosine" } as never), InvalidArgumentError);
+  const path = `${tempDir()}/idx`;
+  assertThrows(() => Index.open(path, { dimensions: 4, readonly: true } as never), InvalidArgumentError);
+  assertThrows(() => Index.open(path, { dimensions: 4, validate: "bogus" } as never), InvalidArgumentError);
+  using index = Index.open(path, { dimensions: 4, validate: "full" });
+  assertEquals(index.size, 0);
+});

@@ -215,7 +215,7 @@ export const fileFormat = {
   suffixes: ["", ".graph", ".upper", ".vectors"],
   walSuffix: ".wal",
   header: {
-    size: 168,
+    size: 184,
     fields: {
       magic: { offset: 0, width: 8 },
       version: { offset: 8, width: 4 },
@@ -245,6 +245,9 @@ export const fileFormat = {
       header_seq: { offset: 152, width: 8 },
       clean: { offset: 160, width: 4 },
       checksum: { offset: 164, width: 4 },
+      records_end: { offset: 168, width: 8 },
+      ext_check: { offset: 176, width: 4 },
+      ext_magic: { offset: 180, width: 4 },
     },
   },
   meta: {

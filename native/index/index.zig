@@ -315,19 +315,31 @@ pub const Index = struct {
         self.storage.writeHeader(header, contention);
         // The payloads changed since the last checkpoint reach their file before the log that
         // also holds them is emptied.
-        {
+        const keys = SlotKeys{ .regions = generation.payload };
+        const rewrite_due = blk: {
             self.records.lock.lockShared(contention);
             defer self.records.lock.unlockShared();
-            const keys = SlotKeys{ .regions = generation.payload };
             self.records.checkpointLocked(keys) catch |err| return mapRecordsError(err);
-            // Updates only append: once most of the file is superseded payloads, rewrite it.
-            // A rewrite that fails leaves the appended file, which is complete, in use.
-            if (self.records.rewriteDue()) {
-                self.records.rewriteFile(self.path.?, keys) catch {
-                    _ = self.records.rewrite_failures.fetchAdd(1, .monotonic);
-                };
-            }
+            break :blk self.records.rewriteDue();
+        };
+        // Updates only append: once most of the file is superseded payloads, rewrite it (the
+        // writers lock keeps the store unchanged meanwhile). A rewrite that fails leaves the
+        // appended file, which is complete, in use. The header's `records_end`, which the file
+        // may not fall short of, is lowered to 0 and made durable before the file can shrink.
+        if (rewrite_due) rewrite: {
+            header.records_end = 0;
+            self.storage.writeHeader(header, contention);
+            self.storage.sync() catch {
+                _ = self.records.rewrite_failures.fetchAdd(1, .monotonic);
+                break :rewrite;
+            };
+            self.records.lock.lockShared(contention);
+            defer self.records.lock.unlockShared();
+            self.records.rewriteFile(self.path.?, keys) catch {
+                _ = self.records.rewrite_failures.fetchAdd(1, .monotonic);
+            };
         }
+        header.records_end = self.records.checkpointedEnd();
         self.storage.sync() catch |err| return mapStorageError(err);
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty
         // header and an empty log, which recovers by scanning the (complete) mapped state.

@@ -18,6 +18,7 @@ const schema_mod = @import("../records/schema.zig");
 const verify = @import("verify.zig").verify;
 const Dir = @import("durability_test.zig").Dir;
 const store_mod = @import("../records/store.zig");
+const storage_mod = @import("../storage/storage.zig");
 
 const gpa = index_test.gpa;
 const dims = 8;
@@ -582,10 +583,13 @@ test "records: a checkpoint rewrites a file mostly of superseded payloads (old: 
 test "records: a rewrite that fails at its write, sync or rename keeps the appended file" {
     var dir = try Dir.init();
     defer dir.tmp.cleanup();
-    // The checkpoint's first write and fsync are its append; the second ones the rewrite's.
+    // The checkpoint's first write and fsync are its append's; then the header's records_end
+    // is lowered and every mapped file synced (fsyncs 2 to 1 + file_count); then the rewrite's.
+    const files: u64 = storage_mod.file_count;
     const faults = [_]struct { op: os.Op, nth: u64, name: []const u8 }{
         .{ .op = .write, .nth = 2, .name = "w" },
-        .{ .op = .fsync, .nth = 2, .name = "f" },
+        .{ .op = .fsync, .nth = 2, .name = "h" },
+        .{ .op = .fsync, .nth = 2 + files, .name = "f" },
         .{ .op = .rename, .nth = 1, .name = "r" },
     };
     for (faults) |case| {
@@ -647,4 +651,46 @@ test "records: an open removes a rewrite's leftover, and only a records file of 
     }
     try std.testing.expectEqual(@as(?u64, 18), try fileSize(&dir, "idx.records~rewrite"));
     comptime std.debug.assert(300 * 4000 >= store_mod.rewrite_bytes_min);
+}
+
+test "records: a file cut short of its checkpointed end, or removed, is Corrupt (old: opened)" {
+    const data = try randomVectors(16);
+    defer gpa.free(data);
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try dir.path(&path_buf, "idx");
+    {
+        const index = try Index.create(gpa, opts(), path);
+        defer index.destroy();
+        try build(index, data);
+    }
+    var file_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const file_path = try std.fmt.bufPrint(&file_buf, "{s}.records", .{path});
+    const whole = try std.fs.cwd().readFileAlloc(gpa, file_path, 1 << 26);
+    defer gpa.free(whole);
+    // The start of the last entry: a cut there leaves a file of whole entries.
+    var last: usize = 0;
+    var at: usize = 0;
+    while (at < whole.len) {
+        last = at;
+        at += 24 + std.mem.readInt(u32, whole[at..][0..4], .little);
+    }
+    try std.testing.expectEqual(whole.len, at);
+    const cuts = [_]usize{ 0, whole.len / 2, last };
+    for (cuts) |cut| {
+        try std.fs.cwd().writeFile(.{ .sub_path = file_path, .data = whole[0..cut] });
+        try std.testing.expectError(error.Corrupt, recovery.open(gpa, path, opts(), .fast));
+        var read_only = opts();
+        read_only.flags |= abi.Options.flag_read_only;
+        try std.testing.expectError(error.Corrupt, recovery.open(gpa, path, read_only, .fast));
+    }
+    try std.fs.cwd().deleteFile(file_path);
+    try std.testing.expectError(error.Corrupt, recovery.open(gpa, path, opts(), .fast));
+    // The evidence was left alone, and the whole file opens again with every record.
+    try std.testing.expectEqual(@as(?u64, null), try fileSize(&dir, "idx.records"));
+    try std.fs.cwd().writeFile(.{ .sub_path = file_path, .data = whole });
+    const index = try recovery.open(gpa, path, opts(), .fast);
+    defer index.destroy();
+    try expectRecords(index);
 }

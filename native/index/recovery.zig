@@ -47,7 +47,7 @@ pub fn open(
     errdefer self.destroyState();
     self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
-    try loadRecords(self, path, writable);
+    try loadRecords(self, path, writable, header.recordsEnd());
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
         error.NotRegular => return error.InvalidArgument,
@@ -280,10 +280,11 @@ fn replay(self: *Index) Error!void {
 }
 
 /// Loads `path.records` and checks it against the slots the scan kept.
-fn loadRecords(self: *Index, path: []const u8, writable: bool) Error!void {
+fn loadRecords(self: *Index, path: []const u8, writable: bool, end_expected: u64) Error!void {
     const store = self.records;
     const used: u32 = @intCast(self.slots_used.load(.acquire));
-    store.openFile(path, writable, used) catch |err| return index_mod.mapRecordsError(err);
+    store.openFile(path, writable, used, end_expected) catch |err|
+        return index_mod.mapRecordsError(err);
     const generation = self.storage.pin();
     defer self.storage.unpin(generation);
     store.checkLoaded(used, index_mod.SlotKeys{ .regions = generation.payload }) catch |err|

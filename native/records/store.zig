@@ -390,6 +390,12 @@ pub const Store = struct {
         self.file_end += buffer.items.len;
     }
 
+    /// What the header's `records_end` records after a checkpoint: the file's length, or 0 while
+    /// the store holds no payload (a schema alone is not worth a check, and may still change).
+    pub fn checkpointedEnd(self: *const Store) u64 {
+        return if (self.file != null and self.records > 0) self.file_end else 0;
+    }
+
     /// Bytes the file would hold rewritten: the schema and each slot's newest payload.
     fn liveBytes(self: *const Store) u64 {
         return (self.records + 1) * @sizeOf(EntryHeader) + self.payload_bytes +
@@ -500,9 +506,17 @@ pub const Store = struct {
 
     /// Opens and loads `path.records` (every payload at sequence number 0). A missing file is an
     /// index from before records: a writable open creates it, a read-only one has no records.
+    /// `end_expected` is the header's `records_end`: a file (or its intact prefix) shorter than
+    /// that, or missing, is `Corrupt`.
     /// Entries of slots at or past `slots_used` (the slots the open's scan kept) are skipped: a
     /// checkpoint that did not finish wrote them, and the log holds their records.
-    pub fn openFile(self: *Store, path: []const u8, writable: bool, slots_used: u32) Error!void {
+    pub fn openFile(
+        self: *Store,
+        path: []const u8,
+        writable: bool,
+        slots_used: u32,
+        end_expected: u64,
+    ) Error!void {
         assert(self.file == null);
         var buffer: [std.fs.max_path_bytes]u8 = undefined;
         const full = std.fmt.bufPrintZ(&buffer, "{s}" ++ file_suffix, .{path}) catch
@@ -521,6 +535,8 @@ pub const Store = struct {
         }
         const fd = opened catch |err| switch (err) {
             error.NotFound => {
+                // The last checkpoint left payloads here that the log no longer holds.
+                if (end_expected > 0) return error.Corrupt;
                 if (writable) return self.createFile(path);
                 return;
             },
@@ -533,6 +549,9 @@ pub const Store = struct {
         defer self.gpa.free(bytes);
         if ((os.pread(fd, bytes, 0) catch return error.Io) != bytes.len) return error.Io;
         const valid = try self.load(bytes, slots_used);
+        // Shorter than the last checkpoint left it (a truncation, even one at an entry boundary,
+        // which reads as a whole file): payloads are lost that the log no longer holds.
+        if (valid < end_expected) return error.Corrupt;
         if (valid < end) {
             if (writable) try os.truncate(fd, valid);
         }

@@ -57,12 +57,44 @@ pub const Header = extern struct {
     clean: u32,
     /// XxHash of every byte before this field, truncated.
     checksum: u32,
+    /// The fields past `checksum` extend the format without a new version: files written before
+    /// them hold zeros here (no `ext_magic`), and code from before them never reads them.
+    /// `records_end`: the length of `path.records` at the last complete checkpoint, which no
+    /// later state of that file falls short of (a rewrite sets it to 0 first); 0 when unknown. A
+    /// shorter file lost payloads the log no longer holds (a cut at an entry boundary looks
+    /// whole), so open reports it `Corrupt`.
+    records_end: u64,
+    /// XxHash of `checksum` and `records_end`, truncated; with `ext_magic`, says they are valid.
+    ext_check: u32,
+    ext_magic: u32,
 
     pub fn computeChecksum(self: *const Header) u32 {
         const bytes = std.mem.asBytes(self)[0..@offsetOf(Header, "checksum")];
         return @truncate(std.hash.XxHash64.hash(0x51_56_52, bytes));
     }
+
+    pub fn computeExtCheck(self: *const Header) u32 {
+        const bytes = std.mem.asBytes(self)[@offsetOf(Header, "checksum")..@offsetOf(
+            Header,
+            "ext_check",
+        )];
+        return @truncate(std.hash.XxHash64.hash(0x52_45_43, bytes));
+    }
+
+    /// Seals the extension fields (after `checksum` is set).
+    pub fn sealExt(self: *Header) void {
+        self.ext_magic = ext_magic;
+        self.ext_check = self.computeExtCheck();
+    }
+
+    /// `records_end` if the extension is intact, else 0 (a file from before it: nothing known).
+    pub fn recordsEnd(self: *const Header) u64 {
+        if (self.ext_magic != ext_magic or self.ext_check != self.computeExtCheck()) return 0;
+        return self.records_end;
+    }
 };
+
+pub const ext_magic: u32 = 0x31_54_58_45; // "EXT1"
 
 /// Per-slot metadata, a dense column so that open scans 40 bytes per slot, never the vectors.
 pub const Meta = extern struct {
@@ -91,7 +123,8 @@ pub const i8_terms_bytes: u32 = 16;
 pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
 
 comptime {
-    assert(@sizeOf(Header) == 168);
+    assert(@sizeOf(Header) == 184);
+    assert(@offsetOf(Header, "records_end") == 168);
     assert(@sizeOf(Header) <= header_slot_bytes);
     assert(2 * header_slot_bytes <= header_bytes);
     assert(@sizeOf(Meta) == 40);

@@ -100,6 +100,7 @@ pub const Storage = struct {
         first.upper_capacity = upper_capacity;
         first.header_seq = 1;
         first.checksum = first.computeChecksum();
+        first.sealExt();
         regions.headerSlot(0).* = first;
         const self = try finish(gpa, layout, fds, regions, true, path != null, 0);
         fds_owned = false;
@@ -343,6 +344,7 @@ pub const Storage = struct {
         var next = new;
         next.header_seq = current.header_seq + 1;
         next.checksum = next.computeChecksum();
+        next.sealExt();
         const target: u1 = self.header_active ^ 1;
         regions.headerSlot(target).* = next;
         self.header_active = target;

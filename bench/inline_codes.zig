@@ -11,14 +11,21 @@
 //!   quiver-i8    qv_index_search on an i8 index built from the same data (its own graph)
 //!   flat-f32     this file's copy of Quiver's walk over a heap copy of the same records
 //!                (the control: same graph, same memory kind as the inline layouts)
-//!   inline       record = [own f32 vector][ids][neighbours' 1-bit codes][factors]; expanding u
-//!                computes u's exact distance from its own record (sequential with its list) and
-//!                estimates all neighbours in one popcount pass; a neighbour enters the
-//!                candidate queue with its estimate unless its lower bound (estimate - eps *
-//!                error bound) cannot beat the ef-th exact result; results hold exact distances
-//!   prune        the brief's rule: expanding u estimates its neighbours from u's record, then
-//!                fetches (randomly) the exact vector only of those whose lower bound beats the
-//!                ef-th result, and pushes them with exact distances
+//!   symphony1/4  SymphonyQG-style: record = [own f32 vector][ids][neighbours' codes]; popping u
+//!                computes u's exact distance from its own record and pushes u's neighbours by
+//!                estimate (unless their lower bound cannot beat the ef-th exact result);
+//!                results hold exact distances only
+//!   prune1/4     the estimate-prunes-fetch rule: expanding u estimates its neighbours from u's
+//!                record, then fetches (randomly) the exact vector only of those whose lower
+//!                bound beats the ef-th result, and pushes them with exact distances
+//!   estimate1/4  HNSW's rule on estimates only (no vector read while walking), then an exact
+//!                rerank of the k best by estimate and of every result whose lower bound is
+//!                below the k-th exact distance
+//!
+//! 1 = RaBitQ 1-bit codes, 4 = 4-bit (extended-RaBitQ-style) codes; bench/results/inline_codes.md
+//! has the estimators, the layouts and the measurements. Environment: INLINE_ONLY=a,b (methods
+//! to run), INLINE_PF=N (lines prefetched per record), INLINE_SPEC=1 (also prefetch the runner-up
+//! candidate), INLINE_HUGE=1 (madvise huge pages for the walked arrays).
 //!
 //!   zig build-exe bench/inline_codes.zig -O ReleaseFast -mcpu=native -lc -L zig-out/lib -lquiver \
 //!     -femit-bin=.cache/bench/inline_codes

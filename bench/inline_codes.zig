@@ -1,5 +1,5 @@
 //! Issue 13's design experiment: a level-0 walk that reads its neighbours' compact codes inline
-//! (RaBitQ, 1 bit per rotated dimension, as SymphonyQG / NGT-QG do), against today's f32 and i8
+//! (RaBitQ codes, 1 or 4 bits per rotated dimension, as SymphonyQG / NGT-QG do), against today's f32 and i8
 //! walks. A benchmark, not a test, and not product code.
 //!
 //! It builds a persistent Quiver f32 index through the C ABI (as bench/profile.zig does), reads

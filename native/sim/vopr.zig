@@ -16,8 +16,8 @@
 //!
 //! Power loss (the `power_loss` step) is simulated for file contents only. The OS layer's test
 //! hook `faults.on_fsync` copies a file (by inode) each time an fsync of it succeeds; a power
-//! loss drops the index and puts each of its files back to that copy (a file never synced
-//! loses its contents). That is the most pessimistic outcome per file (nothing written back
+//! loss drops the index and puts every file of its directory back to that copy (a file never
+//! synced loses its contents). That is the most pessimistic outcome per file (nothing written back
 //! since its last fsync); mixtures (some pages written back) are not tried. Directory entries
 //! are NOT rolled back: a create, rename, link or unlink not yet made durable by a directory
 //! fsync survives, so the directory-fsync half of issue 9 item 8 is not checked. After a power
@@ -788,12 +788,19 @@ const Durable = struct {
         images.clearAndFree(gpa);
     }
 
-    /// Puts every file of the index at `path` back as of its last fsync; a file never synced
-    /// loses its contents. Directory entries are kept as they are (see the file's header).
-    fn restore(path: []const u8) !void {
-        for (swap.companion_suffixes) |suffix| {
+    /// Puts every file in `dir` back as of its last fsync; a file never synced loses its
+    /// contents. Every file, not only those named after the index: while a committed
+    /// compaction's renames have not all succeeded, the index lives in `path~compact*` (a soak
+    /// seed met an index there keeping writes a power loss would have taken). Directory entries
+    /// are kept as they are (see the file's header).
+    fn restore(dir: []const u8) !void {
+        var handle = try std.fs.openDirAbsolute(dir, .{ .iterate = true });
+        defer handle.close();
+        var it = handle.iterate();
+        while (try it.next()) |entry| {
+            if (entry.kind != .file) continue;
             var buffer: [std.fs.max_path_bytes]u8 = undefined;
-            const name = try std.fmt.bufPrintZ(&buffer, "{s}{s}", .{ path, suffix });
+            const name = try std.fmt.bufPrintZ(&buffer, "{s}/{s}", .{ dir, entry.name });
             const id = os.identityAt(name) catch |err| switch (err) {
                 error.NotFound => continue,
                 else => return err,
@@ -814,7 +821,7 @@ fn opPowerLoss(sim: *Sim) !void {
     sim.releaseSnapshots();
     crashIndex(index);
     sim.power_losses += 1;
-    try Durable.restore(sim.path);
+    try Durable.restore(sim.dir);
     try reopen(sim, "power lost,");
     var survived: Model = .{};
     defer survived.deinit(gpa);
@@ -1098,7 +1105,7 @@ fn checkpointThenPowerLoss(nth: u64) !bool {
         try std.testing.expectError(error.Io, result);
         crashIndex(index);
     }
-    try Durable.restore(path);
+    try Durable.restore(dir);
     {
         // Key 4 (no payload) takes the next slot: the one key 3 had, if the power loss lost it.
         const index = try recovery.open(gpa, path, options(), .fast);

@@ -190,7 +190,9 @@ fn copySlot(
     dst.prev_slot = src.prev_slot;
     dst.upper_offset = src.upper_offset;
     dst.level = src.level;
-    dst.reserved = [_]u8{0} ** 6;
+    // The vector is copied bit for bit below, so its check holds in the copy.
+    dst.vector_check = src.vector_check;
+    dst.reserved = [_]u8{0} ** 2;
     dst.state = @intFromEnum(layout.SlotState.ready);
     if (visible) {
         dst.created_seq = created;

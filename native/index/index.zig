@@ -313,8 +313,14 @@ pub const Index = struct {
         header.clean = 0;
         self.fillCounters(&header, generation.payload);
         self.storage.writeHeader(header, contention);
-        // The payloads changed since the last checkpoint reach their file before the log that
-        // also holds them is emptied.
+        // The log, then the mapped files, then the payloads changed since the last checkpoint,
+        // and only then is the log emptied. A payload entry names a slot number, so it is
+        // written once that slot is durable: written first (as it was), a power loss could keep
+        // the entry and lose the slot, whose number the next life then reused for another key,
+        // and the open after that met the entry on the wrong key (Corrupt; the VOPR found it).
+        // A slot made durable before its entry has its payload in the log, synced first.
+        if (self.wal) |*wal| try wal.sync();
+        self.storage.sync() catch |err| return mapStorageError(err);
         const keys = SlotKeys{ .regions = generation.payload };
         const rewrite_due = blk: {
             self.records.lock.lockShared(contention);
@@ -340,7 +346,6 @@ pub const Index = struct {
             };
         }
         header.records_end = self.records.checkpointedEnd();
-        self.storage.sync() catch |err| return mapStorageError(err);
         // The WAL is emptied before the header says clean: a crash in between leaves a dirty
         // header and an empty log, which recovers by scanning the (complete) mapped state.
         if (self.wal) |*wal| try wal.reset(contention);

@@ -583,13 +583,14 @@ test "records: a checkpoint rewrites a file mostly of superseded payloads (old: 
 test "records: a rewrite that fails at its write, sync or rename keeps the appended file" {
     var dir = try Dir.init();
     defer dir.tmp.cleanup();
-    // The checkpoint's first write and fsync are its append's; then the header's records_end
-    // is lowered and every mapped file synced (fsyncs 2 to 1 + file_count); then the rewrite's.
+    // A checkpoint's fsyncs: the log's, the mapped files', the append's (its first write);
+    // then the header's records_end is lowered and the mapped files synced again; then the
+    // rewrite's write and fsync.
     const files: u64 = storage_mod.file_count;
     const faults = [_]struct { op: os.Op, nth: u64, name: []const u8 }{
         .{ .op = .write, .nth = 2, .name = "w" },
-        .{ .op = .fsync, .nth = 2, .name = "h" },
-        .{ .op = .fsync, .nth = 2 + files, .name = "f" },
+        .{ .op = .fsync, .nth = 3 + files, .name = "h" },
+        .{ .op = .fsync, .nth = 3 + 2 * files, .name = "f" },
         .{ .op = .rename, .nth = 1, .name = "r" },
     };
     for (faults) |case| {

@@ -3,6 +3,7 @@
 //! dirty file (the process died with writes in flight) is recovered from the WAL: every logged
 //! operation is replayed idempotently on top of the mapped state, then a checkpoint is taken.
 const std = @import("std");
+const assert = std.debug.assert;
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
 const storage_mod = @import("../storage/storage.zig");
@@ -19,6 +20,7 @@ const index_records = @import("records.zig");
 const read = @import("read.zig");
 const verify_mod = @import("verify.zig");
 const distance = @import("../kernels/distance.zig");
+const quantize = @import("../kernels/quantize.zig");
 
 pub const Validation = enum { fast, full };
 
@@ -47,6 +49,8 @@ pub fn open(
     errdefer self.destroyState();
     self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
+    // A dirty file is writable here (scan refuses it read-only).
+    if (header.clean == 0) _ = try repairWalkCopies(self);
     try loadRecords(self, path, writable, header.recordsEnd());
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,
@@ -119,6 +123,7 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
     }
     if (header.seq >= view_mod.live_seq) return error.Corrupt;
     const limit = if (clean) header.slots_used else regions.capacity;
+    if (!clean) _ = dropTorn(regions);
     var state = ScanState{ .clean = clean };
     for (0..limit) |i| try scanSlot(self, regions, @intCast(i), &state);
     if (clean) {
@@ -140,6 +145,73 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
     self.live.store(state.live, .release);
     self.seq.store(@max(state.max_seq, header.seq), .release);
     self.node_locks.ensure(self.gpa, regions.capacity) catch return error.OutOfMemory;
+}
+
+/// A dirty open's first repair, before the scan reads any liveness. A slot's metadata (the data
+/// file) and its exact vector (the graph file under f32 storage, else the vector file) reach the
+/// disk each on its own, so a power loss can keep a slot's publication without its vector: its
+/// check (`Meta.vector_check`) then fails. Such a write was never synced (`sync()` and every
+/// checkpoint fsync every file), so it is dropped whole: the slot becomes a routing tombstone and
+/// the slot it replaced, if that one is the key's state before it, is live again. The log
+/// applies the write again if it holds it. Returns how many slots were dropped.
+pub fn dropTorn(regions: layout.Regions) u64 {
+    var dropped: u64 = 0;
+    for (0..regions.capacity) |i| {
+        var slot: u32 = @intCast(i);
+        // Down an upsert chain of torn slots to its first intact one; a chain revives each slot
+        // at most once (its deletion is undone only by the one slot that replaced it), so it
+        // is never longer than the slots.
+        var steps: u64 = 0;
+        while (steps < regions.capacity) : (steps += 1) {
+            const meta = regions.meta(slot);
+            if (!publishedLive(meta) or meta.vectorMatches(regions.vector(slot))) break;
+            const seq = meta.created_seq;
+            meta.deleted_seq = seq;
+            dropped += 1;
+            assert(!view_mod.visible(meta, view_mod.live_seq));
+            // `no_slot`, or a damaged field the scan reports.
+            if (meta.prev_slot >= regions.capacity) break;
+            const older = regions.meta(meta.prev_slot);
+            const replaced = older.state == @intFromEnum(layout.SlotState.ready) and
+                older.created_seq != 0 and older.created_seq < seq and older.deleted_seq == seq;
+            if (!replaced) break; // removed before the dropped write, or never published
+            older.deleted_seq = 0;
+            slot = meta.prev_slot;
+        }
+    }
+    return dropped;
+}
+
+/// Ready, published at a plausible sequence number, and not deleted.
+fn publishedLive(meta: *const layout.Meta) bool {
+    if (meta.state != @intFromEnum(layout.SlotState.ready)) return false;
+    if (meta.created_seq == 0 or meta.created_seq >= view_mod.live_seq) return false;
+    return meta.deleted_seq == 0;
+}
+
+/// A dirty open's repair of the copies the walk reads (f16, i8 codes): a power loss can leave
+/// the graph file older than the exact vectors, and a live slot's walk copy is rewritten from
+/// its exact vector (checked by `dropTorn`) where they disagree. Returns the count rewritten.
+fn repairWalkCopies(self: *Index) Error!u64 {
+    if (self.layout.storage == .f32) return 0;
+    assert(self.writable);
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
+    if (used == 0) return 0;
+    const coded = quantize.Coded.init(self.gpa, self.layout.dimensions) catch
+        return error.OutOfMemory;
+    defer coded.deinit(self.gpa);
+    var rewritten: u64 = 0;
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        if (!view_mod.visible(regions.meta(slot), view_mod.live_seq)) continue;
+        if (verify_mod.walkCopyMatches(self, regions, slot, coded)) continue;
+        index_write.writeWalkCopy(self, regions, slot);
+        rewritten += 1;
+    }
+    return rewritten;
 }
 
 const ScanState = struct {

@@ -1,9 +1,10 @@
 //! The integrity walk. It holds the writers lock exclusively (reads go on) so the graph it walks
 //! is quiescent, and checks every rule the rest of the code relies on: ids in range, no
-//! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, walk
-//! copies (f16, i8 codes) that match their exact vector, and that every live node is reachable
-//! from the entry point; and every record payload (records/store.zig): it parses against the
-//! schema, a string id hashes to its slot's key, and the fields index agrees with it.
+//! self-links, no duplicate neighbours, degree limits, level consistency, finite vectors, live
+//! exact vectors that match their slot's check, walk copies (f16, i8 codes) that match their
+//! exact vector, and that every live node is reachable from the entry point; and every record
+//! payload (records/store.zig): it parses against the schema, a string id hashes to its slot's
+//! key, and the fields index agrees with it.
 const std = @import("std");
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
@@ -48,9 +49,15 @@ pub fn verify(self: *Index) !abi.VerifyReport {
                 break;
             }
         }
+        // A live slot holds the vector it was written with: a dirty open drops any that a
+        // power loss left without it, as a routing tombstone whose walk copy may still be
+        // the vector that was lost (so it is not held against the exact one).
+        const intact = meta.vectorMatches(regions.vector(slot));
+        const live = view_mod.visible(meta, view_mod.live_seq);
+        if (live and !intact) report.vector_mismatches += 1;
         // A slot still `inserting` (an add a crash interrupted; never visible) may hold its
         // exact vector without its walk copy yet.
-        if (published and !walkCopyMatches(self, regions, slot, coded)) {
+        if (published and intact and !walkCopyMatches(self, regions, slot, coded)) {
             report.vector_mismatches += 1;
         }
         var level: u32 = 0;
@@ -105,7 +112,12 @@ fn checkRecords(self: *Index, regions: layout.Regions, used: u32) u64 {
 
 /// Whether the copy the walk reads is what writing the exact vector would have produced: the
 /// f16 rounding, or the i8 codes and terms (encoding is deterministic, so bit for bit).
-fn walkCopyMatches(self: *Index, regions: layout.Regions, slot: u32, coded: quantize.Coded) bool {
+pub fn walkCopyMatches(
+    self: *Index,
+    regions: layout.Regions,
+    slot: u32,
+    coded: quantize.Coded,
+) bool {
     const exact = regions.vector(slot);
     switch (self.layout.storage) {
         .f32 => return true,

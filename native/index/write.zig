@@ -201,10 +201,12 @@ fn appendLogged(
     try wal.append(op, key, vector, record, &self.counters.lock_contention);
 }
 
-/// Writes a new slot's metadata and vectors. The state last, by a release store: a kill can stop
-/// this at any store, and recovery reads a slot marked `inserting` as one whose other fields
+/// Writes a new slot's vectors, then its metadata, the state last by a release store: a kill can
+/// stop this at any store, and recovery reads a slot marked `inserting` as one whose other fields
 /// (`created_seq = unpublished` above all) are written. A plain struct assignment leaves the
-/// order of its stores to the compiler.
+/// order of its stores to the compiler. The vectors come first so that the metadata can carry
+/// their check (`Meta.vector_check`): until the state changes the slot's old metadata (empty, or
+/// a previous life's unpublished slot) hides whatever the vectors hold.
 fn writeSlot(
     self: *Index,
     slot: Allocated,
@@ -223,6 +225,7 @@ fn writeSlot(
     // metadata (written before a crash, never published, beyond what the scan trusted), which
     // this overwrites whole.
     assert(meta.state == @intFromEnum(layout.SlotState.empty) or self.persistent);
+    writeVectors(self, regions, slot.id, vector);
     meta.key = key;
     // Atomic like every other access to the sequence numbers: scans (`keys`, `visible`) read
     // them from slots below `slots_used` while this slot is still being written.
@@ -231,15 +234,29 @@ fn writeSlot(
     meta.prev_slot = previous orelse layout.no_slot;
     meta.upper_offset = slot.upper_offset;
     meta.level = @intCast(level);
-    meta.reserved = [_]u8{0} ** 6;
+    meta.setVectorCheck(regions.vector(slot.id));
+    meta.reserved = [_]u8{0} ** 2;
     @atomicStore(u8, &meta.state, @intFromEnum(layout.SlotState.inserting), .release);
-    const stored = regions.vector(slot.id);
+}
+
+/// The exact vector (normalized under cosine) and the walk copy derived from it.
+fn writeVectors(self: *Index, regions: layout.Regions, slot: u32, vector: []const f32) void {
+    const stored = regions.vector(slot);
+    assert(stored.len == vector.len);
     @memcpy(stored, vector);
     if (self.metric == .cosine) _ = distance.normalize(stored);
+    writeWalkCopy(self, regions, slot);
+}
+
+/// Derives the copy the graph walk reads from the slot's exact vector (nothing under f32
+/// storage, where they are one). Also recovery's repair of a walk copy a power loss left older
+/// than its exact vector.
+pub fn writeWalkCopy(self: *Index, regions: layout.Regions, slot: u32) void {
+    const stored = regions.vector(slot);
     switch (self.layout.storage) {
         .f32 => {},
         .f16 => {
-            for (regions.walkF16(slot.id), stored) |*h, x| h.* = @floatCast(x);
+            for (regions.walkF16(slot), stored) |*h, x| h.* = @floatCast(x);
         },
         .i8 => {
             assert(centre.ready(self));
@@ -247,7 +264,7 @@ fn writeSlot(
                 if (self.metric == .l2sq) .l2sq else .dot,
                 stored,
                 regions.centre(),
-                regions.walkI8(slot.id),
+                regions.walkI8(slot),
             );
         },
     }

@@ -110,8 +110,31 @@ pub const Meta = extern struct {
     level: u8,
     /// `SlotState` (atomic).
     state: u8,
-    reserved: [6]u8,
+    /// `vectorCheck` of the key and the exact vector (little-endian), or zero in slots written
+    /// before the field existed (unchecked). The metadata and the vector live in different files,
+    /// each written back on its own: a power loss can keep a slot's publication without its
+    /// vector, and a dirty open finds such a slot by this check (index/recovery.zig).
+    vector_check: [4]u8,
+    reserved: [2]u8,
+
+    /// Whether `vector` is the one this slot was written with (true when no check is recorded).
+    pub fn vectorMatches(self: *const Meta, vector: []const f32) bool {
+        const recorded = std.mem.readInt(u32, &self.vector_check, .little);
+        return recorded == 0 or recorded == vectorCheck(self.key, vector);
+    }
+
+    pub fn setVectorCheck(self: *Meta, vector: []const f32) void {
+        std.mem.writeInt(u32, &self.vector_check, vectorCheck(self.key, vector), .little);
+        assert(self.vectorMatches(vector));
+    }
 };
+
+/// A slot's check of its key and exact vector: never zero, which means "not recorded".
+pub fn vectorCheck(key: u64, vector: []const f32) u32 {
+    assert(vector.len > 0);
+    const hash: u32 = @truncate(std.hash.XxHash3.hash(key, std.mem.sliceAsBytes(vector)));
+    return if (hash == 0) 1 else hash;
+}
 
 pub const unpublished: u64 = std.math.maxInt(u64);
 
@@ -128,6 +151,7 @@ comptime {
     assert(@sizeOf(Header) <= header_slot_bytes);
     assert(2 * header_slot_bytes <= header_bytes);
     assert(@sizeOf(Meta) == 40);
+    assert(@offsetOf(Meta, "vector_check") == 34);
 }
 
 /// Sizes derived from the parameters; identical for every generation of one index.

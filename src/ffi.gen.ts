@@ -260,7 +260,8 @@ export const fileFormat = {
       upper_offset: { offset: 28, width: 4 },
       level: { offset: 32, width: 1 },
       state: { offset: 33, width: 1 },
-      reserved: { offset: 34, width: 6 },
+      vector_check: { offset: 34, width: 4 },
+      reserved: { offset: 38, width: 2 },
     },
   },
   walRecord: {

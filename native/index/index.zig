@@ -15,6 +15,7 @@ const layout_mod = @import("../storage/layout.zig");
 const Layout = layout_mod.Layout;
 const Header = layout_mod.Header;
 const storage_mod = @import("../storage/storage.zig");
+const swap = @import("../storage/swap.zig");
 const Storage = storage_mod.Storage;
 const graph = @import("../hnsw/graph.zig");
 const locks = @import("../sync/locks.zig");
@@ -326,7 +327,11 @@ pub const Index = struct {
             self.records.lock.lockShared(contention);
             defer self.records.lock.unlockShared();
             self.records.checkpointLocked(keys) catch |err| return mapRecordsError(err);
-            break :blk self.records.rewriteDue();
+            // Not while a compaction's swap is unfinished: the store's file then still has the
+            // build's name, and a rewrite would replace the old `path.records`, which the next
+            // open's roll-forward would rename over the live one.
+            break :blk self.records.rewriteDue() and
+                !(swap.pending(self.path.?) catch true);
         };
         // Updates only append: once most of the file is superseded payloads, rewrite it (the
         // writers lock keeps the store unchanged meanwhile). A rewrite that fails leaves the

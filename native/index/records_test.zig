@@ -695,3 +695,63 @@ test "records: a file cut short of its checkpointed end, or removed, is Corrupt 
     defer index.destroy();
     try expectRecords(index);
 }
+
+test "records: no rewrite while a swap is unfinished; an empty leftover is removed" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    const index = try rewriteSetup(&dir, "idx");
+    // A commit record without its renames done: the store's file may still have the build's
+    // name, so a rewrite would replace the wrong file.
+    var commit_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const commit = try dir.path(&commit_buf, "idx~compact.commit");
+    try std.fs.cwd().writeFile(.{ .sub_path = commit, .data = "" });
+    try index.checkpoint();
+    try std.testing.expect((try fileSize(&dir, "idx.records")).? > 300 * 4000);
+    try std.fs.cwd().deleteFile(commit);
+    // A rewrite killed before its first write left an empty temporary file: it no longer
+    // blocks the rewrite (the exclusive create failed on it for good).
+    var temp_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const temp = try dir.path(&temp_buf, "idx.records~rewrite");
+    try std.fs.cwd().writeFile(.{ .sub_path = temp, .data = "" });
+    try index.checkpoint();
+    try std.testing.expect((try fileSize(&dir, "idx.records")).? < 300 * 200);
+    try std.testing.expectEqual(@as(u64, 0), index.records.rewrite_failures.load(.monotonic));
+    try std.testing.expectEqual(@as(?u64, null), try fileSize(&dir, "idx.records~rewrite"));
+    try expectSmallPayloads(index);
+    index.destroy();
+}
+
+test "records: a file of only a torn schema entry is rewritten at open (old: Corrupt)" {
+    var dir = try Dir.init();
+    defer dir.tmp.cleanup();
+    for ([_]usize{ 0, 10 }, [_][]const u8{ "a", "b" }) |cut, name| {
+        var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const path = try dir.path(&path_buf, name);
+        {
+            const index = try Index.create(gpa, opts(), path);
+            defer index.destroy();
+        }
+        // No payload was ever stored: a schema write that did not finish (empty, or torn).
+        var file_buf: [std.fs.max_path_bytes]u8 = undefined;
+        const file_path = try std.fmt.bufPrint(&file_buf, "{s}.records", .{path});
+        const whole = try std.fs.cwd().readFileAlloc(gpa, file_path, 1 << 20);
+        defer gpa.free(whole);
+        try std.testing.expect(whole.len > cut);
+        try std.fs.cwd().writeFile(.{ .sub_path = file_path, .data = whole[0..cut] });
+        {
+            const index = try recovery.open(gpa, path, opts(), .fast);
+            defer index.destroy();
+            const schema = try schemaBytes();
+            defer gpa.free(schema);
+            try records.setSchema(index, schema);
+            const record = try recordOf(7, "");
+            defer gpa.free(record);
+            const v = [_]f32{ 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4 };
+            try write.addRecord(index, 7, &v, record);
+        }
+        // The open after the next checkpoint used to meet payload entries without a schema.
+        const index = try recovery.open(gpa, path, opts(), .fast);
+        defer index.destroy();
+        try expectCount(1, index, classIs(7));
+    }
+}

@@ -556,6 +556,9 @@ pub const Store = struct {
             if (writable) try os.truncate(fd, valid);
         }
         self.file_end = valid;
+        // Empty, or only a torn schema entry: nothing was stored, and appends need the schema
+        // entry first (else the open after the next checkpoint met a file without one).
+        if (valid == 0 and writable) try self.writeSchemaEntry();
     }
 
     /// Parses the file's entries; returns the length of its intact prefix.
@@ -589,7 +592,8 @@ pub const Store = struct {
             }
             offset = body_at + header.bytes;
         }
-        if (first and bytes.len > 0) return error.Corrupt;
+        // No intact entry at all (a torn first one: a schema write that did not finish, when
+        // no payload can exist yet): offset 0, and a writable open writes the schema anew.
         return offset;
     }
 
@@ -625,14 +629,19 @@ pub const Store = struct {
     }
 };
 
-/// Removes `path` if it is a records file (its first entry an intact schema entry): a rewrite
-/// that did not reach its rename. Anything else at that name is not the store's, and stays.
+/// Removes `path` if it is a records file (its first entry an intact schema entry), empty, or
+/// starts with zeros: a rewrite that did not reach its rename.
+/// Anything else at that name is not the store's, and stays.
 pub fn removeLeftover(path: [:0]const u8) void {
     const fd = os.open(path, .{ .writable = false }) catch return;
     const ours = blk: {
         defer os.close(fd);
         var header: EntryHeader = undefined;
         const got = os.pread(fd, std.mem.asBytes(&header), 0) catch break :blk false;
+        // A rewrite killed before its first write (or a power loss before its fsync) leaves the
+        // file empty or starting with zeros: also ours, and it would block every later rewrite
+        // (the exclusive create fails). Any other short file is not ours.
+        if (std.mem.allEqual(u8, std.mem.asBytes(&header)[0..got], 0)) break :blk true;
         if (got != @sizeOf(EntryHeader) or header.kind != kind_schema) break :blk false;
         if (header.slot != slot_none or header.bytes > schema_mod.bytes_max) break :blk false;
         var body: [schema_mod.bytes_max]u8 = undefined;

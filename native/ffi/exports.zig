@@ -139,6 +139,80 @@ fn begin(handle: u32) registry.Error!Op {
     return .{ .handle = handle, .index = index };
 }
 
+const BatchArgs = struct {
+    queries: ?[*]const f32,
+    queries_len: u64,
+    count: u32,
+    k: u32,
+    ef: u32,
+    flags: u32,
+    threads: u32,
+};
+const BatchFilter = struct { ptr: ?[*]const u8, len: u32 };
+const BatchOut = struct { keys: ?[*]u64, distances: ?[*]f32, counts: ?[*]u32 };
+
+/// The batch searches, checked once for both exports: `count` queries of `dimensions` floats,
+/// each validated, results at [i*k, i*k + counts[i]); with `filter`, one program for them all.
+fn searchBatch(
+    handle: u32,
+    snapshot: u64,
+    args: BatchArgs,
+    filter: ?BatchFilter,
+    out: BatchOut,
+) Status {
+    const op = begin(handle) catch |err| return statusOf(err);
+    defer op.end();
+    const index = op.index;
+    const d = index.layout.dimensions;
+    if (args.queries_len != @as(u64, args.count) * d) return .dimension_mismatch;
+    const q = slice(f32, args.queries, args.queries_len) orelse return .invalid_argument;
+    var program: ?[]const u8 = null;
+    if (filter) |f| program = slice(u8, f.ptr, f.len) orelse return .invalid_argument;
+    for (0..args.count) |i| write.validateVector(
+        index,
+        q[i * d ..][0..d],
+    ) catch |err| return statusOf(err);
+    const beam = checkSearch(index, args.k, args.ef) catch |err| return statusOf(err);
+    const total = @as(u64, args.count) * args.k;
+    const keys = sliceMut(u64, out.keys, total) orelse return .invalid_argument;
+    const distances = sliceMut(f32, out.distances, total) orelse return .invalid_argument;
+    const counts = sliceMut(u32, out.counts, args.count) orelse return .invalid_argument;
+    const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
+    const ranking = rankingOf(args.flags) orelse return .invalid_argument;
+    const bytes = program orelse {
+        read.searchBatch(
+            index,
+            q,
+            args.k,
+            beam,
+            seq,
+            ranking,
+            args.threads,
+            keys,
+            distances,
+            counts,
+        ) catch |err| return statusOf(err);
+        return .ok;
+    };
+    // The caller's buffer is read once, here: a copy, as qv_index_search_filtered does.
+    const copy = std.heap.c_allocator.dupe(u8, bytes) catch return .out_of_memory;
+    defer std.heap.c_allocator.free(copy);
+    records.searchBatch(
+        index,
+        q,
+        args.k,
+        beam,
+        seq,
+        ranking,
+        copy,
+        args.threads,
+        keys,
+        distances,
+        counts,
+    ) catch |err| return statusOf(err);
+    return .ok;
+}
+
 fn checkSearch(index: *Index, k: u32, ef: u32) error{ InvalidK, InvalidEf }!u32 {
     if (k == 0) return error.InvalidK;
     const beam = if (ef == 0) @max(index.ef_search, k) else ef;
@@ -739,36 +813,15 @@ pub const exports = struct {
         out_distances: ?[*]f32,
         out_counts: ?[*]u32,
     ) callconv(.C) Status {
-        const op = begin(handle) catch |err| return statusOf(err);
-        defer op.end();
-        const index = op.index;
-        const d = index.layout.dimensions;
-        if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
-        const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
-        for (0..count) |i| write.validateVector(
-            index,
-            q[i * d ..][0..d],
-        ) catch |err| return statusOf(err);
-        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
-        const total = @as(u64, count) * k;
-        const keys = sliceMut(u64, out_keys, total) orelse return .invalid_argument;
-        const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
-        const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
-        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
-        const ranking = rankingOf(flags) orelse return .invalid_argument;
-        read.searchBatch(
-            index,
-            q,
-            k,
-            beam,
-            seq,
-            ranking,
-            threads,
-            keys,
-            distances,
-            counts,
-        ) catch |err| return statusOf(err);
-        return .ok;
+        return searchBatch(handle, snapshot, .{
+            .queries = queries,
+            .queries_len = queries_len,
+            .count = count,
+            .k = k,
+            .ef = ef,
+            .flags = flags,
+            .threads = threads,
+        }, null, .{ .keys = out_keys, .distances = out_distances, .counts = out_counts });
     }
 
     /// `qv_index_search_batch` with one filter for every query (compiled and matched once).
@@ -788,41 +841,19 @@ pub const exports = struct {
         out_distances: ?[*]f32,
         out_counts: ?[*]u32,
     ) callconv(.C) Status {
-        const op = begin(handle) catch |err| return statusOf(err);
-        defer op.end();
-        const index = op.index;
-        const d = index.layout.dimensions;
-        if (queries_len != @as(u64, count) * d) return .dimension_mismatch;
-        const q = slice(f32, queries, queries_len) orelse return .invalid_argument;
-        const f = slice(u8, filter, filter_len) orelse return .invalid_argument;
-        for (0..count) |i| write.validateVector(
-            index,
-            q[i * d ..][0..d],
-        ) catch |err| return statusOf(err);
-        const beam = checkSearch(index, k, ef) catch |err| return statusOf(err);
-        const total = @as(u64, count) * k;
-        const keys = sliceMut(u64, out_keys, total) orelse return .invalid_argument;
-        const distances = sliceMut(f32, out_distances, total) orelse return .invalid_argument;
-        const counts = sliceMut(u32, out_counts, count) orelse return .invalid_argument;
-        const seq = read.readSeq(index, snapshot) catch |err| return statusOf(err);
-        const ranking = rankingOf(flags) orelse return .invalid_argument;
-        // The caller's buffer is read once, here: a copy, as qv_index_search_filtered does.
-        const fc = std.heap.c_allocator.dupe(u8, f) catch return .out_of_memory;
-        defer std.heap.c_allocator.free(fc);
-        records.searchBatch(
-            index,
-            q,
-            k,
-            beam,
-            seq,
-            ranking,
-            fc,
-            threads,
-            keys,
-            distances,
-            counts,
-        ) catch |err| return statusOf(err);
-        return .ok;
+        return searchBatch(handle, snapshot, .{
+            .queries = queries,
+            .queries_len = queries_len,
+            .count = count,
+            .k = k,
+            .ef = ef,
+            .flags = flags,
+            .threads = threads,
+        }, .{ .ptr = filter, .len = filter_len }, .{
+            .keys = out_keys,
+            .distances = out_distances,
+            .counts = out_counts,
+        });
     }
 
     pub fn qv_index_size(handle: u32, snapshot: u64, out_size: ?*u64) callconv(.C) Status {

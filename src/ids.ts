@@ -84,6 +84,50 @@ export function idOfKey(key: bigint): number | bigint {
   return key <= 0x1f_ffff_ffff_ffffn ? Number(key) : key;
 }
 
+/** Whether this platform stores a u64 as two u32 halves, low first (every target Quiver builds for). */
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * The u32 halves of `keys`' elements (low half at 2i, high at 2i + 1), for `numericIdsInto`;
+ * undefined on a big-endian platform (callers then take the BigInt path). O(1).
+ */
+export function keyWords(keys: BigUint64Array): Uint32Array | undefined {
+  return littleEndian ? new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2) : undefined;
+}
+
+/**
+ * Writes `out[to + i] = idOfKey(keys[from + i])` for i below `count` and returns true when no
+ * key has its top bit (so none can be a string id's); returns false at the first that has it,
+ * with `out` partly written. It reads the keys through their u32 halves (`words`, from
+ * `keyWords`): reading an element of a BigUint64Array makes a BigInt, which cost ten times a
+ * whole search's wrapper at k = 10. Thread safety: pure. O(count).
+ */
+export function numericIdsInto(
+  keys: BigUint64Array,
+  words: Uint32Array | undefined,
+  from: number,
+  count: number,
+  out: Id[],
+  to: number,
+): boolean {
+  if (words === undefined) {
+    for (let i = 0; i < count; i++) {
+      const key = keys[from + i];
+      if (maybeStringKey(key)) return false;
+      out[to + i] = idOfKey(key);
+    }
+    return true;
+  }
+  for (let i = 0; i < count; i++) {
+    const high = words[2 * (from + i) + 1];
+    // Below 2^53 (a high half below 2^21) the key is a safe integer: a number, exactly.
+    if (high < 0x20_0000) out[to + i] = high * 0x1_0000_0000 + words[2 * (from + i)];
+    else if (high >= 0x8000_0000) return false;
+    else out[to + i] = keys[from + i];
+  }
+  return true;
+}
+
 /** Whether a key may be a string id's (their top bit is set; numeric keys may have it too). */
 export function maybeStringKey(key: bigint): boolean {
   return key >= 1n << 63n;

@@ -8,7 +8,7 @@ import { native } from "./runtime/loader.ts";
 import { limits, searchFlags as flagBits, Status } from "./ffi.gen.ts";
 import { plainTyped } from "./arrays.ts";
 import { BufferTooSmallError, check, ClosedError, DimensionMismatchError, InvalidArgumentError, InvalidEfError, InvalidKError } from "./errors.ts";
-import { hashIds, type Id, idOfKey, keyOfId, maybeStringKey } from "./ids.ts";
+import { hashIds, type Id, idOfKey, keyOfId, keyWords, maybeStringKey, numericIdsInto } from "./ids.ts";
 import { compileFilter, decodePayload, type Filter, type Metadata, type RecordSchema } from "./records/mod.ts";
 
 /**
@@ -176,8 +176,6 @@ export function checkThreads(threads: unknown): number {
 
 /** The length `qv_index_read_records` gives a key with no live record. */
 const absent = 0xffff_ffff;
-const topBit = 1n << 63n;
-const maxSafe = BigInt(Number.MAX_SAFE_INTEGER);
 /** Reads of a live index retried when a result's record vanished between two calls. */
 const liveAttempts = 3;
 
@@ -191,6 +189,9 @@ export abstract class Reader {
   /** Scratch out-parameters, reused: JS is single-threaded per isolate. */
   protected readonly u32Out: Uint32Array = new Uint32Array(1);
   protected readonly u64Out: BigUint64Array = new BigUint64Array(1);
+  /** Where searches with k <= 64 write their keys, and its u32 halves (see `numericIdsInto`). */
+  readonly #keyScratch = new BigUint64Array(64);
+  readonly #keyScratchWords = keyWords(this.#keyScratch);
   /** The payload read buffer, grown on demand (the scratch of `readPayloads`). */
   #payloadBuffer = new Uint8Array(4096);
 
@@ -317,29 +318,28 @@ export abstract class Reader {
     const flags = searchFlags(options);
     const program = options.filter === undefined ? undefined : this.compileFilter(options.filter);
     const withMetadata = options.includeMetadata === true;
+    // Small k: the keys land in a scratch column whose u32 halves are already viewed, and the
+    // result gets a copy (one allocation, as a fresh column would be, without a second view).
+    const scratch = k <= this.#keyScratch.length;
     const run = (snapshot: bigint): SearchResult => {
-      const keys = new BigUint64Array(k);
+      const out = scratch ? this.#keyScratch : new BigUint64Array(k);
       const distances = new Float32Array(k);
       if (program === undefined) {
-        check(native().fn.qv_index_search(h, snapshot, q, q.length, k, ef, flags, keys, distances, this.u32Out));
+        check(native().fn.qv_index_search(h, snapshot, q, q.length, k, ef, flags, out, distances, this.u32Out));
       } else {
-        check(native().fn.qv_index_search_filtered(h, snapshot, q, q.length, k, ef, flags, program, program.length, keys, distances, this.u32Out));
+        check(native().fn.qv_index_search_filtered(h, snapshot, q, q.length, k, ef, flags, program, program.length, out, distances, this.u32Out));
       }
       const n = this.u32Out[0];
-      return n === k ? { keys, distances, ids: [] } : { keys: keys.subarray(0, n), distances: distances.subarray(0, n), ids: [] };
+      const keys = scratch ? out.slice(0, n) : n === k ? out : out.subarray(0, n);
+      return { keys, distances: n === k ? distances : distances.subarray(0, n), ids: [] };
     };
     // The common case in one FFI call: numeric keys (no top bit), no metadata asked for.
     const first = run(this.snapshotHandle());
     if (!withMetadata) {
       const keys = first.keys;
       const ids: Id[] = new Array(keys.length);
-      let numeric = true;
-      for (let i = 0; i < keys.length && numeric; i++) {
-        const key = keys[i];
-        numeric = key < topBit;
-        ids[i] = key <= maxSafe ? Number(key) : key;
-      }
-      if (numeric) {
+      const words = scratch ? this.#keyScratchWords : keyWords(keys);
+      if (numericIdsInto(keys, words, 0, keys.length, ids, 0)) {
         first.ids = ids;
         return first;
       }
@@ -383,12 +383,20 @@ export abstract class Reader {
       } else {
         check(native().fn.qv_index_search_batch_filtered(h, snapshot, queries, queries.length, count, k, ef, flags, threads, program, program.length, keys, distances, counts));
       }
+      const ids: Id[] = new Array(count * k).fill(undefined);
+      if (!withMetadata) {
+        // The common case: numeric keys, no read; each query's filled run converted in place.
+        const words = keyWords(keys);
+        let numeric = true;
+        for (let i = 0; i < count && numeric; i++) numeric = numericIdsInto(keys, words, i * k, counts[i], ids, i * k);
+        if (numeric) return { keys, distances, counts, k, ids };
+        (ids as (Id | undefined)[]).fill(undefined);
+      }
       // The filled positions, described in one read.
       const filled: number[] = [];
       for (let i = 0; i < count; i++) for (let j = 0; j < counts[i]; j++) filled.push(i * k + j);
       const described = this.describe(snapshot, BigUint64Array.from(filled, (p) => keys[p]), withMetadata);
       if (described === undefined) return undefined;
-      const ids: Id[] = new Array(count * k).fill(undefined);
       const metadata: (Metadata | undefined)[] | undefined = withMetadata ? new Array(count * k).fill(undefined) : undefined;
       for (let j = 0; j < filled.length; j++) {
         ids[filled[j]] = described.ids[j];

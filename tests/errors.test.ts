@@ -196,6 +196,33 @@ test("errors: the key range ends are valid: 0, MAX_SAFE_INTEGER, 2^53 and 2^64 -
   assertEquals(index.has((1n << 64n) - 1n), false);
 });
 
+test("errors: search ids at each edge of the numeric fast path: numbers below 2^53, bigints from 2^53, every query of a batch", () => {
+  // The ids are read through the keys' u32 halves (src/ids.ts numericIdsInto): each edge of the
+  // high half (0, 2^21 - 1, 2^21, 2^31 - 1) and of the low half is here, and a top-bit numeric
+  // key (2^63, 2^64 - 1) takes the payload path and still comes back as its bigint.
+  using index = new Index({ dimensions: 2, metric: "l2" });
+  const keys = [0n, 1n, 0xffff_ffffn, 1n << 32n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 63n) - 1n, 1n << 63n, (1n << 64n) - 1n];
+  keys.forEach((key, i) => index.add(key, [i, 0]));
+  const expected = (key: bigint) => (key <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(key) : key);
+  for (const [i, key] of keys.entries()) {
+    const hit = index.search([i, 0.1], 1);
+    assertEquals(hit.keys, new BigUint64Array([key]), `key ${key}`);
+    assertEquals(hit.ids, [expected(key)], `id of key ${key}`);
+    // k above the scratch column's 64: the fresh-column path gives the same.
+    assertEquals(index.search([i, 0.1], 100, { ef: 100 }).ids[0], expected(key), `k = 100, key ${key}`);
+  }
+  const numeric = keys.slice(0, 8);
+  const queries = new Float32Array(numeric.flatMap((_, i) => [i, 0.1]));
+  const batch = index.searchBatch(queries, 2);
+  for (let i = 0; i < numeric.length; i++) {
+    assertEquals(batch.ids[i * 2], expected(numeric[i]), `batch query ${i}`);
+    assertEquals(batch.ids[i * 2 + 1], expected(batch.keys[i * 2 + 1]), `batch query ${i}, second`);
+  }
+  // A top-bit key among a batch's results: every id still its key's.
+  const mixed = index.searchBatch(new Float32Array([8, 0.1, 0, 0.1]), 2);
+  for (let j = 0; j < 4; j++) assertEquals(mixed.ids[j], expected(mixed.keys[j]), `mixed batch result ${j}`);
+});
+
 // ---------------------------------------------------------------- k and ef
 
 test("errors: k <= 0 or non-integer k throws InvalidKError; ef < k throws InvalidEfError", () => {

@@ -4,11 +4,12 @@ import type { Adapter, BatchResult, BuildParams } from "./adapter.ts";
 
 interface QuiverIndex {
   add(keys: BigUint64Array, vectors: Float32Array, options?: { threads?: number }): void;
-  search(query: Float32Array, k: number, options?: { ef?: number; rerank?: boolean }): { keys: BigUint64Array; distances: Float32Array };
+  search(query: Float32Array, k: number, options?: { ef?: number; rerank?: boolean }): { keys: BigUint64Array; distances: Float32Array; ids: (number | bigint | string)[] };
   searchBatch(queries: Float32Array, k: number, options?: { ef?: number; threads?: number; rerank?: boolean }): {
     keys: BigUint64Array;
     distances: Float32Array;
     counts: Uint32Array;
+    ids: (number | bigint | string | undefined)[];
   };
   reserve(slots: number): void;
   close(): void;
@@ -45,14 +46,15 @@ export async function create(params: BuildParams): Promise<Adapter> {
     },
     search(query: unknown, k: number, out: Float64Array, at: number) {
       // Quiver rejects ef < k; hnswlib and FAISS search with max(ef, k) there, so the sweep does the same.
-      const { keys } = index.search(query as Float32Array, k, { ef: Math.max(ef, k), rerank });
-      for (let i = 0; i < keys.length; i++) out[at + i] = Number(keys[i]);
-      return keys.length;
+      // The ids as numbers, as a caller reads them (hnswlib-node's neighbours are numbers too).
+      const { ids } = index.search(query as Float32Array, k, { ef: Math.max(ef, k), rerank });
+      for (let i = 0; i < ids.length; i++) out[at + i] = ids[i] as number;
+      return ids.length;
     },
     searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult {
       const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef: Math.max(ef, k), threads, rerank });
       const ids = new Float64Array(r.keys.length);
-      for (let i = 0; i < ids.length; i++) ids[i] = Number(r.keys[i]);
+      for (let i = 0; i < ids.length; i++) ids[i] = (r.ids[i] as number | undefined) ?? 0;
       return { ids, counts: r.counts };
     },
     close() {

@@ -46,6 +46,15 @@ pub fn build(b: *std.Build) void {
         "Time every distance kernel at every supported CPU level",
     ).dependOn(&b.addRunArtifact(bench_exe).step);
 
+    // Two builds of the library timed in one process, in alternating passes (native/bench_ab.zig).
+    const ab_mod = nativeModule(b, "native/bench_ab.zig", target, .ReleaseFast, false);
+    ab_mod.link_libc = true;
+    const ab_exe = b.addExecutable(.{ .name = "quiver-bench-ab", .root_module = ab_mod });
+    const ab_run = b.addRunArtifact(ab_exe);
+    if (b.args) |args| ab_run.addArgs(args);
+    b.step("bench-ab", "Time two builds of the library against each other, paired")
+        .dependOn(&ab_run.step);
+
     // Tidy: zig fmt, line length, import placement, direction and cycles (native/tidy.zig).
     const tidy = b.addTest(.{
         .name = "quiver-tidy",

@@ -205,6 +205,9 @@ pub const VerifyReport = extern struct {
     vector_mismatches: u64,
     /// Record payloads that do not parse or do not belong to their slot's key.
     record_mismatches: u64,
+    /// Slots whose live bit (what a live search tests, hnsw/graph.zig `NodeLocks.isLive`)
+    /// disagrees with their metadata's visibility.
+    live_bit_mismatches: u64,
     max_level: u32,
     ok: u32,
 };
@@ -213,5 +216,5 @@ comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
     std.debug.assert(@sizeOf(Stats) == 184);
-    std.debug.assert(@sizeOf(VerifyReport) == 96);
+    std.debug.assert(@sizeOf(VerifyReport) == 104);
 }

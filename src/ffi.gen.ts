@@ -182,7 +182,7 @@ export const layouts = {
     },
   },
   VerifyReport: {
-    size: 96,
+    size: 104,
     fields: {
       nodes: { offset: 0, type: "u64" },
       live: { offset: 8, type: "u64" },
@@ -195,8 +195,9 @@ export const layouts = {
       level_mismatches: { offset: 64, type: "u64" },
       vector_mismatches: { offset: 72, type: "u64" },
       record_mismatches: { offset: 80, type: "u64" },
-      max_level: { offset: 88, type: "u32" },
-      ok: { offset: 92, type: "u32" },
+      live_bit_mismatches: { offset: 88, type: "u64" },
+      max_level: { offset: 96, type: "u32" },
+      ok: { offset: 100, type: "u32" },
     },
   },
 } as const;

@@ -9,6 +9,8 @@ const Candidate = scratch_mod.Candidate;
 const view_mod = @import("view.zig");
 const View = view_mod.View;
 const Query = view_mod.Query;
+const Production = @import("../sync/atomics.zig").Production;
+const Slots = view_mod.Slots(Production, .correct);
 
 /// Moves greedily towards `query` on `level` until no neighbour is closer.
 pub fn greedy(view: View, query: Query, start: Candidate, level: u32, scratch: *Scratch) Candidate {
@@ -85,7 +87,7 @@ pub fn searchLayer(
             if (slot >= view.bound) continue;
             if (scratch.visited.testAndSet(slot)) continue;
             view.prefetchWalk(slot);
-            if (filter != .none) prefetchMeta(view, slot);
+            if (readsMeta(filter)) prefetchMeta(view, slot);
             scratch.links[fresh] = slot;
             fresh += 1;
         }
@@ -111,15 +113,30 @@ inline fn prefetchMeta(view: View, slot: u32) void {
     @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});
 }
 
+/// Whether `accepts` reads the slot's metadata: a snapshot's reads do; live reads test the
+/// slot's live bit instead (graph.zig `NodeLocks.isLive`), which stays in cache.
+inline fn readsMeta(filter: Filter) bool {
+    return switch (filter) {
+        .none => false,
+        .visible_at => |seq| seq != view_mod.live_seq,
+        .visible_matching => |m| m.seq != view_mod.live_seq,
+    };
+}
+
+inline fn visibleAt(view: View, slot: u32, seq: u64) bool {
+    if (seq == view_mod.live_seq) return Slots.visibleLive(view.node_locks, slot);
+    return view_mod.visible(view.regions.meta(slot), seq);
+}
+
 inline fn accepts(view: View, filter: Filter, slot: u32) bool {
     return switch (filter) {
         .none => true,
-        .visible_at => |seq| view_mod.visible(view.regions.meta(slot), seq),
+        .visible_at => |seq| visibleAt(view, slot, seq),
         .visible_matching => |m| blk: {
             const word = slot / 64;
             if (word >= m.words.len) break :blk false;
             if (m.words[word] & (@as(u64, 1) << @intCast(slot % 64)) == 0) break :blk false;
-            break :blk view_mod.visible(view.regions.meta(slot), m.seq);
+            break :blk visibleAt(view, slot, m.seq);
         },
     };
 }

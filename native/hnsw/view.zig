@@ -234,6 +234,9 @@ pub const SlotsVariant = enum {
     /// Canary: the key lookup stops at the key map's newest slot instead of walking the upsert
     /// chain, so a snapshot reader misses the older slot it should see.
     chain_without_walk,
+    /// Canary: sets the new slot's live bit before its state and sequence number, so a live
+    /// search, which tests the bit, can return a slot that is still `inserting`.
+    live_bit_first,
 };
 
 /// The slot-visibility protocol over slot metadata, generic over the sync layer so that the
@@ -252,22 +255,33 @@ pub fn Slots(comptime Sync: type, comptime variant: SlotsVariant) type {
             return deleted == 0 or deleted > seq;
         }
 
-        /// Makes `meta` visible and its predecessor (if any, and still visible) invisible at one
-        /// new sequence number, which it returns. The caller holds the commit lock, so `seq`
-        /// has one writer. The order is the protocol: the state, then the slot's sequence
-        /// number, then the old slot's deletion, then `seq`. A reader at the current `seq`
-        /// sees the key once (old slot until `seq` moves, new one after); a live reader sees
-        /// it at least once and at most twice (searches drop the duplicate).
+        /// Whether `slot` is visible to a live reader, by its live bit (graph.zig
+        /// `NodeLocks.isLive`): what a live search tests instead of the slot's metadata.
+        /// `bits` has `isLive(slot) bool` and `setLive(slot, bool)`.
+        pub fn visibleLive(bits: anytype, slot: u32) bool {
+            return bits.isLive(slot);
+        }
+
+        /// Makes `meta` (slot `slot`) visible and its predecessor (if any, and still visible)
+        /// invisible at one new sequence number, which it returns. The caller holds the commit
+        /// lock, so `seq` has one writer. The order is the protocol: the state, then the slot's
+        /// sequence number and its live bit, then the old slot's deletion and its live bit, then
+        /// `seq`. A reader at the current `seq` sees the key once (old slot until `seq` moves,
+        /// new one after); a live reader, by metadata or by live bit, sees it at least once and
+        /// at most twice (searches drop the duplicate), and a set bit only on a ready slot.
         pub fn publish(
             meta: *layout.Meta,
-            previous: ?*layout.Meta,
+            slot: u32,
+            previous: ?Previous,
             seq_current: *Sync.Atomic(u64),
             live: *Sync.Atomic(u64),
+            bits: anytype,
         ) u64 {
             const seq = seq_current.load(.monotonic) + 1;
             if (variant == .seq_before_slots) seq_current.store(seq, .release);
+            if (variant == .live_bit_first) bits.setLive(slot, true);
             const retire_first = variant == .deleted_before_created;
-            const replaced = if (retire_first) retire(previous, seq) else false;
+            const replaced = if (retire_first) retire(previous, seq, bits) else false;
             if (variant != .created_before_ready) {
                 Sync.store(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
             }
@@ -275,16 +289,21 @@ pub fn Slots(comptime Sync: type, comptime variant: SlotsVariant) type {
             if (variant == .created_before_ready) {
                 Sync.store(u8, &meta.state, @intFromEnum(layout.SlotState.ready), .release);
             }
-            const retired = if (retire_first) replaced else retire(previous, seq);
+            if (variant != .live_bit_first) bits.setLive(slot, true);
+            const retired = if (retire_first) replaced else retire(previous, seq, bits);
             if (!retired) _ = live.fetchAdd(1, .release);
             if (variant != .seq_before_slots) seq_current.store(seq, .release);
             return seq;
         }
 
-        fn retire(previous: ?*layout.Meta, seq: u64) bool {
+        /// The slot an upsert replaces: its metadata and its number (for its live bit).
+        pub const Previous = struct { meta: *layout.Meta, slot: u32 };
+
+        fn retire(previous: ?Previous, seq: u64, bits: anytype) bool {
             const old = previous orelse return false;
-            if (!Self.visible(old, live_seq)) return false;
-            Sync.store(u64, &old.deleted_seq, seq, .release);
+            if (!Self.visible(old.meta, live_seq)) return false;
+            Sync.store(u64, &old.meta.deleted_seq, seq, .release);
+            bits.setLive(old.slot, false);
             return true;
         }
 

@@ -102,6 +102,7 @@ fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options)
     copy.live.store(live, .release);
     copy.seq.store(snap.seq, .release);
     copy.entry.reset(entry);
+    copy.rebuildLiveBits();
     try copyRecords(self, snap.seq, copy, target.payload, used);
 }
 

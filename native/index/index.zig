@@ -24,7 +24,8 @@ const scratch = @import("../hnsw/scratch.zig");
 const hnsw_insert = @import("../hnsw/insert.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const tables = @import("tables.zig");
-const View = @import("../hnsw/view.zig").View;
+const view_mod = @import("../hnsw/view.zig");
+const View = view_mod.View;
 const records_store = @import("../records/store.zig");
 const Store = records_store.Store;
 
@@ -275,6 +276,23 @@ pub const Index = struct {
         self.seq.store(state.seq, .release);
         self.entry.word.store(state.entry_word, .release);
         self.dirty.store(false, .release);
+        self.rebuildLiveBits();
+    }
+
+    /// Sets the live bits (graph.zig `NodeLocks.isLive`) from the metadata of the slots in use
+    /// and clears the rest: after open's scan, a compaction's adoption and a backup's copy,
+    /// whose metadata came from elsewhere than `publish` and `remove`. Allocates nothing (the
+    /// chunks exist for the capacity). The caller excludes every other user. O(capacity / 64).
+    pub fn rebuildLiveBits(self: *Index) void {
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        const regions = generation.payload;
+        const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
+        self.node_locks.rebuildLive(regions, used, visibleLive);
+    }
+
+    fn visibleLive(meta: *const layout_mod.Meta) bool {
+        return view_mod.visible(meta, view_mod.live_seq);
     }
 
     /// Frees the in-memory state (not the storage). Also used when an open fails half-way.

@@ -145,6 +145,8 @@ pub fn scan(self: *Index, header: layout.Header, validation: Validation) Error!v
     self.live.store(state.live, .release);
     self.seq.store(@max(state.max_seq, header.seq), .release);
     self.node_locks.ensure(self.gpa, regions.capacity) catch return error.OutOfMemory;
+    // After every repair above; the log's replay then keeps the bits as any write does.
+    self.rebuildLiveBits();
 }
 
 /// A dirty open's first repair, before the scan reads any liveness. A slot's metadata (the data

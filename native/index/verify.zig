@@ -73,11 +73,19 @@ pub fn verify(self: *Index) !abi.VerifyReport {
     }
     report.unreachable_live = try countUnreachable(self, regions, used);
     report.record_mismatches = checkRecords(self, regions, used);
+    // The writers lock excludes publish and remove: every bit matches its slot, and no bit is
+    // set past the slots in use.
+    for (0..regions.capacity) |i| {
+        const slot: u32 = @intCast(i);
+        const want = slot < used and view_mod.visible(regions.meta(slot), view_mod.live_seq);
+        if (self.node_locks.isLive(slot) != want) report.live_bit_mismatches += 1;
+    }
     // A live node no search can reach is as lost as a corrupt one: insert never drops a
     // level-0 link without another path to its node (hnsw/insert.zig), so `ok` counts them.
     const bad = report.out_of_range_links + report.self_links +
         report.duplicate_links + report.over_degree + report.level_mismatches +
-        report.vector_mismatches + report.unreachable_live + report.record_mismatches;
+        report.vector_mismatches + report.unreachable_live + report.record_mismatches +
+        report.live_bit_mismatches;
     if (report.live != self.size()) report.level_mismatches += 1;
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);

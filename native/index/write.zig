@@ -16,6 +16,8 @@ const quantize = @import("../kernels/quantize.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
 const locks = @import("../sync/locks.zig");
 const Production = @import("../sync/atomics.zig").Production;
+/// The slot-visibility protocol (hnsw/view.zig), the checked code.
+const Slots = view_mod.Slots(Production, .correct);
 const wal_mod = @import("../storage/wal.zig");
 const Wal = wal_mod.Wal;
 const payload = @import("../records/payload.zig");
@@ -164,7 +166,8 @@ pub fn addLocked(
     const meta = regions.meta(slot.id);
     assert(meta.state == @intFromEnum(layout.SlotState.inserting));
     assert(meta.key == key);
-    publish(self, meta, if (previous) |p| regions.meta(p) else null);
+    const replaced: ?Slots.Previous = if (previous) |p| .{ .meta = regions.meta(p), .slot = p } else null;
+    publish(self, meta, slot.id, replaced);
     stripe.map.putAssumeCapacity(key, slot.id);
 }
 
@@ -323,14 +326,13 @@ fn linkWithFreshView(
 }
 
 /// Makes a new slot visible and its predecessor (if any) invisible at one sequence number.
-fn publish(self: *Index, meta: *layout.Meta, previous: ?*layout.Meta) void {
+fn publish(self: *Index, meta: *layout.Meta, slot: u32, previous: ?Slots.Previous) void {
     assert(locks.holds(.key_stripe));
     assert(@atomicLoad(u64, &meta.created_seq, .acquire) == layout.unpublished);
     self.commit.lock(&self.counters.lock_contention);
     defer self.commit.unlock();
     // The stores and their order are the checked protocol (hnsw/view.zig `Slots`).
-    const slots = view_mod.Slots(Production, .correct);
-    const seq = slots.publish(meta, previous, &self.seq, &self.live);
+    const seq = Slots.publish(meta, slot, previous, &self.seq, &self.live, &self.node_locks);
     assert(seq < view_mod.live_seq);
 }
 
@@ -417,6 +419,7 @@ pub fn removeLocked(self: *Index, key: u64, id: []const u8, log: bool) Error!boo
     defer self.commit.unlock();
     const seq = self.seq.load(.monotonic) + 1;
     @atomicStore(u64, &meta.deleted_seq, seq, .release);
+    self.node_locks.setLive(slot, false);
     _ = self.live.fetchSub(1, .release);
     self.seq.store(seq, .release);
     return true;

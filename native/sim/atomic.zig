@@ -49,6 +49,20 @@ pub const Sim = struct {
                 return before;
             }
 
+            pub fn fetchOr(self: *Self, operand: T, comptime order: AtomicOrder) T {
+                sched.point(.op);
+                const before = self.raw.fetchOr(operand, order);
+                sched.note(.fetch_or, @intFromPtr(self), bits(before));
+                return before;
+            }
+
+            pub fn fetchAnd(self: *Self, operand: T, comptime order: AtomicOrder) T {
+                sched.point(.op);
+                const before = self.raw.fetchAnd(operand, order);
+                sched.note(.fetch_and, @intFromPtr(self), bits(before));
+                return before;
+            }
+
             pub fn swap(self: *Self, value: T, comptime order: AtomicOrder) T {
                 sched.point(.op);
                 const before = self.raw.swap(value, order);

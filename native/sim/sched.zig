@@ -29,6 +29,8 @@ pub const OpKind = enum(u8) {
     store,
     fetch_add,
     fetch_sub,
+    fetch_or,
+    fetch_and,
     swap,
     cmpxchg_ok,
     cmpxchg_fail,

@@ -10,8 +10,9 @@
 //!   - a live reader sees it at most twice (searches drop the duplicate), at least once
 //!     unless its newest slot was published beyond the reader's bound (`publishedFrom`), and
 //!     never a visible slot that is not `ready` with its key written (half-published);
+//!   - the same for a live reader that tests the live bits instead (hnsw/search.zig);
 //!   - a snapshot reader at seq 1 sees exactly slot 0;
-//!   - at the end seq is 3, one slot is live (slot 2), and `live` is 1.
+//!   - at the end seq is 3, one slot is live (slot 2) with the only live bit, and `live` is 1.
 const std = @import("std");
 const sched = @import("sched.zig");
 const explore = @import("explore.zig");
@@ -38,7 +39,26 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
             }
         };
 
+        /// The live bits, as graph.zig `NodeLocks` keeps them (one word covers the slots here).
+        const Bits = struct {
+            word: Sim.Atomic(u64),
+
+            pub fn isLive(bits: *Bits, slot: u32) bool {
+                return bits.word.load(.acquire) & (@as(u64, 1) << @intCast(slot)) != 0;
+            }
+
+            pub fn setLive(bits: *Bits, slot: u32, on: bool) void {
+                const mask = @as(u64, 1) << @intCast(slot);
+                if (on) {
+                    _ = bits.word.fetchOr(mask, .release);
+                } else {
+                    _ = bits.word.fetchAnd(~mask, .release);
+                }
+            }
+        };
+
         metas: [slot_count]layout.Meta,
+        bits: Bits,
         seq: Sim.Atomic(u64),
         live: Sim.Atomic(u64),
         slots_used: Sim.Atomic(u64),
@@ -52,6 +72,7 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
             self.metas[0].created_seq = 1;
             self.metas[0].prev_slot = layout.no_slot;
             self.metas[0].state = @intFromEnum(layout.SlotState.ready);
+            self.bits = .{ .word = Sim.Atomic(u64).init(1) };
             self.seq = Sim.Atomic(u64).init(1);
             self.live = Sim.Atomic(u64).init(1);
             self.slots_used = Sim.Atomic(u64).init(1);
@@ -71,7 +92,8 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
                 0 => for (1..slot_count) |slot| self.upsert(@intCast(slot)),
                 1 => for (0..2) |_| self.keysScan(),
                 else => {
-                    self.liveScan();
+                    self.liveScan(.metadata);
+                    self.liveScan(.bits);
                     self.snapshotScan();
                 },
             }
@@ -88,7 +110,8 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
             Sim.store(u64, &meta.deleted_seq, 0, .monotonic);
             meta.prev_slot = slot - 1;
             Sim.store(u8, &meta.state, @intFromEnum(layout.SlotState.inserting), .release);
-            const seq = S.publish(meta, &self.metas[slot - 1], &self.seq, &self.live);
+            const previous: S.Previous = .{ .meta = &self.metas[slot - 1], .slot = slot - 1 };
+            const seq = S.publish(meta, slot, previous, &self.seq, &self.live, &self.bits);
             if (seq != slot + 1) sched.fail("publish gave seq {d} to slot {d}", .{ seq, slot });
         }
 
@@ -101,13 +124,18 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
             if (n != 1) sched.fail("keys() at seq {d} saw key {d} {d} times", .{ seq, key, n });
         }
 
-        /// A live search's visibility filter over every slot it may reach.
-        fn liveScan(self: *Self) void {
+        /// A live search's visibility filter over every slot it may reach: by the metadata (a
+        /// key lookup's) or by the live bits (a live search's, hnsw/search.zig).
+        fn liveScan(self: *Self, by: enum { metadata, bits }) void {
             const bound = @min(self.slots_used.load(.acquire), slot_count);
             var seen: u32 = 0;
             for (0..bound) |slot| {
                 const meta = &self.metas[slot];
-                if (!S.visible(meta, view.live_seq)) continue;
+                const visible = switch (by) {
+                    .metadata => S.visible(meta, view.live_seq),
+                    .bits => S.visibleLive(&self.bits, @intCast(slot)),
+                };
+                if (!visible) continue;
                 seen += 1;
                 if (meta.state != @intFromEnum(layout.SlotState.ready) or meta.key != key) {
                     sched.fail("a live reader saw half-published slot {d}", .{slot});
@@ -152,6 +180,8 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
                 const want = slot == slot_count - 1;
                 const got = view.visible(meta, view.live_seq);
                 if (got != want) sched.fail("slot {d} ends visible={}", .{ slot, got });
+                const bit = self.bits.isLive(@intCast(slot));
+                if (bit != want) sched.fail("slot {d} ends with live bit {}", .{ slot, bit });
             }
         }
 
@@ -159,6 +189,7 @@ pub fn Scenario(comptime variant: view.SlotsVariant) type {
             if (address == @intFromPtr(&self.seq)) return "seq";
             if (address == @intFromPtr(&self.live)) return "live";
             if (address == @intFromPtr(&self.slots_used)) return "slots_used";
+            if (address == @intFromPtr(&self.bits.word)) return "live_bits";
             for (&self.metas, 0..) |*meta, slot| {
                 const field = if (address == @intFromPtr(&meta.created_seq))
                     "created_seq"
@@ -223,6 +254,10 @@ test "slots sim canary: retiring the old slot before the new one is visible is c
 
 test "slots sim canary: advancing seq before the slots is caught (a key seen twice)" {
     try expectCanaryCaught(.seq_before_slots);
+}
+
+test "slots sim canary: a live bit set before the slot is ready is caught (half-published)" {
+    try expectCanaryCaught(.live_bit_first);
 }
 
 /// The key lookup of `get`/`has` (index/read.zig `slotAt`): under the key's stripe, from the

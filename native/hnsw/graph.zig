@@ -200,8 +200,8 @@ fn words(list: [*]u32) [*]ProductionWord {
 /// Stripes of the unlink lock (a power of two).
 pub const unlink_stripes = 256;
 
-/// Versions for every slot, in chunks that never move (so no epoch is needed for them), and the
-/// unlink stripes.
+/// Versions and live bits for every slot, in chunks that never move (so no epoch is needed for
+/// them), and the unlink stripes.
 pub const NodeLocks = struct {
     chunks: [chunks_max]std.atomic.Value(?*Chunk) = [_]std.atomic.Value(?*Chunk){std.atomic.Value(
         ?*Chunk,

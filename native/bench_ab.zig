@@ -75,6 +75,8 @@ const Library = struct {
             const query = queries.data[q * d ..].ptr;
             const out = self.keys[q * k ..].ptr;
             try check(self.search(self.handle, 0, query, d, k, ef, 0, out, &distances, &count));
+            // A short result's tail is marked, so `same` compares only what was returned.
+            @memset(out[count..k], std.math.maxInt(u64));
         }
         return timer.read();
     }
@@ -86,10 +88,13 @@ fn readMatrix(gpa: std.mem.Allocator, path: []const u8, limit: u32) !Matrix {
     const file = try std.fs.cwd().openFile(path, .{});
     defer file.close();
     var header: [2]u32 = undefined;
-    _ = try file.readAll(std.mem.asBytes(&header));
+    if (try file.readAll(std.mem.asBytes(&header)) != @sizeOf(@TypeOf(header))) {
+        return error.Truncated;
+    }
     const count = @min(header[0], limit);
     const data = try gpa.alignedAlloc(f32, 64, @as(usize, count) * header[1]);
-    _ = try file.readAll(std.mem.sliceAsBytes(data));
+    const bytes = std.mem.sliceAsBytes(data);
+    if (try file.readAll(bytes) != bytes.len) return error.Truncated;
     return .{ .data = data, .count = count, .dimensions = header[1] };
 }
 
@@ -108,7 +113,8 @@ pub fn main() !void {
     const gpa = std.heap.c_allocator;
     const args = try std.process.argsAlloc(gpa);
     if (args.len != 10) {
-        std.debug.print("usage: bench-ab LIB_A LIB_B DATA BASE QUERIES STORAGE METRIC EFS ROUNDS\n", .{});
+        const usage = "usage: bench-ab LIB_A LIB_B DATA BASE QUERIES STORAGE METRIC EFS ROUNDS\n";
+        std.debug.print(usage, .{});
         return error.Usage;
     }
     const base_limit = try std.fmt.parseInt(u32, args[4], 10);
@@ -140,7 +146,8 @@ pub fn main() !void {
         lib.keys = try gpa.alloc(u64, @as(usize, queries.count) * k);
     }
     const stdout = std.io.getStdOut().writer();
-    try stdout.print("{s:>5} {s:>10} {s:>10} {s:>7} {s}\n", .{ "ef", "A qps", "B qps", "B/A", "same" });
+    const heading = .{ "ef", "A qps", "B qps", "B/A", "same" };
+    try stdout.print("{s:>5} {s:>10} {s:>10} {s:>7} {s}\n", heading);
     var efs = std.mem.splitScalar(u8, args[8], ',');
     while (efs.next()) |ef_text| {
         const ef = @max(k, try std.fmt.parseInt(u32, ef_text, 10));

@@ -48,13 +48,13 @@ export async function create(params: BuildParams): Promise<Adapter> {
       // Quiver rejects ef < k; hnswlib and FAISS search with max(ef, k) there, so the sweep does the same.
       // The ids as numbers, as a caller reads them (hnswlib-node's neighbours are numbers too).
       const { ids } = index.search(query as Float32Array, k, { ef: Math.max(ef, k), rerank });
-      for (let i = 0; i < ids.length; i++) out[at + i] = ids[i] as number;
+      for (let i = 0; i < ids.length; i++) out[at + i] = Number(ids[i]);
       return ids.length;
     },
     searchBatch(queries: Float32Array, count: number, k: number, threads: number): BatchResult {
       const r = index.searchBatch(queries.subarray(0, count * params.dimensions), k, { ef: Math.max(ef, k), threads, rerank });
       const ids = new Float64Array(r.keys.length);
-      for (let i = 0; i < ids.length; i++) ids[i] = (r.ids[i] as number | undefined) ?? 0;
+      for (let i = 0; i < ids.length; i++) ids[i] = r.ids[i] === undefined ? 0 : Number(r.ids[i]);
       return { ids, counts: r.counts };
     },
     close() {

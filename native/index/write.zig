@@ -166,7 +166,8 @@ pub fn addLocked(
     const meta = regions.meta(slot.id);
     assert(meta.state == @intFromEnum(layout.SlotState.inserting));
     assert(meta.key == key);
-    const replaced: ?Slots.Previous = if (previous) |p| .{ .meta = regions.meta(p), .slot = p } else null;
+    const replaced: ?Slots.Previous =
+        if (previous) |p| .{ .meta = regions.meta(p), .slot = p } else null;
     publish(self, meta, slot.id, replaced);
     stripe.map.putAssumeCapacity(key, slot.id);
 }

@@ -62,5 +62,15 @@ done
 for pair in $(grep -oE '^user-project: [0-9]+ passed, [0-9]+ failed$' <<<"$plain" | sed -E 's#.*: ([0-9]+) passed, ([0-9]+) failed#\1:\2#'); do
   passed=$((passed + ${pair%%:*})); failed=$((failed + ${pair##*:}))
 done
+# A failure's message again, at the end: a reader of only the run's last lines (CI keeps a head
+# and a tail of a long log) still sees what failed and why. Bun and Deno put "(fail)" / "FAILED"
+# on the test and "error:" / "AssertionError" on its message; zig "error:" and "failed:".
+if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
+  printf '\n== what failed (repeated from above)\n'
+  # An "error:" line and the 6 after it (a spec's message often goes on: files, history).
+  awk '/^error:/ { n = 7 } n > 0 { print; n--; next }
+    /^\(fail\)|AssertionError:|FAILED|^[^ ]+ => |failed:|^user-project: FAIL/ && !/passed \| [0-9]+ failed/' \
+    <<<"$plain" | cut -c1-600 | head -80 || true
+fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ] && [ "$status" -eq 0 ]

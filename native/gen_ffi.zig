@@ -154,6 +154,14 @@ fn writeFileFormat(out: anytype) !void {
         layout.header_bytes,
         layout.header_slot_bytes,
     });
+    try out.print("  formatVersion: {d},\n  formatVersionOldest: {d},\n", .{
+        layout.format_version,
+        layout.format_version_oldest,
+    });
+    try out.print("  i8TermsBytes: {d},\n  i8Granule: {d},\n", .{
+        layout.i8_terms_bytes,
+        layout.i8_granule,
+    });
     try out.writeAll("  suffixes: [");
     for (swap.suffixes, 0..) |suffix, i| {
         try out.print("{s}\"{s}\"", .{ if (i == 0) "" else ", ", suffix });

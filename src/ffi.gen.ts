@@ -213,6 +213,10 @@ export const defaults = { m: 16, efConstruction: 128, efSearch: 64 } as const;
 export const fileFormat = {
   headerBytes: 4096,
   headerSlotBytes: 2048,
+  formatVersion: 3,
+  formatVersionOldest: 2,
+  i8TermsBytes: 16,
+  i8Granule: 16,
   suffixes: ["", ".graph", ".upper", ".vectors"],
   walSuffix: ".wal",
   header: {

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import "../mod.ts";
 import { native } from "../src/runtime/loader.ts";
-import { abiVersion, KernelLevel, layouts, Status, statusMessages, symbols } from "../src/ffi.gen.ts";
+import { abiVersion, fileFormat, KernelLevel, layouts, Status, statusMessages, symbols } from "../src/ffi.gen.ts";
 import { assert, assertEquals, repoPath, runSync, test } from "./harness.ts";
 
 const generator = repoPath("zig-out/bin/quiver-gen-ffi");
@@ -112,15 +112,18 @@ test("ffi table: every symbol is callable through the adapter with its declared 
   assertEquals(fn.qv_kernel_dot(a, b, 3), 25);
   // The i8 kernels through their coder: close to the f32 values, NaN (never a read past the end)
   // on a buffer too short for its dimensions, typed statuses for bad input.
-  const ca = new Uint8Array(128);
-  const cb = new Uint8Array(128);
+  // native/kernels/quantize.zig `Coded.bytes`: a line that ends with the terms, then the codes
+  // padded to whole granules.
+  const codedBytes = 64 + Math.ceil(3 / fileFormat.i8Granule) * fileFormat.i8Granule;
+  const ca = new Uint8Array(codedBytes);
+  const cb = new Uint8Array(codedBytes);
   const zero = new Float32Array(3);
   assertEquals(fn.qv_kernel_encode_i8(a, zero, 3, 0, ca, ca.length), Status.ok);
   assertEquals(fn.qv_kernel_encode_i8(b, zero, 3, 0, cb, cb.length), Status.ok);
   assert(Math.abs(fn.qv_kernel_l2sq_i8(ca, ca.length, cb, cb.length, 3) - 25) < 0.5, "i8 l2sq of the coded vectors");
-  assert(Number.isNaN(fn.qv_kernel_l2sq_i8(ca, 127, cb, cb.length, 3)), "i8 kernel on a short buffer");
+  assert(Number.isNaN(fn.qv_kernel_l2sq_i8(ca, codedBytes - 1, cb, cb.length, 3)), "i8 kernel on a short buffer");
   assert(Number.isNaN(fn.qv_kernel_dot_i8(null, 0, cb, cb.length, 3)), "i8 kernel on a null buffer");
-  assertEquals(fn.qv_kernel_encode_i8(a, zero, 3, 0, ca, 127), Status.invalid_argument);
+  assertEquals(fn.qv_kernel_encode_i8(a, zero, 3, 0, ca, codedBytes - 1), Status.invalid_argument);
   assertEquals(fn.qv_kernel_encode_i8(a, zero, 3, 9, ca, ca.length), Status.unknown_metric);
   assertEquals(fn.qv_kernel_encode_i8(new Float32Array([1, NaN, 2]), zero, 3, 0, ca, ca.length), Status.invalid_vector);
   // A handle that names nothing: every handle-taking call answers invalid_handle (and does not crash).

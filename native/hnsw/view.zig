@@ -5,6 +5,7 @@ const std = @import("std");
 const layout = @import("../storage/layout.zig");
 const graph = @import("graph.zig");
 const distance = @import("../kernels/distance.zig");
+const i8k = @import("../kernels/i8.zig");
 const abi = @import("../abi.zig");
 const Storage = @import("../storage/storage.zig").Storage;
 const sync = @import("../sync/atomics.zig");
@@ -27,8 +28,10 @@ pub const View = struct {
     dot: bool,
     /// Ids at or above this are not (yet) valid in this generation.
     bound: u32,
-    /// Cache lines of one walked vector that a prefetch asks for (at most `prefetch_lines_max`).
+    /// Cache lines of one walked vector that a prefetch asks for (at most `prefetch_lines_max`),
+    /// from the line `walk_back` bytes before the walked vector.
     walk_lines: u32,
+    walk_back: u32,
     /// The storage the regions come from: a list whose upper records lie beyond this
     /// generation's arena is told apart from corruption by the newest generation's arena.
     storage: ?*Storage = null,
@@ -55,18 +58,18 @@ pub const View = struct {
             .dot = metric != .l2sq,
             .bound = @intCast(@min(slots_used, regions.capacity)),
             .walk_lines = walkLines(regions.layout),
+            .walk_back = regions.layout.vector_offset - lineStart(regions.layout),
         };
     }
 
-    /// Asks for the walked vector of `slot` ahead of its distance: every line of it up to
-    /// `prefetch_lines_max` (measured: a 96-dimension f32 vector is 6 lines, and with only the
-    /// first two prefetched the kernel stalled on the other four), and under i8 storage the
-    /// terms in the line before the codes.
+    /// Asks for the walked vector of `slot` ahead of its distance: every line a distance reads
+    /// (`Layout.walkSpan`: under i8 storage the terms too), up to `prefetch_lines_max`
+    /// (measured: a 96-dimension f32 vector is 6 lines, and with only the first two prefetched
+    /// the kernel stalled on the other four).
     pub inline fn prefetchWalk(self: View, slot: u32) void {
-        const bytes = self.regions.walk(slot);
-        if (self.regions.layout.storage == .i8) @prefetch(bytes - 16, .{});
+        const first = self.regions.walk(slot) - self.walk_back;
         var line: u32 = 0;
-        while (line < self.walk_lines) : (line += 1) @prefetch(bytes + 64 * line, .{});
+        while (line < self.walk_lines) : (line += 1) @prefetch(first + 64 * line, .{});
     }
 
     /// Asks for the level-0 list of `slot` and its version word, a step before they are read.
@@ -204,14 +207,22 @@ pub const View = struct {
 /// the core's line-fill buffers; the hardware streamer follows the rest of a longer vector.
 pub const prefetch_lines_max: u32 = 8;
 
+/// The record offset of the first line a distance reads.
+fn lineStart(l: layout.Layout) u32 {
+    return l.walkSpan().offset / 64 * 64;
+}
+
 fn walkLines(l: layout.Layout) u32 {
-    const d: u32 = l.dimensions;
-    const bytes: u32 = switch (l.storage) {
-        .f32 => 4 * d,
-        .f16 => 2 * d,
-        .i8 => @intCast(std.mem.alignForward(u32, d, 64)),
-    };
-    return @min(prefetch_lines_max, std.math.divCeil(u32, bytes, 64) catch unreachable);
+    const span = l.walkSpan();
+    const lines = std.math.divCeil(u32, span.offset + span.bytes - lineStart(l), 64) catch
+        unreachable;
+    return @min(prefetch_lines_max, lines);
+}
+
+comptime {
+    // The storage's constants and the kernels' format are one format.
+    std.debug.assert(layout.i8_terms_bytes == i8k.terms_bytes);
+    std.debug.assert(layout.i8_granule == i8k.granule);
 }
 
 /// Whether a slot is visible to a reader at sequence number `seq` (the live view reads at

@@ -7,6 +7,7 @@
 //! opens, and an existing file at `path` or any companion (`path.graph`, `path.wal`, ...) is
 //! refused (`Exists`), never overwritten.
 const std = @import("std");
+const assert = std.debug.assert;
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
 const index_mod = @import("index.zig");
@@ -214,9 +215,10 @@ fn copySlot(
             @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions],
         ),
         .i8 => {
-            // The codes and the terms in front of them (record bytes from the terms onwards).
-            const bytes =
-                from.layout.record_bytes - from.layout.vector_offset + layout.i8_terms_bytes;
+            // The terms and the codes (the copy may place them otherwise in its records: an
+            // index with aligned codes is copied into a packed one).
+            const bytes = from.layout.walkSpan().bytes;
+            assert(to.layout.walkSpan().bytes == bytes);
             @memcpy(
                 (to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes],
                 (from.walk(slot) - layout.i8_terms_bytes)[0..bytes],

@@ -87,7 +87,8 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     };
 
     const options = self.derivedOptions(live.keys.len);
-    const fresh = try Index.create(self.gpa, options, tmp_path);
+    // The same layout (an index's generations share one): aligned i8 codes stay aligned.
+    const fresh = try Index.createWith(self.gpa, options, tmp_path, self.layout.codes);
     var fresh_alive = true;
     defer if (fresh_alive) fresh.destroy();
     // i8 keeps its centre (given or trained): compaction must not re-centre the codes behind

@@ -131,12 +131,24 @@ pub const Index = struct {
 
     /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
     pub fn create(gpa: std.mem.Allocator, options: abi.Options, path: ?[]const u8) Error!*Index {
+        return createWith(gpa, options, path, .@"packed");
+    }
+
+    /// `create` with the i8 codes placed as `codes` says: `.aligned` makes the files an older
+    /// version wrote, for the tests that open them.
+    pub fn createWith(
+        gpa: std.mem.Allocator,
+        options: abi.Options,
+        path: ?[]const u8,
+        codes: layout_mod.I8Codes,
+    ) Error!*Index {
         try validateOptions(options);
         assert(options.dimensions >= 1);
-        const layout = Layout.init(options.dimensions, options.m, @enumFromInt(options.storage));
+        const storage_kind: abi.StorageKind = @enumFromInt(options.storage);
+        const layout = Layout.initWith(options.dimensions, options.m, storage_kind, codes);
         var header = std.mem.zeroes(Header);
         header.magic = layout_mod.magic;
-        header.version = layout_mod.format_version;
+        header.version = layout_mod.versionFor(layout);
         header.header_bytes = layout_mod.header_bytes;
         header.dimensions = options.dimensions;
         header.metric = options.metric;

@@ -13,6 +13,8 @@ const centre = @import("centre.zig");
 const recovery = @import("recovery.zig");
 const compact = @import("compact.zig");
 const os = @import("../storage/os.zig");
+const backup = @import("backup.zig");
+const layout_mod = @import("../storage/layout.zig");
 
 pub const gpa = std.heap.c_allocator;
 
@@ -453,4 +455,68 @@ test "index: a reader on a mapping older than an upsert's new slot still finds t
     var out: [4]f32 = undefined;
     try std.testing.expect(read.get(index, 1000, view_mod.live_seq, &out));
     try std.testing.expectEqualSlices(f32, &.{ 5, 6, 7, 8 }, &out);
+}
+
+test "index: aligned i8 codes (format 2) open, grow, verify, compact; a backup packs them" {
+    var tmp = std.testing.tmpDir(.{});
+    defer tmp.cleanup();
+    var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const dir = try os.tmpDirPath(&tmp, &dir_buf);
+    var path_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const path = try std.fmt.bufPrint(&path_buf, "{s}/old", .{dir});
+    var copy_buf: [std.fs.max_path_bytes]u8 = undefined;
+    const copy_path = try std.fmt.bufPrint(&copy_buf, "{s}/copy", .{dir});
+    // 100 dimensions: packed, terms and codes are two lines; aligned, three.
+    const dims = 100;
+    const n = 600;
+    const data = try clustered(gpa, n, dims, 11);
+    defer gpa.free(data);
+    var opts = options(dims, .cosine);
+    opts.storage = @intFromEnum(abi.StorageKind.i8);
+    {
+        const index = try Index.createWith(gpa, opts, path, .aligned);
+        defer index.destroy();
+        for (0..n / 2) |i| try write.add(index, i, data[i * dims ..][0..dims]);
+    }
+    const queries = [_]usize{ 3, 77, 150, 299, 420, 599 };
+    var want: [queries.len][10]u64 = undefined;
+    {
+        const index = try recovery.open(gpa, path, opts, .full);
+        defer index.destroy();
+        try std.testing.expectEqual(layout_mod.I8Codes.aligned, index.layout.codes);
+        try std.testing.expectEqual(@as(u32, 2), layout_mod.versionFor(index.layout));
+        // Writes after the open go into the aligned records too.
+        for (n / 2..n) |i| try write.add(index, i, data[i * dims ..][0..dims]);
+        try expectVerified(index);
+        for (queries, &want) |q, *keys| {
+            var distances: [10]f32 = undefined;
+            const query = data[q * dims ..][0..dims];
+            const got = try read.searchOne(index, query, 10, 64, view_mod.live_seq, .{
+                .keys = keys,
+                .distances = &distances,
+            });
+            try std.testing.expectEqual(@as(usize, 10), got);
+            try std.testing.expectEqual(@as(u64, q), keys[0]);
+        }
+        try backup.save(index, 0, copy_path);
+        // Compaction keeps the layout (the index's generations share one).
+        try compact.compact(index, 1);
+        try std.testing.expectEqual(layout_mod.I8Codes.aligned, index.layout.codes);
+        try expectVerified(index);
+    }
+    // The backup copied the terms and codes into packed records: the same graph, the same codes,
+    // so the same answers.
+    const copy = try recovery.open(gpa, copy_path, opts, .full);
+    defer copy.destroy();
+    try std.testing.expectEqual(layout_mod.I8Codes.@"packed", copy.layout.codes);
+    try expectVerified(copy);
+    for (queries, want) |q, keys| {
+        var got_keys: [10]u64 = undefined;
+        var distances: [10]f32 = undefined;
+        _ = try read.searchOne(copy, data[q * dims ..][0..dims], 10, 64, view_mod.live_seq, .{
+            .keys = &got_keys,
+            .distances = &distances,
+        });
+        try std.testing.expectEqualSlices(u64, &keys, &got_keys);
+    }
 }

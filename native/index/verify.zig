@@ -139,11 +139,7 @@ pub fn walkCopyMatches(
         .i8 => {
             const metric: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
             quantize.encode(metric, exact, regions.centre(), coded.codes());
-            const bytes = layout.i8_terms_bytes + std.mem.alignForward(
-                u32,
-                self.layout.dimensions,
-                64,
-            );
+            const bytes = self.layout.walkSpan().bytes;
             const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
             const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
             return std.mem.eql(u8, want, got);

@@ -128,10 +128,16 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
         16,
         17,
         31,
+        33,
+        48,
         63,
         64,
         65,
+        80,
+        96,
         100,
+        112,
+        144,
         128,
         384,
         768,
@@ -145,9 +151,11 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
         defer gpa.free(y);
         const centre = try gpa.alloc(f32, d);
         defer gpa.free(centre);
-        const a = try Coded.init(gpa, d);
+        // A line past the codes, filled with junk after each encode: the kernels must read
+        // exactly padded(d) bytes (a record's codes can end where the next record begins).
+        const a = Coded{ .buffer = try gpa.alignedAlloc(u8, 64, Coded.bytes(d) + 64) };
         defer a.deinit(gpa);
-        const b = try Coded.init(gpa, d);
+        const b = Coded{ .buffer = try gpa.alignedAlloc(u8, 64, Coded.bytes(d) + 64) };
         defer b.deinit(gpa);
         for (0..20) |round| {
             for (x, y, centre) |*u, *v, *c| {
@@ -161,6 +169,16 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
                 const m: Formula = if (metric == .l2sq) .l2sq else .dot;
                 encode(m, x, centre, a.codes());
                 encode(m, y, centre, b.codes());
+                for ([_][*]u8{ a.codes(), b.codes() }, [_]u8{ 0x5a, 0xa7 }) |codes, junk| {
+                    @memset(codes[i8k.padded(d)..][0..64], junk);
+                }
+                var integer: i64 = 0;
+                for (0..d) |j| {
+                    const u: i8 = @bitCast(a.codes()[j]);
+                    const v: i8 = @bitCast(b.codes()[j]);
+                    integer += @as(i64, u) * v;
+                }
+                const want = i8k.combine(m, a.codes(), b.codes(), integer);
                 var exact: f64 = 0;
                 var norms: f64 = 0;
                 for (x, y) |u, v| {
@@ -177,6 +195,7 @@ test "quantize: i8 kernels at every level agree with each other and track the ex
                     const k = if (metric == .l2sq) kernels.l2sq_i8 else kernels.dot_i8;
                     const got = k(a.codes(), b.codes(), d);
                     // Every level computes the same integer dot product: bit-identical results.
+                    try std.testing.expectEqual(want, got);
                     if (reference) |r| try std.testing.expectEqual(r, got) else reference = got;
                     // The quantization error: each code is off by at most half a step, so the
                     // error is bounded by the steps times the norms (a loose, sound bound).

@@ -7,7 +7,11 @@ const abi = @import("../abi.zig");
 
 pub const page_bytes: u64 = std.heap.page_size_min;
 pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
-pub const format_version: u32 = 2;
+/// The newest format. 3 adds packed i8 codes (`I8Codes`); a file is written in the oldest
+/// version that describes it (`versionFor`), so that an older library still opens any index
+/// but a packed i8 one, and refuses that one as a newer version instead of as corrupt.
+pub const format_version: u32 = 3;
+pub const format_version_oldest: u32 = 2;
 pub const header_bytes: u64 = 4096;
 pub const header_slot_bytes: u64 = 2048;
 /// A cache line: records and vectors are aligned to it.
@@ -142,6 +146,30 @@ pub const flag_centre_set: u32 = 1 << 0;
 
 /// The 16 bytes of per-vector terms in front of i8 codes (kernels/i8.zig has the format).
 pub const i8_terms_bytes: u32 = 16;
+/// i8 codes are zero-padded to a multiple of this (kernels/i8.zig `granule`), and a kernel reads
+/// exactly that many bytes.
+pub const i8_granule: u32 = 16;
+
+/// Where an i8 record keeps its terms and codes. `packed` (every i8 index created since format
+/// 2.1): the terms start a line and the codes follow them at once, so a 96- or 100-dimension
+/// vector's terms and codes are two lines, which a walk reads per neighbour. `aligned` (i8
+/// indexes created before): the codes start a line and are padded to 64 bytes, the terms sit at
+/// the end of the line before, three lines at 96 dimensions. The header's `vector_offset` tells
+/// them apart (packed: 16 past a line; aligned: on a line), so an older file opens as it was.
+pub const I8Codes = enum { @"packed", aligned };
+
+/// The format version a file of this layout is written in.
+pub fn versionFor(l: Layout) u32 {
+    return if (l.storage == .i8 and l.codes == .@"packed") 3 else 2;
+}
+
+/// The layout a header describes: its parameters, and for i8 where its `vector_offset` puts the
+/// codes (the caller checks the header's other lengths against it).
+pub fn layoutOf(header: *const Header) Layout {
+    const storage: abi.StorageKind = @enumFromInt(header.storage);
+    const codes: I8Codes = if (header.vector_offset % line_bytes == 0) .aligned else .@"packed";
+    return Layout.initWith(header.dimensions, header.m, storage, codes);
+}
 
 pub const SlotState = enum(u8) { empty = 0, inserting = 1, ready = 2 };
 
@@ -161,10 +189,13 @@ pub const Layout = struct {
     m0: u32,
     storage: abi.StorageKind,
     /// Bytes of one level-0 record: count, m0 neighbour ids, padding, then the walked vector
-    /// (f32; f16 under f16 storage; under i8 storage 16 bytes of terms, then the codes padded
-    /// to 64 bytes).
+    /// (f32; f16 under f16 storage; under i8 storage 16 bytes of terms, then the codes, placed
+    /// as `I8Codes` says).
     record_bytes: u32,
     vector_offset: u32,
+    /// Bytes a distance kernel reads from the walked vector: 4d (f32), 2d (f16), the padded
+    /// codes (i8; the 16 bytes of terms in front of them are read too).
+    walk_bytes: u32,
     /// Bytes per slot of the exact-vector file: 0 under f32 storage (the record holds them).
     exact_bytes: u32,
     /// Bytes in front of the exact vectors: i8 storage keeps its centre there (one page-aligned
@@ -172,24 +203,38 @@ pub const Layout = struct {
     exact_prefix: u32,
     /// Bytes of one upper-level list: count then m neighbour ids.
     upper_record_bytes: u32,
+    /// Where i8 codes sit in a record (`packed` under the other storages, where it means nothing).
+    codes: I8Codes,
 
+    /// The layout of a new index (i8 codes packed).
     pub fn init(dimensions: u32, m: u32, storage: abi.StorageKind) Layout {
+        return initWith(dimensions, m, storage, .@"packed");
+    }
+
+    pub fn initWith(dimensions: u32, m: u32, storage: abi.StorageKind, codes: I8Codes) Layout {
         assert(dimensions >= 1 and dimensions <= abi.dimensions_max);
         assert(m >= 2 and m <= abi.m_max);
         const m0 = 2 * m;
         const d: u64 = dimensions;
-        const walk_bytes: u64 = switch (storage) {
-            .f32 => 4 * d,
-            .f16 => 2 * d,
-            .i8 => std.mem.alignForward(u64, d, 64),
-        };
-        const terms: u64 = if (storage == .i8) i8_terms_bytes else 0;
+        const list_bytes: u64 = 4 + 4 * @as(u64, m0);
         // Vectors start on a cache line: a 64-byte vector load that straddles two lines costs
         // about 1.8x (measured on the dev machine's AVX-512 kernels), so records and the vector
-        // inside them are line-aligned, at up to 60 bytes of padding each.
-        const vector_offset: u32 = @intCast(
-            std.mem.alignForward(u64, 4 + 4 * @as(u64, m0) + terms, line_bytes),
-        );
+        // inside them are line-aligned, at up to 60 bytes of padding each. Packed i8 codes are
+        // the exception: a line less per visited neighbour is worth the loads that straddle.
+        const walk_bytes: u64, const vector_offset: u64 = switch (storage) {
+            .f32 => .{ 4 * d, std.mem.alignForward(u64, list_bytes, line_bytes) },
+            .f16 => .{ 2 * d, std.mem.alignForward(u64, list_bytes, line_bytes) },
+            .i8 => switch (codes) {
+                .@"packed" => .{
+                    std.mem.alignForward(u64, d, i8_granule),
+                    std.mem.alignForward(u64, list_bytes, line_bytes) + i8_terms_bytes,
+                },
+                .aligned => .{
+                    std.mem.alignForward(u64, d, line_bytes),
+                    std.mem.alignForward(u64, list_bytes + i8_terms_bytes, line_bytes),
+                },
+            },
+        };
         const record_bytes: u32 = @intCast(
             std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes),
         );
@@ -199,7 +244,8 @@ pub const Layout = struct {
             .m0 = m0,
             .storage = storage,
             .record_bytes = record_bytes,
-            .vector_offset = vector_offset,
+            .vector_offset = @intCast(vector_offset),
+            .walk_bytes = @intCast(walk_bytes),
             .exact_bytes = if (storage == .f32) 0 else @intCast(
                 std.mem.alignForward(u64, 4 * d, line_bytes),
             ),
@@ -207,6 +253,18 @@ pub const Layout = struct {
                 std.mem.alignForward(u64, 4 * d, page_bytes),
             ) else 0,
             .upper_record_bytes = 4 + 4 * m,
+            .codes = if (storage == .i8) codes else .@"packed",
+        };
+    }
+
+    /// The bytes of a walked vector's record that a distance reads, from the first: the terms
+    /// and codes under i8 storage, else the vector.
+    /// (Aligned i8 codes reserve 64-byte padding, but only the 16-byte granules are read.)
+    pub fn walkSpan(self: Layout) struct { offset: u32, bytes: u32 } {
+        if (self.storage != .i8) return .{ .offset = self.vector_offset, .bytes = self.walk_bytes };
+        return .{
+            .offset = self.vector_offset - i8_terms_bytes,
+            .bytes = i8_terms_bytes + std.mem.alignForward(u32, self.dimensions, i8_granule),
         };
     }
 
@@ -336,13 +394,29 @@ test "layout: records and their vectors are cache-line aligned, the vector after
         half.record_bytes,
     ); // 192 + 784 * 2, rounded up to a line
     try std.testing.expectEqual(@as(u32, 784 * 4), half.exact_bytes);
-    // i8: the 16 bytes of terms fit in front of the codes; codes are padded to 64 bytes.
+    // i8, packed: the terms start the line after the list, the codes follow, padded to 16.
     const byte = Layout.init(784, 16, .i8);
-    try std.testing.expectEqual(@as(u32, 192), byte.vector_offset);
-    try std.testing.expectEqual(@as(u32, 192 + 832), byte.record_bytes);
+    try std.testing.expectEqual(@as(u32, 192 + 16), byte.vector_offset);
+    try std.testing.expectEqual(@as(u32, 1024), byte.record_bytes); // 208 + 784, to a line
     try std.testing.expectEqual(@as(u32, 784 * 4), byte.exact_bytes);
     try std.testing.expect(byte.exact_prefix >= 784 * 4 and byte.exact_prefix % page_bytes == 0);
-    const tight = Layout.init(5, 15, .i8); // 4 + 4 * 30 = 124: only 4 bytes to the line
+    // 96 and 100 dimensions: terms and codes in two lines (aligned: three).
+    inline for (.{ 96, 100 }) |d| {
+        const span = Layout.init(d, 16, .i8).walkSpan();
+        try std.testing.expectEqual(@as(u32, 0), span.offset % 64);
+        try std.testing.expect(span.bytes <= 128);
+        const old = Layout.initWith(d, 16, .i8, .aligned).walkSpan();
+        try std.testing.expectEqual(@as(u32, 48), old.offset % 64);
+        try std.testing.expectEqual(span.bytes, old.bytes); // the same bytes, placed otherwise
+    }
+    // i8, aligned (files from before packing): codes on a line, padded to 64, terms before.
+    const aligned = Layout.initWith(784, 16, .i8, .aligned);
+    try std.testing.expectEqual(@as(u32, 192), aligned.vector_offset);
+    try std.testing.expectEqual(@as(u32, 192 + 832), aligned.record_bytes);
+    const tight = Layout.initWith(5, 15, .i8, .aligned); // 4 + 4 * 30 = 124: 4 bytes to the line
     try std.testing.expect(tight.vector_offset >= 4 + 4 * tight.m0 + i8_terms_bytes);
     try std.testing.expectEqual(@as(u32, 0), tight.vector_offset % 64);
+    const tight_packed = Layout.init(5, 15, .i8);
+    try std.testing.expect(tight_packed.vector_offset - i8_terms_bytes >= 4 + 4 * tight.m0);
+    try std.testing.expectEqual(@as(u32, 16), tight_packed.vector_offset % 64);
 }

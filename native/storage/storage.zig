@@ -73,7 +73,7 @@ pub const Storage = struct {
         initial: Header,
         capacity: u64,
     ) Error!*Storage {
-        const layout = Layout.init(initial.dimensions, initial.m, @enumFromInt(initial.storage));
+        const layout = layout_mod.layoutOf(&initial);
         var fds: [file_count]os.Fd = @splat(os.no_fd);
         // Until `finish` hands them to the storage (whose destroy closes them).
         var fds_owned = true;
@@ -586,7 +586,9 @@ fn newest(copies: [2]?Header) Error!Newest {
         if (!std.mem.eql(u8, &header.magic, &layout_mod.magic)) continue;
         if (header.checksum != header.computeChecksum()) continue;
         if (header.header_seq >= 1 << 63) continue;
-        if (header.version != layout_mod.format_version) {
+        if (header.version < layout_mod.format_version_oldest or
+            header.version > layout_mod.format_version)
+        {
             version_seen = true;
             continue;
         }
@@ -610,7 +612,8 @@ fn validateHeader(header: *const Header, fds: *const [file_count]os.Fd) Error!La
     if (std.meta.intToEnum(abi.Metric, header.metric) == error.InvalidEnumTag) return error.Corrupt;
     if (header.storage > @intFromEnum(abi.StorageKind.i8)) return error.Corrupt;
     if (header.ef_construction < 1 or header.ef_construction > abi.ef_max) return error.Corrupt;
-    const layout = Layout.init(header.dimensions, header.m, @enumFromInt(header.storage));
+    const layout = layout_mod.layoutOf(header);
+    if (header.version != layout_mod.versionFor(layout)) return error.Corrupt;
     if (header.record_bytes != layout.record_bytes) return error.Corrupt;
     if (header.vector_offset != layout.vector_offset) return error.Corrupt;
     if (header.upper_record_bytes != layout.upper_record_bytes) return error.Corrupt;
@@ -631,7 +634,7 @@ fn validateHeader(header: *const Header, fds: *const [file_count]os.Fd) Error!La
 test "storage: growth remaps, old generations stay readable while pinned, then are unmapped" {
     var header = std.mem.zeroes(Header);
     header.magic = layout_mod.magic;
-    header.version = layout_mod.format_version;
+    header.version = layout_mod.versionFor(Layout.init(4, 4, .f32));
     header.header_bytes = layout_mod.header_bytes;
     header.dimensions = 4;
     header.m = 4;

@@ -3,7 +3,7 @@
  * the kernels against a reference. Each call is one FFI crossing and is safe from any thread.
  */
 import { native } from "./runtime/loader.ts";
-import { KernelLevel, Metric as MetricCode } from "./ffi.gen.ts";
+import { fileFormat, KernelLevel, Metric as MetricCode } from "./ffi.gen.ts";
 import { check, InvalidArgumentError } from "./errors.ts";
 import { plainTyped } from "./arrays.ts";
 import type { Metric } from "./index.ts";
@@ -53,7 +53,7 @@ export interface Kernels {
   l2sq(a: Float32Array, b: Float32Array): number;
   /** Dot product over the common length. O(d). */
   dot(a: Float32Array, b: Float32Array): number;
-  /** i8 storage's coded form of `vector` around `centre` (default zero): 64 + d (rounded up to 64) bytes. */
+  /** i8 storage's coded form of `vector` around `centre` (default zero): 64 + d (rounded up to 16) bytes. */
   encodeI8(vector: Float32Array, centre?: Float32Array, metric?: Metric): Uint8Array;
   /**
    * The i8 squared euclidean kernel on two `encodeI8` buffers of `d` dimensions (NaN when the
@@ -78,7 +78,7 @@ export const kernels: Kernels = {
   encodeI8: (v, c, metric = "l2") => {
     const vector = floats(v);
     const centre = c === undefined ? new Float32Array(vector.length) : floats(c);
-    const out = new Uint8Array(64 + Math.ceil(vector.length / 64) * 64);
+    const out = new Uint8Array(64 + Math.ceil(vector.length / fileFormat.i8Granule) * fileFormat.i8Granule);
     const code = metric === "l2" ? MetricCode.l2sq : metric === "ip" ? MetricCode.ip : MetricCode.cosine;
     check(native().fn.qv_kernel_encode_i8(vector, centre, Math.min(vector.length, centre.length), code, out, out.length));
     return out;

@@ -15,6 +15,7 @@ import {
   kernels,
 } from "../mod.ts";
 import { pool } from "../src/async/pool.ts";
+import { fileFormat } from "../src/ffi.gen.ts";
 import { assert, assertEquals, assertThrows, tempDir, test } from "./harness.ts";
 
 /** The rejection of `promise` (an AssertionError-worthy Error if it resolves). */
@@ -274,7 +275,8 @@ test("hostile: the exported kernels read a Float32Array's real length, and refus
   // 2^20 floats were read from a 16-byte buffer (NaN here, or a crash past the heap's end).
   assertEquals(kernels.l2sq(new Liar([1, 2, 3, 4]), new Liar([1, 2, 3, 5])), 1);
   assertEquals(kernels.dot(new Liar([1, 2, 3, 4]), new Float32Array([1, 1, 1, 1])), 10);
-  assertEquals(kernels.encodeI8(new Liar([1, 2, 3, 4])).length, 128);
+  // Four dimensions: one granule of codes after the line of terms (not 2^20 of them).
+  assertEquals(kernels.encodeI8(new Liar([1, 2, 3, 4])).length, 64 + fileFormat.i8Granule);
   assertThrows(() => kernels.l2sq(new Proxy(new Float32Array(4), {}), new Float32Array(4)), InvalidArgumentError);
   // The i8 kernels are given each buffer's length: a lying one was read past the buffer too.
   const code = kernels.encodeI8(new Float32Array([1, 2, 3, 4]));

@@ -7,7 +7,7 @@
  */
 import { AlreadyExistsError, DimensionMismatchError, Index, NoIndexError, InvalidArgumentError, InvalidDimensionsError, LockedError, CorruptIndexError, QuiverError, ReadOnlyError } from "../mod.ts";
 import { assert, assertEquals, assertThrows, clustered, killChildren, rng, runSync, runtime, seedFromEnv, spawnRuntime, tempDir, test } from "./harness.ts";
-import { exists, fileSize, removeDir, removeFile, sameVector, seededVector, indexFiles } from "./fixtures/util.ts";
+import { activeHeaderSlot, exists, fileSize, headerValue, indexFiles, loadFormat, readBytes, removeDir, removeFile, sameVector, seededVector, writeBytes } from "./fixtures/util.ts";
 import { renameSync } from "node:fs";
 
 const lockChild = new URL("./fixtures/lock_child.ts", import.meta.url).pathname;
@@ -355,6 +355,53 @@ test("persist: a backup aimed at an existing index throws AlreadyExistsError (no
     assertEquals(reopened.size, 300);
     assert(reopened.verify().ok, "verify after the refused backup");
     for (let i = 0; i < 300; i += 37) assert(sameVector(reopened.get(i), data.subarray(i * d, (i + 1) * d)), `key ${i}`);
+  } finally {
+    removeDir(dir);
+  }
+});
+
+/**
+ * A real format 2 file: an i8 index (8 dimensions, M = 4, l2, 700 vectors) written by the
+ * library before i8 records were packed (tests/fixtures/format2, gzipped). Its codes are
+ * line-aligned with the terms in the line before; the open must read them so (verify re-encodes
+ * every exact vector and compares the record's bytes), answer from them, take new writes in the
+ * same layout, and leave the file format 2, so that the older library still opens it.
+ */
+test("persist: a format 2 i8 index (aligned codes, written before packing) opens, answers, grows and stays format 2", async () => {
+  const { gunzipSync } = await import("node:zlib");
+  const dir = tempDir("quiver-format2-");
+  try {
+    const path = `${dir}/l8`;
+    for (const suffix of ["", ".graph", ".upper", ".vectors", ".records", ".wal"]) {
+      const packed = readBytes(new URL(`./fixtures/format2/i8-d8-l8${suffix}.gz`, import.meta.url).pathname);
+      writeBytes(path + suffix, new Uint8Array(gunzipSync(packed)));
+    }
+    const version = () => {
+      const data = readBytes(path);
+      return Number(headerValue(data, "version", loadFormat().headerSlots[activeHeaderSlot(data)!]));
+    };
+    assertEquals(version(), 2);
+    {
+      using index = Index.open(path, { dimensions: 8, readOnly: true, validate: "full" });
+      assertEquals(index.size, 700);
+      const report = index.verify();
+      assert(report.ok && Number(report.vector_mismatches) === 0, `verify: ${JSON.stringify(report, (_k, v) => typeof v === "bigint" ? Number(v) : v)}`);
+    }
+    using index = Index.open(path, { dimensions: 8 });
+    const keys = index.keys();
+    let hits = 0;
+    for (const key of keys) {
+      const found = index.search(index.get(key)!, 1, { ef: 64 });
+      if (found.keys[0] === key && found.distances[0] === 0) hits++;
+    }
+    assert(hits >= 0.95 * keys.length, `self-search found ${hits}/${keys.length}`);
+    const r = rng(5);
+    for (let i = 0; i < 300; i++) index.add(1_000_000n + BigInt(i), Float32Array.from({ length: 8 }, () => r() * 2 - 1));
+    index.checkpoint();
+    assert(index.verify().ok, "verify after 300 adds into the aligned records");
+    assertEquals(index.size, 1000);
+    index.close();
+    assertEquals(version(), 2);
   } finally {
     removeDir(dir);
   }

@@ -303,7 +303,7 @@ pub const exports = struct {
     }
 
     /// Codes `vector` around `centre` (i8 storage's format, for benchmarks and tools) into
-    /// `out`, which must hold `quantize.Coded` bytes: 64 + `len` rounded up to 64, the codes at
+    /// `out`, which must hold `quantize.Coded` bytes: 64 + `len` rounded up to 16, the codes at
     /// offset 64 and their terms in the 16 bytes before. `metric` is an `abi.Metric`.
     pub fn qv_kernel_encode_i8(
         vector: ?[*]const f32,

@@ -5,6 +5,7 @@ const std = @import("std");
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 const graph = @import("graph.zig");
+const quantize = @import("../kernels/quantize.zig");
 
 pub const Candidate = struct {
     distance: f32,
@@ -155,6 +156,8 @@ pub const Scratch = struct {
     results: MaxHeap,
     /// Neighbour ids copied out of one list (at most m0).
     links: []u32,
+    /// The walk's distances to `links` (search.zig `searchLayer`).
+    distances: []f32,
     /// Working space for neighbour selection.
     selection: std.ArrayListUnmanaged(Candidate) = .{},
     chosen: std.ArrayListUnmanaged(Candidate) = .{},
@@ -171,6 +174,8 @@ pub const Scratch = struct {
         errdefer gpa.destroy(self);
         const links = try gpa.alloc(u32, m0 + 1);
         errdefer gpa.free(links);
+        const distances = try gpa.alloc(f32, m0 + 1);
+        errdefer gpa.free(distances);
         const query = try gpa.alignedAlloc(f32, 64, dimensions);
         errdefer gpa.free(query);
         const query_f16 = try gpa.alignedAlloc(f16, 64, dimensions);
@@ -178,12 +183,13 @@ pub const Scratch = struct {
         const query_i8 = try gpa.alignedAlloc(
             u8,
             64,
-            64 + std.mem.alignForward(usize, dimensions, 64),
+            quantize.Coded.bytes(dimensions),
         );
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),
             .links = links,
+            .distances = distances,
             .query = query,
             .query_f16 = query_f16,
             .query_i8 = query_i8,
@@ -196,6 +202,7 @@ pub const Scratch = struct {
         self.candidates.deinit();
         self.results.deinit();
         gpa.free(self.links);
+        gpa.free(self.distances);
         gpa.free(self.query);
         gpa.free(self.query_f16);
         gpa.free(self.query_i8);

@@ -96,8 +96,9 @@ pub fn searchLayer(
             scratch.over_budget = true;
             break;
         }
-        for (scratch.links[0..fresh]) |slot| {
-            const d = view.distanceTo(query, slot);
+        const distances = scratch.distances[0..fresh];
+        view.distancesTo(query, scratch.links[0..fresh], distances);
+        for (scratch.links[0..fresh], distances) |slot, d| {
             const full = scratch.results.count() >= ef;
             if (full and !(d < lower_bound)) continue;
             try scratch.candidates.add(.{ .distance = d, .slot = slot });

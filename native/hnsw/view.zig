@@ -2,6 +2,7 @@
 //! the bound on valid slot ids. Every id read from a list is checked against the bound before
 //! use, so a corrupt file can cost recall but never an out-of-bounds read.
 const std = @import("std");
+const assert = std.debug.assert;
 const layout = @import("../storage/layout.zig");
 const graph = @import("graph.zig");
 const distance = @import("../kernels/distance.zig");
@@ -22,6 +23,8 @@ pub const View = struct {
     node_locks: *graph.NodeLocks,
     counters: *graph.Counters,
     kernel: WalkFn,
+    /// Its batch form, for the distances of one expansion (`distancesTo`).
+    many: distance.ManyFn,
     /// The exact f32 kernel, for reranking under f16 and i8 storage.
     exact_kernel: distance.KernelFn,
     /// Inner product and cosine rank by 1 - dot.
@@ -54,6 +57,7 @@ pub const View = struct {
                 .f16 => @ptrCast(distance.kernelF16(metric)),
                 .i8 => distance.kernelI8(metric),
             },
+            .many = distance.kernelMany(metric, regions.layout.storage),
             .exact_kernel = exact,
             .dot = metric != .l2sq,
             .bound = @intCast(@min(slots_used, regions.capacity)),
@@ -86,6 +90,17 @@ pub const View = struct {
     pub inline fn distanceTo(self: View, query: Query, slot: u32) f32 {
         const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.dimensions);
         return if (self.dot) 1.0 - raw else raw;
+    }
+
+    /// `distanceTo` of each of `slots`, into `out` (at least as long): one batch-kernel call.
+    pub inline fn distancesTo(self: View, query: Query, slots: []const u32, out: []f32) void {
+        assert(out.len >= slots.len);
+        const l = self.regions.layout;
+        const base = self.regions.graph.ptr + l.vector_offset;
+        self.many(query, base, l.record_bytes, slots.ptr, slots.len, l.dimensions, out.ptr);
+        if (self.dot) for (out[0..slots.len]) |*d| {
+            d.* = 1.0 - d.*;
+        };
     }
 
     pub inline fn distanceBetween(self: View, a: u32, b: u32) f32 {

@@ -44,7 +44,8 @@ pub fn save(self: *Index, snapshot_handle: u64, path: []const u8) Error!void {
 /// Writes the snapshot as a complete, checkpointed index at `path` (the temporary name).
 fn copyTo(self: *Index, snap: tables.Snapshot, path: []const u8) Error!void {
     const options = self.derivedOptions(snap.slots_used);
-    const copy = try Index.create(self.gpa, options, path);
+    // The same layout: a copy of a format 2 index opens wherever the index does.
+    const copy = try Index.createWith(self.gpa, options, path, self.layout.codes);
     var copy_open = true;
     defer if (copy_open) copy.destroy();
     try fill(self, snap, copy, options);
@@ -215,10 +216,9 @@ fn copySlot(
             @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions],
         ),
         .i8 => {
-            // The terms and the codes (the copy may place them otherwise in its records: an
-            // index with aligned codes is copied into a packed one).
-            const bytes = from.layout.walkSpan().bytes;
-            assert(to.layout.walkSpan().bytes == bytes);
+            // The terms and the codes, as the record reserves them (the copy has the layout).
+            const bytes = layout.i8_terms_bytes + from.layout.walk_bytes;
+            assert(std.meta.eql(from.layout, to.layout));
             @memcpy(
                 (to.walkI8(slot) - layout.i8_terms_bytes)[0..bytes],
                 (from.walk(slot) - layout.i8_terms_bytes)[0..bytes],

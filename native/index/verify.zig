@@ -26,8 +26,15 @@ pub fn verify(self: *Index) !abi.VerifyReport {
 
     const seen = try self.gpa.alloc(u32, self.layout.m0);
     defer self.gpa.free(seen);
-    const coded = try quantize.Coded.init(self.gpa, self.layout.dimensions);
+    // Room for the codes the record reserves (aligned records: to 64 bytes), zero past the
+    // granules encode writes, as a record's are.
+    const coded = quantize.Coded{ .buffer = try self.gpa.alignedAlloc(
+        u8,
+        64,
+        64 + @as(usize, self.layout.walk_bytes),
+    ) };
     defer coded.deinit(self.gpa);
+    @memset(coded.buffer, 0);
     for (0..used) |i| {
         const slot: u32 = @intCast(i);
         const meta = regions.meta(slot);
@@ -139,7 +146,9 @@ pub fn walkCopyMatches(
         .i8 => {
             const metric: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
             quantize.encode(metric, exact, regions.centre(), coded.codes());
-            const bytes = self.layout.walkSpan().bytes;
+            // The terms and every code byte the record reserves (aligned records' padding too:
+            // older libraries read it).
+            const bytes = layout.i8_terms_bytes + self.layout.walk_bytes;
             const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
             const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
             return std.mem.eql(u8, want, got);

@@ -264,12 +264,14 @@ pub fn writeWalkCopy(self: *Index, regions: layout.Regions, slot: u32) void {
         },
         .i8 => {
             assert(centre.ready(self));
-            quantize.encode(
-                if (self.metric == .l2sq) .l2sq else .dot,
-                stored,
-                regions.centre(),
-                regions.walkI8(slot),
-            );
+            const codes = regions.walkI8(slot);
+            const formula: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
+            quantize.encode(formula, stored, regions.centre(), codes);
+            // Aligned records (format 2) reserve codes to 64 bytes, and older libraries read all
+            // of them: the bytes past the granules encode wrote are zeroed too (a repair may be
+            // writing over a torn record).
+            const written = layout.i8CodeBytes(self.layout.dimensions);
+            @memset(codes[written..self.layout.walk_bytes], 0);
         },
     }
 }

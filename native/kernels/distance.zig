@@ -52,6 +52,19 @@ pub const KernelF16Fn = *const fn ([*]const f16, [*]const f16, usize) callconv(.
 /// A raw kernel over two coded vectors (i8 storage; see kernels/i8.zig for the format).
 pub const KernelI8Fn = *const fn ([*]const u8, [*]const u8, usize) callconv(.c) f32;
 
+/// A kernel's batch form (kernels/simd.zig `Many`): `out[j]` = the kernel of `query` and the
+/// vector at `base + slots[j] * stride`, for j < count; elements as the kernel's (f32, f16, or
+/// i8 codes with their terms in front). One call per expansion of a walk.
+pub const ManyFn = *const fn (
+    query: [*]const u8,
+    base: [*]const u8,
+    stride: usize,
+    slots: [*]const u32,
+    count: usize,
+    n: usize,
+    out: [*]f32,
+) callconv(.c) void;
+
 /// The kernels of one level. `dot` serves both `ip` and `cosine`.
 pub const Kernels = struct {
     l2sq: KernelFn,
@@ -60,6 +73,8 @@ pub const Kernels = struct {
     dot_f16: KernelF16Fn,
     l2sq_i8: KernelI8Fn,
     dot_i8: KernelI8Fn,
+    /// The batch forms, by storage kind (f32, f16, i8) and formula.
+    many: [3]struct { l2sq: ManyFn, dot: ManyFn },
 };
 
 const level_count = @typeInfo(Level).@"enum".fields.len;
@@ -149,6 +164,20 @@ const kernel_table: [level_count]?Kernels = table: {
         .dot_f16 = &portableDotF16,
         .l2sq_i8 = &portableL2sqI8,
         .dot_i8 = &portableDotI8,
+        .many = .{
+            .{
+                .l2sq = &PortableMany(f32, portableL2sq).run,
+                .dot = &PortableMany(f32, portableDot).run,
+            },
+            .{
+                .l2sq = &PortableMany(f16, portableL2sqF16).run,
+                .dot = &PortableMany(f16, portableDotF16).run,
+            },
+            .{
+                .l2sq = &PortableMany(u8, portableL2sqI8).run,
+                .dot = &PortableMany(u8, portableDotI8).run,
+            },
+        },
     };
     if (build_options.kernels_x86_64) {
         table[@intFromEnum(Level.avx512)] = objectKernels(x86_kernels, "avx512", "");
@@ -177,7 +206,23 @@ fn objectKernels(
         .dot_f16 = &@field(k, prefix ++ "_dot_f16"),
         .l2sq_i8 = &@field(k, prefix ++ "_l2sq_i8" ++ i8_suffix),
         .dot_i8 = &@field(k, prefix ++ "_dot_i8" ++ i8_suffix),
+        // simd.zig `exportPair` names each batch form after its kernel.
+        .many = .{
+            .{ .l2sq = manyExtern(prefix ++ "_l2sq"), .dot = manyExtern(prefix ++ "_dot") },
+            .{
+                .l2sq = manyExtern(prefix ++ "_l2sq_f16"),
+                .dot = manyExtern(prefix ++ "_dot_f16"),
+            },
+            .{
+                .l2sq = manyExtern(prefix ++ "_l2sq_i8" ++ i8_suffix),
+                .dot = manyExtern(prefix ++ "_dot_i8" ++ i8_suffix),
+            },
+        },
     };
+}
+
+fn manyExtern(comptime kernel_name: []const u8) ManyFn {
+    return @extern(ManyFn, .{ .name = kernel_name ++ "_many" });
 }
 
 /// The chosen level, or `level_unset` before the first call. Racing first calls all compute
@@ -277,6 +322,18 @@ pub fn kernelF16(metric: Metric) KernelF16Fn {
 }
 
 /// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels/i8.zig).
+/// The batch form of the walk's kernel for `storage` and `metric` (`dot` for ip and cosine).
+pub fn kernelMany(metric: Metric, storage: abi.StorageKind) ManyFn {
+    const many = kernel_table[@intFromEnum(level())].?.many[@intFromEnum(storage)];
+    return if (metric == .l2sq) many.l2sq else many.dot;
+}
+
+/// The batch forms at a forced level, for the tests.
+pub fn manyOf(l: Level, storage: abi.StorageKind, metric: Metric) ManyFn {
+    const many = kernelsOf(l).many[@intFromEnum(storage)];
+    return if (metric == .l2sq) many.l2sq else many.dot;
+}
+
 pub fn kernelI8(metric: Metric) KernelI8Fn {
     const kernels = kernel_table[@intFromEnum(level())].?;
     return switch (metric) {
@@ -324,6 +381,29 @@ pub fn normalize(v: []f32) bool {
 }
 
 const Op = enum { l2sq, dot };
+
+/// The portable level's batch forms (the SIMD objects' are kernels/simd.zig `Many`).
+fn PortableMany(
+    comptime E: type,
+    comptime single: fn ([*]const E, [*]const E, usize) callconv(.c) f32,
+) type {
+    return struct {
+        fn run(
+            query: [*]const u8,
+            base: [*]const u8,
+            stride: usize,
+            slots: [*]const u32,
+            count: usize,
+            n: usize,
+            out: [*]f32,
+        ) callconv(.c) void {
+            const q: [*]const E = @ptrCast(@alignCast(query));
+            for (slots[0..count], out[0..count]) |slot, *d| {
+                d.* = single(q, @ptrCast(@alignCast(base + @as(usize, slot) * stride)), n);
+            }
+        }
+    };
+}
 
 fn portableL2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
     return portableSum(f32, .l2sq, a, b, n);

@@ -148,7 +148,7 @@ inline fn vpdpbusd(
 
 /// Whether this copy of the file is compiled for AVX-512 (the avx512 kernel object): its
 /// narrower VNNI and byte-multiply steps then take the EVEX encodings.
-const evex = builtin.cpu.arch == .x86_64 and
+pub const evex = builtin.cpu.arch == .x86_64 and
     std.Target.x86.featureSetHas(builtin.cpu.features, .avx512vl);
 
 /// Whether this copy may use VEX encodings (AVX): a 16-byte step then takes the VEX form, with no
@@ -268,7 +268,8 @@ inline fn widenPairs(comptime reg: comptime_int, x: @Vector(reg / 2, i16)) @Vect
 /// sum_d a_d b_d on any CPU: `width` bytes at a time widened to i16, multiplied and added in
 /// adjacent pairs, accumulated in i32 lanes (the portable and NEON kernels).
 pub fn dotWidened(comptime width: comptime_int, a: [*]const u8, b: [*]const u8, n: usize) i64 {
-    comptime std.debug.assert(width >= 2 and std.math.isPowerOfTwo(width));
+    // Its tails are one step of 32 and one of 16: wider steps would leave more than they take.
+    comptime std.debug.assert(width >= 2 and width <= 64 and std.math.isPowerOfTwo(width));
     const end = padded(n);
     var i: usize = 0;
     // Per step a lane gains at most 2 * 127^2; i32 lanes hold 2^31 / 32258 > 66,000 steps, more

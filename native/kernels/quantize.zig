@@ -13,11 +13,13 @@ const std = @import("std");
 const assert = std.debug.assert;
 const i8k = @import("i8.zig");
 const distance = @import("distance.zig");
+const abi = @import("../abi.zig");
 
 pub const Formula = i8k.Formula;
 
 /// Writes the coded form of `x` to `codes` (terms at `codes - 16`, codes padded with zeros to a
-/// multiple of 64). `x` is the stored vector (already normalized under cosine).
+/// multiple of 16, kernels/i8.zig `padded`). `x` is the stored vector (already normalized under
+/// cosine).
 pub fn encode(metric: Formula, x: []const f32, centre: []const f32, codes: [*]u8) void {
     assert(x.len == centre.len);
     const max = maxDeviation(x, centre);
@@ -280,7 +282,7 @@ test "quantize: the centre is the mean, and encoding around it round-trips withi
     encode(.l2sq, &subnormal, &.{ 0, 0 }, coded.codes());
     try std.testing.expectEqualSlices(u8, &.{ 0, 0 }, coded.codes()[0..2]);
     try std.testing.expectApproxEqAbs(@as(f32, 1 + 7.5 * 7.5), terms.term, 1e-4);
-    for (coded.codes()[2..64]) |byte| try std.testing.expectEqual(@as(u8, 0), byte);
+    for (coded.codes()[2..i8k.padded(2)]) |byte| try std.testing.expectEqual(@as(u8, 0), byte);
 }
 
 test "quantize: maxDeviation equals the scalar maximum at every length" {
@@ -296,5 +298,76 @@ test "quantize: maxDeviation equals the scalar maximum at every length" {
         var want: f32 = 0;
         for (x[0..n], c[0..n]) |v, w| want = @max(want, @abs(v - w));
         try std.testing.expectEqual(want, maxDeviation(x[0..n], c[0..n]));
+    }
+}
+
+test "quantize: every batch kernel equals its kernel, neighbour by neighbour, at every level" {
+    const gpa = std.testing.allocator;
+    var prng = std.Random.DefaultPrng.init(0x3a1);
+    const random = prng.random();
+    const count = 37;
+    inline for (.{ 1, 15, 96, 100, 784 }) |d| {
+        // Records of a stride that is not a multiple of the vector, vectors at an offset into
+        // them (as a level-0 record holds its walked vector), i8 codes with their terms before.
+        const offset = 80;
+        const stride = 64 + std.mem.alignForward(usize, offset + 4 * d, 64);
+        const base = try gpa.alignedAlloc(u8, 64, stride * count);
+        defer gpa.free(base);
+        const query = try gpa.alignedAlloc(u8, 64, 64 + 4 * std.mem.alignForward(usize, d, 64));
+        defer gpa.free(query);
+        const x = try gpa.alloc(f32, d);
+        defer gpa.free(x);
+        const centre = try gpa.alloc(f32, d);
+        defer gpa.free(centre);
+        @memset(centre, 0.25);
+        var slots: [24]u32 = undefined;
+        for (&slots) |*s| s.* = random.uintLessThan(u32, count); // repeats allowed
+        var got: [slots.len]f32 = undefined;
+        inline for (.{ abi.StorageKind.f32, abi.StorageKind.f16, abi.StorageKind.i8 }) |kind| {
+            inline for (.{ abi.Metric.l2sq, abi.Metric.ip }) |metric| {
+                const formula: Formula = if (metric == .l2sq) .l2sq else .dot;
+                for (0..count + 1) |r| {
+                    for (x) |*v| v.* = random.floatNorm(f32);
+                    const at: [*]u8 = if (r == count) query.ptr + 64 else base.ptr + r * stride +
+                        offset;
+                    switch (kind) {
+                        .f32 => @memcpy(@as([*]f32, @ptrCast(@alignCast(at)))[0..d], x),
+                        .f16 => for (@as([*]f16, @ptrCast(@alignCast(at)))[0..d], x) |*h, v| {
+                            h.* = @floatCast(v);
+                        },
+                        .i8 => encode(formula, x, centre, at),
+                    }
+                }
+                for (std.enums.values(distance.Level)) |level| {
+                    if (!distance.supported(level)) continue;
+                    const kernels = distance.kernelsOf(level);
+                    const many = distance.manyOf(level, kind, metric);
+                    @memset(&got, std.math.nan(f32)); // a distance not written stays NaN
+                    many(query.ptr + 64, base.ptr + offset, stride, &slots, slots.len, d, &got);
+                    for (slots, got) |slot, g| {
+                        const b = base.ptr + slot * stride + offset;
+                        const q = query.ptr + 64;
+                        const want = switch (kind) {
+                            .f32 => (if (metric == .l2sq) kernels.l2sq else kernels.dot)(
+                                @ptrCast(@alignCast(q)),
+                                @ptrCast(@alignCast(b)),
+                                d,
+                            ),
+                            .f16 => (if (metric == .l2sq) kernels.l2sq_f16 else kernels.dot_f16)(
+                                @ptrCast(@alignCast(q)),
+                                @ptrCast(@alignCast(b)),
+                                d,
+                            ),
+                            .i8 => (if (metric == .l2sq) kernels.l2sq_i8 else kernels.dot_i8)(
+                                q,
+                                b,
+                                d,
+                            ),
+                        };
+                        try std.testing.expectEqual(want, g);
+                    }
+                }
+            }
+        }
     }
 }

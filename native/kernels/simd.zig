@@ -56,18 +56,60 @@ comptime {
     std.debug.assert(accumulators == 4); // accumulate() adds the four chains by hand.
     // Hidden: the objects are linked into libquiver, whose export table is ffi/exports.zig alone.
     const prefix = "qv_kernel_" ++ kernel_options.suffix;
-    @export(&l2sq, .{ .name = prefix ++ "_l2sq", .visibility = .hidden });
-    @export(&dot, .{ .name = prefix ++ "_dot", .visibility = .hidden });
-    @export(&l2sqF16, .{ .name = prefix ++ "_l2sq_f16", .visibility = .hidden });
-    @export(&dotF16, .{ .name = prefix ++ "_dot_f16", .visibility = .hidden });
-    @export(&l2sqI8, .{ .name = prefix ++ "_l2sq_i8", .visibility = .hidden });
-    @export(&dotI8, .{ .name = prefix ++ "_dot_i8", .visibility = .hidden });
+    exportPair(f32, l2sq, prefix ++ "_l2sq");
+    exportPair(f32, dot, prefix ++ "_dot");
+    exportPair(f16, l2sqF16, prefix ++ "_l2sq_f16");
+    exportPair(f16, dotF16, prefix ++ "_dot_f16");
+    exportPair(u8, l2sqI8, prefix ++ "_l2sq_i8");
+    exportPair(u8, dotI8, prefix ++ "_dot_i8");
+    // The 64-byte VNNI kernel's tails take i8.zig's EVEX forms, and only the avx512 object
+    // may: the avx2 object's kernels run on AVX-VNNI CPUs without AVX-512 (Alder Lake).
+    if (vnni_width > 0) std.debug.assert(i8k.evex == (vnni_width == 64));
     // VNNI is in neither x86-64-v4 nor v3: these run only where kernels/distance.zig saw
     // AVX512_VNNI (the avx512 object) or AVX-VNNI (the avx2 object).
     if (vnni_width > 0) {
-        @export(&l2sqI8Vnni, .{ .name = prefix ++ "_l2sq_i8_vnni", .visibility = .hidden });
-        @export(&dotI8Vnni, .{ .name = prefix ++ "_dot_i8_vnni", .visibility = .hidden });
+        exportPair(u8, l2sqI8Vnni, prefix ++ "_l2sq_i8_vnni");
+        exportPair(u8, dotI8Vnni, prefix ++ "_dot_i8_vnni");
     }
+}
+
+/// Exports `single` as `name` and its batch form (`Many`) as `name_many`.
+fn exportPair(
+    comptime E: type,
+    comptime single: SingleFn(E),
+    comptime name: []const u8,
+) void {
+    @export(&single, .{ .name = name, .visibility = .hidden });
+    @export(&Many(E, single).run, .{ .name = name ++ "_many", .visibility = .hidden });
+}
+
+fn SingleFn(comptime E: type) type {
+    return fn ([*]const E, [*]const E, usize) callconv(.c) f32;
+}
+
+/// The batch form of a kernel: the distances of one query to `count` stored vectors at
+/// `base + slots[j] * stride`, into `out[j]`. One call per expansion of the walk instead of one
+/// per neighbour (kernels/distance.zig `ManyFn`): the kernel inlines into the loop, so no call,
+/// spill or `vzeroupper` sits between two neighbours (measured 1.04x to 1.05x on a whole
+/// 96-dimension i8 search, BENCHMARKS.md "Session 7").
+fn Many(comptime E: type, comptime single: SingleFn(E)) type {
+    return struct {
+        fn run(
+            query: [*]const u8,
+            base: [*]const u8,
+            stride: usize,
+            slots: [*]const u32,
+            count: usize,
+            n: usize,
+            out: [*]f32,
+        ) callconv(.c) void {
+            const q: [*]const E = @ptrCast(@alignCast(query));
+            for (slots[0..count], out[0..count]) |slot, *d| {
+                const b: [*]const E = @ptrCast(@alignCast(base + @as(usize, slot) * stride));
+                d.* = @call(.always_inline, single, .{ q, b, n });
+            }
+        }
+    };
 }
 
 /// Bytes per `vpdpbusd` in this object: 0 where it has no VNNI kernels.

@@ -150,12 +150,18 @@ pub const i8_terms_bytes: u32 = 16;
 /// exactly that many bytes.
 pub const i8_granule: u32 = 16;
 
-/// Where an i8 record keeps its terms and codes. `packed` (every i8 index created since format
-/// 2.1): the terms start a line and the codes follow them at once, so a 96- or 100-dimension
-/// vector's terms and codes are two lines, which a walk reads per neighbour. `aligned` (i8
-/// indexes created before): the codes start a line and are padded to 64 bytes, the terms sit at
-/// the end of the line before, three lines at 96 dimensions. The header's `vector_offset` tells
-/// them apart (packed: 16 past a line; aligned: on a line), so an older file opens as it was.
+/// Bytes of the codes of a `dimensions`-long vector: zero-padded to whole granules.
+pub fn i8CodeBytes(dimensions: u32) u32 {
+    return std.mem.alignForward(u32, dimensions, i8_granule);
+}
+
+/// Where an i8 record keeps its terms and codes. `packed` (format 3, every i8 index created by
+/// this version): the terms start a line and the codes follow them at once, so a 96- or
+/// 100-dimension vector's terms and codes are two lines, which a walk reads per neighbour.
+/// `aligned` (format 2, i8 indexes created before): the codes start a line and are padded to 64
+/// bytes, the terms sit at the end of the line before, three lines at 96 dimensions. The
+/// header's `vector_offset` tells them apart (packed: 16 past a line; aligned: on a line), so an
+/// older file opens as it was, and compaction and backups keep an index's layout.
 pub const I8Codes = enum { @"packed", aligned };
 
 /// The format version a file of this layout is written in.
@@ -193,8 +199,9 @@ pub const Layout = struct {
     /// as `I8Codes` says).
     record_bytes: u32,
     vector_offset: u32,
-    /// Bytes a distance kernel reads from the walked vector: 4d (f32), 2d (f16), the padded
-    /// codes (i8; the 16 bytes of terms in front of them are read too).
+    /// Bytes the record reserves for the walked vector: 4d (f32), 2d (f16), the padded codes
+    /// (i8: to 16 bytes packed, to 64 aligned; a kernel reads `walkSpan`, the 16-byte granules
+    /// and the terms in front of them).
     walk_bytes: u32,
     /// Bytes per slot of the exact-vector file: 0 under f32 storage (the record holds them).
     exact_bytes: u32,
@@ -264,7 +271,7 @@ pub const Layout = struct {
         if (self.storage != .i8) return .{ .offset = self.vector_offset, .bytes = self.walk_bytes };
         return .{
             .offset = self.vector_offset - i8_terms_bytes,
-            .bytes = i8_terms_bytes + std.mem.alignForward(u32, self.dimensions, i8_granule),
+            .bytes = i8_terms_bytes + i8CodeBytes(self.dimensions),
         };
     }
 

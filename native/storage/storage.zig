@@ -280,6 +280,10 @@ pub const Storage = struct {
         errdefer releaseRegions(regions);
         // The new files carry their own header copies: which one is newest is theirs to say.
         const latest = try newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* });
+        // Every generation of an index has its one layout: files of another (i8 codes placed
+        // otherwise) would be read at the wrong offsets.
+        if (!std.meta.eql(layout_mod.layoutOf(&latest.header), self.layout)) return error.Corrupt;
+        if (latest.header.version != layout_mod.versionFor(self.layout)) return error.Corrupt;
         return .{ .fds = owned, .regions = regions, .header_active = latest.slot };
     }
 
@@ -662,4 +666,43 @@ test "storage: growth remaps, old generations stay readable while pinned, then a
     try std.testing.expectEqual(@as(u64, 1), storage.epochs.liveCount());
     storage.unpin(fresh);
     try std.testing.expectEqual(@as(u64, 1), storage.remaps.load(.monotonic));
+}
+
+test "storage: adopting files of another layout (i8 codes placed otherwise) is refused" {
+    const gpa = std.testing.allocator;
+    var storages: [2]*Storage = undefined;
+    for (&storages, [_]layout_mod.I8Codes{ .aligned, .@"packed" }) |*storage, codes| {
+        const layout = Layout.initWith(16, 4, .i8, codes);
+        var header = std.mem.zeroes(Header);
+        header.magic = layout_mod.magic;
+        header.version = layout_mod.versionFor(layout);
+        header.header_bytes = layout_mod.header_bytes;
+        header.dimensions = 16;
+        header.m = 4;
+        header.m0 = 8;
+        header.storage = @intFromEnum(abi.StorageKind.i8);
+        header.record_bytes = layout.record_bytes;
+        header.vector_offset = layout.vector_offset;
+        header.upper_record_bytes = layout.upper_record_bytes;
+        header.capacity = 64;
+        header.upper_capacity = 64;
+        header.clean = 1;
+        storage.* = try Storage.create(gpa, null, header, 64);
+        try std.testing.expectEqual(codes, storage.*.layout.codes);
+    }
+    defer for (storages) |storage| storage.destroy();
+    // Each storage's own files adopt; the other's are refused before anything is published.
+    for ([_]usize{ 0, 1 }) |from| for ([_]usize{ 0, 1 }) |into| {
+        var fds: [file_count]os.Fd = undefined;
+        for (&fds, storages[from].fds) |*fd, source| fd.* = try os.dup(source);
+        const generation = storages[from].epochs.current.load(.acquire).payload;
+        const result =
+            storages[into].prepareAdopt(fds, generation.capacity, generation.upper_capacity);
+        if (from == into) {
+            var prepared = try result;
+            prepared.discard();
+        } else {
+            try std.testing.expectError(error.Corrupt, result);
+        }
+    };
 }

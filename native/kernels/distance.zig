@@ -19,6 +19,7 @@ const builtin = @import("builtin");
 const build_options = @import("build_options");
 const cpu = @import("cpu.zig");
 const i8k = @import("i8.zig");
+const many = @import("many.zig");
 const abi = @import("../abi.zig");
 const assert = std.debug.assert;
 
@@ -52,18 +53,8 @@ pub const KernelF16Fn = *const fn ([*]const f16, [*]const f16, usize) callconv(.
 /// A raw kernel over two coded vectors (i8 storage; see kernels/i8.zig for the format).
 pub const KernelI8Fn = *const fn ([*]const u8, [*]const u8, usize) callconv(.c) f32;
 
-/// A kernel's batch form (kernels/simd.zig `Many`): `out[j]` = the kernel of `query` and the
-/// vector at `base + slots[j] * stride`, for j < count; elements as the kernel's (f32, f16, or
-/// i8 codes with their terms in front). One call per expansion of a walk.
-pub const ManyFn = *const fn (
-    query: [*]const u8,
-    base: [*]const u8,
-    stride: usize,
-    slots: [*]const u32,
-    count: usize,
-    n: usize,
-    out: [*]f32,
-) callconv(.c) void;
+/// A kernel's batch form (kernels/many.zig): one call per expansion of a walk.
+pub const ManyFn = many.ManyFn;
 
 /// The kernels of one level. `dot` serves both `ip` and `cosine`.
 pub const Kernels = struct {
@@ -166,16 +157,16 @@ const kernel_table: [level_count]?Kernels = table: {
         .dot_i8 = &portableDotI8,
         .many = .{
             .{
-                .l2sq = &PortableMany(f32, portableL2sq).run,
-                .dot = &PortableMany(f32, portableDot).run,
+                .l2sq = &many.Many(f32, portableL2sq).run,
+                .dot = &many.Many(f32, portableDot).run,
             },
             .{
-                .l2sq = &PortableMany(f16, portableL2sqF16).run,
-                .dot = &PortableMany(f16, portableDotF16).run,
+                .l2sq = &many.Many(f16, portableL2sqF16).run,
+                .dot = &many.Many(f16, portableDotF16).run,
             },
             .{
-                .l2sq = &PortableMany(u8, portableL2sqI8).run,
-                .dot = &PortableMany(u8, portableDotI8).run,
+                .l2sq = &many.Many(u8, portableL2sqI8).run,
+                .dot = &many.Many(u8, portableDotI8).run,
             },
         },
     };
@@ -324,14 +315,14 @@ pub fn kernelF16(metric: Metric) KernelF16Fn {
 /// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels/i8.zig).
 /// The batch form of the walk's kernel for `storage` and `metric` (`dot` for ip and cosine).
 pub fn kernelMany(metric: Metric, storage: abi.StorageKind) ManyFn {
-    const many = kernel_table[@intFromEnum(level())].?.many[@intFromEnum(storage)];
-    return if (metric == .l2sq) many.l2sq else many.dot;
+    const forms = kernel_table[@intFromEnum(level())].?.many[@intFromEnum(storage)];
+    return if (metric == .l2sq) forms.l2sq else forms.dot;
 }
 
 /// The batch forms at a forced level, for the tests.
 pub fn manyOf(l: Level, storage: abi.StorageKind, metric: Metric) ManyFn {
-    const many = kernelsOf(l).many[@intFromEnum(storage)];
-    return if (metric == .l2sq) many.l2sq else many.dot;
+    const forms = kernelsOf(l).many[@intFromEnum(storage)];
+    return if (metric == .l2sq) forms.l2sq else forms.dot;
 }
 
 pub fn kernelI8(metric: Metric) KernelI8Fn {
@@ -381,29 +372,6 @@ pub fn normalize(v: []f32) bool {
 }
 
 const Op = enum { l2sq, dot };
-
-/// The portable level's batch forms (the SIMD objects' are kernels/simd.zig `Many`).
-fn PortableMany(
-    comptime E: type,
-    comptime single: fn ([*]const E, [*]const E, usize) callconv(.c) f32,
-) type {
-    return struct {
-        fn run(
-            query: [*]const u8,
-            base: [*]const u8,
-            stride: usize,
-            slots: [*]const u32,
-            count: usize,
-            n: usize,
-            out: [*]f32,
-        ) callconv(.c) void {
-            const q: [*]const E = @ptrCast(@alignCast(query));
-            for (slots[0..count], out[0..count]) |slot, *d| {
-                d.* = single(q, @ptrCast(@alignCast(base + @as(usize, slot) * stride)), n);
-            }
-        }
-    };
-}
 
 fn portableL2sq(a: [*]const f32, b: [*]const f32, n: usize) callconv(.c) f32 {
     return portableSum(f32, .l2sq, a, b, n);

@@ -11,6 +11,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const kernel_options = @import("kernel_options");
 const i8k = @import("i8.zig");
+const many = @import("many.zig");
 
 /// Lanes per vector. `std.simd.suggestVectorLength` answers 8 for x86-64-v4, because that
 /// model carries `prefer_256_bit` (a hint for the auto-vectorizer, which would otherwise widen
@@ -73,43 +74,14 @@ comptime {
     }
 }
 
-/// Exports `single` as `name` and its batch form (`Many`) as `name_many`.
+/// Exports `single` as `name` and its batch form (kernels/many.zig) as `name_many`.
 fn exportPair(
     comptime E: type,
-    comptime single: SingleFn(E),
+    comptime single: many.Single(E),
     comptime name: []const u8,
 ) void {
     @export(&single, .{ .name = name, .visibility = .hidden });
-    @export(&Many(E, single).run, .{ .name = name ++ "_many", .visibility = .hidden });
-}
-
-fn SingleFn(comptime E: type) type {
-    return fn ([*]const E, [*]const E, usize) callconv(.c) f32;
-}
-
-/// The batch form of a kernel: the distances of one query to `count` stored vectors at
-/// `base + slots[j] * stride`, into `out[j]`. One call per expansion of the walk instead of one
-/// per neighbour (kernels/distance.zig `ManyFn`): the kernel inlines into the loop, so no call,
-/// spill or `vzeroupper` sits between two neighbours (measured 1.04x to 1.05x on a whole
-/// 96-dimension i8 search, BENCHMARKS.md "Session 7").
-fn Many(comptime E: type, comptime single: SingleFn(E)) type {
-    return struct {
-        fn run(
-            query: [*]const u8,
-            base: [*]const u8,
-            stride: usize,
-            slots: [*]const u32,
-            count: usize,
-            n: usize,
-            out: [*]f32,
-        ) callconv(.c) void {
-            const q: [*]const E = @ptrCast(@alignCast(query));
-            for (slots[0..count], out[0..count]) |slot, *d| {
-                const b: [*]const E = @ptrCast(@alignCast(base + @as(usize, slot) * stride));
-                d.* = @call(.always_inline, single, .{ q, b, n });
-            }
-        }
-    };
+    @export(&many.Many(E, single).run, .{ .name = name ++ "_many", .visibility = .hidden });
 }
 
 /// Bytes per `vpdpbusd` in this object: 0 where it has no VNNI kernels.

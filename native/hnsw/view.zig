@@ -95,6 +95,7 @@ pub const View = struct {
     /// `distanceTo` of each of `slots`, into `out` (at least as long): one batch-kernel call.
     pub inline fn distancesTo(self: View, query: Query, slots: []const u32, out: []f32) void {
         assert(out.len >= slots.len);
+        if (std.debug.runtime_safety) for (slots) |slot| assert(slot < self.regions.capacity);
         const l = self.regions.layout;
         const base = self.regions.graph.ptr + l.vector_offset;
         self.many(query, base, l.record_bytes, slots.ptr, slots.len, l.dimensions, out.ptr);

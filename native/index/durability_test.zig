@@ -353,15 +353,21 @@ test "durability: a power loss that keeps a slot's metadata without its vector l
         // The vectors older than the metadata: the writes since the sync are gone, unless the
         // log kept them.
         const vectors = if (storage == .f32) ".graph" else ".vectors";
-        try powerLossKeeping(storage, .{ .older = vectors, .log = false });
-        try powerLossKeeping(storage, .{ .older = vectors, .log = true });
-        if (storage == .f32) continue;
-        // Only the walk copies older: the exact vectors and their metadata hold every write.
-        try powerLossKeeping(storage, .{ .older = ".graph", .log = false });
+        // i8 in both layouts: packed, and aligned as format 2 files are (their repair must
+        // compare and rewrite the codes they reserve).
+        const layouts: []const layout.I8Codes =
+            if (storage == .i8) &.{ .@"packed", .aligned } else &.{.@"packed"};
+        for (layouts) |codes| {
+            try powerLossKeeping(storage, codes, .{ .older = vectors, .log = false });
+            try powerLossKeeping(storage, codes, .{ .older = vectors, .log = true });
+            if (storage == .f32) continue;
+            // Only the walk copies older: the exact vectors and their metadata hold every write.
+            try powerLossKeeping(storage, codes, .{ .older = ".graph", .log = false });
+        }
     }
 }
 
-fn powerLossKeeping(storage: abi.StorageKind, kept: Kept) !void {
+fn powerLossKeeping(storage: abi.StorageKind, codes: layout.I8Codes, kept: Kept) !void {
     var dir = try Dir.init();
     defer dir.tmp.cleanup();
     var path_buffer: [std.fs.max_path_bytes]u8 = undefined;
@@ -378,7 +384,7 @@ fn powerLossKeeping(storage: abi.StorageKind, kept: Kept) !void {
     defer gpa.free(synced);
     var log_synced: u64 = 0;
     {
-        const index = try Index.create(gpa, options, path);
+        const index = try Index.createWith(gpa, options, path, codes);
         try write.add(index, 0, vec(data, 0));
         try write.add(index, 1, vec(data, 1));
         // A checkpoint empties the log: after it the log holds exactly the unsynced writes.

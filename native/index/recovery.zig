@@ -194,7 +194,7 @@ fn publishedLive(meta: *const layout.Meta) bool {
 /// A dirty open's repair of the copies the walk reads (f16, i8 codes): a power loss can leave
 /// the graph file older than the exact vectors, and a live slot's walk copy is rewritten from
 /// its exact vector (checked by `dropTorn`) where they disagree. Returns the count rewritten.
-fn repairWalkCopies(self: *Index) Error!u64 {
+pub fn repairWalkCopies(self: *Index) Error!u64 {
     if (self.layout.storage == .f32) return 0;
     assert(self.writable);
     const generation = self.storage.pin();
@@ -202,8 +202,7 @@ fn repairWalkCopies(self: *Index) Error!u64 {
     const regions = generation.payload;
     const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
     if (used == 0) return 0;
-    const coded = quantize.Coded.init(self.gpa, self.layout.dimensions) catch
-        return error.OutOfMemory;
+    const coded = try verify_mod.walkBuffer(self);
     defer coded.deinit(self.gpa);
     var rewritten: u64 = 0;
     for (0..used) |i| {

@@ -6,6 +6,7 @@
 //! payload (records/store.zig): it parses against the schema, a string id hashes to its slot's
 //! key, and the fields index agrees with it.
 const std = @import("std");
+const assert = std.debug.assert;
 const abi = @import("../abi.zig");
 const layout = @import("../storage/layout.zig");
 const Index = @import("index.zig").Index;
@@ -26,15 +27,8 @@ pub fn verify(self: *Index) !abi.VerifyReport {
 
     const seen = try self.gpa.alloc(u32, self.layout.m0);
     defer self.gpa.free(seen);
-    // Room for the codes the record reserves (aligned records: to 64 bytes), zero past the
-    // granules encode writes, as a record's are.
-    const coded = quantize.Coded{ .buffer = try self.gpa.alignedAlloc(
-        u8,
-        64,
-        64 + @as(usize, self.layout.walk_bytes),
-    ) };
+    const coded = try walkBuffer(self);
     defer coded.deinit(self.gpa);
-    @memset(coded.buffer, 0);
     for (0..used) |i| {
         const slot: u32 = @intCast(i);
         const meta = regions.meta(slot);
@@ -125,6 +119,15 @@ fn checkRecords(self: *Index, regions: layout.Regions, used: u32) u64 {
     return bad;
 }
 
+/// The buffer `walkCopyMatches` encodes into: room for every code byte the record reserves
+/// (aligned records: to 64 bytes, past the granules `encode` writes), zeroed as a record's
+/// padding is. Both callers (verify, open's repair) take it from here.
+pub fn walkBuffer(self: *Index) error{OutOfMemory}!quantize.Coded {
+    const buffer = try self.gpa.alignedAlloc(u8, 64, 64 + @as(usize, self.layout.walk_bytes));
+    @memset(buffer, 0);
+    return .{ .buffer = buffer };
+}
+
 /// Whether the copy the walk reads is what writing the exact vector would have produced: the
 /// f16 rounding, or the i8 codes and terms (encoding is deterministic, so bit for bit).
 pub fn walkCopyMatches(
@@ -149,6 +152,7 @@ pub fn walkCopyMatches(
             // The terms and every code byte the record reserves (aligned records' padding too:
             // older libraries read it).
             const bytes = layout.i8_terms_bytes + self.layout.walk_bytes;
+            assert(coded.buffer.len >= 64 + @as(usize, self.layout.walk_bytes));
             const want = (coded.codes() - layout.i8_terms_bytes)[0..bytes];
             const got = (regions.walkI8(slot) - layout.i8_terms_bytes)[0..bytes];
             return std.mem.eql(u8, want, got);

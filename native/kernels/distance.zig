@@ -312,7 +312,6 @@ pub fn kernelF16(metric: Metric) KernelF16Fn {
     };
 }
 
-/// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels/i8.zig).
 /// The batch form of the walk's kernel for `storage` and `metric` (`dot` for ip and cosine).
 pub fn kernelMany(metric: Metric, storage: abi.StorageKind) ManyFn {
     const forms = kernel_table[@intFromEnum(level())].?.many[@intFromEnum(storage)];
@@ -325,6 +324,7 @@ pub fn manyOf(l: Level, storage: abi.StorageKind, metric: Metric) ManyFn {
     return if (metric == .l2sq) forms.l2sq else forms.dot;
 }
 
+/// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels/i8.zig).
 pub fn kernelI8(metric: Metric) KernelI8Fn {
     const kernels = kernel_table[@intFromEnum(level())].?;
     return switch (metric) {

@@ -281,9 +281,16 @@ pub const Storage = struct {
         // The new files carry their own header copies: which one is newest is theirs to say.
         const latest = try newest(.{ regions.headerSlot(0).*, regions.headerSlot(1).* });
         // Every generation of an index has its one layout: files of another (i8 codes placed
-        // otherwise) would be read at the wrong offsets.
-        if (!std.meta.eql(layout_mod.layoutOf(&latest.header), self.layout)) return error.Corrupt;
-        if (latest.header.version != layout_mod.versionFor(self.layout)) return error.Corrupt;
+        // otherwise) would be read at the wrong offsets. The header's raw fields are compared,
+        // so that a damaged one is refused before anything derives a layout from it.
+        const h = latest.header;
+        const l = self.layout;
+        if (h.dimensions != l.dimensions or h.m != l.m or h.storage != @intFromEnum(l.storage) or
+            h.record_bytes != l.record_bytes or h.vector_offset != l.vector_offset or
+            h.upper_record_bytes != l.upper_record_bytes or h.version != layout_mod.versionFor(l))
+        {
+            return error.Corrupt;
+        }
         return .{ .fds = owned, .regions = regions, .header_active = latest.slot };
     }
 

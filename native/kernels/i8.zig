@@ -147,7 +147,8 @@ inline fn vpdpbusd(
 }
 
 /// Whether this copy of the file is compiled for AVX-512 (the avx512 kernel object): its
-/// narrower VNNI and byte-multiply steps then take the EVEX encodings.
+/// narrower VNNI steps then take the EVEX encoding (its byte multiplies stay VEX, which every
+/// AVX-512 CPU decodes).
 pub const evex = builtin.cpu.arch == .x86_64 and
     std.Target.x86.featureSetHas(builtin.cpu.features, .avx512vl);
 

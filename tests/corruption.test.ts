@@ -22,7 +22,7 @@
 import { Index } from "../mod.ts";
 import { assert, envFlag, killChildren, runtime, seedFromEnv, spawnRuntime, test } from "./harness.ts";
 import { type BaseName, type Bases, type Case, describe, describeBase, makeCase } from "./fixtures/corruption_cases.ts";
-import { exists, fileSize, indexFiles, makeTempDir, readBytes, removeDir, seededVector } from "./fixtures/util.ts";
+import { exists, fileSize, indexFiles, makeTempDir, readBytes, removeDir, seededVector, writeBytes } from "./fixtures/util.ts";
 
 const soak = envFlag("QUIVER_SOAK") === "1";
 const single = envFlag("QUIVER_CASE");
@@ -56,11 +56,12 @@ test(`corruption: ${cases} damaged indexes open with a typed error or work (plus
     (await import("node:fs")).mkdirSync(work);
     await buildFixtures(fixtures);
     const load = (name: BaseName) => describeBase(name, indexFiles().map((s) => readBytes(`${fixtures}/${name}${s}`)));
-    const bases: Bases = { clean: load("clean"), dirty: load("dirty"), half: load("half"), quant: load("quant") };
+    const bases: Bases = { clean: load("clean"), dirty: load("dirty"), half: load("half"), quant: load("quant"), aligned: load("aligned") };
     const wal = indexFiles().length - 1;
     assert(bases.clean.info.slotsUsed > 300 && bases.dirty.files[wal].length > 0, "the fixtures are not what this spec expects");
     assert(
-      bases.half.info.storage === 1 && bases.quant.info.storage === 2 && bases.quant.info.exactPrefix > 0,
+      bases.half.info.storage === 1 && bases.quant.info.storage === 2 && bases.quant.info.exactPrefix > 0 &&
+        bases.aligned.info.storage === 2 && bases.aligned.info.vectorOffset % 64 === 0 && bases.quant.info.vectorOffset % 64 !== 0,
       `the f16/i8 fixtures have storage ${bases.half.info.storage}/${bases.quant.info.storage}: tests/fixtures/corruption_cases.ts disagrees with native/storage/layout.zig`,
     );
     const built = performance.now();
@@ -128,6 +129,13 @@ async function buildFixtures(dir: string) {
   assert(status.signal === "SIGKILL", `make_dirty.ts should have killed itself: ${JSON.stringify(status)}\n${await proc.stderr}`);
   assert(fileSize(`${dir}/dirty.wal`) > 0, "the dirty fixture has an empty WAL");
   assert((exists(`${dir}/half.vectors`) && exists(`${dir}/quant.vectors`)) || !indexFiles().includes(".vectors"), "no exact-vector file");
+  // "aligned": a real format 2 i8 index (8 dimensions, M = 4, as the others), written before i8
+  // records were packed.
+  const { gunzipSync } = await import("node:zlib");
+  for (const suffix of indexFiles()) {
+    const packed = readBytes(here(`./fixtures/format2/i8-d8-l8${suffix}.gz`));
+    writeBytes(`${dir}/aligned${suffix}`, new Uint8Array(gunzipSync(packed)));
+  }
 }
 
 interface RunInput {

@@ -233,7 +233,7 @@ pub const Layout = struct {
             .f16 => .{ 2 * d, std.mem.alignForward(u64, list_bytes, line_bytes) },
             .i8 => switch (codes) {
                 .@"packed" => .{
-                    std.mem.alignForward(u64, d, i8_granule),
+                    i8CodeBytes(dimensions),
                     std.mem.alignForward(u64, list_bytes, line_bytes) + i8_terms_bytes,
                 },
                 .aligned => .{

@@ -486,10 +486,13 @@ export class Index extends Reader {
     const h = this.handleOrThrow();
     if (typeof id === "string" && !this.has(id)) throw new NotFoundError(`no record has the id ${JSON.stringify(id.slice(0, 64))}`);
     const key = typeof id === "string" ? keyOfId(id) : toKey(id);
-    const guard = new BigUint64Array(1);
+    // One call pins the mapping and takes a registry user: a wrapper attached in a Worker holds
+    // no reference, so a bare guard would let the owner's close free the index, and unmap the
+    // memory, while this thread still reads it.
+    const pin = new BigUint64Array(1);
     const address = new BigUint64Array(1);
     const epoch = new BigUint64Array(1);
-    check(native().fn.qv_guard_acquire(h, key, guard, address, epoch));
+    check(native().fn.qv_pin_acquire(h, key, pin, address, epoch));
     let ref: WeakRef<VectorView> | undefined;
     const owner = {
       epochNow: () => this.#epochNow(),
@@ -500,20 +503,14 @@ export class Index extends Reader {
     let view: VectorView;
     if (!this.#writable || (!native().freesPin && inWorker)) {
       // Read-only memory; or a Deno Worker, whose pins nothing could release once it is
-      // terminated (no deallocator, no finalizer runs then). Copy while the guard holds the
+      // terminated (no deallocator, no finalizer runs then). Copy while the pin holds the
       // mapping, then let it go.
       try {
         view = new VectorView(owner, address[0], 0n, epoch[0], this.#dimensions);
       } finally {
-        native().fn.qv_guard_release(h, guard[0]);
+        native().fn.qv_pin_release(pin[0]);
       }
     } else {
-      const pin = new BigUint64Array(1);
-      const status = native().fn.qv_pin_create(h, guard[0], pin);
-      if (status !== Status.ok) {
-        native().fn.qv_guard_release(h, guard[0]);
-        check(status);
-      }
       try {
         view = new VectorView(owner, address[0], pin[0], epoch[0], this.#dimensions);
       } catch (error) {

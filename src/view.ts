@@ -1,7 +1,7 @@
 /**
  * Zero-copy views of stored vectors, tied to the mapping epoch they were made in.
  *
- * A view's ArrayBuffer owns a native pin (qv_pin_create): a guard on the mapping it points into
+ * A view's ArrayBuffer owns a native pin (qv_pin_acquire): a guard on the mapping it points into
  * and a reference on the index, so that memory stays mapped, however the storage grows and
  * whoever closes or collects the Index, for as long as the buffer can reach it:
  * - Bun: the buffer's deallocator releases the pin when its memory dies, wherever it went

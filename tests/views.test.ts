@@ -5,7 +5,8 @@
  * Remapping many times while taking views keeps the mapped memory bounded.
  */
 import { ClosedError, Index, type Metric, StaleGuardError, type VectorView } from "../mod.ts";
-import { addressOf, assert, assertEquals, assertThrows, bitsOf, test } from "./harness.ts";
+import { native } from "../src/runtime/loader.ts";
+import { addressOf, assert, assertEquals, assertThrows, bitsOf, tempDir, test } from "./harness.ts";
 
 const d = 16;
 
@@ -283,4 +284,45 @@ test("views: 1,000 forced remaps with views taken and released keep mapped memor
   assertEquals(index.size, 50);
   for (let key = 0; key < 50; key++) assertEquals(index.get(key), vectorOf(key));
   assertEquals(index.verify().ok, true);
+});
+
+test("views: an attached wrapper's copy is made under a pin, so the owner closing right after the native call frees nothing the copy reads", () => {
+  // The copy path (a read-only index here; every view in a Deno Worker): the attached wrapper
+  // holds no reference, so only what the native call took keeps the memory mapped while JS
+  // copies it. The hook closes the owner right after that call returns the address (before
+  // the fix it took a bare guard, the close freed the index, and the copy read unmapped memory).
+  const path = `${tempDir()}/copy`;
+  {
+    using writer = Index.open(path, { dimensions: d });
+    for (let key = 1; key <= 40; key++) writer.add(key, vectorOf(key));
+  }
+  const owner = Index.open(path, { readOnly: true });
+  const attached = Index.attach(owner.handle);
+  const fn = native().fn as unknown as Record<string, (...args: unknown[]) => number>;
+  const hooked = ["qv_pin_acquire", "qv_guard_acquire"].filter((name) => name in fn);
+  const saved = hooked.map((name) => fn[name]);
+  let closedAt = "";
+  for (const [i, name] of hooked.entries()) {
+    fn[name] = (...args: unknown[]) => {
+      const status = saved[i](...args);
+      if (closedAt === "") {
+        closedAt = name;
+        owner.close();
+      }
+      return status;
+    };
+  }
+  let view: VectorView;
+  try {
+    view = attached.view(7);
+  } finally {
+    for (const [i, name] of hooked.entries()) fn[name] = saved[i];
+  }
+  assert(closedAt !== "", "the hook never ran: view() took its address some other way");
+  assert(owner.closed, "the owner is closed");
+  assert(view.copy, "a read-only index's view is a copy");
+  assertEquals(view.array, vectorOf(7));
+  // The pin was the last user: the index is gone, and the attached wrapper says closed.
+  assertThrows(() => attached.view(8), ClosedError, "CLOSED");
+  attached.close();
 });

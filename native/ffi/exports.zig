@@ -1052,6 +1052,41 @@ pub const exports = struct {
         return .ok;
     }
 
+    /// qv_guard_acquire and qv_pin_create in one call: pins the current mapping for `key`'s
+    /// vector and returns the pin, the vector's address and the mapping's epoch. No moment
+    /// passes between the two with a guard that holds no registry user, so a wrapper attached
+    /// in a Worker (which holds no reference) can copy from the address until it releases the
+    /// pin, whoever closes the index meanwhile. `closed` if the index is.
+    pub fn qv_pin_acquire(
+        handle: u32,
+        key: u64,
+        out_pin: ?*u64,
+        out_address: ?*usize,
+        out_epoch: ?*u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const pin_out = out_pin orelse return .invalid_argument;
+        const address_out = out_address orelse return .invalid_argument;
+        const epoch_out = out_epoch orelse return .invalid_argument;
+        // The pin's own registry user; `op` holds one, so the index cannot close under us.
+        const index = enter(handle) catch |err| return statusOf(err);
+        const info = read.guardAcquire(index, key) catch |err| {
+            registry.leave(handle);
+            return statusOf(err);
+        };
+        const id = pins.add(.{ .handle = handle, .index = index, .guard = info.handle }) catch {
+            read.guardRelease(index, info.handle) catch unreachable;
+            registry.leave(handle);
+            return .out_of_memory;
+        };
+        std.debug.assert(id != 0);
+        pin_out.* = id;
+        address_out.* = @intFromPtr(info.ptr);
+        epoch_out.* = info.epoch;
+        return .ok;
+    }
+
     /// Releases a pin: its guard, then its registry user. `invalid_argument` if the pin is
     /// unknown (forged, or already released).
     pub fn qv_pin_release(pin: u64) callconv(.C) Status {

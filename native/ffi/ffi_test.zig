@@ -200,6 +200,54 @@ test "a pin holds its index past close and release; forged and repeated pin ids 
     ffi.qv_pin_free(0, @intCast(pin));
 }
 
+test "qv_pin_acquire: the pin holds the index across its owner's close; failures take no user" {
+    // The copy of a view in a Worker is made under this pin: the attached wrapper holds no
+    // reference, so only the pin keeps the index, and the memory read, alive.
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    var v: [dims]f32 = undefined;
+    pattern(7, 0, &v);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 7, &v, dims));
+    var open_before: u32 = undefined;
+    var users: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open_before, &users));
+    var pin: u64 = undefined;
+    var address: usize = undefined;
+    var epoch: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.not_found,
+        ffi.qv_pin_acquire(handle, 99, &pin, &address, &epoch),
+    );
+    try std.testing.expectEqual(
+        abi.Status.invalid_argument,
+        ffi.qv_pin_acquire(handle, 7, null, &address, &epoch),
+    );
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_acquire(handle, 7, &pin, &address, &epoch));
+    var stats: abi.Stats = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, 1), stats.guards_live);
+    try std.testing.expectEqual(stats.epoch, epoch);
+    // The owner closes and drops its reference: the pin alone keeps the index.
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
+    var open: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
+    try std.testing.expectEqual(open_before, open);
+    const stored: [*]const f32 = @ptrFromInt(address);
+    try std.testing.expectEqualSlices(f32, &v, stored[0..dims]);
+    var other: u64 = undefined;
+    try std.testing.expectEqual(
+        abi.Status.closed,
+        ffi.qv_pin_acquire(handle, 7, &other, &address, &epoch),
+    );
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_release(pin));
+    // The refused calls took no user: the pin's release was the last, and freed the index.
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
+    try std.testing.expectEqual(open_before - 1, open);
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
+}
+
 test "pins released from two threads at once (Bun's deallocator beside the wrapper): one wins" {
     var opts = t.options(dims, .l2sq);
     var handle: u32 = undefined;

@@ -23,7 +23,7 @@ export interface Native {
    */
   view(address: bigint, byteLength: number): ArrayBuffer;
   /**
-   * An ArrayBuffer over the memory a native pin (qv_pin_create) keeps mapped. With
+   * An ArrayBuffer over the memory a native pin (qv_pin_acquire) keeps mapped. With
    * `freesPin`, the runtime itself releases the pin once the buffer's memory is unreachable from
    * JS, wherever the buffer went (Bun: a deallocator; moved and transferred buffers included).
    * Without it the caller must release the pin (Deno: no deallocator exists).

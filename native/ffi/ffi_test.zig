@@ -223,7 +223,10 @@ test "qv_pin_acquire: the pin holds the index across its owner's close; failures
         abi.Status.invalid_argument,
         ffi.qv_pin_acquire(handle, 7, null, &address, &epoch),
     );
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_acquire(handle, 7, &pin, &address, &epoch));
+    try std.testing.expectEqual(
+        abi.Status.ok,
+        ffi.qv_pin_acquire(handle, 7, &pin, &address, &epoch),
+    );
     var stats: abi.Stats = undefined;
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
     try std.testing.expectEqual(@as(u64, 1), stats.guards_live);

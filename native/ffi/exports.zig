@@ -992,7 +992,10 @@ pub const exports = struct {
         return .ok;
     }
 
-    /// Pins the current mapping and returns a zero-copy pointer to `key`'s vector.
+    /// Pins the current mapping and returns a zero-copy pointer to `key`'s vector. The guard
+    /// holds the mapping, not the index: once the last reference goes (an owner's close while
+    /// only attached wrappers, which hold none, remain), the index and the mapping are freed.
+    /// A reader that may outlive the caller's reference takes qv_pin_acquire instead.
     pub fn qv_guard_acquire(
         handle: u32,
         key: u64,

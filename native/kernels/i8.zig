@@ -203,8 +203,30 @@ inline fn signedStep(
     const zero: I = @splat(0);
     const x: I = @bitCast(a[0..reg].*);
     const y: I = @bitCast(b[0..reg].*);
-    const signed: I = @select(i8, x < zero, zero -% y, y);
+    // AVX-512 has no `vpsignb`: there the sign moves by a compare and a select.
+    const signed: I = if (reg == 64) @select(i8, x < zero, zero -% y, y) else signBy(reg, y, x);
     return widenPairs(reg, maddubs(reg, @abs(x), @bitCast(signed)));
+}
+
+/// `y` with the sign of `x`: negated where x < 0, zero where x = 0 (`psignb`, one instruction
+/// for the compare, flip and subtract it replaces; the zeros cost nothing, as |x| is 0 there).
+inline fn signBy(
+    comptime reg: comptime_int,
+    y: @Vector(reg, i8),
+    x: @Vector(reg, i8),
+) @Vector(reg, i8) {
+    comptime std.debug.assert(reg == 16 or reg == 32);
+    const Out = @Vector(reg, i8);
+    if (reg == 32 or vex) return asm ("vpsignb %[x], %[y], %[out]"
+        : [out] "=x" (-> Out),
+        : [y] "x" (y),
+          [x] "x" (x),
+    );
+    return asm ("psignb %[x], %[out]"
+        : [out] "=x" (-> Out),
+        : [_] "0" (y),
+          [x] "x" (x),
+    );
 }
 
 /// `pmaddubsw`: u[2j] * s[2j] + u[2j+1] * s[2j+1] for each j, into i16 (saturating).

@@ -20,8 +20,13 @@ pub fn greedy(view: View, query: Query, start: Candidate, level: u32, scratch: *
     var steps: u32 = 0;
     while (steps < view.bound) : (steps += 1) {
         var moved = false;
-        for (view.neighbours(best.slot, level, scratch.links)) |slot| {
-            const d = view.distanceTo(query, slot);
+        // As in `searchLayer`: prefetch every neighbour, then one batch-kernel call, so the
+        // loads overlap (the same distances in the same order as one call each).
+        const list = view.neighbours(best.slot, level, scratch.links);
+        for (list) |slot| view.prefetchWalk(slot);
+        const distances = scratch.distances[0..list.len];
+        view.distancesTo(query, list, distances);
+        for (list, distances) |slot, d| {
             if (d < best.distance) {
                 best = .{ .distance = d, .slot = slot };
                 moved = true;

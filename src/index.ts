@@ -486,13 +486,6 @@ export class Index extends Reader {
     const h = this.handleOrThrow();
     if (typeof id === "string" && !this.has(id)) throw new NotFoundError(`no record has the id ${JSON.stringify(id.slice(0, 64))}`);
     const key = typeof id === "string" ? keyOfId(id) : toKey(id);
-    // One call pins the mapping and takes a registry user: a wrapper attached in a Worker holds
-    // no reference, so a bare guard would let the owner's close free the index, and unmap the
-    // memory, while this thread still reads it.
-    const pin = new BigUint64Array(1);
-    const address = new BigUint64Array(1);
-    const epoch = new BigUint64Array(1);
-    check(native().fn.qv_pin_acquire(h, key, pin, address, epoch));
     let ref: WeakRef<VectorView> | undefined;
     const owner = {
       epochNow: () => this.#epochNow(),
@@ -500,17 +493,22 @@ export class Index extends Reader {
         if (ref !== undefined) this.#views.delete(ref);
       },
     };
+    const epoch = new BigUint64Array(1);
     let view: VectorView;
     if (!this.#writable || (!native().freesPin && inWorker)) {
       // Read-only memory; or a Deno Worker, whose pins nothing could release once it is
-      // terminated (no deallocator, no finalizer runs then). Copy while the pin holds the
-      // mapping, then let it go.
-      try {
-        view = new VectorView(owner, address[0], 0n, epoch[0], this.#dimensions);
-      } finally {
-        native().fn.qv_pin_release(pin[0]);
-      }
+      // terminated (no deallocator, no finalizer runs then). The copy is made natively, in
+      // one call that holds the index while it reads: an attached wrapper holds no reference,
+      // and a Worker terminated right after the call has nothing to give back.
+      const copied = new Float32Array(this.#dimensions);
+      check(native().fn.qv_view_copy(h, key, copied, copied.length, epoch));
+      view = new VectorView(owner, 0n, 0n, epoch[0], this.#dimensions, copied);
     } else {
+      // One call pins the mapping and takes a registry user, so the owner's close cannot free
+      // the index while the buffer can reach its memory.
+      const pin = new BigUint64Array(1);
+      const address = new BigUint64Array(1);
+      check(native().fn.qv_pin_acquire(h, key, pin, address, epoch));
       try {
         view = new VectorView(owner, address[0], pin[0], epoch[0], this.#dimensions);
       } catch (error) {

@@ -65,18 +65,19 @@ export class VectorView {
   readonly copy: boolean;
 
   /**
-   * @internal With `pin` (0n for a copy, read while the caller still holds its guard) owning the
-   * memory at `address`.
+   * @internal With `pin` owning the memory at `address`; or, for a copy (`pin` 0n), `copied`:
+   * the vector the native side copied out (qv_view_copy).
    */
-  constructor(owner: ViewOwner, address: bigint, pin: bigint, epoch: bigint, dimensions: number) {
+  constructor(owner: ViewOwner, address: bigint, pin: bigint, epoch: bigint, dimensions: number, copied?: Float32Array) {
     this.#owner = owner;
     this.epoch = epoch;
     this.#pin = pin;
     this.copy = pin === 0n;
     const bytes = dimensions * 4;
     if (this.copy) {
-      this.#buffer = native().view(address, bytes).slice(0);
-      this.#array = new Float32Array(this.#buffer);
+      if (copied === undefined || copied.length !== dimensions) throw new Error("internal: a copy view needs its copied vector");
+      this.#buffer = copied.buffer as ArrayBuffer;
+      this.#array = copied;
       return;
     }
     this.#buffer = native().pinnedView(address, bytes, pin);

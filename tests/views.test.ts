@@ -286,11 +286,11 @@ test("views: 1,000 forced remaps with views taken and released keep mapped memor
   assertEquals(index.verify().ok, true);
 });
 
-test("views: an attached wrapper's copy is made under a pin, so the owner closing right after the native call frees nothing the copy reads", () => {
+test("views: an attached wrapper's copy is made in the native call, so the owner closing right after it frees nothing the copy reads, and nothing is left held", () => {
   // The copy path (a read-only index here; every view in a Deno Worker): the attached wrapper
-  // holds no reference, so only what the native call took keeps the memory mapped while JS
-  // copies it. The hook closes the owner right after that call returns the address (before
-  // the fix it took a bare guard, the close freed the index, and the copy read unmapped memory).
+  // holds no reference. The hook closes the owner right after the native call view() makes.
+  // Before the fix that call took a bare guard and JS copied afterwards: the close freed the
+  // index and the copy read unmapped memory. Now the native call makes the copy itself.
   const path = `${tempDir()}/copy`;
   {
     using writer = Index.open(path, { dimensions: d });
@@ -299,7 +299,7 @@ test("views: an attached wrapper's copy is made under a pin, so the owner closin
   const owner = Index.open(path, { readOnly: true });
   const attached = Index.attach(owner.handle);
   const fn = native().fn as unknown as Record<string, (...args: unknown[]) => number>;
-  const hooked = ["qv_pin_acquire", "qv_guard_acquire"].filter((name) => name in fn);
+  const hooked = ["qv_view_copy", "qv_pin_acquire", "qv_guard_acquire"].filter((name) => name in fn);
   const saved = hooked.map((name) => fn[name]);
   let closedAt = "";
   for (const [i, name] of hooked.entries()) {
@@ -322,7 +322,8 @@ test("views: an attached wrapper's copy is made under a pin, so the owner closin
   assert(owner.closed, "the owner is closed");
   assert(view.copy, "a read-only index's view is a copy");
   assertEquals(view.array, vectorOf(7));
-  // The pin was the last user: the index is gone, and the attached wrapper says closed.
   assertThrows(() => attached.view(8), ClosedError, "CLOSED");
   attached.close();
+  // Nothing the copy took is left: the index was freed, and its files are free to open.
+  Index.open(path).close();
 });

@@ -1090,6 +1090,31 @@ pub const exports = struct {
         return .ok;
     }
 
+    /// Copies `key`'s stored vector into `out` (`len` = the dimensions) and returns the epoch of
+    /// the mapping it was read from, all under this call's own hold: the copy view of a
+    /// read-only index or of a Deno Worker. Nothing is held once it returns, so a caller stopped
+    /// right after it (a Worker terminated mid-`view()`) leaks nothing, and JS reads no native
+    /// memory at all.
+    pub fn qv_view_copy(
+        handle: u32,
+        key: u64,
+        out: ?[*]f32,
+        len: u32,
+        out_epoch: ?*u64,
+    ) callconv(.C) Status {
+        const op = begin(handle) catch |err| return statusOf(err);
+        defer op.end();
+        const index = op.index;
+        const vector = out orelse return .invalid_argument;
+        const epoch_out = out_epoch orelse return .invalid_argument;
+        if (len != index.layout.dimensions) return .invalid_dimensions;
+        const info = read.guardAcquire(index, key) catch |err| return statusOf(err);
+        defer read.guardRelease(index, info.handle) catch unreachable;
+        @memcpy(vector[0..len], info.ptr[0..len]);
+        epoch_out.* = info.epoch;
+        return .ok;
+    }
+
     /// Releases a pin: its guard, then its registry user. `invalid_argument` if the pin is
     /// unknown (forged, or already released).
     pub fn qv_pin_release(pin: u64) callconv(.C) Status {

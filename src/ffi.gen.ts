@@ -56,7 +56,6 @@ export const symbols = {
   qv_guard_acquire: { args: ["u32", "u64", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_guard_check: { args: ["u32", "u64"], returns: "i32" },
   qv_guard_release: { args: ["u32", "u64"], returns: "i32" },
-  qv_pin_create: { args: ["u32", "u64", "ptr"], returns: "i32" },
   qv_pin_acquire: { args: ["u32", "u64", "ptr", "ptr", "ptr"], returns: "i32" },
   qv_view_copy: { args: ["u32", "u64", "ptr", "u32", "ptr"], returns: "i32" },
   qv_pin_release: { args: ["u64"], returns: "i32" },

@@ -272,9 +272,10 @@ const pins = struct {
     fn release(pin: Pin) void {
         const index = pin.index;
         index.structure.lockShared(&index.counters.lock_contention);
-        // The pin owns its guard: nobody else can release it, and compaction refuses to run
-        // while it lives, so the guard is in the table. Anything else is a bug.
-        read.guardRelease(index, pin.guard) catch unreachable;
+        // The pin owns its guard, whose handle it never gave out, and compaction refuses to run
+        // while it lives. Only a caller forging guard handles through qv_guard_release could
+        // have released it first; that is refused there or lands here as nothing to release.
+        read.guardRelease(index, pin.guard) catch {};
         index.structure.unlockShared();
         registry.leave(pin.handle);
     }
@@ -1033,33 +1034,12 @@ pub const exports = struct {
         return .ok;
     }
 
-    /// Moves `guard` (from qv_guard_acquire) into a pin that also holds a registry user, for a
-    /// view buffer whose memory must outlive the wrapper: the index is then not destroyed, nor
-    /// the mapping unmapped, until qv_pin_release or qv_pin_free. `closed` if the index is.
-    pub fn qv_pin_create(handle: u32, guard: u64, out_pin: ?*u64) callconv(.C) Status {
-        const index = enter(handle) catch |err| return statusOf(err);
-        const out = out_pin orelse {
-            registry.leave(handle);
-            return .invalid_argument;
-        };
-        if (index.guards.table.get(guard) == null) {
-            registry.leave(handle);
-            return .invalid_argument;
-        }
-        const id = pins.add(.{ .handle = handle, .index = index, .guard = guard }) catch {
-            registry.leave(handle);
-            return .out_of_memory;
-        };
-        std.debug.assert(id != 0);
-        out.* = id;
-        return .ok;
-    }
-
-    /// qv_guard_acquire and qv_pin_create in one call: pins the current mapping for `key`'s
-    /// vector and returns the pin, the vector's address and the mapping's epoch. No moment
-    /// passes between the two with a guard that holds no registry user, so a wrapper attached
-    /// in a Worker (which holds no reference) can copy from the address until it releases the
-    /// pin, whoever closes the index meanwhile. `closed` if the index is.
+    /// Pins the current mapping for `key`'s vector, for a view buffer whose memory must outlive
+    /// the wrapper, and returns the pin, the vector's address and the mapping's epoch. The pin
+    /// holds a guard and a registry user, taken in this one call (no moment passes with a guard
+    /// that holds no user): the index is not destroyed, nor the mapping unmapped, until
+    /// qv_pin_release or qv_pin_free, whoever closes the index meanwhile. The guard's handle is
+    /// never given out, so only the pin releases it. `closed` if the index is.
     pub fn qv_pin_acquire(
         handle: u32,
         key: u64,

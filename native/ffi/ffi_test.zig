@@ -169,20 +169,12 @@ test "a pin holds its index past close and release; forged and repeated pin ids 
     var v: [dims]f32 = undefined;
     pattern(7, 0, &v);
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 7, &v, dims));
-    var guard: u64 = undefined;
     var address: usize = undefined;
     var epoch: u64 = undefined;
+    var pin: u64 = undefined;
     try std.testing.expectEqual(
         abi.Status.ok,
-        ffi.qv_guard_acquire(handle, 7, &guard, &address, &epoch),
-    );
-    var pin: u64 = undefined;
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_create(handle, guard, &pin));
-    // A guard the index does not hold cannot be pinned.
-    var other: u64 = undefined;
-    try std.testing.expectEqual(
-        abi.Status.invalid_argument,
-        ffi.qv_pin_create(handle, guard +% 12345, &other),
+        ffi.qv_pin_acquire(handle, 7, &pin, &address, &epoch),
     );
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
@@ -251,6 +243,42 @@ test "qv_pin_acquire: the pin holds the index across its owner's close; failures
     try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
 }
 
+test "qv_view_copy copies the stored vector and holds nothing after; bad arguments take nothing" {
+    var opts = t.options(dims, .l2sq);
+    var handle: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
+    var v: [dims]f32 = undefined;
+    pattern(5, 0, &v);
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 5, &v, dims));
+    var out: [dims + 1]f32 = @splat(-1);
+    var epoch: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_view_copy(handle, 5, &out, dims, &epoch));
+    try std.testing.expectEqualSlices(f32, &v, out[0..dims]);
+    try std.testing.expectEqual(@as(f32, -1), out[dims]);
+    var stats: abi.Stats = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(stats.epoch, epoch);
+    try std.testing.expectEqual(@as(u64, 0), stats.guards_live);
+    const S = abi.Status;
+    try std.testing.expectEqual(S.not_found, ffi.qv_view_copy(handle, 6, &out, dims, &epoch));
+    try std.testing.expectEqual(S.invalid_dimensions, ffi.qv_view_copy(handle, 5, &out, 3, &epoch));
+    const copy = ffi.qv_view_copy;
+    try std.testing.expectEqual(S.invalid_argument, copy(handle, 5, null, dims, &epoch));
+    try std.testing.expectEqual(S.invalid_argument, ffi.qv_view_copy(handle, 5, &out, dims, null));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
+    try std.testing.expectEqual(@as(u64, 0), stats.guards_live);
+    // Nothing is held: the owner's close and release free the index at once.
+    var open_before: u32 = undefined;
+    var users: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open_before, &users));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
+    var open: u32 = undefined;
+    try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
+    try std.testing.expectEqual(open_before - 1, open);
+    try std.testing.expectEqual(S.closed, ffi.qv_view_copy(handle, 5, &out, dims, &epoch));
+}
+
 test "pins released from two threads at once (Bun's deallocator beside the wrapper): one wins" {
     var opts = t.options(dims, .l2sq);
     var handle: u32 = undefined;
@@ -273,15 +301,13 @@ test "pins released from two threads at once (Bun's deallocator beside the wrapp
     const thread = try std.Thread.spawn(.{}, Racer.free, .{ &pin, &go, rounds });
     // Exactly one release per pin: a second would find its guard gone, which is a panic.
     for (0..rounds) |round| {
-        var guard: u64 = undefined;
         var address: usize = undefined;
         var epoch: u64 = undefined;
+        var id: u64 = undefined;
         try std.testing.expectEqual(
             abi.Status.ok,
-            ffi.qv_guard_acquire(handle, 3, &guard, &address, &epoch),
+            ffi.qv_pin_acquire(handle, 3, &id, &address, &epoch),
         );
-        var id: u64 = undefined;
-        try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_create(handle, guard, &id));
         pin.store(id, .release);
         go.store(2 * round + 1, .release);
         const status = ffi.qv_pin_release(id);

@@ -162,39 +162,9 @@ test "registry: a double release never touches another index (one ok, one invali
     try std.testing.expectEqual(abi.Status.invalid_handle, ffi.qv_index_release(bystander));
 }
 
-test "a pin holds its index past close and release; forged and repeated pin ids do nothing" {
-    var opts = t.options(dims, .l2sq);
-    var handle: u32 = undefined;
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
-    var v: [dims]f32 = undefined;
-    pattern(7, 0, &v);
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_add(handle, 7, &v, dims));
-    var address: usize = undefined;
-    var epoch: u64 = undefined;
-    var pin: u64 = undefined;
-    try std.testing.expectEqual(
-        abi.Status.ok,
-        ffi.qv_pin_acquire(handle, 7, &pin, &address, &epoch),
-    );
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_close(handle));
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_release(handle));
-    // Closed for calls, yet the pinned memory is still the stored vector.
-    var size: u64 = undefined;
-    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
-    const stored: [*]const f32 = @ptrFromInt(address);
-    try std.testing.expectEqualSlices(f32, &v, stored[0..dims]);
-    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin +% 1));
-    ffi.qv_pin_free(0, @intCast(pin +% 1));
-    try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_release(pin));
-    // The last user is gone: the index is freed, and its handle says it was closed.
-    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
-    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
-    ffi.qv_pin_free(0, @intCast(pin));
-}
-
-test "qv_pin_acquire: the pin holds the index across its owner's close; failures take no user" {
-    // The copy of a view in a Worker is made under this pin: the attached wrapper holds no
-    // reference, so only the pin keeps the index, and the memory read, alive.
+test "a pin holds its index past close and release; refused calls and forged pin ids take nothing" {
+    // A zero-copy view's buffer owns this pin: once the owner closed (attached wrappers hold
+    // no reference), only the pin keeps the index, and the memory the buffer reads, alive.
     var opts = t.options(dims, .l2sq);
     var handle: u32 = undefined;
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_create(&opts, &handle));
@@ -229,6 +199,9 @@ test "qv_pin_acquire: the pin holds the index across its owner's close; failures
     var open: u32 = undefined;
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
     try std.testing.expectEqual(open_before, open);
+    // Closed for calls, yet the pinned memory is still the stored vector.
+    var size: u64 = undefined;
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
     const stored: [*]const f32 = @ptrFromInt(address);
     try std.testing.expectEqualSlices(f32, &v, stored[0..dims]);
     var other: u64 = undefined;
@@ -236,11 +209,15 @@ test "qv_pin_acquire: the pin holds the index across its owner's close; failures
         abi.Status.closed,
         ffi.qv_pin_acquire(handle, 7, &other, &address, &epoch),
     );
+    try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin +% 1));
+    ffi.qv_pin_free(0, @intCast(pin +% 1));
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_pin_release(pin));
     // The refused calls took no user: the pin's release was the last, and freed the index.
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
     try std.testing.expectEqual(open_before - 1, open);
+    try std.testing.expectEqual(abi.Status.closed, ffi.qv_index_size(handle, 0, &size));
     try std.testing.expectEqual(abi.Status.invalid_argument, ffi.qv_pin_release(pin));
+    ffi.qv_pin_free(0, @intCast(pin));
 }
 
 test "qv_view_copy copies the stored vector and holds nothing after; bad arguments take nothing" {
@@ -260,11 +237,11 @@ test "qv_view_copy copies the stored vector and holds nothing after; bad argumen
     try std.testing.expectEqual(stats.epoch, epoch);
     try std.testing.expectEqual(@as(u64, 0), stats.guards_live);
     const S = abi.Status;
-    try std.testing.expectEqual(S.not_found, ffi.qv_view_copy(handle, 6, &out, dims, &epoch));
-    try std.testing.expectEqual(S.invalid_dimensions, ffi.qv_view_copy(handle, 5, &out, 3, &epoch));
     const copy = ffi.qv_view_copy;
+    try std.testing.expectEqual(S.not_found, copy(handle, 6, &out, dims, &epoch));
+    try std.testing.expectEqual(S.invalid_dimensions, copy(handle, 5, &out, 3, &epoch));
     try std.testing.expectEqual(S.invalid_argument, copy(handle, 5, null, dims, &epoch));
-    try std.testing.expectEqual(S.invalid_argument, ffi.qv_view_copy(handle, 5, &out, dims, null));
+    try std.testing.expectEqual(S.invalid_argument, copy(handle, 5, &out, dims, null));
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_index_stats(handle, &stats));
     try std.testing.expectEqual(@as(u64, 0), stats.guards_live);
     // Nothing is held: the owner's close and release free the index at once.
@@ -276,7 +253,7 @@ test "qv_view_copy copies the stored vector and holds nothing after; bad argumen
     var open: u32 = undefined;
     try std.testing.expectEqual(abi.Status.ok, ffi.qv_registry_counts(&open, &users));
     try std.testing.expectEqual(open_before - 1, open);
-    try std.testing.expectEqual(S.closed, ffi.qv_view_copy(handle, 5, &out, dims, &epoch));
+    try std.testing.expectEqual(S.closed, copy(handle, 5, &out, dims, &epoch));
 }
 
 test "pins released from two threads at once (Bun's deallocator beside the wrapper): one wins" {

@@ -93,7 +93,14 @@ pub const Metric = enum(u32) { l2sq = 0, ip = 1, cosine = 2 };
 /// which are kept in their own file.
 /// `i8` walks 8-bit scalar-quantized codes (a quarter of the bytes; integer SIMD kernels) and
 /// reranks the same way.
-pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2 };
+/// `rabitq` is i8 storage whose level-0 records also carry each neighbour's RaBitQ 1-bit code
+/// (kernels/rabitq.zig): a search scores a node's neighbours from the node's own record, one
+/// sequential read, and reads a neighbour's record only when its estimate can enter the results.
+pub const StorageKind = enum(u32) { f32 = 0, f16 = 1, i8 = 2, rabitq = 3 };
+
+/// Dimensions rabitq storage takes at most: every level-0 record holds 2m codes of this many
+/// bits and their factors (larger vectors are better served by i8).
+pub const rabitq_dimensions_max: u32 = 4096;
 
 /// The distance kernels in use (`qv_kernel_level`), chosen once from the running CPU. The values
 /// are stable: benchmarks and bindings report them.
@@ -208,6 +215,9 @@ pub const VerifyReport = extern struct {
     /// Slots whose live bit (what a live search tests, hnsw/graph.zig `NodeLocks.isLive`)
     /// disagrees with their metadata's visibility.
     live_bit_mismatches: u64,
+    /// rabitq storage: level-0 records whose neighbour codes are not those of the nodes their
+    /// list names (hnsw/codes.zig).
+    code_mismatches: u64,
     max_level: u32,
     ok: u32,
 };
@@ -216,5 +226,5 @@ comptime {
     // Layouts are fixed: the TS side reads these by offset (generated), so no padding may hide.
     std.debug.assert(@sizeOf(Options) == 48);
     std.debug.assert(@sizeOf(Stats) == 184);
-    std.debug.assert(@sizeOf(VerifyReport) == 104);
+    std.debug.assert(@sizeOf(VerifyReport) == 112);
 }

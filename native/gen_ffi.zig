@@ -51,7 +51,8 @@ fn generate(out: anytype) !void {
     try writeEnum(out, "KernelLevel", abi.KernelLevel);
     const limits_format = "export const limits = {{ maxDimensions: {d}, maxM: {d}, maxEf: {d}, " ++
         "maxEfQuery: {d}, idBytesMax: {d}, metaBytesMax: {d}, termsMax: {d}, " ++
-        "keywordBytesMax: {d}, fieldsMax: {d}, fieldNameBytesMax: {d} }} as const;\n";
+        "keywordBytesMax: {d}, fieldsMax: {d}, fieldNameBytesMax: {d}, " ++
+        "maxRabitqDimensions: {d} }} as const;\n";
     try out.print(limits_format, .{
         abi.dimensions_max,
         abi.m_max,
@@ -63,6 +64,7 @@ fn generate(out: anytype) !void {
         abi.keyword_bytes_max,
         abi.fields_max,
         abi.field_name_bytes_max,
+        abi.rabitq_dimensions_max,
     });
     const defaults_format = "export const defaults = {{ m: {d}, efConstruction: {d}, " ++
         "efSearch: {d} }} as const;\n";

@@ -183,7 +183,7 @@ export const layouts = {
     },
   },
   VerifyReport: {
-    size: 104,
+    size: 112,
     fields: {
       nodes: { offset: 0, type: "u64" },
       live: { offset: 8, type: "u64" },
@@ -197,8 +197,9 @@ export const layouts = {
       vector_mismatches: { offset: 72, type: "u64" },
       record_mismatches: { offset: 80, type: "u64" },
       live_bit_mismatches: { offset: 88, type: "u64" },
-      max_level: { offset: 96, type: "u32" },
-      ok: { offset: 100, type: "u32" },
+      code_mismatches: { offset: 96, type: "u64" },
+      max_level: { offset: 104, type: "u32" },
+      ok: { offset: 108, type: "u32" },
     },
   },
 } as const;
@@ -206,15 +207,15 @@ export const layouts = {
 export const optionFlags = { readOnly: 1, create: 2, metricGiven: 4, storageGiven: 8 } as const;
 export const searchFlags = { walkRanking: 1 } as const;
 export const Metric = { l2sq: 0, ip: 1, cosine: 2 } as const;
-export const StorageKind = { f32: 0, f16: 1, i8: 2 } as const;
+export const StorageKind = { f32: 0, f16: 1, i8: 2, rabitq: 3 } as const;
 export const KernelLevel = { baseline: 0, avx2: 1, avx512: 2, neon: 3, portable: 4, avx512_vnni: 5, avx2_vnni: 6 } as const;
-export const limits = { maxDimensions: 65536, maxM: 128, maxEf: 65536, maxEfQuery: 1048576, idBytesMax: 1024, metaBytesMax: 65536, termsMax: 256, keywordBytesMax: 256, fieldsMax: 32, fieldNameBytesMax: 64 } as const;
+export const limits = { maxDimensions: 65536, maxM: 128, maxEf: 65536, maxEfQuery: 1048576, idBytesMax: 1024, metaBytesMax: 65536, termsMax: 256, keywordBytesMax: 256, fieldsMax: 32, fieldNameBytesMax: 64, maxRabitqDimensions: 4096 } as const;
 export const defaults = { m: 16, efConstruction: 128, efSearch: 64 } as const;
 
 export const fileFormat = {
   headerBytes: 4096,
   headerSlotBytes: 2048,
-  formatVersion: 3,
+  formatVersion: 4,
   formatVersionOldest: 2,
   i8TermsBytes: 16,
   i8Granule: 16,

@@ -18,6 +18,7 @@ const std = @import("std");
 const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 const sync = @import("../sync/atomics.zig");
+const codes = @import("codes.zig");
 
 const chunk_bits = 16;
 const chunk_len = 1 << chunk_bits;
@@ -93,6 +94,23 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
 
         /// Copies a consistent list into `out` (at least `degree_max` long).
         pub fn read(version: *Word, list: [*]Word, degree_max: u32, out: []u32) Snapshot {
+            return readWith(version, list, degree_max, out, NoCopy{});
+        }
+
+        const NoCopy = struct {
+            fn copy(_: NoCopy, _: u32) void {}
+        };
+
+        /// `read`, also running `extra.copy(count)` inside the versioned section, after the
+        /// ids: what it reads (with atomic loads) is consistent with the list it returns
+        /// (rabitq's neighbour codes). It may run more than once.
+        pub fn readWith(
+            version: *Word,
+            list: [*]Word,
+            degree_max: u32,
+            out: []u32,
+            extra: anytype,
+        ) Snapshot {
             assert(out.len >= degree_max);
             var retried = false;
             while (true) {
@@ -104,6 +122,7 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
                     for (out[0..count], list[1 .. 1 + count]) |*dst, *src| {
                         dst.* = src.load(.acquire);
                     }
+                    extra.copy(count);
                     if (version.load(.monotonic) == before) return .{
                         .version = before,
                         .ids = out[0..count],
@@ -148,6 +167,7 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
                 if (!lockIf(version, snapshot.version)) continue;
                 Hooks.acquired();
                 write(list, next);
+                if (@hasDecl(@TypeOf(context.*), "written")) context.written(next);
                 unlock(version);
                 Hooks.released();
                 return .written;
@@ -164,6 +184,7 @@ pub fn Protocol(comptime Sync: type, comptime Hooks: type) type {
             const next = context.merge(current[0..count], out, true) orelse return .unchanged;
             assert(next.len <= degree_max);
             write(list, next);
+            if (@hasDecl(@TypeOf(context.*), "written")) context.written(next);
             return .written_locked;
         }
     };
@@ -334,7 +355,26 @@ pub const NodeLocks = struct {
         return snapshot.ids;
     }
 
-    /// `Protocol.update` on `slot`'s list, with the node lock's rank checked around it.
+    /// `read`, with `extra.copy(count)` run on what belongs with the list in the same
+    /// versioned section (`Protocol.readWith`).
+    pub fn readWith(
+        self: *NodeLocks,
+        slot: u32,
+        list: [*]u32,
+        degree_max: u32,
+        out: []u32,
+        extra: anytype,
+        counters: *Counters,
+    ) []u32 {
+        const snapshot = Production.readWith(self.word(slot), words(list), degree_max, out, extra);
+        if (snapshot.clamped) _ = counters.corruption_detected.fetchAdd(1, .monotonic);
+        if (snapshot.retried) _ = counters.read_retries.fetchAdd(1, .monotonic);
+        return snapshot.ids;
+    }
+
+    /// `Protocol.update` on `slot`'s list, with the node lock's rank checked around it. With
+    /// `blocks` (a rabitq index's level-0 list), the neighbours' codes are rewritten with the
+    /// list, under the lock (hnsw/codes.zig).
     pub fn update(
         self: *NodeLocks,
         slot: u32,
@@ -343,12 +383,32 @@ pub const NodeLocks = struct {
         context: anytype,
         buffers: struct { current: []u32, out: []u32 },
         counters: *Counters,
+        edges: ?codes.Writer,
     ) Production.Outcome {
+        const Inner = @TypeOf(context);
+        const Wrapped = struct {
+            inner: Inner,
+            edges: ?codes.Writer,
+            slot: u32,
+            /// The list the merge started from: what the stored edges code (the write happens
+            /// only if no writer came in between).
+            previous: []const u32 = &.{},
+            pub fn merge(w: *@This(), current: []const u32, out: []u32, locked: bool) ?[]u32 {
+                const next = w.inner.merge(current, out, locked) orelse return null;
+                if (w.edges != null) codes.stabilize(current, next);
+                w.previous = current;
+                return next;
+            }
+            pub fn written(w: *@This(), ids: []const u32) void {
+                if (w.edges) |e| e.write(w.slot, w.previous, ids);
+            }
+        };
+        var wrapped = Wrapped{ .inner = context, .edges = edges, .slot = slot };
         const outcome = Production.update(
             self.word(slot),
             words(list),
             degree_max,
-            context,
+            &wrapped,
             buffers.current,
             buffers.out,
         );

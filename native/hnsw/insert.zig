@@ -314,7 +314,7 @@ fn mergeOwnList(view: View, slot: u32, level: u32, chosen: []const u32, scratch:
     _ = view.node_locks.update(slot, words, degree_max, &context, .{
         .current = &current,
         .out = &out,
-    }, view.counters);
+    }, view.counters, view.blocksAt(level));
 }
 
 /// How a full list takes a backlink. `protect`: only if the old neighbour it drops keeps a path
@@ -426,7 +426,7 @@ const Backlink = struct {
         _ = self.view.node_locks.update(self.new, words, self.degree_max, &context, .{
             .current = &current,
             .out = &out,
-        }, self.view.counters);
+        }, self.view.counters, self.view.blocksAt(self.level));
         return context.placed;
     }
 };
@@ -494,7 +494,7 @@ fn addBacklink(
     _ = view.node_locks.update(neighbour, words, degree_max, &context, .{
         .current = &current,
         .out = &out,
-    }, view.counters);
+    }, view.counters, view.blocksAt(level));
     return context.accepted;
 }
 

@@ -6,6 +6,7 @@ const assert = std.debug.assert;
 const locks = @import("../sync/locks.zig");
 const graph = @import("graph.zig");
 const quantize = @import("../kernels/quantize.zig");
+const rabitq = @import("../kernels/rabitq.zig");
 
 pub const Candidate = struct {
     distance: f32,
@@ -140,6 +141,14 @@ pub const Visited = struct {
         }
     }
 
+    pub inline fn isSet(self: *const Visited, slot: u32) bool {
+        return self.tags[slot] == self.current;
+    }
+
+    pub inline fn set(self: *Visited, slot: u32) void {
+        self.tags[slot] = self.current;
+    }
+
     /// Marks `slot`; returns whether it was already marked.
     pub inline fn testAndSet(self: *Visited, slot: u32) bool {
         if (self.tags[slot] == self.current) return true;
@@ -167,9 +176,20 @@ pub const Scratch = struct {
     query_f16: []align(64) f16,
     /// Its coded form under i8 storage (quantize.Coded's layout: codes at +64, terms before).
     query_i8: []align(64) u8,
+    /// rabitq storage (else empty): the rotated query less the rotated centre, the tables of
+    /// one expansion, and the table sums and factors of its edges (search.zig `searchCodes`).
+    code_query: []align(64) f32 = &.{},
+    code_tables: []align(64) u8 = &.{},
+    code_terms: rabitq.QueryTerms = undefined,
+    /// |q|^2 (the ip metric's bound needs it).
+    code_query_norm: f32 = 0,
+    code_sums: [][rabitq.block_codes]u32 = &.{},
+    code_factors: []rabitq.Factors = &.{},
     next: ?*Scratch = null,
 
-    fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32) !*Scratch {
+    /// `walk_dims`: the components of a walked vector (rabitq: of the rotated space), which
+    /// the coded query has; `codes`: whether to make rabitq's buffers.
+    fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32, walk_dims: u32, codes: bool) !*Scratch {
         const self = try gpa.create(Scratch);
         errdefer gpa.destroy(self);
         const links = try gpa.alloc(u32, m0 + 1);
@@ -183,8 +203,9 @@ pub const Scratch = struct {
         const query_i8 = try gpa.alignedAlloc(
             u8,
             64,
-            quantize.Coded.bytes(dimensions),
+            quantize.Coded.bytes(@max(dimensions, walk_dims)),
         );
+        errdefer gpa.free(query_i8);
         self.* = .{
             .candidates = MinHeap.init(gpa, {}),
             .results = MaxHeap.init(gpa, {}),
@@ -194,7 +215,19 @@ pub const Scratch = struct {
             .query_f16 = query_f16,
             .query_i8 = query_i8,
         };
+        if (codes) try self.createCodes(gpa, m0, walk_dims);
         return self;
+    }
+
+    fn createCodes(self: *Scratch, gpa: std.mem.Allocator, m0: u32, walk_dims: u32) !void {
+        const blocks = std.math.divCeil(u32, m0, rabitq.block_codes) catch unreachable;
+        self.code_query = try gpa.alignedAlloc(f32, 64, walk_dims);
+        errdefer gpa.free(self.code_query);
+        self.code_tables = try gpa.alignedAlloc(u8, 64, rabitq.tableBytes(walk_dims));
+        errdefer gpa.free(self.code_tables);
+        self.code_sums = try gpa.alloc([rabitq.block_codes]u32, blocks);
+        errdefer gpa.free(self.code_sums);
+        self.code_factors = try gpa.alloc(rabitq.Factors, m0);
     }
 
     fn destroy(self: *Scratch, gpa: std.mem.Allocator) void {
@@ -206,6 +239,10 @@ pub const Scratch = struct {
         gpa.free(self.query);
         gpa.free(self.query_f16);
         gpa.free(self.query_i8);
+        gpa.free(self.code_query);
+        gpa.free(self.code_tables);
+        gpa.free(self.code_sums);
+        gpa.free(self.code_factors);
         self.selection.deinit(gpa);
         self.chosen.deinit(gpa);
         gpa.destroy(self);
@@ -217,6 +254,9 @@ pub const Pool = struct {
     gpa: std.mem.Allocator,
     m0: u32,
     dimensions: u32,
+    /// `Scratch.create`'s: the walked vector's components, and whether rabitq's buffers exist.
+    walk_dims: u32,
+    codes: bool = false,
     mutex: locks.Mutex = .{ .rank = .pool },
     free: ?*Scratch = null,
 
@@ -232,7 +272,13 @@ pub const Pool = struct {
         const got = self.free;
         if (got) |scratch| self.free = scratch.next;
         self.mutex.unlock();
-        return got orelse try Scratch.create(self.gpa, self.m0, self.dimensions);
+        return got orelse try Scratch.create(
+            self.gpa,
+            self.m0,
+            self.dimensions,
+            self.walk_dims,
+            self.codes,
+        );
     }
 
     pub fn give(self: *Pool, scratch: *Scratch, counters: *graph.Counters) void {

@@ -11,6 +11,9 @@ const View = view_mod.View;
 const Query = view_mod.Query;
 const Production = @import("../sync/atomics.zig").Production;
 const Slots = view_mod.Slots(Production, .correct);
+const rabitq = @import("../kernels/rabitq.zig");
+const i8k = @import("../kernels/i8.zig");
+const codes = @import("codes.zig");
 
 /// Moves greedily towards `query` on `level` until no neighbour is closer.
 pub fn greedy(view: View, query: Query, start: Candidate, level: u32, scratch: *Scratch) Candidate {
@@ -114,6 +117,118 @@ pub fn searchLayer(
         }
     }
 }
+
+/// How much of an edge estimate's error bound a rabitq walk subtracts before it compares the
+/// estimate with the results' worst distance: larger costs more reads, smaller more recall.
+pub const walk_bound_scale: f32 = 0.7;
+
+/// `searchLayer` of level 0 under rabitq storage, on the edge codes inline in each record
+/// (hnsw/codes.zig). Candidates are ranked by their estimate less `walk_bound_scale` of its
+/// bound; a popped candidate gets its walk distance from its own record, the one its expansion
+/// reads anyway, and enters the results as in `searchLayer`; only a candidate that can still
+/// enter them is expanded. Its neighbours are scored in one scan of its edges, and only those
+/// whose estimate could beat the results' worst become candidates: the others cost no read of
+/// their records. `scratch.code_query` holds the rotated query less the rotated centre.
+pub fn searchCodes(
+    view: View,
+    query: Query,
+    entry: Candidate,
+    ef: u32,
+    filter: Filter,
+    scratch: *Scratch,
+) !void {
+    assert(ef > 0);
+    const l = view.regions.layout;
+    assert(l.storage == .rabitq);
+    try scratch.visited.reset(scratch.candidates.allocator, view.bound);
+    scratch.candidates.items.len = 0;
+    scratch.results.items.len = 0;
+    _ = scratch.visited.testAndSet(entry.slot);
+    try scratch.candidates.add(entry);
+    if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
+    var lower_bound: f32 = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32);
+    scratch.over_budget = false;
+    const budget: u64 = switch (filter) {
+        .visible_matching => |m| m.budget,
+        else => std.math.maxInt(u64),
+    };
+    var computed: u64 = 0;
+    var expanded_entry = false;
+    const terms = scratch.code_terms;
+
+    while (scratch.candidates.count() > 0) {
+        const closest = scratch.candidates.peek().?;
+        if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
+        _ = scratch.candidates.remove();
+        if (scratch.candidates.peek()) |next| view.prefetchRecord(next.slot);
+        // The entry's key is its walk distance; every other key is an estimate's.
+        var parent = closest.distance;
+        if (expanded_entry) {
+            parent = view.distanceTo(query, closest.slot);
+            computed += 1;
+            const full = scratch.results.count() >= ef;
+            if (full and !(parent < lower_bound)) continue;
+            if (accepts(view, filter, closest.slot)) {
+                const c = Candidate{ .distance = parent, .slot = closest.slot };
+                if (full) scratch.results.replaceTop(c) else try scratch.results.add(c);
+                lower_bound = scratch.results.peek().?.distance;
+            }
+        }
+        expanded_entry = true;
+        const bound = walk_bound_scale * residualNorm(view, scratch, closest.slot, parent);
+        const scan = Scan{ .view = view, .slot = closest.slot, .scratch = scratch };
+        const ids = view.neighboursWith(closest.slot, scratch.links, scan);
+        for (ids, 0..) |slot, j| {
+            if (slot >= view.bound or slot == closest.slot) continue;
+            if (scratch.visited.isSet(slot)) continue;
+            const sum: f32 = @floatFromInt(scratch.code_sums[j / rabitq.block_codes][j % rabitq.block_codes]);
+            const e = rabitq.estimate(terms, scratch.code_factors[j], sum, parent, bound);
+            if (scratch.results.count() >= ef and !(e.low < lower_bound)) continue;
+            scratch.visited.set(slot);
+            if (readsMeta(filter)) prefetchMeta(view, slot);
+            try scratch.candidates.add(.{ .distance = e.low, .slot = slot });
+        }
+        if (computed > budget) {
+            scratch.over_budget = true;
+            break;
+        }
+    }
+}
+
+/// |q - x_u| from u's walk distance `parent`, what an edge estimate's error scales with
+/// (kernels/rabitq.zig): l2sq, the square root; cosine (unit vectors), of twice it; ip, from
+/// |q|^2 and |x_u|^2 (stored in u's terms by index/write.zig `encodeWalk`).
+inline fn residualNorm(view: View, scratch: *const Scratch, slot: u32, parent: f32) f32 {
+    const squared = switch (view.metric) {
+        .l2sq => parent,
+        .cosine => 2 * parent,
+        .ip => blk: {
+            const terms = view.regions.walkI8(slot) - i8k.terms_bytes;
+            const norm: f32 = @bitCast(std.mem.readInt(u32, terms[12..16], .little));
+            break :blk scratch.code_query_norm + norm - 2 * (1 - parent);
+        },
+    };
+    return @sqrt(@max(0, squared));
+}
+
+/// Scores the edges of one record inside the seqlock's versioned section: the table sums of
+/// every block the list uses and each edge's factors, into the scratch space.
+const Scan = struct {
+    view: View,
+    slot: u32,
+    scratch: *Scratch,
+
+    pub fn copy(self: Scan, count: u32) void {
+        const l = self.view.regions.layout;
+        const words = self.view.regions.blocks(self.slot);
+        const blocks_used = std.math.divCeil(u32, count, rabitq.block_codes) catch unreachable;
+        for (0..blocks_used) |b| {
+            const block: [*]const u8 = @ptrCast(words[b * (l.block_bytes / 8) ..].ptr);
+            self.view.scan(block, self.scratch.code_tables.ptr, l.walk_dims / 4, &self.scratch.code_sums[b]);
+        }
+        for (self.scratch.code_factors[0..count], 0..) |*f, j| f.* = codes.factorsAt(words, l, j);
+    }
+};
 
 inline fn prefetchMeta(view: View, slot: u32) void {
     @prefetch(@as([*]const u8, @ptrCast(view.regions.meta(slot))), .{});

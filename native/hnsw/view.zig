@@ -7,6 +7,8 @@ const layout = @import("../storage/layout.zig");
 const graph = @import("graph.zig");
 const distance = @import("../kernels/distance.zig");
 const i8k = @import("../kernels/i8.zig");
+const rabitq = @import("../kernels/rabitq.zig");
+const codes = @import("codes.zig");
 const abi = @import("../abi.zig");
 const Storage = @import("../storage/storage.zig").Storage;
 const sync = @import("../sync/atomics.zig");
@@ -27,8 +29,11 @@ pub const View = struct {
     many: distance.ManyFn,
     /// The exact f32 kernel, for reranking under f16 and i8 storage.
     exact_kernel: distance.KernelFn,
+    /// rabitq storage's scan of a block of neighbour codes.
+    scan: rabitq.ScanFn,
     /// Inner product and cosine rank by 1 - dot.
     dot: bool,
+    metric: abi.Metric,
     /// Ids at or above this are not (yet) valid in this generation.
     bound: u32,
     /// Cache lines of one walked vector that a prefetch asks for (at most `prefetch_lines_max`),
@@ -55,11 +60,13 @@ pub const View = struct {
             .kernel = switch (regions.layout.storage) {
                 .f32 => @ptrCast(exact),
                 .f16 => @ptrCast(distance.kernelF16(metric)),
-                .i8 => distance.kernelI8(metric),
+                .i8, .rabitq => distance.kernelI8(metric),
             },
             .many = distance.kernelMany(metric, regions.layout.storage),
             .exact_kernel = exact,
+            .scan = distance.kernelScan(),
             .dot = metric != .l2sq,
+            .metric = metric,
             .bound = @intCast(@min(slots_used, regions.capacity)),
             .walk_lines = walkLines(regions.layout),
             .walk_back = regions.layout.vector_offset - lineStart(regions.layout),
@@ -86,9 +93,40 @@ pub const View = struct {
         self.node_locks.prefetch(slot);
     }
 
+    /// What a write of `level`'s lists must also write: a rabitq index's level-0 edges
+    /// (hnsw/codes.zig); null otherwise.
+    pub inline fn blocksAt(self: View, level: u32) ?codes.Writer {
+        if (level != 0 or self.regions.layout.storage != .rabitq) return null;
+        return .{ .regions = self.regions, .formula = if (self.dot) .dot else .l2sq };
+    }
+
+    /// Asks for all of `slot`'s level-0 record (rabitq: the list, the i8 codes the node's own
+    /// distance reads and its neighbours' blocks, one run of lines) and its version word.
+    pub inline fn prefetchRecord(self: View, slot: u32) void {
+        const bytes: [*]const u8 = @ptrCast(self.regions.list(slot, 0, 0));
+        var offset: u32 = 0;
+        while (offset < self.regions.layout.record_bytes) : (offset += 64) {
+            @prefetch(bytes + offset, .{});
+        }
+        self.node_locks.prefetch(slot);
+    }
+
+    /// A consistent copy of `slot`'s level-0 list (as stored: ids unchecked), with
+    /// `extra.copy(count)` run in the same versioned section (rabitq: the scan of its edges).
+    pub inline fn neighboursWith(self: View, slot: u32, out: []u32, extra: anytype) []u32 {
+        return self.node_locks.readWith(
+            slot,
+            self.regions.list(slot, 0, 0),
+            self.regions.layout.m0,
+            out,
+            extra,
+            self.counters,
+        );
+    }
+
     /// The walk distance (on f16 copies or i8 codes under those storages).
     pub inline fn distanceTo(self: View, query: Query, slot: u32) f32 {
-        const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.dimensions);
+        const raw = self.kernel(query, self.regions.walk(slot), self.regions.layout.walk_dims);
         return if (self.dot) 1.0 - raw else raw;
     }
 
@@ -98,7 +136,7 @@ pub const View = struct {
         if (std.debug.runtime_safety) for (slots) |slot| assert(slot < self.regions.capacity);
         const l = self.regions.layout;
         const base = self.regions.graph.ptr + l.vector_offset;
-        self.many(query, base, l.record_bytes, slots.ptr, slots.len, l.dimensions, out.ptr);
+        self.many(query, base, l.record_bytes, slots.ptr, slots.len, l.walk_dims, out.ptr);
         if (self.dot) for (out[0..slots.len]) |*d| {
             d.* = 1.0 - d.*;
         };
@@ -108,18 +146,18 @@ pub const View = struct {
         const raw = self.kernel(
             self.regions.walk(a),
             self.regions.walk(b),
-            self.regions.layout.dimensions,
+            self.regions.layout.walk_dims,
         );
         return if (self.dot) 1.0 - raw else raw;
     }
 
     /// Whether two stored vectors are exact duplicates as the walk sees them.
     pub fn sameWalk(self: View, a: u32, b: u32) bool {
-        const d: usize = self.regions.layout.dimensions;
+        const d: usize = self.regions.layout.walk_dims;
         const n = switch (self.regions.layout.storage) {
             .f32 => 4 * d,
             .f16 => 2 * d,
-            .i8 => d,
+            .i8, .rabitq => d,
         };
         return std.mem.eql(u8, self.regions.walk(a)[0..n], self.regions.walk(b)[0..n]);
     }

@@ -16,6 +16,7 @@ const Error = index_mod.Error;
 const view_mod = @import("../hnsw/view.zig");
 const tables = @import("tables.zig");
 const entry_mod = @import("../hnsw/entry.zig");
+const codes = @import("../hnsw/codes.zig");
 const centre = @import("centre.zig");
 const read = @import("read.zig");
 const swap = @import("../storage/swap.zig");
@@ -62,8 +63,15 @@ fn copyTo(self: *Index, snap: tables.Snapshot, path: []const u8) Error!void {
 fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options) Error!void {
     const source = self.storage.pin();
     defer self.storage.unpin(source);
+    // The copy's codes are the source's, bit for bit: so is the rotation they were taken with
+    // (set before the centre, whose rotation `centre.set` derives).
+    if (self.layout.storage == .rabitq) {
+        const target = copy.storage.pin();
+        defer copy.storage.unpin(target);
+        @memcpy(target.payload.signs(), source.payload.signs());
+    }
     // i8 codes are only meaningful around the centre they were taken from.
-    if (self.layout.storage == .i8 and centre.ready(self)) try centre.set(
+    if (self.layout.codedI8() and centre.ready(self)) try centre.set(
         copy,
         source.payload.centre(),
     );
@@ -99,6 +107,11 @@ fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options)
         _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
         return error.Internal;
     }
+    // Each copied list's edges (hnsw/codes.zig), once every slot's codes are in the copy.
+    if (self.layout.storage == .rabitq) codes.rebuild(.{
+        .regions = target.payload,
+        .formula = if (self.metric == .l2sq) .l2sq else .dot,
+    }, used);
     copy.slots_used.store(used, .release);
     copy.upper_used.store(upper_used, .release);
     copy.live.store(live, .release);
@@ -215,7 +228,7 @@ fn copySlot(
             to.walkF16(slot),
             @as([*]const f16, @ptrCast(@alignCast(from.walk(slot))))[0..from.layout.dimensions],
         ),
-        .i8 => {
+        .i8, .rabitq => {
             // The terms and the codes, as the record reserves them (the copy has the layout).
             const bytes = layout.i8_terms_bytes + from.layout.walk_bytes;
             assert(std.meta.eql(from.layout, to.layout));

@@ -10,6 +10,7 @@ const Index = index_mod.Index;
 const Error = index_mod.Error;
 const quantize = @import("../kernels/quantize.zig");
 const distance = @import("../kernels/distance.zig");
+const rabitq = @import("../kernels/rabitq.zig");
 
 /// Whether codes may be written (`Index.centreReady`).
 pub fn ready(self: *Index) bool {
@@ -33,7 +34,7 @@ pub fn ensure(self: *Index, vectors: []const f32, count: usize) Error!void {
 /// Sets the centre the caller chose. Allowed until the first add; after it, only the same
 /// centre is accepted (so reopening with the option that created the index works).
 pub fn set(self: *Index, given: []const f32) Error!void {
-    if (self.layout.storage != .i8) return error.InvalidArgument;
+    if (!self.layout.codedI8()) return error.InvalidArgument;
     if (given.len != self.layout.dimensions) return error.DimensionMismatch;
     // The bounds of a stored vector (but zero is a fine centre, under cosine too): the terms
     // computed from the centre must not overflow either.
@@ -59,7 +60,7 @@ pub fn set(self: *Index, given: []const f32) Error!void {
 /// Copies the centre into `out` (zeros until it is set or trained). Waits for a first add that
 /// is training it (that holds the writers lock exclusively).
 pub fn copy(self: *Index, out: []f32) Error!void {
-    if (self.layout.storage != .i8) return error.InvalidArgument;
+    if (!self.layout.codedI8()) return error.InvalidArgument;
     if (out.len != self.layout.dimensions) return error.DimensionMismatch;
     self.writers.lockShared(&self.counters.lock_contention);
     defer self.writers.unlockShared();
@@ -87,6 +88,13 @@ fn sameAs(self: *Index, given: []const f32) bool {
 fn finish(self: *Index) Error!void {
     const contention = &self.counters.lock_contention;
     if (self.persistent) self.storage.markDirty(&self.dirty, contention);
+    if (self.layout.storage == .rabitq) {
+        // What the codes are taken around: the centre in the rotated space (kernels/rabitq.zig).
+        const generation = self.storage.pin();
+        defer self.storage.unpin(generation);
+        const regions = generation.payload;
+        rabitq.rotateVector(regions.centre(), regions.signs(), regions.rotatedCentre());
+    }
     var header = self.storage.currentHeader(contention);
     header.flags |= layout.flag_centre_set;
     self.storage.writeHeader(header, contention);

@@ -93,7 +93,7 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     defer if (fresh_alive) fresh.destroy();
     // i8 keeps its centre (given or trained): compaction must not re-centre the codes behind
     // the caller's back, nor refuse the options the index was created with afterwards.
-    if (self.layout.storage == .i8 and centre.ready(self)) {
+    if (self.layout.codedI8() and centre.ready(self)) {
         const generation = self.storage.pin();
         defer self.storage.unpin(generation);
         try centre.set(fresh, generation.payload.centre());

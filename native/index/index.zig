@@ -26,6 +26,7 @@ const Wal = @import("../storage/wal.zig").Wal;
 const tables = @import("tables.zig");
 const view_mod = @import("../hnsw/view.zig");
 const View = view_mod.View;
+const rabitq = @import("../kernels/rabitq.zig");
 const records_store = @import("../records/store.zig");
 const Store = records_store.Store;
 
@@ -111,7 +112,7 @@ pub const Index = struct {
     /// implies a final centre too (the centre is set before the first slot is written), which
     /// keeps an index whose header lost the flag from ever re-centring codes that exist.
     pub fn centreReady(self: *Index) bool {
-        if (self.layout.storage != .i8) return true;
+        if (!self.layout.codedI8()) return true;
         return self.centre_ready.load(.acquire) or self.slots_used.load(.acquire) > 0;
     }
 
@@ -126,7 +127,9 @@ pub const Index = struct {
             options.ef_construction > abi.ef_max) return error.InvalidArgument;
         if (options.ef_search < 1 or options.ef_search > abi.ef_max) return error.InvalidEf;
         if (options.capacity > graph.slots_max) return error.CapacityExceeded;
-        if (options.storage > @intFromEnum(abi.StorageKind.i8)) return error.InvalidArgument;
+        if (options.storage > @intFromEnum(abi.StorageKind.rabitq)) return error.InvalidArgument;
+        if (options.storage == @intFromEnum(abi.StorageKind.rabitq) and
+            options.dimensions > abi.rabitq_dimensions_max) return error.InvalidDimensions;
     }
 
     /// Creates an empty index: in memory when `path` is null, else as new files at `path`.
@@ -167,6 +170,12 @@ pub const Index = struct {
                 err,
             );
         errdefer storage.destroy();
+        if (storage_kind == .rabitq) {
+            // The rotation, fixed for the life of the index (compaction and backups copy it):
+            // the exact file's prefix is synced with the centre before any code is written.
+            const regions = storage.epochs.current.load(.acquire).payload;
+            rabitq.fillSigns(options.seed, regions.signs());
+        }
         const self = try init(gpa, storage, header, options.ef_search, path != null, true);
         errdefer self.destroyState();
         if (path) |p| {
@@ -214,6 +223,8 @@ pub const Index = struct {
                 .gpa = gpa,
                 .m0 = storage.layout.m0,
                 .dimensions = storage.layout.dimensions,
+                .walk_dims = storage.layout.walk_dims,
+                .codes = storage.layout.storage == .rabitq,
             },
             .centre_ready = std.atomic.Value(bool).init(
                 header.flags & layout_mod.flag_centre_set != 0,
@@ -489,7 +500,7 @@ pub const Index = struct {
             .seq = self.seq.load(.acquire),
             .storage = @intFromEnum(self.layout.storage),
             .centre_set = @intFromBool(
-                self.layout.storage == .i8 and self.centreReady(),
+                self.layout.codedI8() and self.centreReady(),
             ),
             .checkpoint_failures = self.checkpoint_failures.load(.monotonic),
             .records = records: {

@@ -18,6 +18,7 @@ const storage_mod = @import("../storage/storage.zig");
 const abi = @import("../abi.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
 const sync = @import("../sync/atomics.zig");
+const rabitq = @import("../kernels/rabitq.zig");
 
 /// The sequence number a read sees: the live view, or a snapshot's.
 pub fn readSeq(self: *Index, snapshot: u64) Error!u64 {
@@ -90,19 +91,18 @@ pub fn searchOneWith(
     var current = Candidate{ .distance = view.distanceTo(walk, entry.slot), .slot = entry.slot };
     var level = entry.level;
     while (level > 0) : (level -= 1) current = search.greedy(view, walk, current, level, scratch);
-    search.searchLayer(
-        view,
-        walk,
-        current,
-        @max(ef, k),
-        0,
-        if (matching) |m| .{ .visible_matching = .{
-            .seq = seq,
-            .words = m.words,
-            .budget = m.budget,
-        } } else .{ .visible_at = seq },
-        scratch,
-    ) catch return error.OutOfMemory;
+    const filter: search.Filter = if (matching) |m| .{ .visible_matching = .{
+        .seq = seq,
+        .words = m.words,
+        .budget = m.budget,
+    } } else .{ .visible_at = seq };
+    if (self.layout.storage == .rabitq) {
+        search.searchCodes(view, walk, current, @max(ef, k), filter, scratch) catch
+            return error.OutOfMemory;
+    } else {
+        search.searchLayer(view, walk, current, @max(ef, k), 0, filter, scratch) catch
+            return error.OutOfMemory;
+    }
     if (matching) |m| {
         m.over_budget.* = scratch.over_budget;
         if (scratch.over_budget) return 0;
@@ -132,6 +132,24 @@ fn walkQuery(
             for (scratch.query_f16, scratch.query) |*h, x| h.* = @floatCast(x);
             break :blk @ptrCast(scratch.query_f16.ptr);
         },
+        .rabitq => blk: {
+            // The rotated query, coded as the stored vectors are (index/write.zig
+            // `encodeWalk`); the edges' residuals start from it less the rotated centre.
+            const codes = scratch.query_i8.ptr + 64;
+            const regions = generation.payload;
+            const rotated = scratch.code_query;
+            rabitq.rotateVector(scratch.query, regions.signs(), rotated);
+            const formula: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
+            quantize.encode(formula, rotated, regions.rotatedCentre(), codes);
+            var norm: f32 = 0;
+            for (rotated, regions.rotatedCentre()) |*q, c| {
+                norm += q.* * q.*;
+                q.* -= c;
+            }
+            scratch.code_query_norm = norm;
+            scratch.code_terms = rabitq.prepareQuery(rotated, scratch.code_tables);
+            break :blk codes;
+        },
         .i8 => blk: {
             const codes = scratch.query_i8.ptr + 64;
             // Before the first add the centre is still zero; nothing is coded yet either.
@@ -152,7 +170,7 @@ pub fn rerankCount(storage: abi.StorageKind, k: u32) usize {
     return switch (storage) {
         .f32 => k,
         .f16 => @max(2 * k, k + 16),
-        .i8 => @max(3 * k, k + 32),
+        .i8, .rabitq => @max(3 * k, k + 32),
     };
 }
 

@@ -14,6 +14,7 @@ const index_write = @import("write.zig");
 const centre = @import("centre.zig");
 const view_mod = @import("../hnsw/view.zig");
 const entry_mod = @import("../hnsw/entry.zig");
+const codes = @import("../hnsw/codes.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const wal_mod = @import("../storage/wal.zig");
 const index_records = @import("records.zig");
@@ -50,7 +51,19 @@ pub fn open(
     self.path = gpa.dupe(u8, path) catch return error.OutOfMemory;
     try scan(self, header, validation);
     // A dirty file is writable here (scan refuses it read-only).
-    if (header.clean == 0) _ = try repairWalkCopies(self);
+    if (header.clean == 0) {
+        _ = try repairWalkCopies(self);
+        // A kill can land between a list and its edges: rewrite them all (hnsw/codes.zig).
+        if (self.layout.storage == .rabitq) {
+            const generation = self.storage.pin();
+            defer self.storage.unpin(generation);
+            const used: u32 = @intCast(@min(self.slots_used.load(.acquire), generation.payload.capacity));
+            codes.rebuild(.{
+                .regions = generation.payload,
+                .formula = if (self.metric == .l2sq) .l2sq else .dot,
+            }, used);
+        }
+    }
     try loadRecords(self, path, writable, header.recordsEnd());
     self.wal = Wal.open(path, header.dimensions, writable) catch |err| switch (err) {
         error.Corrupt => null,

@@ -13,6 +13,9 @@ const Index = @import("index.zig").Index;
 const view_mod = @import("../hnsw/view.zig");
 const graph = @import("../hnsw/graph.zig");
 const quantize = @import("../kernels/quantize.zig");
+const rabitq = @import("../kernels/rabitq.zig");
+const codes = @import("../hnsw/codes.zig");
+const write = @import("write.zig");
 const payload = @import("../records/payload.zig");
 
 pub fn verify(self: *Index) !abi.VerifyReport {
@@ -86,7 +89,7 @@ pub fn verify(self: *Index) !abi.VerifyReport {
     const bad = report.out_of_range_links + report.self_links +
         report.duplicate_links + report.over_degree + report.level_mismatches +
         report.vector_mismatches + report.unreachable_live + report.record_mismatches +
-        report.live_bit_mismatches;
+        report.live_bit_mismatches + report.code_mismatches;
     if (report.live != self.size()) report.level_mismatches += 1;
     report.ok = @intFromBool(bad == 0 and report.live == self.size());
     if (report.ok == 0) _ = self.counters.invariant_violations.fetchAdd(1, .monotonic);
@@ -146,9 +149,8 @@ pub fn walkCopyMatches(
             }
             return true;
         },
-        .i8 => {
-            const metric: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
-            quantize.encode(metric, exact, regions.centre(), coded.codes());
+        .i8, .rabitq => {
+            write.encodeWalk(self, regions, exact, coded.codes());
             // The terms and every code byte the record reserves (aligned records' padding too:
             // older libraries read it).
             const bytes = layout.i8_terms_bytes + self.layout.walk_bytes;
@@ -185,6 +187,13 @@ fn checkList(
         if (id == slot) report.self_links += 1;
         if (std.mem.indexOfScalar(u32, seen[0..i], id) != null) report.duplicate_links += 1;
         if (regions.meta(id).level < level) report.level_mismatches += 1;
+    }
+    if (level == 0 and self.layout.storage == .rabitq) {
+        const writer = codes.Writer{
+            .regions = regions,
+            .formula = if (self.metric == .l2sq) .l2sq else .dot,
+        };
+        if (!codes.blocksMatch(writer, slot, seen[0..count])) report.code_mismatches += 1;
     }
 }
 

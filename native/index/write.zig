@@ -12,6 +12,8 @@ const distance = @import("../kernels/distance.zig");
 const view_mod = @import("../hnsw/view.zig");
 const parallel = @import("../sync/pool.zig");
 const centre = @import("centre.zig");
+const rabitq = @import("../kernels/rabitq.zig");
+const abi = @import("../abi.zig");
 const quantize = @import("../kernels/quantize.zig");
 const scratch_mod = @import("../hnsw/scratch.zig");
 const locks = @import("../sync/locks.zig");
@@ -262,18 +264,36 @@ pub fn writeWalkCopy(self: *Index, regions: layout.Regions, slot: u32) void {
         .f16 => {
             for (regions.walkF16(slot), stored) |*h, x| h.* = @floatCast(x);
         },
-        .i8 => {
+        .i8, .rabitq => {
             assert(centre.ready(self));
             const codes = regions.walkI8(slot);
-            const formula: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
-            quantize.encode(formula, stored, regions.centre(), codes);
+            encodeWalk(self, regions, stored, codes);
             // Aligned records (format 2) reserve codes to 64 bytes, and older libraries read all
             // of them: the bytes past the granules encode wrote are zeroed too (a repair may be
             // writing over a torn record).
-            const written = layout.i8CodeBytes(self.layout.dimensions);
+            const written = layout.i8CodeBytes(self.layout.walk_dims);
             @memset(codes[written..self.layout.walk_bytes], 0);
         },
     }
+}
+
+/// The i8 codes (and terms, in the 16 bytes before `codes`) the walk reads for `vector`: taken
+/// around the centre (i8), or of the rotated vector around the rotated centre (rabitq,
+/// kernels/rabitq.zig), which keeps every distance.
+pub fn encodeWalk(self: *Index, regions: layout.Regions, vector: []const f32, codes: [*]u8) void {
+    const formula: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
+    if (self.layout.storage == .i8) return quantize.encode(formula, vector, regions.centre(), codes);
+    assert(self.layout.storage == .rabitq);
+    var work: [abi.rabitq_dimensions_max]f32 = undefined;
+    const rotated = work[0..self.layout.walk_dims];
+    rabitq.rotateVector(vector, regions.signs(), rotated);
+    quantize.encode(formula, rotated, regions.rotatedCentre(), codes);
+    // The terms' unused word: |x|^2, which the walk's error bound needs under ip
+    // (hnsw/search.zig `residualNorm`).
+    var norm: f64 = 0;
+    for (vector) |x| norm += @as(f64, x) * x;
+    const terms = codes - layout.i8_terms_bytes;
+    std.mem.writeInt(u32, terms[12..16], @bitCast(@as(f32, @floatCast(norm))), .little);
 }
 
 /// Links a written slot into the graph. A view can be older than the entry point (a remap and a

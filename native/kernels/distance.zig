@@ -20,6 +20,7 @@ const build_options = @import("build_options");
 const cpu = @import("cpu.zig");
 const i8k = @import("i8.zig");
 const many = @import("many.zig");
+const rabitq = @import("rabitq.zig");
 const abi = @import("../abi.zig");
 const assert = std.debug.assert;
 
@@ -64,8 +65,10 @@ pub const Kernels = struct {
     dot_f16: KernelF16Fn,
     l2sq_i8: KernelI8Fn,
     dot_i8: KernelI8Fn,
-    /// The batch forms, by storage kind (f32, f16, i8) and formula.
+    /// The batch forms, by walked element (f32, f16, i8: `walkForms`) and formula.
     many: [3]struct { l2sq: ManyFn, dot: ManyFn },
+    /// The rabitq storage's FastScan kernel (kernels/rabitq.zig).
+    scan: rabitq.ScanFn,
 };
 
 const level_count = @typeInfo(Level).@"enum".fields.len;
@@ -169,6 +172,7 @@ const kernel_table: [level_count]?Kernels = table: {
                 .dot = &many.Many(u8, portableDotI8).run,
             },
         },
+        .scan = &portableScan,
     };
     if (build_options.kernels_x86_64) {
         table[@intFromEnum(Level.avx512)] = objectKernels(x86_kernels, "avx512", "");
@@ -209,6 +213,7 @@ fn objectKernels(
                 .dot = manyExtern(prefix ++ "_dot_i8" ++ i8_suffix),
             },
         },
+        .scan = @extern(rabitq.ScanFn, .{ .name = prefix ++ "_rq_scan" }),
     };
 }
 
@@ -314,14 +319,42 @@ pub fn kernelF16(metric: Metric) KernelF16Fn {
 
 /// The batch form of the walk's kernel for `storage` and `metric` (`dot` for ip and cosine).
 pub fn kernelMany(metric: Metric, storage: abi.StorageKind) ManyFn {
-    const forms = kernel_table[@intFromEnum(level())].?.many[@intFromEnum(storage)];
+    const forms = kernel_table[@intFromEnum(level())].?.many[walkForms(storage)];
     return if (metric == .l2sq) forms.l2sq else forms.dot;
 }
 
 /// The batch forms at a forced level, for the tests.
 pub fn manyOf(l: Level, storage: abi.StorageKind, metric: Metric) ManyFn {
-    const forms = kernelsOf(l).many[@intFromEnum(storage)];
+    const forms = kernelsOf(l).many[walkForms(storage)];
     return if (metric == .l2sq) forms.l2sq else forms.dot;
+}
+
+/// Which batch forms walk `storage`: rabitq walks its i8 codes.
+fn walkForms(storage: abi.StorageKind) usize {
+    return switch (storage) {
+        .f32 => 0,
+        .f16 => 1,
+        .i8, .rabitq => 2,
+    };
+}
+
+/// The rabitq scan kernel of the chosen level.
+pub fn kernelScan() rabitq.ScanFn {
+    return kernel_table[@intFromEnum(level())].?.scan;
+}
+
+/// The scan kernel of a forced level, for the tests.
+pub fn scanOf(l: Level) rabitq.ScanFn {
+    return kernelsOf(l).scan;
+}
+
+fn portableScan(
+    block: [*]const u8,
+    tables: [*]const u8,
+    groups: usize,
+    out: *[rabitq.block_codes]u32,
+) callconv(.c) void {
+    rabitq.scanPortable(block, tables, groups, out);
 }
 
 /// The i8 counterpart (i8 storage walks the graph on coded vectors, kernels/i8.zig).

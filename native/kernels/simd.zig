@@ -12,6 +12,7 @@ const builtin = @import("builtin");
 const kernel_options = @import("kernel_options");
 const i8k = @import("i8.zig");
 const many = @import("many.zig");
+const rabitq = @import("rabitq.zig");
 
 /// Lanes per vector. `std.simd.suggestVectorLength` answers 8 for x86-64-v4, because that
 /// model carries `prefer_256_bit` (a hint for the auto-vectorizer, which would otherwise widen
@@ -63,6 +64,7 @@ comptime {
     exportPair(f16, dotF16, prefix ++ "_dot_f16");
     exportPair(u8, l2sqI8, prefix ++ "_l2sq_i8");
     exportPair(u8, dotI8, prefix ++ "_dot_i8");
+    @export(&scanCodes, .{ .name = prefix ++ "_rq_scan", .visibility = .hidden });
     // The 64-byte VNNI kernel's tails take i8.zig's EVEX forms, and only the avx512 object
     // may: the avx2 object's kernels run on AVX-VNNI CPUs without AVX-512 (Alder Lake).
     if (vnni_width > 0) std.debug.assert(i8k.evex == (vnni_width == 64));
@@ -239,4 +241,56 @@ inline fn sumLanes(comptime width: comptime_int, v: @Vector(width, f32)) f32 {
         std.simd.iota(i32, half) + @as(@Vector(half, i32), @splat(half)),
     );
     return sumLanes(half, low + high);
+}
+
+/// Bytes per step of the rabitq scan: 64 with AVX-512BW, 32 with AVX2, else 16 (SSSE3 is in
+/// x86-64-v2; NEON's `tbl` on aarch64).
+const scan_width: comptime_int = switch (builtin.cpu.arch) {
+    .x86_64 => if (std.Target.x86.featureSetHasAll(builtin.cpu.features, .{ .avx512bw, .evex512 }))
+        64
+    else if (std.Target.x86.featureSetHas(builtin.cpu.features, .avx2)) 32 else 16,
+    else => 16,
+};
+
+/// The rabitq storage's FastScan kernel (kernels/rabitq.zig `scanWith`) on this level's byte
+/// shuffle.
+fn scanCodes(
+    block: [*]const u8,
+    tables: [*]const u8,
+    groups: usize,
+    out: *[rabitq.block_codes]u32,
+) callconv(.c) void {
+    rabitq.scanWith(scan_width, lookup, block, tables, groups, out);
+}
+
+/// One 16-entry table lookup per byte, per 16-byte lane (every index is below 16).
+inline fn lookup(table: @Vector(scan_width, u8), index: @Vector(scan_width, u8)) @Vector(scan_width, u8) {
+    const B = @Vector(scan_width, u8);
+    if (builtin.cpu.arch == .aarch64) return asm ("tbl %[out].16b, {%[t].16b}, %[i].16b"
+        : [out] "=w" (-> B),
+        : [t] "w" (table),
+          [i] "w" (index),
+    );
+    if (builtin.cpu.arch != .x86_64) return rabitq.lookupPortable(scan_width, table, index);
+    return switch (scan_width) {
+        16 => if (std.Target.x86.featureSetHas(builtin.cpu.features, .avx)) asm ("vpshufb %[i], %[t], %[out]"
+            : [out] "=x" (-> B),
+            : [t] "x" (table),
+              [i] "x" (index),
+        ) else asm ("pshufb %[i], %[out]"
+            : [out] "=x" (-> B),
+            : [_] "0" (table),
+              [i] "x" (index),
+        ),
+        32 => asm ("vpshufb %[i], %[t], %[out]"
+            : [out] "=x" (-> B),
+            : [t] "x" (table),
+              [i] "x" (index),
+        ),
+        else => asm ("vpshufb %[i], %[t], %[out]"
+            : [out] "=v" (-> B),
+            : [t] "v" (table),
+              [i] "v" (index),
+        ),
+    };
 }

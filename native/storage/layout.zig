@@ -4,13 +4,15 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const abi = @import("../abi.zig");
+const rabitq = @import("../kernels/rabitq.zig");
 
 pub const page_bytes: u64 = std.heap.page_size_min;
 pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
-/// The newest format. 3 adds packed i8 codes (`I8Codes`); a file is written in the oldest
-/// version that describes it (`versionFor`), so that an older library still opens any index
-/// but a packed i8 one, and refuses that one as a newer version instead of as corrupt.
-pub const format_version: u32 = 3;
+/// The newest format. 3 adds packed i8 codes (`I8Codes`), 4 rabitq storage (inline neighbour
+/// codes); a file is written in the oldest version that describes it (`versionFor`), so that an
+/// older library still opens any index it can read, and refuses the others as a newer version
+/// instead of as corrupt.
+pub const format_version: u32 = 4;
 pub const format_version_oldest: u32 = 2;
 pub const header_bytes: u64 = 4096;
 pub const header_slot_bytes: u64 = 2048;
@@ -166,6 +168,7 @@ pub const I8Codes = enum { @"packed", aligned };
 
 /// The format version a file of this layout is written in.
 pub fn versionFor(l: Layout) u32 {
+    if (l.storage == .rabitq) return 4;
     return if (l.storage == .i8 and l.codes == .@"packed") 3 else 2;
 }
 
@@ -212,6 +215,17 @@ pub const Layout = struct {
     upper_record_bytes: u32,
     /// Where i8 codes sit in a record (`packed` under the other storages, where it means nothing).
     codes: I8Codes,
+    /// The components of a walked vector: `dimensions`, but the padded dimensions of the rotated
+    /// space under rabitq storage (kernels/rabitq.zig), where its i8 codes live.
+    walk_dims: u32,
+    /// rabitq storage (else all 0): where a record's neighbour codes start (`blocks` blocks of
+    /// `block_bytes`, 32 codes each, on a line), and where the exact file's prefix keeps the
+    /// rotation's signs and the rotated centre (after the centre).
+    block_offset: u32 = 0,
+    block_bytes: u32 = 0,
+    blocks: u32 = 0,
+    signs_offset: u32 = 0,
+    rotated_centre_offset: u32 = 0,
 
     /// The layout of a new index (i8 codes packed).
     pub fn init(dimensions: u32, m: u32, storage: abi.StorageKind) Layout {
@@ -229,6 +243,10 @@ pub const Layout = struct {
         // inside them are line-aligned, at up to 60 bytes of padding each. Packed i8 codes are
         // the exception: a line less per visited neighbour is worth the loads that straddle.
         const walk_bytes: u64, const vector_offset: u64 = switch (storage) {
+            .rabitq => .{
+                i8CodeBytes(rabitq.padded(dimensions)),
+                std.mem.alignForward(u64, list_bytes, line_bytes) + i8_terms_bytes,
+            },
             .f32 => .{ 4 * d, std.mem.alignForward(u64, list_bytes, line_bytes) },
             .f16 => .{ 2 * d, std.mem.alignForward(u64, list_bytes, line_bytes) },
             .i8 => switch (codes) {
@@ -242,9 +260,43 @@ pub const Layout = struct {
                 },
             },
         };
-        const record_bytes: u32 = @intCast(
+        var record_bytes: u32 = @intCast(
             std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes),
         );
+        var exact_prefix: u32 = if (storage == .i8) @intCast(
+            std.mem.alignForward(u64, 4 * d, page_bytes),
+        ) else 0;
+        var codes_part: struct { block: u32, bytes: u32, blocks: u32, signs: u32, rotated: u32 } =
+            .{ .block = 0, .bytes = 0, .blocks = 0, .signs = 0, .rotated = 0 };
+        if (storage == .rabitq) {
+            // The blocks on a line after the i8 codes: a walk reads the list, the node's codes
+            // and its neighbours' codes, one sequential run.
+            const dims = rabitq.padded(dimensions);
+            const block: u32 = @intCast(
+                std.mem.alignForward(u64, vector_offset + walk_bytes, line_bytes),
+            );
+            const blocks = std.math.divCeil(u32, m0, rabitq.block_codes) catch unreachable;
+            const bytes = rabitq.blockBytes(dims);
+            record_bytes = @intCast(std.mem.alignForward(
+                u64,
+                block + @as(u64, blocks) * bytes,
+                line_bytes,
+            ));
+            const signs: u32 = @intCast(std.mem.alignForward(u64, 4 * d, line_bytes));
+            const rotated: u32 = @intCast(
+                std.mem.alignForward(u64, signs + rabitq.signBytes(dims), line_bytes),
+            );
+            exact_prefix = @intCast(
+                std.mem.alignForward(u64, rotated + 4 * @as(u64, dims), page_bytes),
+            );
+            codes_part = .{
+                .block = block,
+                .bytes = bytes,
+                .blocks = blocks,
+                .signs = signs,
+                .rotated = rotated,
+            };
+        }
         return .{
             .dimensions = dimensions,
             .m = m,
@@ -256,11 +308,15 @@ pub const Layout = struct {
             .exact_bytes = if (storage == .f32) 0 else @intCast(
                 std.mem.alignForward(u64, 4 * d, line_bytes),
             ),
-            .exact_prefix = if (storage == .i8) @intCast(
-                std.mem.alignForward(u64, 4 * d, page_bytes),
-            ) else 0,
+            .exact_prefix = exact_prefix,
             .upper_record_bytes = 4 + 4 * m,
             .codes = if (storage == .i8) codes else .@"packed",
+            .walk_dims = if (storage == .rabitq) rabitq.padded(dimensions) else dimensions,
+            .block_offset = codes_part.block,
+            .block_bytes = codes_part.bytes,
+            .blocks = codes_part.blocks,
+            .signs_offset = codes_part.signs,
+            .rotated_centre_offset = codes_part.rotated,
         };
     }
 
@@ -268,11 +324,16 @@ pub const Layout = struct {
     /// and codes under i8 storage, else the vector.
     /// (Aligned i8 codes reserve 64-byte padding, but only the 16-byte granules are read.)
     pub fn walkSpan(self: Layout) struct { offset: u32, bytes: u32 } {
-        if (self.storage != .i8) return .{ .offset = self.vector_offset, .bytes = self.walk_bytes };
+        if (!self.codedI8()) return .{ .offset = self.vector_offset, .bytes = self.walk_bytes };
         return .{
             .offset = self.vector_offset - i8_terms_bytes,
-            .bytes = i8_terms_bytes + i8CodeBytes(self.dimensions),
+            .bytes = i8_terms_bytes + i8CodeBytes(self.walk_dims),
         };
+    }
+
+    /// Whether the walk reads i8 codes (i8 and rabitq storage).
+    pub fn codedI8(self: Layout) bool {
+        return self.storage == .i8 or self.storage == .rabitq;
     }
 
     pub fn dataBytes(self: Layout, capacity: u64) u64 {
@@ -349,15 +410,38 @@ pub const Regions = struct {
 
     /// The centre i8 codes are taken around (i8 storage only).
     pub fn centre(self: Regions) []f32 {
-        assert(self.layout.storage == .i8);
+        assert(self.layout.codedI8());
         const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr));
         return base[0..self.layout.dimensions];
     }
 
     /// The codes of `slot` (i8 storage only), terms in the 16 bytes before; for writing.
     pub fn walkI8(self: Regions, slot: u32) [*]u8 {
-        assert(self.layout.storage == .i8);
+        assert(self.layout.codedI8());
         return self.record(slot) + self.layout.vector_offset;
+    }
+
+    /// The rotation's sign masks (rabitq storage only), after the centre in the exact file.
+    pub fn signs(self: Regions) []u8 {
+        assert(self.layout.storage == .rabitq);
+        const dims = self.layout.walk_dims;
+        return self.exact[self.layout.signs_offset..][0..rabitq.signBytes(dims)];
+    }
+
+    /// The rotated centre, zero-padded (rabitq storage only): what its i8 codes are taken around.
+    pub fn rotatedCentre(self: Regions) []f32 {
+        assert(self.layout.storage == .rabitq);
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + self.layout.rotated_centre_offset));
+        return base[0..self.layout.walk_dims];
+    }
+
+    /// The blocks of the codes of `slot`'s level-0 neighbours (rabitq storage only), as u64
+    /// words: the walk reads them beside the list, under the node's seqlock.
+    pub fn blocks(self: Regions, slot: u32) []u64 {
+        assert(self.layout.storage == .rabitq);
+        const l = self.layout;
+        const base: [*]u64 = @ptrCast(@alignCast(self.record(slot) + l.block_offset));
+        return base[0 .. @as(usize, l.blocks) * l.block_bytes / 8];
     }
 
     /// The vector the graph walk reads (f32 or f16 elements, per the storage kind).

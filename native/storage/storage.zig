@@ -621,7 +621,9 @@ fn validateHeader(header: *const Header, fds: *const [file_count]os.Fd) Error!La
     if (header.m < 2 or header.m > abi.m_max or
         header.m0 != 2 * header.m) return error.Corrupt;
     if (std.meta.intToEnum(abi.Metric, header.metric) == error.InvalidEnumTag) return error.Corrupt;
-    if (header.storage > @intFromEnum(abi.StorageKind.i8)) return error.Corrupt;
+    if (header.storage > @intFromEnum(abi.StorageKind.rabitq)) return error.Corrupt;
+    if (header.storage == @intFromEnum(abi.StorageKind.rabitq) and
+        header.dimensions > abi.rabitq_dimensions_max) return error.Corrupt;
     if (header.ef_construction < 1 or header.ef_construction > abi.ef_max) return error.Corrupt;
     const layout = layout_mod.layoutOf(header);
     if (header.version != layout_mod.versionFor(layout)) return error.Corrupt;

@@ -17,6 +17,14 @@ const os = @import("../storage/os.zig");
 pub const gpa = std.heap.c_allocator;
 pub const dims = 8;
 
+/// The families' options: `storage` f32, or rabitq, whose level-0 edges (hnsw/codes.zig) are
+/// written under the node locks while searches scan them under the seqlocks.
+fn storageOptions(storage: abi.StorageKind) abi.Options {
+    var opts = t.options(dims, .l2sq);
+    opts.storage = @intFromEnum(storage);
+    return opts;
+}
+
 fn soak() bool {
     return std.c.getenv("QUIVER_SOAK") != null;
 }
@@ -134,11 +142,19 @@ fn expectHealthy(index: *Index, lock_violations_before: u64) !void {
 }
 
 test "family 1: threads insert disjoint ranges while others search; size exact, results valid" {
+    try insertWhileSearching(.f32);
+}
+
+test "family 1: threads insert disjoint ranges while others search; size exact, results valid (rabitq storage: edges written beside searches that scan them)" {
+    try insertWhileSearching(.rabitq);
+}
+
+fn insertWhileSearching(storage: abi.StorageKind) !void {
     const writers = 3;
     const readers = 2;
     const per_writer = scale(600);
     const lock_violations_before = locks.violations.load(.monotonic);
-    const index = try Index.create(gpa, t.options(dims, .l2sq), null);
+    const index = try Index.create(gpa, storageOptions(storage), null);
     defer index.destroy();
     var progress = Progress{ .threads = writers + readers };
     const Ctx = struct {
@@ -209,9 +225,17 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
 }
 
 test "family 1: removes, upserts and searches interleaved; removed keys never return" {
+    try removeWhileSearching(.f32);
+}
+
+test "family 1: removes, upserts and searches interleaved; removed keys never return (rabitq storage: edges written beside searches that scan them)" {
+    try removeWhileSearching(.rabitq);
+}
+
+fn removeWhileSearching(storage: abi.StorageKind) !void {
     const n = scale(1200);
     const lock_violations_before = locks.violations.load(.monotonic);
-    const index = try Index.create(gpa, t.options(dims, .l2sq), null);
+    const index = try Index.create(gpa, storageOptions(storage), null);
     defer index.destroy();
     var v: [dims]f32 = undefined;
     for (0..n) |key| {
@@ -341,8 +365,16 @@ test "family 1: removes, upserts and searches interleaved; removed keys never re
 }
 
 test "family 2: remaps and snapshots while readers hold pins; no torn or stale read" {
+    try remapWhileReading(.f32);
+}
+
+test "family 2: remaps and snapshots while readers hold pins; no torn or stale read (rabitq storage: edges written beside searches that scan them)" {
+    try remapWhileReading(.rabitq);
+}
+
+fn remapWhileReading(storage: abi.StorageKind) !void {
     const n = scale(800);
-    var opts = t.options(dims, .l2sq);
+    var opts = storageOptions(storage);
     opts.capacity = 64;
     const lock_violations_before = locks.violations.load(.monotonic);
     const index = try Index.create(gpa, opts, null);
@@ -547,6 +579,14 @@ test "family 1, persistent: writers log beside checkpoints and stats; all surviv
 }
 
 test "family 3: stats, keys and backups beside adds, removes and remaps; every window reached" {
+    try copyWhileWriting(.f32);
+}
+
+test "family 3: stats, keys and backups beside adds, removes and remaps; every window reached (rabitq storage: edges written beside searches that scan them)" {
+    try copyWhileWriting(.rabitq);
+}
+
+fn copyWhileWriting(storage: abi.StorageKind) !void {
     // The three races a review found (issue 9, item 14): stats() walking the generation list
     // while a remap publishes; keys() scanning slots an add is still writing; a backup copying
     // slot metadata while removes store deleted_seq. Under ThreadSanitizer a race fails the run;
@@ -555,7 +595,7 @@ test "family 3: stats, keys and backups beside adds, removes and remaps; every w
     defer tmp.cleanup();
     var dir_buf: [std.fs.max_path_bytes]u8 = undefined;
     const dir = try os.tmpDirPath(&tmp, &dir_buf);
-    const index = try Index.create(gpa, t.options(dims, .l2sq), null);
+    const index = try Index.create(gpa, storageOptions(storage), null);
     defer index.destroy();
     const total = scale(1500);
     const Ctx = struct {

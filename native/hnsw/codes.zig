@@ -175,3 +175,18 @@ pub fn rebuild(w: Writer, used: u32) void {
         w.write(slot, null, words[1 .. 1 + count]);
     }
 }
+
+comptime {
+    // storage/layout.zig sizes records from its own copy of the format's constants.
+    const format = layout.rabitq;
+    assert(format.dims_granule == rabitq.dims_granule);
+    assert(format.rounds == rabitq.rounds);
+    assert(format.block_codes == rabitq.block_codes);
+    assert(format.factor_bytes == @sizeOf(rabitq.Factors));
+    for ([_]u32{ 1, 63, 64, 100, 784, abi.rabitq_dimensions_max }) |d| {
+        const dims = rabitq.padded(d);
+        assert(format.padded(d) == dims);
+        assert(format.signBytes(dims) == rabitq.signBytes(dims));
+        assert(format.blockBytes(dims) == rabitq.blockBytes(dims));
+    }
+}

@@ -189,7 +189,13 @@ pub const Scratch = struct {
 
     /// `walk_dims`: the components of a walked vector (rabitq: of the rotated space), which
     /// the coded query has; `codes`: whether to make rabitq's buffers.
-    fn create(gpa: std.mem.Allocator, m0: u32, dimensions: u32, walk_dims: u32, codes: bool) !*Scratch {
+    fn create(
+        gpa: std.mem.Allocator,
+        m0: u32,
+        dimensions: u32,
+        walk_dims: u32,
+        codes: bool,
+    ) !*Scratch {
         const self = try gpa.create(Scratch);
         errdefer gpa.destroy(self);
         const links = try gpa.alloc(u32, m0 + 1);

@@ -181,7 +181,8 @@ pub fn searchCodes(
         for (ids, 0..) |slot, j| {
             if (slot >= view.bound or slot == closest.slot) continue;
             if (scratch.visited.isSet(slot)) continue;
-            const sum: f32 = @floatFromInt(scratch.code_sums[j / rabitq.block_codes][j % rabitq.block_codes]);
+            const sums = scratch.code_sums[j / rabitq.block_codes];
+            const sum: f32 = @floatFromInt(sums[j % rabitq.block_codes]);
             const e = rabitq.estimate(terms, scratch.code_factors[j], sum, parent, bound);
             if (scratch.results.count() >= ef and !(e.low < lower_bound)) continue;
             scratch.visited.set(slot);
@@ -224,7 +225,8 @@ const Scan = struct {
         const blocks_used = std.math.divCeil(u32, count, rabitq.block_codes) catch unreachable;
         for (0..blocks_used) |b| {
             const block: [*]const u8 = @ptrCast(words[b * (l.block_bytes / 8) ..].ptr);
-            self.view.scan(block, self.scratch.code_tables.ptr, l.walk_dims / 4, &self.scratch.code_sums[b]);
+            const tables = self.scratch.code_tables.ptr;
+            self.view.scan(block, tables, l.walk_dims / 4, &self.scratch.code_sums[b]);
         }
         for (self.scratch.code_factors[0..count], 0..) |*f, j| f.* = codes.factorsAt(words, l, j);
     }

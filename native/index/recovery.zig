@@ -57,7 +57,8 @@ pub fn open(
         if (self.layout.storage == .rabitq) {
             const generation = self.storage.pin();
             defer self.storage.unpin(generation);
-            const used: u32 = @intCast(@min(self.slots_used.load(.acquire), generation.payload.capacity));
+            const capacity = generation.payload.capacity;
+            const used: u32 = @intCast(@min(self.slots_used.load(.acquire), capacity));
             codes.rebuild(.{
                 .regions = generation.payload,
                 .formula = if (self.metric == .l2sq) .l2sq else .dot,

@@ -145,7 +145,7 @@ test "family 1: threads insert disjoint ranges while others search; size exact, 
     try insertWhileSearching(.f32);
 }
 
-test "family 1: threads insert disjoint ranges while others search; size exact, results valid (rabitq storage: edges written beside searches that scan them)" {
+test "family 1, rabitq storage: threads insert while others search; edges written beside scans" {
     try insertWhileSearching(.rabitq);
 }
 
@@ -228,7 +228,7 @@ test "family 1: removes, upserts and searches interleaved; removed keys never re
     try removeWhileSearching(.f32);
 }
 
-test "family 1: removes, upserts and searches interleaved; removed keys never return (rabitq storage: edges written beside searches that scan them)" {
+test "family 1, rabitq storage: removes, upserts and searches interleaved" {
     try removeWhileSearching(.rabitq);
 }
 
@@ -368,7 +368,7 @@ test "family 2: remaps and snapshots while readers hold pins; no torn or stale r
     try remapWhileReading(.f32);
 }
 
-test "family 2: remaps and snapshots while readers hold pins; no torn or stale read (rabitq storage: edges written beside searches that scan them)" {
+test "family 2, rabitq storage: remaps and snapshots while readers hold pins" {
     try remapWhileReading(.rabitq);
 }
 
@@ -582,7 +582,7 @@ test "family 3: stats, keys and backups beside adds, removes and remaps; every w
     try copyWhileWriting(.f32);
 }
 
-test "family 3: stats, keys and backups beside adds, removes and remaps; every window reached (rabitq storage: edges written beside searches that scan them)" {
+test "family 3, rabitq storage: stats, keys and backups beside adds, removes and remaps" {
     try copyWhileWriting(.rabitq);
 }
 

@@ -282,7 +282,9 @@ pub fn writeWalkCopy(self: *Index, regions: layout.Regions, slot: u32) void {
 /// kernels/rabitq.zig), which keeps every distance.
 pub fn encodeWalk(self: *Index, regions: layout.Regions, vector: []const f32, codes: [*]u8) void {
     const formula: quantize.Formula = if (self.metric == .l2sq) .l2sq else .dot;
-    if (self.layout.storage == .i8) return quantize.encode(formula, vector, regions.centre(), codes);
+    if (self.layout.storage == .i8) {
+        return quantize.encode(formula, vector, regions.centre(), codes);
+    }
     assert(self.layout.storage == .rabitq);
     var work: [abi.rabitq_dimensions_max]f32 = undefined;
     const rotated = work[0..self.layout.walk_dims];

@@ -18,9 +18,12 @@
 //!
 //! A search quantizes w = P q - P c to 6 bits per component once and turns it into a table per
 //! group of 4 dimensions (`prepareQuery`): the sum of w's quantized components under each
-//! 4-bit nibble of code bits; <2b - 1, z> = <2b - 1, w> - k, with k an edge factor. `scan` adds the table entries of 32 codes at once: with a block's
-//! codes transposed by nibble, a 16-entry lookup is one byte shuffle, as in FAISS's PQ
-//! fast-scan and RaBitQ's FastScan.
+//! 4-bit nibble of code bits; <2b - 1, z> = <2b - 1, w> - k, with k an edge factor. `scan` adds
+//! the table entries of 32 codes at once: with a block's codes transposed by nibble, a 16-entry
+//! lookup is one byte shuffle, as in FAISS's PQ fast-scan and RaBitQ's FastScan.
+//!
+//! storage/layout.zig sizes records from its own copy of the format's constants (storage/ may
+//! not import kernels/); hnsw/codes.zig checks at compile time that the two agree.
 //!
 //! This is a leaf like kernels/i8.zig: kernels/simd.zig imports it into every CPU level's object.
 const std = @import("std");
@@ -111,7 +114,8 @@ fn flip(x: []f32, mask: []const u8) void {
     const V = @Vector(16, f32);
     var i: usize = 0;
     while (i < x.len) : (i += 16) {
-        const bits: @Vector(16, bool) = @bitCast(std.mem.readInt(u16, mask[i / 8 ..][0..2], .little));
+        const word = std.mem.readInt(u16, mask[i / 8 ..][0..2], .little);
+        const bits: @Vector(16, bool) = @bitCast(word);
         const v: V = x[i..][0..16].*;
         x[i..][0..16].* = @select(f32, bits, -v, v);
     }
@@ -339,7 +343,12 @@ pub fn nibble(bits: []const u8, g: usize) u8 {
 /// The portable `scan`: for each of the 32 codes of `block`, the sum over `groups` groups of
 /// its nibble's table entry, into `out`. It reads the block (shared with writers, under a
 /// seqlock) in atomic words: the portable level is what ThreadSanitizer builds run.
-pub fn scanPortable(block: [*]const u8, tables: [*]const u8, groups: usize, out: *[block_codes]u32) void {
+pub fn scanPortable(
+    block: [*]const u8,
+    tables: [*]const u8,
+    groups: usize,
+    out: *[block_codes]u32,
+) void {
     out.* = @splat(0);
     const words: [*]const u64 = @ptrCast(@alignCast(block));
     for (0..groups) |g| {
@@ -361,7 +370,10 @@ pub fn scanPortable(block: [*]const u8, tables: [*]const u8, groups: usize, out:
 /// multiple of width / 16 (padded dimensions are a multiple of 64, so of 16 groups).
 pub fn scanWith(
     comptime width: comptime_int,
-    comptime shuffle: fn (@Vector(width, u8), @Vector(width, u8)) callconv(.@"inline") @Vector(width, u8),
+    comptime shuffle: fn (
+        @Vector(width, u8),
+        @Vector(width, u8),
+    ) callconv(.@"inline") @Vector(width, u8),
     block: [*]const u8,
     tables: [*]const u8,
     groups: usize,
@@ -452,7 +464,8 @@ test "rabitq: the rotation is orthogonal and an edge's estimate bounds its dista
         for (0..d) |i| {
             const base = random.floatNorm(f32) * 40;
             u[i] = @intFromFloat(std.math.clamp(@round(base), -127, 127));
-            j[i] = @intFromFloat(std.math.clamp(@round(base + 10 * random.floatNorm(f32)), -127, 127));
+            const near = base + 10 * random.floatNorm(f32);
+            j[i] = @intFromFloat(std.math.clamp(@round(near), -127, 127));
             query[i] = base + 10 * random.floatNorm(f32);
         }
         var bits: [dims / 8]u8 = undefined;
@@ -504,7 +517,11 @@ test "rabitq: the SIMD scan adds what the portable scan adds" {
 }
 
 /// A byte shuffle per 16-byte lane in plain Zig (tests; the objects use the instruction).
-pub fn lookupPortable(comptime width: comptime_int, table: @Vector(width, u8), index: @Vector(width, u8)) @Vector(width, u8) {
+pub fn lookupPortable(
+    comptime width: comptime_int,
+    table: @Vector(width, u8),
+    index: @Vector(width, u8),
+) @Vector(width, u8) {
     const t: [width]u8 = table;
     const i: [width]u8 = index;
     var out: [width]u8 = undefined;

@@ -252,6 +252,9 @@ const scan_width: comptime_int = switch (builtin.cpu.arch) {
     else => 16,
 };
 
+const has_avx = builtin.cpu.arch == .x86_64 and
+    std.Target.x86.featureSetHas(builtin.cpu.features, .avx);
+
 /// The rabitq storage's FastScan kernel (kernels/rabitq.zig `scanWith`) on this level's byte
 /// shuffle.
 fn scanCodes(
@@ -264,8 +267,10 @@ fn scanCodes(
 }
 
 /// One 16-entry table lookup per byte, per 16-byte lane (every index is below 16).
-inline fn lookup(table: @Vector(scan_width, u8), index: @Vector(scan_width, u8)) @Vector(scan_width, u8) {
-    const B = @Vector(scan_width, u8);
+const ScanBytes = @Vector(scan_width, u8);
+
+inline fn lookup(table: ScanBytes, index: ScanBytes) ScanBytes {
+    const B = ScanBytes;
     if (builtin.cpu.arch == .aarch64) return asm ("tbl %[out].16b, {%[t].16b}, %[i].16b"
         : [out] "=w" (-> B),
         : [t] "w" (table),
@@ -273,7 +278,7 @@ inline fn lookup(table: @Vector(scan_width, u8), index: @Vector(scan_width, u8))
     );
     if (builtin.cpu.arch != .x86_64) return rabitq.lookupPortable(scan_width, table, index);
     return switch (scan_width) {
-        16 => if (std.Target.x86.featureSetHas(builtin.cpu.features, .avx)) asm ("vpshufb %[i], %[t], %[out]"
+        16 => if (has_avx) asm ("vpshufb %[i], %[t], %[out]"
             : [out] "=x" (-> B),
             : [t] "x" (table),
               [i] "x" (index),

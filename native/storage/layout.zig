@@ -4,7 +4,6 @@
 const std = @import("std");
 const assert = std.debug.assert;
 const abi = @import("../abi.zig");
-const rabitq = @import("../kernels/rabitq.zig");
 
 pub const page_bytes: u64 = std.heap.page_size_min;
 pub const magic = [8]u8{ 'Q', 'U', 'I', 'V', 'E', 'R', 'D', 'B' };
@@ -145,6 +144,30 @@ pub fn vectorCheck(key: u64, vector: []const f32) u32 {
 pub const unpublished: u64 = std.math.maxInt(u64);
 
 pub const flag_centre_set: u32 = 1 << 0;
+
+/// rabitq storage's format (kernels/rabitq.zig owns it; hnsw/codes.zig checks that these sizes
+/// agree with its own): codes of vectors zero-padded to a multiple of 64 dimensions, the
+/// rotation's rounds, neighbours per block and the bytes of an edge's factors.
+pub const rabitq = struct {
+    pub const dims_granule: u32 = 64;
+    pub const rounds: u32 = 3;
+    pub const block_codes: u32 = 32;
+    pub const factor_bytes: u32 = 16;
+
+    pub fn padded(dimensions: u32) u32 {
+        return std.mem.alignForward(u32, dimensions, dims_granule);
+    }
+
+    /// Two sign masks per round, a bit per padded dimension.
+    pub fn signBytes(dims: u32) u32 {
+        return rounds * 2 * dims / 8;
+    }
+
+    /// 16 bytes of nibbles per group of 4 dimensions, then each code's factors.
+    pub fn blockBytes(dims: u32) u32 {
+        return dims / 4 * 16 + block_codes * factor_bytes;
+    }
+};
 
 /// The 16 bytes of per-vector terms in front of i8 codes (kernels/i8.zig has the format).
 pub const i8_terms_bytes: u32 = 16;
@@ -431,7 +454,8 @@ pub const Regions = struct {
     /// The rotated centre, zero-padded (rabitq storage only): what its i8 codes are taken around.
     pub fn rotatedCentre(self: Regions) []f32 {
         assert(self.layout.storage == .rabitq);
-        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + self.layout.rotated_centre_offset));
+        const at = self.layout.rotated_centre_offset;
+        const base: [*]f32 = @ptrCast(@alignCast(self.exact.ptr + at));
         return base[0..self.layout.walk_dims];
     }
 

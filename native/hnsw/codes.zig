@@ -91,9 +91,15 @@ fn edge(w: Writer, slot: u32, id: u32, bits: []u8) rabitq.Factors {
         i8k.termsOf(u).scale,
         j_codes[0..dims],
         i8k.termsOf(j).scale,
-        regions.rotatedCentre(),
+        .{ normOf(u), normOf(j) },
         bits,
     );
+}
+
+/// |x|^2 of a rabitq vector, from its terms' last word (index/write.zig `encodeWalk`).
+pub fn normOf(codes: [*]const u8) f32 {
+    const terms = codes - i8k.terms_bytes;
+    return @bitCast(std.mem.readInt(u32, terms[12..16], .little));
 }
 
 fn writeEdge(w: Writer, slot: u32, words: []u64, position: usize, id: u32) void {

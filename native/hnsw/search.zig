@@ -203,11 +203,7 @@ inline fn residualNorm(view: View, scratch: *const Scratch, slot: u32, parent: f
     const squared = switch (view.metric) {
         .l2sq => parent,
         .cosine => 2 * parent,
-        .ip => blk: {
-            const terms = view.regions.walkI8(slot) - i8k.terms_bytes;
-            const norm: f32 = @bitCast(std.mem.readInt(u32, terms[12..16], .little));
-            break :blk scratch.code_query_norm + norm - 2 * (1 - parent);
-        },
+        .ip => scratch.code_query_norm + codes.normOf(view.regions.walkI8(slot)) - 2 * (1 - parent),
     };
     return @sqrt(@max(0, squared));
 }

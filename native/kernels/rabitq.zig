@@ -14,7 +14,10 @@
 //!   <r, z> ≈ |r| <x̄, z> / <x̄, o>, within |r| |z| sqrt(1 - <x̄, o>^2) / (<x̄, o> sqrt(D - 1))
 //!   times a small constant, with high probability (RaBitQ's bound);
 //!   l2:  |q - x_j|^2 = d(q, u) + |r|^2 - 2 <r, z>
-//!   dot: 1 - <q, x_j> = d(q, u) - <r, x̃_u> - <r, z>
+//!   dot: 1 - <q, x_j> = d(q, u) - <r, x_u> - <r, z>, where -<r, x_u> = (|x_u|^2 - |x_j|^2 +
+//!        |r|^2) / 2 from the exact norms: the terms are local to the edge, never the size of
+//!        the vectors themselves (unit vectors sharing a direction differ by far less than
+//!        their quantization error times their length)
 //!
 //! A search quantizes w = P q - P c to 6 bits per component once and turns it into a table per
 //! group of 4 dimensions (`prepareQuery`): the sum of w's quantized components under each
@@ -192,8 +195,8 @@ pub fn rotateVector(vector: []const f32, signs: []const u8, out: []f32) void {
 }
 
 /// Codes the edge from u to j: the sign bits of r = scale_j code_j - scale_u code_u (D i8
-/// components each, D = `bits.len * 8`) into `bits`, and its factors. `centre` (the rotated
-/// centre, D long) is read under the dot formula: x̃_u = centre + scale_u code_u.
+/// components each, D = `bits.len * 8`) into `bits`, and its factors. `norms` (|x_u|^2 and
+/// |x_j|^2 of the exact vectors) are read under the dot formula.
 ///
 /// The walk scores every edge against the whole query w = P q - centre (one table per query),
 /// not against the residual z = w - scale_u code_u: <2b - 1, z> = <2b - 1, w> - k with
@@ -205,17 +208,16 @@ pub fn encodeEdge(
     scale_u: f32,
     j: []const i8,
     scale_j: f32,
-    centre: []const f32,
+    norms: [2]f32,
     bits: []u8,
 ) Factors {
     const dims = u.len;
-    assert(j.len == dims and centre.len == dims and dims == bits.len * 8);
+    assert(j.len == dims and dims == bits.len * 8);
     assert(dims % dims_granule == 0);
     const lanes = 16;
     const V = @Vector(lanes, f32);
     var norm2: V = @splat(0);
     var l1: V = @splat(0);
-    var along: V = @splat(0); // <r, x̃_u>
     var fold: V = @splat(0); // <2b - 1, code_u>
     var ones: u32 = 0;
     var i: usize = 0;
@@ -224,10 +226,8 @@ pub fn encodeEdge(
         const cj: V = @floatFromInt(@as(@Vector(lanes, i8), j[i..][0..lanes].*));
         const xu = cu * @as(V, @splat(scale_u));
         const r = cj * @as(V, @splat(scale_j)) - xu;
-        const c: V = centre[i..][0..lanes].*;
         norm2 += r * r;
         l1 += @abs(r);
-        along += r * (c + xu);
         const positive = r > @as(V, @splat(0));
         fold += @select(f32, positive, cu, -cu);
         const mask: u16 = @bitCast(positive);
@@ -242,7 +242,10 @@ pub fn encodeEdge(
     const spread = @sqrt(@max(0, 1 - agreement * agreement)) /
         (agreement * @sqrt(@max(1, @as(f64, @floatFromInt(dims)) - 1)));
     const mul: f64 = if (norm > 0) -scale * norm / (root * agreement) else 0;
-    const add: f64 = if (formula == .l2sq) norm * norm else -sumLanes(along);
+    const add: f64 = switch (formula) {
+        .l2sq => norm * norm,
+        .dot => (@as(f64, norms[0]) - norms[1] + norm * norm) / 2,
+    };
     const k: f64 = scale_u * sumLanes(fold);
     return .{
         .add = @floatCast(add - mul * k),
@@ -453,7 +456,6 @@ test "rabitq: the rotation is orthogonal and an edge's estimate bounds its dista
     try std.testing.expectApproxEqRel(before, after, 1e-4);
 
     // Quantized vectors as rabitq stores them: u and its neighbour j near it, a query near both.
-    const centre = [_]f32{0} ** dims;
     var within: u32 = 0;
     var tight: u32 = 0;
     const trials = 300;
@@ -469,7 +471,7 @@ test "rabitq: the rotation is orthogonal and an edge's estimate bounds its dista
             query[i] = base + 10 * random.floatNorm(f32);
         }
         var bits: [dims / 8]u8 = undefined;
-        const f = encodeEdge(.l2sq, &u, 1, &j, 1, &centre, &bits);
+        const f = encodeEdge(.l2sq, &u, 1, &j, 1, .{ 0, 0 }, &bits);
         var tables: [tableBytes(dims)]u8 = undefined;
         const q = prepareQuery(&query, &tables);
         var s: u32 = 0;

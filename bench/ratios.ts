@@ -9,7 +9,7 @@ import type { ResultLine } from "./peers/run.ts";
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { targets: { type: "string", default: "0.95,0.99" }, quiver: { type: "string", default: "quiver,quiver-i8" } },
+  options: { targets: { type: "string", default: "0.95,0.99" }, quiver: { type: "string", default: "quiver,quiver-i8,quiver-rabitq" } },
 });
 const targets = values.targets!.split(",").map(Number);
 const ours = values.quiver!.split(",");

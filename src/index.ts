@@ -44,11 +44,15 @@ export interface IndexOptions {
    * (half the bytes per visited node) and reranks the candidates against the f32 vectors, which
    * it keeps in a file of their own: faster search, 2 bytes more per dimension; components must
    * stay within ±65504. "i8" walks 8-bit codes (a quarter of f32's bytes, integer SIMD) and
-   * reranks the same way; see `centre`.
+   * reranks the same way; see `centre`. "rabitq" walks i8 codes too, and each node's record also
+   * holds a 1-bit RaBitQ code of the edge to each of its neighbours (d/8 + 16 bytes per slot,
+   * 2m slots, d padded to 64): a search scores all of a node's neighbours from that one record and
+   * reads a neighbour's own record only when it can still enter the results. At most 4096
+   * dimensions (`limits.maxRabitqDimensions`). Records are several times i8's.
    */
   storage?: Storage;
   /**
-   * storage "i8": the per-dimension centre the codes are taken around (each vector is coded as
+   * storage "i8" and "rabitq": the per-dimension centre the codes are taken around (each vector is coded as
    * its difference from the centre, at its own scale, so nothing is ever clipped). Default:
    * the mean of the vectors of the first `add` call, which should then be a representative
    * batch. Fixed once the first vector is coded; reopening with the same centre is allowed.
@@ -551,7 +555,7 @@ export class Index extends Reader {
   }
 
   /**
-   * storage "i8": a copy of the centre the codes are taken around (zeros until the first add
+   * storage "i8" and "rabitq": a copy of the centre the codes are taken around (zeros until the first add
    * trains it or one is given; `stats().centre_set` tells which). InvalidArgumentError for
    * other storages.
    */

@@ -59,11 +59,11 @@ function timed<T>(fn: () => T): [T, number] {
   return [value, performance.now() - start];
 }
 
-for (const storage of ["f32", "f16"] as const) {
+for (const storage of ["f32", "f16", "rabitq"] as const) {
   test(`persist: a closed index (${storage} storage) reopens with identical keys, vectors, sizes and search results`, () => reopenIdentical(storage));
 }
 
-function reopenIdentical(storage: "f32" | "f16") {
+function reopenIdentical(storage: "f32" | "f16" | "rabitq") {
   const dir = tempDir();
   try {
     const path = `${dir}/index`;

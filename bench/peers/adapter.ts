@@ -9,8 +9,8 @@ export interface BuildParams {
   /** Threads to build with, where the library can build in parallel. */
   threads: number;
   seed: number;
-  /** Quiver's vector storage ("f32", "f16" or "i8"); the peers store f32. */
-  storage?: "f32" | "f16" | "i8";
+  /** Quiver's vector storage ("f32", "f16", "i8" or "rabitq"); the peers store f32. */
+  storage?: "f32" | "f16" | "i8" | "rabitq";
   /** Quiver f16/i8: rerank on the exact vectors (default true). */
   rerank?: boolean;
 }

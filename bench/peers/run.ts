@@ -8,7 +8,7 @@ import { Scorer } from "../score.ts";
 import type { Adapter, BuildParams, ExternalAdapter } from "./adapter.ts";
 
 export const LIBRARIES = [
-  "quiver", "quiver-f16", "quiver-i8", "quiver-i8-walk", "hnswlib-node", "hnswlib-node-native", "usearch",
+  "quiver", "quiver-f16", "quiver-i8", "quiver-i8-walk", "quiver-rabitq", "hnswlib-node", "hnswlib-node-native", "usearch",
   "faiss-hnsw", "faiss-hnsw-sq8", "scann",
 ] as const;
 export type Library = (typeof LIBRARIES)[number];
@@ -52,6 +52,8 @@ async function adapterFor(library: Library, params: BuildParams): Promise<Adapte
   if (library === "quiver") return (await import("./quiver.ts")).create(params);
   if (library === "quiver-f16") return (await import("./quiver.ts")).create({ ...params, storage: "f16" });
   if (library === "quiver-i8") return (await import("./quiver.ts")).create({ ...params, storage: "i8" });
+  // i8 walk codes plus the RaBitQ codes of each node's edges inline in its record.
+  if (library === "quiver-rabitq") return (await import("./quiver.ts")).create({ ...params, storage: "rabitq" });
   // i8 ranked by its codes alone: no rerank, so the f32 vectors are never read by a search.
   if (library === "quiver-i8-walk") return (await import("./quiver.ts")).create({ ...params, storage: "i8", rerank: false });
   if (library === "hnswlib-node") return (await import("./hnswlib.ts")).create(params);

@@ -18,10 +18,11 @@ cd "$QUIVER_ROOT"
 # Budget of the packed tarballs. The main package is JavaScript and declarations: the library
 # (36 KiB at 0.1.0), the CLI, the format readers and the LangChain store (87 KiB in all), then
 # records (string ids, metadata, the filter language: 141 KiB in all); a platform package is
-# one stripped library (about 205 KiB gzipped on x64, 287 KiB with records). An unstripped
-# or Debug library (>= 900 KiB packed), or tests and benches in the main package, break it.
+# one stripped library (about 205 KiB gzipped on x64, 287 KiB with records, 323 KiB with
+# rabitq storage and its scan kernel in each CPU level's object). An unstripped or Debug
+# library (>= 900 KiB packed), or tests and benches in the main package, break it.
 budget_main_kib=160
-budget_platform_kib=320
+budget_platform_kib=340
 
 passed=0
 failed=0

@@ -336,6 +336,8 @@ test "quantize: every batch kernel equals its kernel, neighbour by neighbour, at
                             h.* = @floatCast(v);
                         },
                         .i8 => encode(formula, x, centre, at),
+                        // rabitq walks i8 codes: its batch forms are i8's, tested above.
+                        .rabitq => comptime unreachable,
                     }
                 }
                 for (std.enums.values(distance.Level)) |level| {
@@ -363,6 +365,7 @@ test "quantize: every batch kernel equals its kernel, neighbour by neighbour, at
                                 b,
                                 d,
                             ),
+                            .rabitq => comptime unreachable,
                         };
                         try std.testing.expectEqual(want, g);
                     }

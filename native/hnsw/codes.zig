@@ -118,7 +118,7 @@ fn writeEdge(w: Writer, slot: u32, words: []u64, position: usize, id: u32) void 
         const new = (old & ~(@as(u64, 0x0F) << shift)) | (nibble << shift);
         @atomicStore(u64, word, new, .monotonic);
     }
-    const values = [4]f32{ factors.add, factors.mul, factors.cnt, factors.err };
+    const values = [3]f32{ factors.add, factors.mul, factors.err };
     for (values, 0..) |v, field| {
         @atomicStore(u32, factorWord(block, l, field, j), @bitCast(v), .monotonic);
     }
@@ -138,13 +138,12 @@ pub fn factorAt(words: []u64, l: layout.Layout, field: usize, position: usize) f
     return @bitCast(@atomicLoad(u32, word, .monotonic));
 }
 
-/// All four factors of edge `position`.
+/// All three factors of edge `position`.
 pub inline fn factorsAt(words: []u64, l: layout.Layout, position: usize) rabitq.Factors {
     return .{
         .add = factorAt(words, l, 0, position),
         .mul = factorAt(words, l, 1, position),
-        .cnt = factorAt(words, l, 2, position),
-        .err = factorAt(words, l, 3, position),
+        .err = factorAt(words, l, 2, position),
     };
 }
 

@@ -183,8 +183,8 @@ pub const Scratch = struct {
     code_terms: rabitq.QueryTerms = undefined,
     /// |q|^2 (the ip metric's bound needs it).
     code_query_norm: f32 = 0,
-    code_sums: [][rabitq.block_codes]u32 = &.{},
-    code_factors: []rabitq.Factors = &.{},
+    /// The lower end of each edge's estimate in one expansion (search.zig `Scan`).
+    code_low: []f32 = &.{},
     next: ?*Scratch = null,
 
     /// `walk_dims`: the components of a walked vector (rabitq: of the rotated space), which
@@ -231,9 +231,7 @@ pub const Scratch = struct {
         errdefer gpa.free(self.code_query);
         self.code_tables = try gpa.alignedAlloc(u8, 64, rabitq.tableBytes(walk_dims));
         errdefer gpa.free(self.code_tables);
-        self.code_sums = try gpa.alloc([rabitq.block_codes]u32, blocks);
-        errdefer gpa.free(self.code_sums);
-        self.code_factors = try gpa.alloc(rabitq.Factors, m0);
+        self.code_low = try gpa.alloc(f32, blocks * rabitq.block_codes);
     }
 
     fn destroy(self: *Scratch, gpa: std.mem.Allocator) void {
@@ -247,8 +245,7 @@ pub const Scratch = struct {
         gpa.free(self.query_i8);
         gpa.free(self.code_query);
         gpa.free(self.code_tables);
-        gpa.free(self.code_sums);
-        gpa.free(self.code_factors);
+        gpa.free(self.code_low);
         self.selection.deinit(gpa);
         self.chosen.deinit(gpa);
         gpa.destroy(self);

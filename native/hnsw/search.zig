@@ -154,7 +154,6 @@ pub fn searchCodes(
     };
     var computed: u64 = 0;
     var expanded_entry = false;
-    const terms = scratch.code_terms;
 
     while (scratch.candidates.count() > 0) {
         const closest = scratch.candidates.peek().?;
@@ -176,18 +175,21 @@ pub fn searchCodes(
         }
         expanded_entry = true;
         const bound = walk_bound_scale * residualNorm(view, scratch, closest.slot, parent);
-        const scan = Scan{ .view = view, .slot = closest.slot, .scratch = scratch };
+        const scan = Scan{
+            .view = view,
+            .slot = closest.slot,
+            .scratch = scratch,
+            .parent = parent,
+            .bound = bound,
+        };
         const ids = view.neighboursWith(closest.slot, scratch.links, scan);
-        for (ids, 0..) |slot, j| {
+        for (ids, scratch.code_low[0..ids.len]) |slot, low| {
             if (slot >= view.bound or slot == closest.slot) continue;
             if (scratch.visited.isSet(slot)) continue;
-            const sums = scratch.code_sums[j / rabitq.block_codes];
-            const sum: f32 = @floatFromInt(sums[j % rabitq.block_codes]);
-            const e = rabitq.estimate(terms, scratch.code_factors[j], sum, parent, bound);
-            if (scratch.results.count() >= ef and !(e.low < lower_bound)) continue;
+            if (scratch.results.count() >= ef and !(low < lower_bound)) continue;
             scratch.visited.set(slot);
             if (readsMeta(filter)) prefetchMeta(view, slot);
-            try scratch.candidates.add(.{ .distance = e.low, .slot = slot });
+            try scratch.candidates.add(.{ .distance = low, .slot = slot });
         }
         if (computed > budget) {
             scratch.over_budget = true;
@@ -208,23 +210,50 @@ inline fn residualNorm(view: View, scratch: *const Scratch, slot: u32, parent: f
     return @sqrt(@max(0, squared));
 }
 
-/// Scores the edges of one record inside the seqlock's versioned section: the table sums of
-/// every block the list uses and each edge's factors, into the scratch space.
+/// Scores the edges of one record inside the seqlock's versioned section: the table sum of
+/// every edge the list uses, and from it and the edge's factors (atomic loads: writers store
+/// them under the node's lock) the lower end of its estimate, into `scratch.code_low`.
 const Scan = struct {
     view: View,
     slot: u32,
     scratch: *Scratch,
+    parent: f32,
+    bound: f32,
 
     pub fn copy(self: Scan, count: u32) void {
         const l = self.view.regions.layout;
         const words = self.view.regions.blocks(self.slot);
+        const terms = self.scratch.code_terms;
+        const block_words = l.block_bytes / 8;
+        const table_words = l.walk_dims / 8 * 4;
         const blocks_used = std.math.divCeil(u32, count, rabitq.block_codes) catch unreachable;
+        const lanes = 8;
+        const V = @Vector(lanes, f32);
         for (0..blocks_used) |b| {
-            const block: [*]const u8 = @ptrCast(words[b * (l.block_bytes / 8) ..].ptr);
-            const tables = self.scratch.code_tables.ptr;
-            self.view.scan(block, tables, l.walk_dims / 4, &self.scratch.code_sums[b]);
+            const block = words[b * block_words ..][0..block_words];
+            var sums: [rabitq.block_codes]u32 = undefined;
+            const bytes: [*]const u8 = @ptrCast(block.ptr);
+            self.view.scan(bytes, self.scratch.code_tables.ptr, l.walk_dims / 4, &sums);
+            var fields: [3][rabitq.block_codes]f32 = undefined;
+            for (&fields, 0..) |*field, f| {
+                const at = block[table_words + f * rabitq.block_codes / 2 ..][0 .. rabitq.block_codes / 2];
+                for (at, 0..) |*word, w| {
+                    const pair: [2]f32 = @bitCast(@atomicLoad(u64, word, .monotonic));
+                    field[2 * w ..][0..2].* = pair;
+                }
+            }
+            const low = self.scratch.code_low[b * rabitq.block_codes ..][0..rabitq.block_codes];
+            inline for (0..rabitq.block_codes / lanes) |c| {
+                const s: V = @floatFromInt(@as(@Vector(lanes, u32), sums[c * lanes ..][0..lanes].*));
+                const add: V = fields[0][c * lanes ..][0..lanes].*;
+                const mul: V = fields[1][c * lanes ..][0..lanes].*;
+                const err: V = fields[2][c * lanes ..][0..lanes].*;
+                const scale: V = @splat(terms.delta);
+                const value = @as(V, @splat(self.parent)) + add +
+                    mul * scale * (s - @as(V, @splat(terms.bias)));
+                low[c * lanes ..][0..lanes].* = value - @as(V, @splat(self.bound)) * err;
+            }
         }
-        for (self.scratch.code_factors[0..count], 0..) |*f, j| f.* = codes.factorsAt(words, l, j);
     }
 };
 

@@ -41,7 +41,7 @@ pub const rounds: u32 = 3;
 /// Codes scored per `scan` call: one FastScan block.
 pub const block_codes: u32 = 32;
 /// Query components are quantized to this many bits, so that a table entry (4 of them) fits a
-/// byte: 4 * 63 = 252.
+/// byte: 4 * 63 = 252 (and signed, 4 * 31 either side of 124).
 pub const query_bits: u32 = 6;
 const query_levels: f32 = (1 << query_bits) - 1;
 /// Groups `scan` adds in u16 lanes before it widens (256 * 252 < 65536).
@@ -77,19 +77,18 @@ pub fn blockBytes(padded_dims: u32) u32 {
 }
 
 /// The terms of an edge's estimate: distance ≈ d(q, u) + `add` + `mul` * <2b - 1, z>, within
-/// `err` * |z| * `bound_scale` (l2sq: |r|^2 and -2 |r| / (sqrt(D) <x̄, o>); dot: -<r, x̃_u> and
-/// half that). `cnt` is 2 * popcount(b) - D, which the quantized residual's offset multiplies.
+/// `err` * |z| * `bound_scale` (l2sq: |r|^2 and -2 |r| / (sqrt(D) <x̄, o>); dot: -<r, x_u> and
+/// half that).
 pub const Factors = extern struct {
     add: f32,
     mul: f32,
-    cnt: f32,
     err: f32,
 };
 
 /// A neighbour whose code is unknown (its id lay beyond the writer's mapping): an estimate of
 /// minus infinity, so the walk always computes its distance; rewritten by the next write of
 /// the list.
-pub const unknown = Factors{ .add = -std.math.inf(f32), .mul = 0, .cnt = 0, .err = 0 };
+pub const unknown = Factors{ .add = -std.math.inf(f32), .mul = 0, .err = 0 };
 
 pub const Formula = enum { l2sq, dot };
 
@@ -219,7 +218,6 @@ pub fn encodeEdge(
     var norm2: V = @splat(0);
     var l1: V = @splat(0);
     var fold: V = @splat(0); // <2b - 1, code_u>
-    var ones: u32 = 0;
     var i: usize = 0;
     while (i < dims) : (i += lanes) {
         const cu: V = @floatFromInt(@as(@Vector(lanes, i8), u[i..][0..lanes].*));
@@ -232,7 +230,6 @@ pub fn encodeEdge(
         fold += @select(f32, positive, cu, -cu);
         const mask: u16 = @bitCast(positive);
         std.mem.writeInt(u16, bits[i / 8 ..][0..2], mask, .little);
-        ones += @popCount(mask);
     }
     const norm = @sqrt(@as(f64, sumLanes(norm2)));
     const root: f64 = @sqrt(@as(f64, @floatFromInt(dims)));
@@ -250,7 +247,6 @@ pub fn encodeEdge(
     return .{
         .add = @floatCast(add - mul * k),
         .mul = @floatCast(mul),
-        .cnt = @floatFromInt(@as(i64, 2 * ones) - @as(i64, @intCast(dims))),
         .err = @floatCast(scale * norm * spread),
     };
 }
@@ -265,52 +261,46 @@ fn sumLanes(v: @Vector(16, f32)) f32 {
 
 /// What a query contributes to every estimate (`estimate`).
 pub const QueryTerms = struct {
-    /// Scale and offset of the quantized query: w ≈ offset + delta * level.
+    /// The quantized query's step: w ≈ delta * level, levels in [-31, 31].
     delta: f32,
-    offset: f32,
-    /// The sum of the quantized levels.
-    sum: f32,
+    /// What every code's table sum carries besides <2b - 1, level>: 124 per group.
+    bias: f32,
 };
 
+/// Levels either side of zero: a symmetric quantization, so that a table sum is
+/// <2b - 1, level> plus a constant, with no term per code (its popcount).
+const query_half_levels: f32 = (query_levels - 1) / 2;
+/// What a table entry adds to keep it unsigned: 4 components of at most 31 either way.
+const entry_bias: u32 = 4 * 31;
+
 /// The tables of a query w (P q less the rotated centre, D long) quantized to `query_bits` per
-/// component, into `tables` (`tableBytes`), 16 bytes per group of 4 dimensions.
+/// component, into `tables` (`tableBytes`), 16 bytes per group of 4 dimensions: entry n of
+/// group g is sum_b (2 bit_b(n) - 1) level_{4g+b} + 124 (bit b of a nibble is component b).
 pub fn prepareQuery(query: []const f32, tables: []u8) QueryTerms {
     const dims = query.len;
     assert(dims % dims_granule == 0);
     assert(tables.len >= tableBytes(@intCast(dims)));
-    const lanes = 16;
-    const V = @Vector(lanes, f32);
-    var low: V = @splat(std.math.inf(f32));
-    var high: V = @splat(-std.math.inf(f32));
-    var i: usize = 0;
-    while (i < dims) : (i += lanes) {
-        const w: V = query[i..][0..lanes].*;
-        low = @min(low, w);
-        high = @max(high, w);
-    }
-    const lowest = @reduce(.Min, low);
-    const delta = (@reduce(.Max, high) - lowest) / query_levels;
+    var largest: f32 = 0;
+    for (query) |w| largest = @max(largest, @abs(w));
+    const delta = largest / query_half_levels;
     const inverse: f32 = if (delta > 0) 1 / delta else 0;
-    var sum: u32 = 0;
-    i = 0;
+    var i: usize = 0;
     while (i < dims) : (i += 4) {
-        var levels: [4]u8 = undefined;
+        var levels: [4]i32 = undefined;
         for (&levels, query[i..][0..4]) |*level, w| {
-            const scaled = (w - lowest) * inverse;
-            level.* = @intFromFloat(@min(query_levels, @max(0, @round(scaled))));
-            sum += level.*;
+            const scaled = std.math.clamp(@round(w * inverse), -query_half_levels, query_half_levels);
+            level.* = @intFromFloat(scaled);
         }
-        // Bit b of a nibble selects component b of its group.
         const table = tables[4 * i ..][0..16];
         for (table, 0..) |*entry, n| {
-            var t: u32 = 0;
+            var t: i32 = entry_bias;
             for (levels, 0..) |level, b| {
-                if (n & (@as(usize, 1) << @intCast(b)) != 0) t += level;
+                t += if (n & (@as(usize, 1) << @intCast(b)) != 0) level else -level;
             }
             entry.* = @intCast(t);
         }
     }
-    return .{ .delta = delta, .offset = lowest, .sum = @floatFromInt(sum) };
+    return .{ .delta = delta, .bias = @floatFromInt(entry_bias * (dims / 4)) };
 }
 
 /// The estimate of an edge's distance and that less `bound` times its error (`bound`: a
@@ -323,7 +313,7 @@ pub inline fn estimate(
     parent: f32,
     bound: f32,
 ) struct { value: f32, low: f32 } {
-    const value = parent + f.add + f.mul * (q.delta * (2 * s - q.sum) + q.offset * f.cnt);
+    const value = parent + f.add + f.mul * q.delta * (s - q.bias);
     return .{ .value = value, .low = value - bound * f.err };
 }
 

@@ -152,7 +152,7 @@ pub const rabitq = struct {
     pub const dims_granule: u32 = 64;
     pub const rounds: u32 = 3;
     pub const block_codes: u32 = 32;
-    pub const factor_bytes: u32 = 16;
+    pub const factor_bytes: u32 = 12;
 
     pub fn padded(dimensions: u32) u32 {
         return std.mem.alignForward(u32, dimensions, dims_granule);

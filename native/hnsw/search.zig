@@ -236,7 +236,8 @@ const Scan = struct {
             self.view.scan(bytes, self.scratch.code_tables.ptr, l.walk_dims / 4, &sums);
             var fields: [3][rabitq.block_codes]f32 = undefined;
             for (&fields, 0..) |*field, f| {
-                const at = block[table_words + f * rabitq.block_codes / 2 ..][0 .. rabitq.block_codes / 2];
+                const half = rabitq.block_codes / 2;
+                const at = block[table_words + f * half ..][0..half];
                 for (at, 0..) |*word, w| {
                     const pair: [2]f32 = @bitCast(@atomicLoad(u64, word, .monotonic));
                     field[2 * w ..][0..2].* = pair;
@@ -244,7 +245,8 @@ const Scan = struct {
             }
             const low = self.scratch.code_low[b * rabitq.block_codes ..][0..rabitq.block_codes];
             inline for (0..rabitq.block_codes / lanes) |c| {
-                const s: V = @floatFromInt(@as(@Vector(lanes, u32), sums[c * lanes ..][0..lanes].*));
+                const counts: @Vector(lanes, u32) = sums[c * lanes ..][0..lanes].*;
+                const s: V = @floatFromInt(counts);
                 const add: V = fields[0][c * lanes ..][0..lanes].*;
                 const mul: V = fields[1][c * lanes ..][0..lanes].*;
                 const err: V = fields[2][c * lanes ..][0..lanes].*;

@@ -288,7 +288,8 @@ pub fn prepareQuery(query: []const f32, tables: []u8) QueryTerms {
     while (i < dims) : (i += 4) {
         var levels: [4]i32 = undefined;
         for (&levels, query[i..][0..4]) |*level, w| {
-            const scaled = std.math.clamp(@round(w * inverse), -query_half_levels, query_half_levels);
+            const limit = query_half_levels;
+            const scaled = std.math.clamp(@round(w * inverse), -limit, limit);
             level.* = @intFromFloat(scaled);
         }
         const table = tables[4 * i ..][0..16];

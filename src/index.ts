@@ -48,7 +48,7 @@ export interface IndexOptions {
    * holds a 1-bit RaBitQ code of the edge to each of its neighbours (d/8 + 16 bytes per slot,
    * 2m slots, d padded to 64): a search scores all of a node's neighbours from that one record and
    * reads a neighbour's own record only when it can still enter the results. At most 4096
-   * dimensions (`limits.maxRabitqDimensions`). Records are several times i8's.
+   * dimensions. Records are several times i8's.
    */
   storage?: Storage;
   /**
@@ -167,6 +167,9 @@ export function encodeOptions(options: Partial<IndexOptions>, flags: number): Ui
   const storage = options.storage ?? "f32";
   if (typeof storage !== "string" || !Object.hasOwn(storages, storage)) {
     throw new InvalidArgumentError(`storage "${String(storage)}" (use ${Object.keys(storages).map((k) => `"${k}"`).join(", ")})`);
+  }
+  if (storage === "rabitq" && options.dimensions !== undefined && options.dimensions > limits.maxRabitqDimensions) {
+    throw new InvalidDimensionsError(`dimensions = ${options.dimensions}: storage "rabitq" takes at most ${limits.maxRabitqDimensions}`);
   }
   return encode(layouts.Options, {
     storage: storages[storage],

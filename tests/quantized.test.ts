@@ -20,11 +20,13 @@ import {
   DimensionMismatchError,
   Index,
   InvalidArgumentError,
+  InvalidDimensionsError,
   InvalidVectorError,
   type Metric,
   type Storage,
 } from "../mod.ts";
 import { native } from "../src/runtime/loader.ts";
+import { limits } from "../src/ffi.gen.ts";
 import { check } from "../src/errors.ts";
 import { assert, assertEquals, assertThrows, bitsOf, clustered, rng, seedFromEnv, tempDir, test } from "./harness.ts";
 import { removeDir, sameVector } from "./fixtures/util.ts";
@@ -215,6 +217,16 @@ for (const [quantized, kind] of [["i8", 2], ["rabitq", 3]] as const) for (const 
     }
   });
 }
+
+test("quantized: rabitq storage takes at most 4096 dimensions (limits.maxRabitqDimensions); beyond is InvalidDimensionsError", () => {
+  assertThrows(() => new Index({ dimensions: limits.maxRabitqDimensions + 1, storage: "rabitq" }), InvalidDimensionsError);
+  using wide = new Index({ dimensions: limits.maxRabitqDimensions, storage: "rabitq" });
+  const v = new Float32Array(limits.maxRabitqDimensions).map((_, i) => Math.sin(i));
+  wide.add(1, v);
+  wide.add(2, v.map((x) => x + 0.5));
+  assertEquals(Array.from(wide.search(v, 1).keys), [1n], "the nearest of two");
+  assert(wide.verify().ok, "verify");
+});
 
 test("quantized: canary: the recall check fails with a centre far from the data, and against a wrong ground truth", () => {
   for (const metric of ["l2", "ip", "cosine"] as const) {

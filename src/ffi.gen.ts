@@ -4,7 +4,7 @@
 
 export type FfiType = "u32" | "i32" | "u64" | "f32" | "usize" | "ptr" | "void";
 
-export const abiVersion = 2;
+export const abiVersion = 3;
 
 export const symbols = {
   qv_abi_version: { args: [], returns: "u32" },

@@ -45,7 +45,7 @@ export interface IndexOptions {
    * it keeps in a file of their own: faster search, 2 bytes more per dimension; components must
    * stay within ±65504. "i8" walks 8-bit codes (a quarter of f32's bytes, integer SIMD) and
    * reranks the same way; see `centre`. "rabitq" walks i8 codes too, and each node's record also
-   * holds a 1-bit RaBitQ code of the edge to each of its neighbours (d/8 + 16 bytes per slot,
+   * holds a 1-bit RaBitQ code of the edge to each of its neighbours (d/8 + 12 bytes per slot,
    * 2m slots, d padded to 64): a search scores all of a node's neighbours from that one record and
    * reads a neighbour's own record only when it can still enter the results. At most 4096
    * dimensions. Records are several times i8's.

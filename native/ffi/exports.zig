@@ -28,7 +28,8 @@ const parallel = @import("../sync/pool.zig");
 const records = @import("../index/records.zig");
 const payload = @import("../records/payload.zig");
 
-pub const abi_version: u32 = 2;
+/// 3: `VerifyReport` gained `code_mismatches` (rabitq storage), and `StorageKind` `rabitq`.
+pub const abi_version: u32 = 3;
 
 fn slice(comptime T: type, ptr: ?[*]const T, len: u64) ?[]const T {
     if (len == 0) return &.{};

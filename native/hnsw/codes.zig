@@ -14,6 +14,7 @@
 //! a retry). verify re-derives every edge (`blocksMatch`); a dirty open rewrites them all
 //! (`rebuild`), as a kill can land between a list and its edges.
 const std = @import("std");
+const builtin = @import("builtin");
 const assert = std.debug.assert;
 const layout = @import("../storage/layout.zig");
 const rabitq = @import("../kernels/rabitq.zig");
@@ -24,6 +25,8 @@ const abi = @import("../abi.zig");
 pub const Writer = struct {
     regions: layout.Regions,
     formula: rabitq.Formula,
+    /// Ids at or above this are coded `unknown` (`rebuild`: slots never written).
+    limit: u64 = std.math.maxInt(u64),
 
     /// Writes the edges of `slot`'s list `ids`, where `previous` (the list it replaces; null:
     /// unknown) does not already hold them at the same position. The caller holds the lock.
@@ -79,7 +82,7 @@ pub fn stabilize(previous: []const u32, next: []u32) void {
 fn edge(w: Writer, slot: u32, id: u32, bits: []u8) rabitq.Factors {
     const regions = w.regions;
     @memset(bits, 0);
-    if (id >= regions.capacity) return rabitq.unknown;
+    if (id >= regions.capacity or id >= w.limit) return rabitq.unknown;
     const dims = regions.layout.walk_dims;
     const u = regions.walkI8(slot);
     const j = regions.walkI8(id);
@@ -116,11 +119,11 @@ fn writeEdge(w: Writer, slot: u32, words: []u64, position: usize, id: u32) void 
         const old = @atomicLoad(u64, word, .monotonic);
         const nibble: u64 = rabitq.nibble(bits, g);
         const new = (old & ~(@as(u64, 0x0F) << shift)) | (nibble << shift);
-        @atomicStore(u64, word, new, .monotonic);
+        @atomicStore(u64, word, new, .release);
     }
     const values = [3]f32{ factors.add, factors.mul, factors.err };
     for (values, 0..) |v, field| {
-        @atomicStore(u32, factorWord(block, l, field, j), @bitCast(v), .monotonic);
+        @atomicStore(u32, factorWord(block, l, field, j), @bitCast(v), .release);
     }
 }
 
@@ -128,6 +131,17 @@ fn factorWord(block: []u64, l: layout.Layout, field: usize, j: usize) *u32 {
     const at = rabitq.factorOffset(l.walk_dims, field, j);
     const bytes: [*]u8 = @ptrCast(block.ptr);
     return @ptrCast(@alignCast(bytes + at));
+}
+
+/// Orders every load before it (the edge words a walk scanned, in Zig or in a kernel object)
+/// before every load after it (the seqlock's second read of the version): relaxed loads alone,
+/// and the kernel's plain ones, could be satisfied after it, and a torn edge pass the check.
+/// `dmb ishld` on aarch64; x86 keeps loads in order, so there only the compiler is held.
+pub inline fn loadBarrier() void {
+    switch (builtin.cpu.arch) {
+        .aarch64 => asm volatile ("dmb ishld" ::: "memory"),
+        else => asm volatile ("" ::: "memory"),
+    }
 }
 
 /// Factor `field` of edge `position` in a record's blocks (an atomic load: the blocks are
@@ -171,8 +185,12 @@ pub fn blocksMatch(w: Writer, slot: u32, ids: []const u32) bool {
     return true;
 }
 
-/// Rewrites every level-0 record's edges from its list (a dirty open, alone with the index).
-pub fn rebuild(w: Writer, used: u32) void {
+/// Rewrites every level-0 record's edges from its list (a dirty open, alone with the index; a
+/// backup's copy). An id at or beyond `used` (a list a power loss left newer than the metadata)
+/// is coded `unknown`: its slot holds no codes yet.
+pub fn rebuild(writer: Writer, used: u32) void {
+    var w = writer;
+    w.limit = used;
     for (0..used) |i| {
         const slot: u32 = @intCast(i);
         const words = w.regions.list(slot, 0, 0);

@@ -64,18 +64,9 @@ pub fn searchLayer(
     scratch: *Scratch,
 ) !void {
     assert(ef > 0);
-    try scratch.visited.reset(scratch.candidates.allocator, view.bound);
-    scratch.candidates.items.len = 0;
-    scratch.results.items.len = 0;
-    _ = scratch.visited.testAndSet(entry.slot);
-    try scratch.candidates.add(entry);
-    if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
-    var lower_bound: f32 = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32);
-    scratch.over_budget = false;
-    const budget: u64 = switch (filter) {
-        .visible_matching => |m| m.budget,
-        else => std.math.maxInt(u64),
-    };
+    const start = try begin(view, entry, filter, scratch);
+    var lower_bound = start.lower_bound;
+    const budget = start.budget;
     var computed: u64 = 0;
 
     while (scratch.candidates.count() > 0) {
@@ -118,6 +109,30 @@ pub fn searchLayer(
     }
 }
 
+/// The start of a layer search: the scratch emptied, `entry` visited, a candidate and (if the
+/// filter accepts it) a result; the results' worst distance and the filter's distance budget.
+fn begin(
+    view: View,
+    entry: Candidate,
+    filter: Filter,
+    scratch: *Scratch,
+) !struct { lower_bound: f32, budget: u64 } {
+    try scratch.visited.reset(scratch.candidates.allocator, view.bound);
+    scratch.candidates.items.len = 0;
+    scratch.results.items.len = 0;
+    _ = scratch.visited.testAndSet(entry.slot);
+    try scratch.candidates.add(entry);
+    if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
+    scratch.over_budget = false;
+    return .{
+        .lower_bound = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32),
+        .budget = switch (filter) {
+            .visible_matching => |m| m.budget,
+            else => std.math.maxInt(u64),
+        },
+    };
+}
+
 /// How much of an edge estimate's error bound a rabitq walk subtracts before it compares the
 /// estimate with the results' worst distance: larger costs more reads, smaller more recall.
 pub const walk_bound_scale: f32 = 0.7;
@@ -140,18 +155,9 @@ pub fn searchCodes(
     assert(ef > 0);
     const l = view.regions.layout;
     assert(l.storage == .rabitq);
-    try scratch.visited.reset(scratch.candidates.allocator, view.bound);
-    scratch.candidates.items.len = 0;
-    scratch.results.items.len = 0;
-    _ = scratch.visited.testAndSet(entry.slot);
-    try scratch.candidates.add(entry);
-    if (accepts(view, filter, entry.slot)) try scratch.results.add(entry);
-    var lower_bound: f32 = if (scratch.results.count() > 0) entry.distance else std.math.inf(f32);
-    scratch.over_budget = false;
-    const budget: u64 = switch (filter) {
-        .visible_matching => |m| m.budget,
-        else => std.math.maxInt(u64),
-    };
+    const start = try begin(view, entry, filter, scratch);
+    var lower_bound = start.lower_bound;
+    const budget = start.budget;
     var computed: u64 = 0;
     var expanded_entry = false;
 
@@ -256,6 +262,8 @@ const Scan = struct {
                 low[c * lanes ..][0..lanes].* = value - @as(V, @splat(self.bound)) * err;
             }
         }
+        // The seqlock then reads the version again: every edge load must come first.
+        codes.loadBarrier();
     }
 };
 

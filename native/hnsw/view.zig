@@ -100,12 +100,15 @@ pub const View = struct {
         return .{ .regions = self.regions, .formula = if (self.dot) .dot else .l2sq };
     }
 
-    /// Asks for all of `slot`'s level-0 record (rabitq: the list, the i8 codes the node's own
-    /// distance reads and its neighbours' blocks, one run of lines) and its version word.
+    /// Asks for `slot`'s level-0 record (rabitq: the list, the i8 codes the node's own distance
+    /// reads and its first block of edges, one run of lines; a second block, m > 16, is left
+    /// to the streamer) and its version word.
     pub inline fn prefetchRecord(self: View, slot: u32) void {
         const bytes: [*]const u8 = @ptrCast(self.regions.list(slot, 0, 0));
+        const l = self.regions.layout;
+        const end = @min(l.record_bytes, l.block_offset + l.block_bytes);
         var offset: u32 = 0;
-        while (offset < self.regions.layout.record_bytes) : (offset += 64) {
+        while (offset < end) : (offset += 64) {
             @prefetch(bytes + offset, .{});
         }
         self.node_locks.prefetch(slot);

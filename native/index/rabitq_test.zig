@@ -109,6 +109,31 @@ test "rabitq: recall and exact distances for every metric; verify re-derives eve
 
 const Corruption = enum { factor, nibble };
 
+test "rabitq: a part of a block (m 4: 8 edges) and several blocks (m 24: 48 edges) per record" {
+    const n = 1500;
+    const dims = 40;
+    const data = try t.clustered(gpa, n, dims, 9);
+    defer gpa.free(data);
+    const keys = try keysUpTo(n);
+    defer gpa.free(keys);
+    inline for (.{ 4, 24 }) |m| {
+        var opts = rabitqOptions(dims, .l2sq);
+        opts.m = m;
+        const index = try Index.create(gpa, opts, null);
+        defer index.destroy();
+        try std.testing.expectEqual(
+            @as(u32, if (m == 4) 1 else 2),
+            index.storage.layout.blocks,
+        );
+        try write.addBatch(index, keys, data, 2);
+        try std.testing.expectEqual(@as(u64, 0), (try verify(index)).code_mismatches);
+        try t.expectVerified(index);
+        const got = try recall(index, .l2sq, data, dims, 60);
+        if (got < 0.9) std.debug.print("rabitq m {d}: recall {d:.3}\n", .{ m, got });
+        try std.testing.expect(got >= 0.9);
+    }
+}
+
 test "rabitq: verify reports a corrupted edge code or factor" {
     const n = 600;
     const dims = 20;

@@ -160,6 +160,8 @@ pub fn searchCodes(
     const budget = start.budget;
     var computed: u64 = 0;
     var expanded_entry = false;
+    const dims: f32 = @floatFromInt(view.regions.layout.walk_dims);
+    const rounding = 2 * walk_bound_scale * scratch.code_terms.delta * @sqrt(dims / 12);
 
     while (scratch.candidates.count() > 0) {
         const closest = scratch.candidates.peek().?;
@@ -187,6 +189,7 @@ pub fn searchCodes(
             .scratch = scratch,
             .parent = parent,
             .bound = bound,
+            .rounding = rounding,
         };
         const ids = view.neighboursWith(closest.slot, scratch.links, scan);
         for (ids, scratch.code_low[0..ids.len]) |slot, low| {
@@ -225,6 +228,7 @@ const Scan = struct {
     scratch: *Scratch,
     parent: f32,
     bound: f32,
+    rounding: f32,
 
     pub fn copy(self: Scan, count: u32) void {
         const l = self.view.regions.layout;
@@ -259,7 +263,11 @@ const Scan = struct {
                 const scale: V = @splat(terms.delta);
                 const value = @as(V, @splat(self.parent)) + add +
                     mul * scale * (s - @as(V, @splat(terms.bias)));
-                low[c * lanes ..][0..lanes].* = value - @as(V, @splat(self.bound)) * err;
+                // Less the query's own rounding too: each of w's D components is off by up to
+                // half a step, so <2b - 1, w> by about delta sqrt(D / 12), times |mul|.
+                const rounding: V = @splat(self.rounding);
+                low[c * lanes ..][0..lanes].* = value - @as(V, @splat(self.bound)) * err -
+                    rounding * @abs(mul);
             }
         }
         // The seqlock then reads the version again: every edge load must come first.

@@ -373,8 +373,8 @@ pub const NodeLocks = struct {
     }
 
     /// `Protocol.update` on `slot`'s list, with the node lock's rank checked around it. With
-    /// `blocks` (a rabitq index's level-0 list), the neighbours' codes are rewritten with the
-    /// list, under the lock (hnsw/codes.zig).
+    /// `edges` (a rabitq index's level-0 list), the codes of the edges the new list changed are
+    /// written with it, under the lock (hnsw/codes.zig).
     pub fn update(
         self: *NodeLocks,
         slot: u32,

@@ -423,6 +423,12 @@ test("formats: seeded fuzz: truncated and byte-flipped files of every format giv
         assertEquals(got.ids, original.ids?.slice(0, rows), what);
         continue;
       }
+      if (name === "fz-idx3-ubyte" && at === 2 && mutated[2] === 0x09) {
+        // The type byte flipped from 0x08 (u8) to 0x09 (i8): another valid idx element type of the
+        // same size, so the file reads, each byte as a signed one (seed 540626 drew it).
+        assertEquals(Array.from(got.data), Array.from(original.data, (v) => (v > 127 ? v - 256 : v)), what);
+        continue;
+      }
       const row = layouts[name](at);
       check(original, got, row, what);
     }

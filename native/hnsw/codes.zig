@@ -28,6 +28,11 @@ pub const Writer = struct {
     /// Ids at or above this are coded `unknown` (`rebuild`: slots never written).
     limit: u64 = std.math.maxInt(u64),
 
+    /// The writer of an index of `metric` over `regions`.
+    pub fn of(regions: layout.Regions, metric: abi.Metric) Writer {
+        return .{ .regions = regions, .formula = if (metric == .l2sq) .l2sq else .dot };
+    }
+
     /// Writes the edges of `slot`'s list `ids`, where `previous` (the list it replaces; null:
     /// unknown) does not already hold them at the same position. The caller holds the lock.
     pub fn write(self: Writer, slot: u32, previous: ?[]const u32, ids: []const u32) void {

@@ -260,14 +260,16 @@ const Scan = struct {
                 const add: V = fields[0][c * lanes ..][0..lanes].*;
                 const mul: V = fields[1][c * lanes ..][0..lanes].*;
                 const err: V = fields[2][c * lanes ..][0..lanes].*;
-                const scale: V = @splat(terms.delta);
-                const value = @as(V, @splat(self.parent)) + add +
-                    mul * scale * (s - @as(V, @splat(terms.bias)));
-                // Less the query's own rounding too: each of w's D components is off by up to
-                // half a step, so <2b - 1, w> by about delta sqrt(D / 12), times |mul|.
-                const rounding: V = @splat(self.rounding);
-                low[c * lanes ..][0..lanes].* = value - @as(V, @splat(self.bound)) * err -
-                    rounding * @abs(mul);
+                const e = rabitq.estimate(
+                    V,
+                    terms,
+                    .{ .add = add, .mul = mul, .err = err },
+                    s,
+                    self.parent,
+                    self.bound,
+                    self.rounding,
+                );
+                low[c * lanes ..][0..lanes].* = e.low;
             }
         }
         // The seqlock then reads the version again: every edge load must come first.

@@ -97,7 +97,7 @@ pub const View = struct {
     /// (hnsw/codes.zig); null otherwise.
     pub inline fn blocksAt(self: View, level: u32) ?codes.Writer {
         if (level != 0 or self.regions.layout.storage != .rabitq) return null;
-        return .{ .regions = self.regions, .formula = if (self.dot) .dot else .l2sq };
+        return codes.Writer.of(self.regions, self.metric);
     }
 
     /// Asks for `slot`'s level-0 record (rabitq: the list, the i8 codes the node's own distance

@@ -108,10 +108,9 @@ fn fill(self: *Index, snap: tables.Snapshot, copy: *Index, options: abi.Options)
         return error.Internal;
     }
     // Each copied list's edges (hnsw/codes.zig), once every slot's codes are in the copy.
-    if (self.layout.storage == .rabitq) codes.rebuild(.{
-        .regions = target.payload,
-        .formula = if (self.metric == .l2sq) .l2sq else .dot,
-    }, used);
+    if (self.layout.storage == .rabitq) {
+        codes.rebuild(codes.Writer.of(target.payload, self.metric), used);
+    }
     copy.slots_used.store(used, .release);
     copy.upper_used.store(upper_used, .release);
     copy.live.store(live, .release);

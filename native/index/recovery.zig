@@ -59,10 +59,7 @@ pub fn open(
             defer self.storage.unpin(generation);
             const capacity = generation.payload.capacity;
             const used: u32 = @intCast(@min(self.slots_used.load(.acquire), capacity));
-            codes.rebuild(.{
-                .regions = generation.payload,
-                .formula = if (self.metric == .l2sq) .l2sq else .dot,
-            }, used);
+            codes.rebuild(codes.Writer.of(generation.payload, self.metric), used);
         }
     }
     try loadRecords(self, path, writable, header.recordsEnd());

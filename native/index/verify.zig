@@ -189,10 +189,7 @@ fn checkList(
         if (regions.meta(id).level < level) report.level_mismatches += 1;
     }
     if (level == 0 and self.layout.storage == .rabitq) {
-        const writer = codes.Writer{
-            .regions = regions,
-            .formula = if (self.metric == .l2sq) .l2sq else .dot,
-        };
+        const writer = codes.Writer.of(regions, self.metric);
         if (!codes.blocksMatch(writer, slot, seen[0..count])) report.code_mismatches += 1;
     }
 }

@@ -304,18 +304,28 @@ pub fn prepareQuery(query: []const f32, tables: []u8) QueryTerms {
     return .{ .delta = delta, .bias = @floatFromInt(entry_bias * (dims / 4)) };
 }
 
-/// The estimate of an edge's distance and that less `bound` times its error (`bound`: a
-/// multiple of |z|, the query's distance from the expanded node), from that node's distance
-/// `parent`, the edge's factors and its table sum `s`.
+/// The estimate of an edge's distance and its lower end, for one edge (`T` f32) or a vector of
+/// them: from the expanded node's distance `parent`, the edge's factors (`add`, `mul`, `err`)
+/// and its table sum `s`. The lower end is less `bound` times `err` (`bound`: a multiple of |z|,
+/// the query's distance from the expanded node) and less `rounding` times |mul|, the query's own
+/// rounding (each of w's D components is off by up to half a step, so <2b - 1, w> by about
+/// delta sqrt(D / 12)).
 pub inline fn estimate(
+    comptime T: type,
     q: QueryTerms,
-    f: Factors,
-    s: f32,
+    f: struct { add: T, mul: T, err: T },
+    s: T,
     parent: f32,
     bound: f32,
-) struct { value: f32, low: f32 } {
-    const value = parent + f.add + f.mul * q.delta * (s - q.bias);
-    return .{ .value = value, .low = value - bound * f.err };
+    rounding: f32,
+) struct { value: T, low: T } {
+    const splat = struct {
+        inline fn of(x: f32) T {
+            return if (T == f32) x else @splat(x);
+        }
+    }.of;
+    const value = splat(parent) + f.add + f.mul * splat(q.delta) * (s - splat(q.bias));
+    return .{ .value = value, .low = value - splat(bound) * f.err - splat(rounding) * @abs(f.mul) };
 }
 
 /// Where a block keeps code `j`'s factors, for writers: `Factors` field `field`, entry j.
@@ -475,7 +485,15 @@ test "rabitq: the rotation is orthogonal and an edge's estimate bounds its dista
             parent += zu * zu;
             exact += zj * zj;
         }
-        const e = estimate(q, f, @floatFromInt(s), parent, bound_scale * @sqrt(parent));
+        const e = estimate(
+            f32,
+            q,
+            .{ .add = f.add, .mul = f.mul, .err = f.err },
+            @floatFromInt(s),
+            parent,
+            bound_scale * @sqrt(parent),
+            0,
+        );
         if (e.low <= exact) within += 1;
         // The edge codes are what makes the bound useful: well inside the distance itself.
         if (e.value - e.low < 0.5 * exact) tight += 1;

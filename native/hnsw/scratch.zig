@@ -157,13 +157,16 @@ pub const Visited = struct {
     }
 };
 
+/// The candidates a layer search expands together (search.zig `searchLayer`).
+pub const beam_width = 2;
+
 pub const Scratch = struct {
     visited: Visited = .{},
     /// Set by a filtered `searchLayer` that spent its distance budget and stopped early.
     over_budget: bool = false,
     candidates: MinHeap,
     results: MaxHeap,
-    /// Neighbour ids copied out of one list (at most m0).
+    /// Neighbour ids copied out of the lists of one beam (`beam_width` lists of at most m0).
     links: []u32,
     /// The walk's distances to `links` (search.zig `searchLayer`).
     distances: []f32,
@@ -198,9 +201,9 @@ pub const Scratch = struct {
     ) !*Scratch {
         const self = try gpa.create(Scratch);
         errdefer gpa.destroy(self);
-        const links = try gpa.alloc(u32, m0 + 1);
+        const links = try gpa.alloc(u32, beam_width * (m0 + 1));
         errdefer gpa.free(links);
-        const distances = try gpa.alloc(f32, m0 + 1);
+        const distances = try gpa.alloc(f32, beam_width * (m0 + 1));
         errdefer gpa.free(distances);
         const query = try gpa.alignedAlloc(f32, 64, dimensions);
         errdefer gpa.free(query);

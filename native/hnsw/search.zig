@@ -70,25 +70,39 @@ pub fn searchLayer(
     var computed: u64 = 0;
 
     while (scratch.candidates.count() > 0) {
-        const closest = scratch.candidates.peek().?;
-        if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
-        _ = scratch.candidates.remove();
-        // The next expansion's list is most likely the new top's: ask for it now, so its
-        // random read overlaps this expansion's distances (hnswlib does the same).
+        // Pop up to `beam_width` candidates that can still improve the results, and expand
+        // them together: their lists' reads, then all their fresh neighbours' vectors, overlap
+        // in memory instead of costing two dependent misses per expansion.
+        var beam: [scratch_mod.beam_width]u32 = undefined;
+        var popped: usize = 0;
+        while (popped < beam.len) {
+            const closest = scratch.candidates.peek() orelse break;
+            if (closest.distance > lower_bound and scratch.results.count() >= ef) break;
+            _ = scratch.candidates.remove();
+            beam[popped] = closest.slot;
+            popped += 1;
+            if (level == 0) view.prefetchList(closest.slot);
+        }
+        if (popped == 0) break;
+        // The next round's lists are most likely the new tops': ask for one now, so its
+        // random read overlaps this round's distances (hnswlib does the same).
         if (level == 0) {
             if (scratch.candidates.peek()) |next| view.prefetchList(next.slot);
         }
         // First drop visited and out-of-bound ids and prefetch the rest, so the memory loads of
-        // all the neighbours' vectors overlap instead of stalling one distance at a time. The
-        // node itself is marked visited, so its own id (only a corrupt list holds it) drops too.
+        // all the neighbours' vectors overlap instead of stalling one distance at a time. Each
+        // list is copied just past the fresh ids so far and compacted in place. A node itself
+        // is marked visited, so its own id (only a corrupt list holds it) drops too.
         var fresh: usize = 0;
-        for (view.neighboursUnchecked(closest.slot, level, scratch.links)) |slot| {
-            if (slot >= view.bound) continue;
-            if (scratch.visited.testAndSet(slot)) continue;
-            view.prefetchWalk(slot);
-            if (readsMeta(filter)) prefetchMeta(view, slot);
-            scratch.links[fresh] = slot;
-            fresh += 1;
+        for (beam[0..popped]) |node| {
+            for (view.neighboursUnchecked(node, level, scratch.links[fresh..])) |slot| {
+                if (slot >= view.bound) continue;
+                if (scratch.visited.testAndSet(slot)) continue;
+                view.prefetchWalk(slot);
+                if (readsMeta(filter)) prefetchMeta(view, slot);
+                scratch.links[fresh] = slot;
+                fresh += 1;
+            }
         }
         computed += fresh;
         if (computed > budget) {

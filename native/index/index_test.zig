@@ -15,6 +15,7 @@ const compact = @import("compact.zig");
 const os = @import("../storage/os.zig");
 const backup = @import("backup.zig");
 const layout_mod = @import("../storage/layout.zig");
+const hnsw_insert = @import("../hnsw/insert.zig");
 
 pub const gpa = std.heap.c_allocator;
 
@@ -175,6 +176,36 @@ test "index: recall@10 >= 0.95 on clustered data for every metric, also after re
         try expectVerified(index);
         const after = try recallAt10(index, metric, data, live, dims, 200);
         try std.testing.expect(after >= 0.95);
+    }
+}
+
+test "index: a batch inserts its highest nodes first, so the entry point takes slot 0" {
+    const n = 2000;
+    const dims = 16;
+    const data = try clustered(gpa, n, dims, 3);
+    defer gpa.free(data);
+    const opts = options(dims, .l2sq);
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    var top: u32 = 0;
+    for (keys, 0..) |*k, i| {
+        k.* = i;
+        top = @max(top, hnsw_insert.levelFor(opts.seed, k.*, opts.m));
+    }
+    // In batch order the first key is not among the highest, so slot 0 shows the order.
+    try std.testing.expect(hnsw_insert.levelFor(opts.seed, keys[0], opts.m) < top);
+    const index = try Index.create(gpa, opts, null);
+    defer index.destroy();
+    try write.addBatch(index, keys, data, 1);
+    const entry = index.entry.load().?;
+    try std.testing.expectEqual(top, entry.level);
+    try std.testing.expectEqual(@as(u32, 0), entry.slot);
+    try expectVerified(index);
+    // Every key holds its own vector, whatever the order it was inserted in.
+    var out: [dims]f32 = undefined;
+    for (keys) |key| {
+        try std.testing.expect(read.get(index, key, view_mod.live_seq, &out));
+        try std.testing.expectEqualSlices(f32, data[key * dims ..][0..dims], &out);
     }
 }
 

@@ -499,18 +499,42 @@ pub fn addBatchRecords(
     // The first batch trains i8 storage's centre on all of its vectors.
     try centre.ensure(self, vectors, keys.len);
     try reserve(self, self.slots_used.load(.acquire) + keys.len);
+    // Insert the batch's highest nodes first (a node's level depends on its key alone), so the
+    // upper levels and the hubs they route through are linked before the bulk of level 0 is
+    // built against them (FAISS builds in the same order).
+    const order = self.gpa.alloc(u32, keys.len) catch return error.OutOfMemory;
+    defer self.gpa.free(order);
+    const levels = self.gpa.alloc(u8, keys.len) catch return error.OutOfMemory;
+    defer self.gpa.free(levels);
+    for (order, levels, keys, 0..) |*o, *level, key, i| {
+        o.* = @intCast(i);
+        level.* = @intCast(hnsw_insert.levelFor(self.seed, key, self.params.m));
+    }
+    std.sort.block(u32, order, levels, struct {
+        fn higher(by: []const u8, a: u32, b: u32) bool {
+            return by[a] > by[b];
+        }
+    }.higher);
     const Job = struct {
         index: *Index,
         keys: []const u64,
         vectors: []const f32,
         records: []const []const u8,
-        fn run(job: *const @This(), i: usize) Error!void {
+        order: []const u32,
+        fn run(job: *const @This(), n: usize) Error!void {
+            const i = job.order[n];
             const d = job.index.layout.dimensions;
             const record = if (job.records.len > 0) job.records[i] else &.{};
             try addRecord(job.index, job.keys[i], job.vectors[i * d ..][0..d], record);
         }
     };
-    const job = Job{ .index = self, .keys = keys, .vectors = vectors, .records = records };
+    const job = Job{
+        .index = self,
+        .keys = keys,
+        .vectors = vectors,
+        .records = records,
+        .order = order,
+    };
     try parallel.forEach(Error, threads, keys.len, &job, Job.run);
 }
 

@@ -370,7 +370,8 @@ export class Index extends Reader {
    * the path, for anything else, over 65536 bytes of JSON, or an indexed field of the wrong
    * type). With a column of ids and one flat Float32Array of vectors, adds a batch on `threads`
    * native threads, with `metadata[i]` for record i; a batch is validated whole before anything
-   * is written. A string id whose key another id holds (or a numeric id over a string id's key)
+   * is written (an error found only while inserting, IdConflictError or DiskFullError, can leave
+   * part of it in, each record whole), and an id given twice keeps its last vector. A string id whose key another id holds (or a numeric id over a string id's key)
    * is IdConflictError. Thread safety: safe beside every other call. Cost: O(efConstruction
    * log n) distance computations per vector, plus O(metadata bytes) to encode; numeric ids
    * without metadata take the same single FFI call as before records existed.

@@ -58,7 +58,7 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
     if (self.guards.live() > 0 or self.snapshots.live() > 0) return error.Busy;
     try self.checkpoint();
 
-    const live = try collectLive(self);
+    const live = try inInsertionOrder(self, try collectLive(self));
     defer self.gpa.free(live.keys);
     defer self.gpa.free(live.vectors);
     defer self.gpa.free(live.records);
@@ -178,8 +178,33 @@ fn rebuild(self: *Index, threads: u32, control: ?Control) (Error || error{Cancel
 /// while compaction holds the structure lock; empty when no record has one).
 const Live = struct { keys: []u64, vectors: []f32, records: [][]const u8 };
 
+/// The live records permuted into the order one batch of them is inserted in
+/// (`write.insertionOrder`), so that the chunks of a controlled rebuild, each sorted again on
+/// its own, insert exactly what one batch would. Frees `live`'s arrays (also on failure).
+fn inInsertionOrder(self: *Index, live: Live) Error!Live {
+    defer self.gpa.free(live.keys);
+    defer self.gpa.free(live.vectors);
+    defer self.gpa.free(live.records);
+    const dims = self.layout.dimensions;
+    const order = try write.insertionOrder(self, live.keys);
+    defer self.gpa.free(order);
+    // Live keys are distinct: the order is a permutation of all of them.
+    if (order.len != live.keys.len) return error.Internal;
+    const keys = self.gpa.alloc(u64, order.len) catch return error.OutOfMemory;
+    errdefer self.gpa.free(keys);
+    const vectors = self.gpa.alloc(f32, live.vectors.len) catch return error.OutOfMemory;
+    errdefer self.gpa.free(vectors);
+    const records = self.gpa.alloc([]const u8, live.records.len) catch return error.OutOfMemory;
+    for (order, 0..) |from, to| {
+        keys[to] = live.keys[from];
+        @memcpy(vectors[to * dims ..][0..dims], live.vectors[from * dims ..][0..dims]);
+        if (records.len > 0) records[to] = live.records[from];
+    }
+    return .{ .keys = keys, .vectors = vectors, .records = records };
+}
+
 /// The rebuild: one batch, or chunks between which a Control's cancel word is read. Chunks add
-/// in the same order as one batch does.
+/// in the same order as one batch does (`inInsertionOrder`).
 fn addLive(
     fresh: *Index,
     live: Live,

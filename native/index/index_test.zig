@@ -201,11 +201,77 @@ test "index: a batch inserts its highest nodes first, so the entry point takes s
     try std.testing.expectEqual(top, entry.level);
     try std.testing.expectEqual(@as(u32, 0), entry.slot);
     try expectVerified(index);
+    // Every slot after the first is at most as high as the one before it.
+    {
+        const generation = index.storage.pin();
+        defer index.storage.unpin(generation);
+        const regions = generation.payload;
+        for (1..n) |slot| {
+            const before = regions.meta(@intCast(slot - 1)).level;
+            try std.testing.expect(regions.meta(@intCast(slot)).level <= before);
+        }
+    }
     // Every key holds its own vector, whatever the order it was inserted in.
     var out: [dims]f32 = undefined;
     for (keys) |key| {
         try std.testing.expect(read.get(index, key, view_mod.live_seq, &out));
         try std.testing.expectEqualSlices(f32, data[key * dims ..][0..dims], &out);
+    }
+}
+
+test "index: a controlled compaction in chunks orders slots by level as one batch does" {
+    // More live records than one chunk of a controlled rebuild (4096), so the chunks show.
+    const n = 5000;
+    const dims = 4;
+    const data = try clustered(gpa, n, dims, 6);
+    defer gpa.free(data);
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    for (keys, 0..) |*k, i| k.* = i;
+    var opts = options(dims, .l2sq);
+    opts.ef_construction = 16;
+    const index = try Index.create(gpa, opts, null);
+    defer index.destroy();
+    // One key at a time: slots in key order, whatever the levels.
+    for (keys, 0..) |key, i| try write.add(index, key, data[i * dims ..][0..dims]);
+    var cancel: u32 = 0;
+    var progress: [2]u64 = .{ 0, 0 };
+    try std.testing.expect(try compact.compactControlled(index, 1, .{
+        .cancel = &cancel,
+        .progress = &progress,
+    }));
+    try std.testing.expectEqual(@as(u64, n), progress[0]);
+    const generation = index.storage.pin();
+    defer index.storage.unpin(generation);
+    const regions = generation.payload;
+    for (1..n) |slot| {
+        const before = regions.meta(@intCast(slot - 1)).level;
+        try std.testing.expect(regions.meta(@intCast(slot)).level <= before);
+    }
+}
+
+test "index: a key given twice in one batch keeps its last vector, on any number of threads" {
+    const n = 600;
+    const dims = 16;
+    const data = try clustered(gpa, n, dims, 4);
+    defer gpa.free(data);
+    const keys = try gpa.alloc(u64, n);
+    defer gpa.free(keys);
+    // Keys 0..299 twice: rows i and i + 300 share a key, so a level-ordered batch puts them
+    // side by side, where two threads would take them at once.
+    for (keys, 0..) |*k, i| k.* = i % (n / 2);
+    for ([_]u32{ 1, 2 }) |threads| {
+        const index = try Index.create(gpa, options(dims, .l2sq), null);
+        defer index.destroy();
+        try write.addBatch(index, keys, data, threads);
+        try std.testing.expectEqual(@as(u64, n / 2), index.size());
+        try expectVerified(index);
+        var out: [dims]f32 = undefined;
+        for (0..n / 2) |key| {
+            try std.testing.expect(read.get(index, key, view_mod.live_seq, &out));
+            const last = key + n / 2;
+            try std.testing.expectEqualSlices(f32, data[last * dims ..][0..dims], &out);
+        }
     }
 }
 

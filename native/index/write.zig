@@ -496,25 +496,11 @@ pub fn addBatchRecords(
         for (records, keys) |record, key| try validateRecord(self, key, record);
     }
     if (keys.len == 0) return;
+    const order = try insertionOrder(self, keys);
+    defer self.gpa.free(order);
     // The first batch trains i8 storage's centre on all of its vectors.
     try centre.ensure(self, vectors, keys.len);
     try reserve(self, self.slots_used.load(.acquire) + keys.len);
-    // Insert the batch's highest nodes first (a node's level depends on its key alone), so the
-    // upper levels and the hubs they route through are linked before the bulk of level 0 is
-    // built against them (FAISS builds in the same order).
-    const order = self.gpa.alloc(u32, keys.len) catch return error.OutOfMemory;
-    defer self.gpa.free(order);
-    const levels = self.gpa.alloc(u8, keys.len) catch return error.OutOfMemory;
-    defer self.gpa.free(levels);
-    for (order, levels, keys, 0..) |*o, *level, key, i| {
-        o.* = @intCast(i);
-        level.* = @intCast(hnsw_insert.levelFor(self.seed, key, self.params.m));
-    }
-    std.sort.block(u32, order, levels, struct {
-        fn higher(by: []const u8, a: u32, b: u32) bool {
-            return by[a] > by[b];
-        }
-    }.higher);
     const Job = struct {
         index: *Index,
         keys: []const u64,
@@ -535,7 +521,38 @@ pub fn addBatchRecords(
         .records = records,
         .order = order,
     };
-    try parallel.forEach(Error, threads, keys.len, &job, Job.run);
+    try parallel.forEach(Error, threads, order.len, &job, Job.run);
+}
+
+/// The order a batch is inserted in: its highest nodes first (a node's level depends on its key
+/// alone, `hnsw_insert.levelFor`), so the upper levels and the hubs they route through are
+/// linked, and take the first slots, before the bulk of level 0 is built against them (FAISS
+/// builds in the same order). A key given more than once is inserted once, from its last
+/// occurrence: what adding the batch one by one leaves, whatever the threads. Stable otherwise.
+pub fn insertionOrder(self: *Index, keys: []const u64) Error![]u32 {
+    const gpa = self.gpa;
+    var last = std.AutoHashMapUnmanaged(u64, u32){};
+    defer last.deinit(gpa);
+    last.ensureTotalCapacity(gpa, @intCast(keys.len)) catch return error.OutOfMemory;
+    for (keys, 0..) |key, i| last.putAssumeCapacity(key, @intCast(i));
+    const order = gpa.alloc(u32, last.count()) catch return error.OutOfMemory;
+    errdefer gpa.free(order);
+    const levels = gpa.alloc(u8, keys.len) catch return error.OutOfMemory;
+    defer gpa.free(levels);
+    var n: usize = 0;
+    for (keys, levels, 0..) |key, *level, i| {
+        level.* = @intCast(hnsw_insert.levelFor(self.seed, key, self.params.m));
+        if (last.get(key).? != i) continue;
+        order[n] = @intCast(i);
+        n += 1;
+    }
+    assert(n == order.len);
+    std.sort.block(u32, order, levels, struct {
+        fn higher(by: []const u8, a: u32, b: u32) bool {
+            return by[a] > by[b];
+        }
+    }.higher);
+    return order;
 }
 
 /// Checks a payload and its key without storing anything (a batch validates all first).

@@ -44,7 +44,8 @@ function column(c: Column): Float32Array | BigUint64Array | Uint8Array | Uint32A
 
 /**
  * A batch in chunks: the whole batch is validated first (and trains the i8 centre, and
- * reserves its slots), so the chunks write what one call would; the cancel word is read
+ * reserves its slots), so the chunks write the records one call would (each chunk inserted in
+ * its own level order, so the graph may differ from one call's); the cancel word is read
  * between chunks, so an abort stops after a whole chunk and `done` vectors are in.
  */
 function add(index: Index, id: number, body: Extract<TaskBody, { op: "add" }>, cancel?: Int32Array): Reply {

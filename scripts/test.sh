@@ -67,9 +67,11 @@ done
 # on the test and "error:" / "AssertionError" on its message; zig "error:" and "failed:".
 if [ "$failed" -ne 0 ] || [ "$status" -ne 0 ]; then
   printf '\n== what failed (repeated from above)\n'
-  # An "error:" line and the 6 after it (a spec's message often goes on: files, history).
+  # An "error:" line and the 6 after it (a spec's message often goes on: files, history). A
+  # canary the interleaving checker caught prints "assertion failed" and is not a failure.
   awk '/^error:/ { n = 7 } n > 0 { print; n--; next }
-    /^\(fail\)|AssertionError:|FAILED|^[^ ]+ => |failed:|^user-project: FAIL/ && !/passed \| [0-9]+ failed/' \
+    /^\(fail\)|AssertionError:|FAILED|^[^ ]+ => |failed:|^user-project: FAIL/ && !/passed \| [0-9]+ failed/ \
+      && !/^sim: canary .* caught/' \
     <<<"$plain" | cut -c1-600 | head -80 || true
 fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"

@@ -46,6 +46,7 @@ test("async: addAsync, searchAsync and searchBatchAsync give the sync calls' ans
 });
 
 test("async: many concurrent searches queue onto the bounded pool", async () => {
+  const before = asyncStats();
   configureAsync({ workers: 2 });
   using index = new Index({ dimensions: d });
   index.add(keysOf(2000), clustered(2000, d, 3));
@@ -63,9 +64,15 @@ test("async: many concurrent searches queue onto the bounded pool", async () => 
   assert(after.started <= 2, `started = ${after.started}`);
   // Waiting searches of one index went to the Workers together, each still answered on its own.
   assert(after.coalesced > during.coalesced, `coalesced ${during.coalesced} -> ${after.coalesced}`);
-  // asyncStart starts the whole pool, and no more.
-  await asyncStart();
-  assertEquals(asyncStats().started, 2);
+  // asyncStart starts the whole pool, and no more. (Deno: no idle exit meanwhile; a Worker
+  // started with type checking takes about a second, longer than the default idleMs.)
+  configureAsync({ idleMs: Infinity });
+  try {
+    await asyncStart();
+    assertEquals(asyncStats().started, 2);
+  } finally {
+    configureAsync({ idleMs: before.idleMs });
+  }
 });
 
 test("async: progress is monotonic and ends at the total", async () => {
@@ -236,6 +243,81 @@ test("async: a cancelled compaction leaves the old index; progress ends at the l
     await asyncIdle();
   } finally {
     removeDir(dir);
+  }
+});
+
+/**
+ * Settles with `promise`, or fails once `seconds` pass: a hang detector for calls that take
+ * milliseconds (a lost reply leaves a Promise pending forever, and an empty event loop then
+ * ends the test run without saying which), never a measure of speed.
+ */
+async function settlesWithin<T>(promise: Promise<T>, seconds: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const watchdog = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${seconds} s`)), seconds * 1000);
+  });
+  try {
+    return await Promise.race([promise, watchdog]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test("async: asyncIdle and asyncStart settle when Workers retire while they wait (a shrink, an idle exit)", async () => {
+  const before = asyncStats();
+  using index = new Index({ dimensions: d });
+  index.add(keysOf(3000), clustered(3000, d, 40));
+  const q = clustered(1, d, 41);
+  try {
+    // No idle exit (Deno) until the third part, which is about it.
+    configureAsync({ workers: 2, idleMs: Infinity });
+    await settlesWithin(asyncStart(), 30, "asyncStart");
+    await Promise.all([index.verifyAsync(), index.verifyAsync()]);
+    // A drain's round trip is posted, then its Worker is retired before the reply: the retirement
+    // once took the Worker's message handler, and the round trip's reply with it.
+    const idle = asyncIdle();
+    configureAsync({ workers: 1 });
+    await settlesWithin(idle, 30, "asyncIdle across a shrink");
+    assertEquals(asyncStats().started, 1);
+    // A Worker retired before it is ready (the first one is busy, so the new one is chosen).
+    const busy = index.verifyAsync();
+    configureAsync({ workers: 2 });
+    const starting = asyncStart();
+    configureAsync({ workers: 1 });
+    await settlesWithin(starting, 30, "asyncStart across a retirement of the Worker it waits for");
+    assert((await busy).ok);
+    await settlesWithin(asyncIdle(), 30, "asyncIdle after a Worker retired while starting");
+    assertEquals(asyncStats().started, 1);
+    // Deno: an idle Worker exits after idleMs (0 here) while the drain after its task waits.
+    configureAsync({ workers: 2, idleMs: 0 });
+    for (let round = 0; round < 5; round++) {
+      await Promise.all([index.searchAsync(q, 3), index.verifyAsync()]);
+      await settlesWithin(asyncIdle(), 30, `asyncIdle across an idle exit (round ${round})`);
+    }
+    // The pool still serves, the same answers as the sync call.
+    assertEquals((await index.searchAsync(q, 3)).keys, index.search(q, 3).keys);
+  } finally {
+    configureAsync({ workers: before.workers, idleMs: before.idleMs });
+  }
+  await settlesWithin(asyncIdle(), 30, "asyncIdle at the end");
+  assertEquals(asyncStats().queued, 0);
+});
+
+test("async: a new idleMs applies to the Workers already idle (Infinity cancels their planned exit)", async () => {
+  const before = asyncStats();
+  using index = new Index({ dimensions: d });
+  index.add(keysOf(100), clustered(100, d, 42));
+  try {
+    configureAsync({ workers: 1, idleMs: 50 });
+    await index.verifyAsync();
+    const started = asyncStats().started;
+    assertEquals(started, 1);
+    // Deno's Worker planned its exit 50 ms after that task; the new value replaces the plan.
+    configureAsync({ idleMs: Infinity });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assertEquals(asyncStats().started, started, "an idle Worker exited after idleMs became Infinity");
+  } finally {
+    configureAsync({ workers: before.workers, idleMs: before.idleMs });
   }
 });
 

@@ -34,6 +34,15 @@ interface Slot {
   handles: Set<number>;
   /** Deno: retires the Worker after this long idle (see idleRetireMs). */
   idle: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * The Worker's one message handler stays for its whole life; what waits on its replies
+   * waits here. Round trips (drain) in the order they were posted: a Worker answers in order.
+   */
+  roundTrips: Array<() => void>;
+  /** Retired: it takes no task; it is told to shut down once ready, and ends when it has. */
+  retiring: boolean;
+  /** Resolves once the retired Worker has released its references and been terminated. */
+  gone: (() => void) | undefined;
 }
 
 /**
@@ -122,6 +131,8 @@ export class Pool {
     this.#idleMs = idleMs;
     this.#size = workers;
     for (const slot of [...this.#slots]) if (this.#slots.length > this.#size && slot.task === undefined) this.#retire(slot);
+    // Idle Workers count the new idleMs from now (Infinity: the exits already planned are off).
+    for (const slot of this.#slots) if (slot.ready && slot.task === undefined) this.#idleLater(slot);
     this.#pump();
   }
 
@@ -189,25 +200,24 @@ export class Pool {
     await Promise.all([...this.#slots.map((slot) => this.#roundTrip(slot)), ...this.#retiring]);
   }
 
+  /**
+   * Resolves once `slot`'s Worker has handled every message posted to it so far, or has ended
+   * (retired or crashed: nothing it was sent is pending any more). The reply is routed by the
+   * Worker's one handler (#onReply), so a retirement that starts while this waits (a shrink,
+   * Deno's idle exit) cannot take the reply away from it: that once left asyncIdle pending
+   * forever, and Deno's test runner failed with an empty event loop.
+   */
   #roundTrip(slot: Slot): Promise<void> {
+    if (!this.#slots.includes(slot)) return Promise.resolve();
     return new Promise((resolve) => {
-      const previous = slot.worker.onmessage;
-      slot.worker.onmessage = (event: MessageEvent) => {
-        const reply = event.data as Reply;
-        if (reply.type === "detached" && reply.handle === -2) {
-          slot.worker.onmessage = previous;
-          resolve();
-          return;
-        }
-        previous?.call(slot.worker, event);
-      };
+      slot.roundTrips.push(resolve);
       slot.worker.postMessage({ type: "detach", handle: -2 } satisfies Request);
     });
   }
 
   #pump(): void {
     while (this.#queue.length > 0) {
-      let slot = this.#slots.find((s) => s.ready && s.task === undefined);
+      const slot = this.#slots.find((s) => s.ready && s.task === undefined);
       if (slot === undefined) {
         if (this.#slots.length < this.#size) this.#start();
         return;
@@ -256,7 +266,7 @@ export class Pool {
 
   #start(): void {
     const worker = new Worker(workerUrl, { type: "module" });
-    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined };
+    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined, roundTrips: [], retiring: false, gone: undefined };
     this.#slots.push(slot);
     // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
     const unref = (worker as unknown as { unref?: () => void }).unref;
@@ -268,20 +278,44 @@ export class Pool {
       const tasks = slot.task ? [slot.task, ...slot.more] : [];
       slot.task = undefined;
       slot.more = [];
-      this.#slots.splice(this.#slots.indexOf(slot), 1);
+      // A retired slot is no longer in #slots: splicing at -1 once removed another Worker.
+      const at = this.#slots.indexOf(slot);
+      if (at >= 0) this.#slots.splice(at, 1);
+      this.#ended(slot);
       for (const task of tasks) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
+      this.#startedIfReady();
       this.#pump();
     };
   }
 
+  /** The Worker of `slot` is gone: nothing waits on its replies any more. */
+  #ended(slot: Slot): void {
+    for (const resolve of slot.roundTrips.splice(0)) resolve();
+    slot.worker.terminate();
+    slot.gone?.();
+    slot.gone = undefined;
+  }
+
+  /** `start()`'s callers hear once every Worker in the pool is ready. */
+  #startedIfReady(): void {
+    if (this.#slots.every((s) => s.ready)) for (const resolve of this.#started.splice(0)) resolve();
+  }
+
   #onReply(slot: Slot, reply: Reply): void {
+    // A retired Worker ran no task when it was retired: it is only waited on to start and end.
+    if (slot.retiring && reply.type !== "ready" && reply.type !== "detached") return;
     switch (reply.type) {
       case "ready":
         // Before any task (a Worker handles its messages in order). Nothing is posted before
         // "ready": Bun drops messages that reach a Worker before it sets its handler.
-        slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
         slot.ready = true;
-        if (this.#slots.every((s) => s.ready)) for (const resolve of this.#started.splice(0)) resolve();
+        if (slot.retiring) {
+          // Retired while it started (a shrink): told now, when it can hear it.
+          slot.worker.postMessage({ type: "shutdown" } satisfies Request);
+          return;
+        }
+        slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
+        this.#startedIfReady();
         this.#pump();
         this.#idleLater(slot);
         return;
@@ -289,7 +323,11 @@ export class Pool {
         if (slot.task?.id === reply.id) slot.task.hooks.progress?.(reply.done, reply.total);
         return;
       case "niced":
+        return;
       case "detached":
+        // -2: a drain's round trip; -1: the answer to "shutdown" (its references are released).
+        if (reply.handle === -2) slot.roundTrips.shift()?.();
+        else if (reply.handle === -1) this.#ended(slot);
         return;
       case "batch": {
         const tasks = slot.task ? [slot.task, ...slot.more] : [];
@@ -340,19 +378,20 @@ export class Pool {
   }
 
   #retire(slot: Slot): void {
+    if (slot.retiring) return;
     if (slot.idle !== undefined) clearTimeout(slot.idle);
+    slot.idle = undefined;
+    slot.retiring = true;
     this.#slots.splice(this.#slots.indexOf(slot), 1);
-    slot.worker.postMessage({ type: "shutdown" } satisfies Request);
-    // The Worker exits once its references are released (the reply to "shutdown").
+    // The Worker exits once its references are released (its reply to "shutdown", #ended). One
+    // that is not ready yet is told when it is (Bun drops messages a Worker gets before then).
     const gone = new Promise<void>((resolve) => {
-      slot.worker.onmessage = (event: MessageEvent) => {
-        if ((event.data as Reply).type !== "detached") return;
-        slot.worker.terminate();
-        resolve();
-      };
+      slot.gone = resolve;
     });
+    if (slot.ready) slot.worker.postMessage({ type: "shutdown" } satisfies Request);
     this.#retiring.add(gone);
     void gone.then(() => this.#retiring.delete(gone));
+    this.#startedIfReady();
   }
 }
 

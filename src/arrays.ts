@@ -24,7 +24,11 @@ export function plainTyped<T extends Column>(value: unknown, type: ColumnClass):
   // The tag getter returns undefined for anything without a typed array's internal slots.
   if (Reflect.apply(tagGetter, value, []) !== type.name) return undefined;
   const array = value as T;
-  if (Object.getPrototypeOf(array) === type.prototype && !Object.hasOwn(array, "length")) return array;
+  // An own `length` or `constructor` (whose species `slice` and `subarray` would follow) marks an
+  // imitation: the copy below is what the call uses.
+  if (Object.getPrototypeOf(array) === type.prototype && !Object.hasOwn(array, "length") && !Object.hasOwn(array, "constructor")) {
+    return array;
+  }
   const copy = new type(Reflect.apply(lengthGetter, array, []) as number) as T;
   // %TypedArray%.prototype.set reads a typed array source through its internal slots.
   (copy as Float32Array).set(array as Float32Array);

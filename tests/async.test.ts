@@ -321,6 +321,74 @@ test("async: a new idleMs applies to the Workers already idle (Infinity cancels 
   }
 });
 
+test("async: the bound counts Workers still retiring; a grow, start and shrink loop never exceeds it", async () => {
+  const before = asyncStats();
+  try {
+    for (let round = 0; round < 16; round++) {
+      configureAsync({ workers: 4 });
+      void asyncStart();
+      const grown = asyncStats();
+      assert(grown.started + grown.retiring <= 4, `round ${round}: ${grown.started} + ${grown.retiring} Workers over 4`);
+      configureAsync({ workers: 1 });
+      const shrunk = asyncStats();
+      // Those not idle yet (starting) retire when they are; none are started meanwhile.
+      assert(shrunk.started + shrunk.retiring <= 4, `round ${round}: ${shrunk.started} + ${shrunk.retiring} Workers over 4`);
+    }
+    await settlesWithin(asyncIdle(), 60, "asyncIdle after the loop");
+    const after = asyncStats();
+    assertEquals([after.started <= 1, after.retiring], [true, 0]);
+    using index = new Index({ dimensions: d });
+    index.add(keysOf(50), clustered(50, d, 43));
+    const q = clustered(1, d, 44);
+    assertEquals((await index.searchAsync(q, 3)).keys, index.search(q, 3).keys);
+  } finally {
+    configureAsync({ workers: before.workers, idleMs: before.idleMs });
+  }
+  await settlesWithin(asyncIdle(), 60, "asyncIdle at the end");
+});
+
+test("async: a query whose constructor's species makes shared arrays is copied plainly; its neighbours are answered", async () => {
+  using index = new Index({ dimensions: d });
+  index.add(keysOf(200), clustered(200, d, 45));
+  const queries = clustered(4, d, 46);
+  const hostile = queries.slice(0, d);
+  // slice() would make a SharedArrayBuffer's view, which a transfer list refuses.
+  Object.defineProperty(hostile, "constructor", {
+    value: { [Symbol.species]: function (n: number) { return new Float32Array(new SharedArrayBuffer(4 * n)); } },
+  });
+  const pending = [0, 1, 2, 3].map((i) => index.searchAsync(i === 0 ? hostile : queries.subarray(i * d, (i + 1) * d), 3));
+  const results = await Promise.all(pending);
+  for (let i = 0; i < 4; i++) assertEquals(results[i].keys, index.search(queries.subarray(i * d, (i + 1) * d), 3).keys, `query ${i}`);
+  // The caller's array is still whole (nothing of it was transferred).
+  assertEquals(hostile.length, d);
+});
+
+test("async: an idleMs beyond a timer's range never plans an exit (it once fired after 1 ms)", async () => {
+  const before = asyncStats();
+  using index = new Index({ dimensions: d });
+  index.add(keysOf(50), clustered(50, d, 47));
+  try {
+    configureAsync({ workers: 1, idleMs: 2 ** 31 });
+    await index.verifyAsync();
+    assertEquals(asyncStats().started, 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assertEquals(asyncStats().started, 1, "the idle Worker exited");
+  } finally {
+    configureAsync({ workers: before.workers, idleMs: before.idleMs });
+  }
+});
+
+test("async: a call a program does not await still settles before the process exits", async () => {
+  const child = spawnRuntime(repoPath("tests/fixtures/async_then.ts"), []);
+  try {
+    const lines = [await child.nextLine(), await child.nextLine()].sort();
+    assertEquals(lines, ["added 20000, size 20002", "found 2"]);
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    killChildren();
+  }
+}, 60_000);
+
 test("async: a program that used the async API exits by itself (the pool holds no process open)", async () => {
   const child = spawnRuntime(repoPath("tests/fixtures/async_exit.ts"), []);
   try {

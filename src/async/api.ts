@@ -131,9 +131,23 @@ export function asyncIdle(): Promise<void> {
  */
 function toColumn(array: Float32Array | BigUint64Array | Uint8Array | Uint32Array, transfer: ArrayBuffer[]): Column {
   if (array.buffer instanceof SharedArrayBuffer) return { kind: "inline", array };
-  const copy = array.slice();
+  const copy = copyOf(array);
   transfer.push(copy.buffer as ArrayBuffer);
   return { kind: "inline", array: copy };
+}
+
+/**
+ * A fresh copy in an ArrayBuffer of its own. Not `slice()`, which makes what the array's
+ * `constructor[Symbol.species]` says: a caller's species once returned a SharedArrayBuffer's
+ * view (which a transfer list refuses) or a view of the caller's own buffer (then transferred,
+ * detaching it under the caller).
+ */
+function copyOf<T extends Float32Array | BigUint64Array | Uint8Array | Uint32Array>(array: T): T {
+  const type = array instanceof Float32Array ? Float32Array : array instanceof BigUint64Array ? BigUint64Array : array instanceof Uint8Array ? Uint8Array : Uint32Array;
+  const copy = new type(array.length);
+  // %TypedArray%.prototype.set reads the source through its internal slots.
+  (copy as Float32Array).set(array as unknown as Float32Array);
+  return copy as T;
 }
 
 interface Call<T> {
@@ -286,12 +300,12 @@ const same = <T>(result: unknown) => result as T;
 export function searchAsync(index: Index, query: VectorLike, k: number, options: SearchOptions = {}): Promise<SearchResult> {
   try {
     checkSearchOptions(options);
-    const q = toVector(query, index.dimensions).slice();
+    const q = copyOf(toVector(query, index.dimensions));
     checkK(k);
     checkEf(options.ef, k);
     const picked = postable({ ef: options.ef, rerank: options.rerank, filter: options.filter, includeMetadata: options.includeMetadata }, "search options");
     if (picked.filter !== undefined) parseFilter(picked.filter, index.schema);
-    return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer], map: same<SearchResult> });
+    return submit({ index, body: { op: "search", query: q, k, options: picked }, transfer: [q.buffer as ArrayBuffer], map: same<SearchResult> });
   } catch (error) {
     return Promise.reject(error);
   }

@@ -23,6 +23,8 @@ interface Task {
   progress?: BigUint64Array;
   transfer: ArrayBuffer[];
   hooks: TaskHooks;
+  /** Posted by itself, never coalesced: a coalesced message with it could not be posted. */
+  alone?: boolean;
 }
 
 interface Slot {
@@ -43,6 +45,8 @@ interface Slot {
   retiring: boolean;
   /** Resolves once the retired Worker has released its references and been terminated. */
   gone: (() => void) | undefined;
+  /** Bun: whether the Worker is ref'd now (see #hold). */
+  held: boolean;
 }
 
 /**
@@ -53,6 +57,9 @@ interface Slot {
  * start the pool before it serves (`asyncStart`).
  */
 const idleRetireMsDefault = 1000;
+
+/** The longest delay a timer takes (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+const timerMaxMs = 2 ** 31 - 1;
 
 /**
  * Searches waiting together for the same index go to a Worker in one message (one round trip,
@@ -68,8 +75,11 @@ export interface AsyncStats {
   nice: number;
   /** Deno: how long an idle Worker lives before it exits (Bun's never hold the process). */
   idleMs: number;
-  /** Workers started so far (at most `workers`). */
+  /** Workers in the pool now (at most `workers`, less those still retiring). */
   started: number;
+  /** Workers told to shut down (a shrink, Deno's idle exit) that have not yet: they count
+   * toward the bound until they have. */
+  retiring: number;
   /** Tasks running on a Worker now. */
   running: number;
   /** Tasks waiting for a Worker (the queue depth). */
@@ -112,6 +122,7 @@ export class Pool {
   #idleMs = idleRetireMsDefault;
   #started: Array<() => void> = [];
   #retiring = new Set<Promise<void>>();
+  #retiringSlots = new Set<Slot>();
   #failed = 0;
   #aborted = 0;
   #coalesced = 0;
@@ -138,9 +149,23 @@ export class Pool {
 
   /** Starts every Worker up to the bound now; resolves once all are ready. */
   start(): Promise<void> {
-    while (this.#slots.length < this.#size) this.#start();
-    if (this.#slots.every((s) => s.ready)) return Promise.resolve();
+    while (this.#room() > 0) this.#start();
+    if (this.#full()) return Promise.resolve();
     return new Promise((resolve) => this.#started.push(resolve));
+  }
+
+  /**
+   * Workers that may still be started: the bound less the live ones and those still retiring
+   * (a Worker told to shut down still runs until it has; not counting them once let a loop of
+   * grow, start and shrink run 55 threads under a bound of 1).
+   */
+  #room(): number {
+    return this.#size - this.#slots.length - this.#retiringSlots.size;
+  }
+
+  /** The pool is at its bound and every Worker in it is ready (what start() waits for). */
+  #full(): boolean {
+    return this.#slots.length >= this.#size && this.#slots.every((s) => s.ready);
   }
 
   stats(): AsyncStats {
@@ -149,6 +174,7 @@ export class Pool {
       nice: this.#nice,
       idleMs: this.#idleMs,
       started: this.#slots.length,
+      retiring: this.#retiringSlots.size,
       running: this.#slots.filter((s) => s.task !== undefined).length,
       queued: this.#queue.length,
       completed: this.#completed,
@@ -211,6 +237,7 @@ export class Pool {
     if (!this.#slots.includes(slot)) return Promise.resolve();
     return new Promise((resolve) => {
       slot.roundTrips.push(resolve);
+      this.#hold(slot);
       slot.worker.postMessage({ type: "detach", handle: -2 } satisfies Request);
     });
   }
@@ -219,14 +246,15 @@ export class Pool {
     while (this.#queue.length > 0) {
       const slot = this.#slots.find((s) => s.ready && s.task === undefined);
       if (slot === undefined) {
-        if (this.#slots.length < this.#size) this.#start();
+        if (this.#room() > 0) this.#start();
         return;
       }
       const task = this.#queue.shift()!;
       if (slot.idle !== undefined) clearTimeout(slot.idle);
       slot.idle = undefined;
       slot.task = task;
-      slot.more = task.body.op === "search" ? this.#takeSearches(task.handle) : [];
+      slot.more = task.body.op === "search" && !task.alone ? this.#takeSearches(task.handle) : [];
+      this.#hold(slot);
       try {
         if (slot.more.length > 0) {
           const items = [task, ...slot.more].map((t) => ({ id: t.id, body: t.body }));
@@ -238,13 +266,21 @@ export class Pool {
         }
       } catch (error) {
         // A body that cannot be cloned (api.ts clones what callers give; this is the backstop):
-        // its tasks fail here, typed, instead of the exception escaping this message handler
-        // with the slot marked busy forever.
-        const tasks = [task, ...slot.more];
+        // its task fails here, typed, instead of the exception escaping this message handler
+        // with the slot marked busy forever. Coalesced searches go back to the queue's front to
+        // be posted one by one, so only the one that cannot be posted fails.
+        const more = slot.more;
         slot.task = undefined;
         slot.more = [];
+        this.#hold(slot);
+        this.#idleLater(slot);
+        if (more.length > 0) {
+          for (const t of [task, ...more]) t.alone = true;
+          this.#queue.unshift(task, ...more);
+          continue;
+        }
         const message = `the call could not be posted to a Worker: ${(error as Error)?.message}`;
-        for (const t of tasks) this.#settle(t, { type: "failed", id: t.id, status: Status.invalid_argument, name: "InvalidArgumentError", message, handleClosed: false });
+        this.#settle(task, { type: "failed", id: task.id, status: Status.invalid_argument, name: "InvalidArgumentError", message, handleClosed: false });
         continue;
       }
       if (task.body.op !== "open") slot.handles.add(task.handle);
@@ -256,7 +292,7 @@ export class Pool {
     const taken: Task[] = [];
     for (let i = 0; i < this.#queue.length && taken.length < coalesceMax - 1;) {
       const t = this.#queue[i];
-      if (t.handle === handle && t.body.op === "search") {
+      if (t.handle === handle && t.body.op === "search" && !t.alone) {
         taken.push(t);
         this.#queue.splice(i, 1);
       } else i++;
@@ -266,12 +302,11 @@ export class Pool {
 
   #start(): void {
     const worker = new Worker(workerUrl, { type: "module" });
-    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined, roundTrips: [], retiring: false, gone: undefined };
+    const slot: Slot = { worker, ready: false, task: undefined, more: [], handles: new Set(), idle: undefined, roundTrips: [], retiring: false, gone: undefined, held: true };
     this.#slots.push(slot);
-    // A Worker is not kept alive for its own sake: an idle pool must not hold the process open.
-    const unref = (worker as unknown as { unref?: () => void }).unref;
-    if (typeof unref === "function") unref.call(worker);
-    else this.#retireWhenIdle = true;
+    // A Worker is not kept alive for its own sake: an idle pool must not hold the process open
+    // (#hold). Deno's cannot be unref'd: there an idle Worker exits (#idleLater).
+    if (typeof (worker as unknown as { unref?: unknown }).unref !== "function") this.#retireWhenIdle = true;
     worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault?.();
@@ -283,8 +318,7 @@ export class Pool {
       if (at >= 0) this.#slots.splice(at, 1);
       this.#ended(slot);
       for (const task of tasks) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
-      this.#startedIfReady();
-      this.#pump();
+      this.#restart();
     };
   }
 
@@ -294,11 +328,35 @@ export class Pool {
     slot.worker.terminate();
     slot.gone?.();
     slot.gone = undefined;
+    if (this.#retiringSlots.delete(slot)) this.#restart();
   }
 
-  /** `start()`'s callers hear once every Worker in the pool is ready. */
+  /** A Worker left the pool: start what start() still waits for, and what the queue needs. */
+  #restart(): void {
+    if (this.#started.length > 0) while (this.#room() > 0) this.#start();
+    this.#startedIfReady();
+    this.#pump();
+  }
+
+  /** `start()`'s callers hear once the pool is at its bound and every Worker in it is ready. */
   #startedIfReady(): void {
-    if (this.#slots.every((s) => s.ready)) for (const resolve of this.#started.splice(0)) resolve();
+    if (this.#full()) for (const resolve of this.#started.splice(0)) resolve();
+  }
+
+  /**
+   * Bun: a Worker holds the process open while the pool waits on it (it starts, runs a task,
+   * answers a round trip or shuts down), and not while it idles. Unref'd for good, a running
+   * call's Promise was left pending when a program's last line ran before it settled (a
+   * `.then` without an `await`): the process exited and the call's work was lost.
+   */
+  #hold(slot: Slot): void {
+    const busy = !slot.ready || slot.task !== undefined || slot.roundTrips.length > 0 || slot.retiring;
+    if (busy === slot.held) return;
+    const worker = slot.worker as unknown as { ref?: () => void; unref?: () => void };
+    const set = busy ? worker.ref : worker.unref;
+    if (typeof set !== "function") return;
+    set.call(worker);
+    slot.held = busy;
   }
 
   #onReply(slot: Slot, reply: Reply): void {
@@ -317,6 +375,7 @@ export class Pool {
         slot.worker.postMessage({ type: "nice", value: this.#nice } satisfies Request);
         this.#startedIfReady();
         this.#pump();
+        this.#hold(slot);
         this.#idleLater(slot);
         return;
       case "progress":
@@ -326,11 +385,14 @@ export class Pool {
         return;
       case "detached":
         // -2: a drain's round trip; -1: the answer to "shutdown" (its references are released).
-        if (reply.handle === -2) slot.roundTrips.shift()?.();
-        else if (reply.handle === -1) this.#ended(slot);
+        if (reply.handle === -2) {
+          slot.roundTrips.shift()?.();
+          this.#hold(slot);
+        } else if (reply.handle === -1) this.#ended(slot);
         return;
       case "batch": {
-        const tasks = slot.task ? [slot.task, ...slot.more] : [];
+        if (slot.task === undefined) return;
+        const tasks = [slot.task, ...slot.more];
         slot.task = undefined;
         slot.more = [];
         for (const r of reply.replies) {
@@ -341,6 +403,7 @@ export class Pool {
         }
         if (this.#slots.length > this.#size) this.#retire(slot);
         this.#pump();
+        this.#hold(slot);
         this.#idleLater(slot);
         return;
       }
@@ -353,6 +416,7 @@ export class Pool {
         if (this.#slots.length > this.#size) this.#retire(slot);
         this.#settle(task, reply);
         this.#pump();
+        this.#hold(slot);
         this.#idleLater(slot);
         return;
       }
@@ -371,18 +435,22 @@ export class Pool {
     if (!this.#retireWhenIdle || slot.task !== undefined || !this.#slots.includes(slot)) return;
     if (slot.idle !== undefined) clearTimeout(slot.idle);
     slot.idle = undefined;
-    if (!Number.isFinite(this.#idleMs)) return;
+    // Beyond a timer's range the exit is not planned at all (a longer delay fires after 1 ms).
+    if (!(this.#idleMs <= timerMaxMs)) return;
     slot.idle = setTimeout(() => {
       if (slot.task === undefined && this.#slots.includes(slot)) this.#retire(slot);
     }, this.#idleMs);
   }
 
   #retire(slot: Slot): void {
-    if (slot.retiring) return;
+    const at = this.#slots.indexOf(slot);
+    if (slot.retiring || at < 0) return;
     if (slot.idle !== undefined) clearTimeout(slot.idle);
     slot.idle = undefined;
     slot.retiring = true;
-    this.#slots.splice(this.#slots.indexOf(slot), 1);
+    this.#slots.splice(at, 1);
+    this.#retiringSlots.add(slot);
+    this.#hold(slot);
     // The Worker exits once its references are released (its reply to "shutdown", #ended). One
     // that is not ready yet is told when it is (Bun drops messages a Worker gets before then).
     const gone = new Promise<void>((resolve) => {

@@ -389,6 +389,19 @@ test("async: a call a program does not await still settles before the process ex
   }
 }, 60_000);
 
+test("async: Workers that cannot start fail the calls waiting for them, and are not restarted in a loop", async () => {
+  const child = spawnRuntime(repoPath("tests/fixtures/async_nostart.ts"), []);
+  try {
+    // Before: Bun exited with the search pending; Deno started a Worker again and again.
+    assertEquals(await child.nextLine(), "search failed to start");
+    assertEquals(await child.nextLine(), "start failed to start");
+    assertEquals(await child.nextLine(), "sync 2");
+    assertEquals(await child.exited, { code: 0, signal: null });
+  } finally {
+    killChildren();
+  }
+}, 60_000);
+
 test("async: a program that used the async API exits by itself (the pool holds no process open)", async () => {
   const child = spawnRuntime(repoPath("tests/fixtures/async_exit.ts"), []);
   try {

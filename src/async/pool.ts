@@ -120,7 +120,7 @@ export class Pool {
   #completed = 0;
   #retireWhenIdle = false;
   #idleMs = idleRetireMsDefault;
-  #started: Array<() => void> = [];
+  #started: Array<{ resolve: () => void; reject: (error: Error) => void }> = [];
   #retiring = new Set<Promise<void>>();
   #retiringSlots = new Set<Slot>();
   #failed = 0;
@@ -151,7 +151,7 @@ export class Pool {
   start(): Promise<void> {
     while (this.#room() > 0) this.#start();
     if (this.#full()) return Promise.resolve();
-    return new Promise((resolve) => this.#started.push(resolve));
+    return new Promise((resolve, reject) => this.#started.push({ resolve, reject }));
   }
 
   /**
@@ -310,6 +310,7 @@ export class Pool {
     worker.onmessage = (event: MessageEvent) => this.#onReply(slot, event.data as Reply);
     worker.onerror = (event: ErrorEvent) => {
       event.preventDefault?.();
+      const starting = !slot.ready;
       const tasks = slot.task ? [slot.task, ...slot.more] : [];
       slot.task = undefined;
       slot.more = [];
@@ -318,8 +319,22 @@ export class Pool {
       if (at >= 0) this.#slots.splice(at, 1);
       this.#ended(slot);
       for (const task of tasks) this.#settle(task, { type: "failed", id: task.id, name: "Error", message: `async Worker crashed: ${event.message}`, handleClosed: false });
-      this.#restart();
+      if (starting) this.#startFailed(event.message);
+      else this.#restart();
     };
+  }
+
+  /**
+   * A Worker failed before it was ready (its script or the library did not load: a bundle
+   * without the Worker script, say). It is not started again by itself, which once looped
+   * forever with the calls pending; with no Worker ready to run them, the queued calls and
+   * start()'s callers fail with the reason. The next call tries a Worker again.
+   */
+  #startFailed(reason: string): void {
+    if (this.#slots.some((s) => s.ready)) return;
+    const message = `an async Worker could not start: ${reason}`;
+    for (const task of this.#queue.splice(0)) this.#settle(task, { type: "failed", id: task.id, name: "Error", message, handleClosed: false });
+    for (const { reject } of this.#started.splice(0)) reject(new Error(message));
   }
 
   /** The Worker of `slot` is gone: nothing waits on its replies any more. */
@@ -340,7 +355,7 @@ export class Pool {
 
   /** `start()`'s callers hear once the pool is at its bound and every Worker in it is ready. */
   #startedIfReady(): void {
-    if (this.#full()) for (const resolve of this.#started.splice(0)) resolve();
+    if (this.#full()) for (const { resolve } of this.#started.splice(0)) resolve();
   }
 
   /**

@@ -15,6 +15,7 @@ const centre = @import("centre.zig");
 const view_mod = @import("../hnsw/view.zig");
 const entry_mod = @import("../hnsw/entry.zig");
 const codes = @import("../hnsw/codes.zig");
+const graph = @import("../hnsw/graph.zig");
 const Wal = @import("../storage/wal.zig").Wal;
 const wal_mod = @import("../storage/wal.zig");
 const index_records = @import("records.zig");
@@ -53,6 +54,7 @@ pub fn open(
     // A dirty file is writable here (scan refuses it read-only).
     if (header.clean == 0) {
         _ = try repairWalkCopies(self);
+        _ = repairTornLists(self);
         // A kill can land between a list and its edges: rewrite them all (hnsw/codes.zig).
         if (self.layout.storage == .rabitq) {
             const generation = self.storage.pin();
@@ -100,6 +102,45 @@ fn relinkUnreachable(self: *Index) Error!u64 {
         relinked += 1;
     }
     return relinked;
+}
+
+/// A dirty open's repair of lists a kill tore. `graph.write` stores a list's ids in place, then
+/// its count: killed in between, a list holds the new list's first ids over the old one's rest,
+/// where an id can appear twice (verify failed such a recovered index: `duplicate_links`, crash
+/// spec, CI). Each list keeps the first of every id; a link the tear lost is restored by the
+/// reachability pass after replay (relinkUnreachable). Other damage (a count over the degree, an
+/// id out of range) is not what a tear makes: verify reports it. Returns the lists rewritten.
+/// O(slots * degree^2) on lists of at most 2M ids, once per dirty open.
+pub fn repairTornLists(self: *Index) u64 {
+    const generation = self.storage.pin();
+    defer self.storage.unpin(generation);
+    const regions = generation.payload;
+    const used: u32 = @intCast(@min(self.slots_used.load(.acquire), regions.capacity));
+    const upper_used = self.upper_used.load(.acquire);
+    var repaired: u64 = 0;
+    for (0..used) |i| {
+        const slot: u32 = @intCast(i);
+        const meta = regions.meta(slot);
+        if (meta.state == @intFromEnum(layout.SlotState.empty)) continue;
+        if (@as(u64, meta.upper_offset) + meta.level > upper_used) continue;
+        var level: u32 = 0;
+        while (level <= meta.level) : (level += 1) {
+            const words = regions.list(slot, level, meta.upper_offset);
+            const count = graph.countOf(words);
+            if (count > self.layout.maxDegree(level)) continue;
+            var kept: u32 = 0;
+            for (0..count) |j| {
+                const id = words[1 + j];
+                if (std.mem.indexOfScalar(u32, words[1 .. 1 + kept], id) != null) continue;
+                words[1 + kept] = id;
+                kept += 1;
+            }
+            if (kept == count) continue;
+            @atomicStore(u32, &words[0], kept, .release);
+            repaired += 1;
+        }
+    }
+    return repaired;
 }
 
 /// Rebuilds the in-memory state from the metadata column, validating every field it will
